@@ -1,0 +1,206 @@
+//! Protocol ends. Each adapter turns wire traffic into [`Event`]s and executes [`Call`]s
+//! (action name + JSON params -> JSON result or a typed [`CallError`]).
+//!
+//! Adapters know nothing of Rhai: they hand events to an [`EventSink`] and receive calls
+//! through a [`Bot`] handle.
+
+pub mod backoff;
+pub mod console;
+pub mod onebot11;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{BotConfig, BotKind, WsClientConfig};
+use crate::event::{Event, Protocol};
+
+/// Where adapters deliver events. Called on the adapter's own task; must not block.
+pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A failed protocol call, with everything a script or a log line needs.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The other end answered with an error.
+    #[error("{action} failed: retcode {retcode}: {message}")]
+    Failed {
+        /// The action called.
+        action: String,
+        /// The protocol's error code (OneBot `retcode`).
+        retcode: i64,
+        /// The protocol's message.
+        message: String,
+    },
+    /// No answer within the call timeout.
+    #[error("{action} timed out after {}ms", timeout.as_millis())]
+    Timeout {
+        /// The action called.
+        action: String,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// The connection is down or was lost while waiting.
+    #[error("{action}: bot `{bot}` is not connected")]
+    NotConnected {
+        /// The action called.
+        action: String,
+        /// The bot's name.
+        bot: String,
+    },
+    /// The call was rejected before anything was sent.
+    #[error("{action}: {reason}")]
+    Invalid {
+        /// The action called.
+        action: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl CallError {
+    /// The protocol error code, or a negative code for local failures.
+    pub fn code(&self) -> i64 {
+        match self {
+            CallError::Failed { retcode, .. } => *retcode,
+            CallError::Timeout { .. } => -1,
+            CallError::NotConnected { .. } => -2,
+            CallError::Invalid { .. } => -3,
+        }
+    }
+
+    /// The action this error belongs to.
+    pub fn action(&self) -> &str {
+        match self {
+            CallError::Failed { action, .. }
+            | CallError::Timeout { action, .. }
+            | CallError::NotConnected { action, .. }
+            | CallError::Invalid { action, .. } => action,
+        }
+    }
+}
+
+/// One API call on its way to a connection task.
+#[derive(Debug)]
+pub struct Call {
+    /// Action name, e.g. `send_group_msg`.
+    pub action: String,
+    /// Parameters as a JSON object.
+    pub params: Value,
+    /// Where the connection sends the result.
+    pub reply: oneshot::Sender<Result<Value, CallError>>,
+}
+
+/// A handle to one configured bot: its identity and the way to call its API.
+#[derive(Debug)]
+pub struct Bot {
+    /// Configured name.
+    pub name: String,
+    /// Protocol family.
+    pub protocol: Protocol,
+    /// Timeout applied to every call.
+    pub call_timeout: Duration,
+    link: Link,
+}
+
+#[derive(Debug)]
+pub(crate) enum Link {
+    /// Calls are answered in-process by the console.
+    Console(console::Output),
+    /// Calls go to a connection task.
+    Channel(mpsc::Sender<Call>),
+    /// No backend (tests of pure logic).
+    Detached,
+}
+
+impl Bot {
+    /// A bot with no backend; every call fails with `NotConnected`.
+    pub fn detached(name: &str, protocol: Protocol) -> Arc<Bot> {
+        Arc::new(Bot { name: name.into(), protocol, call_timeout: Duration::from_secs(1), link: Link::Detached })
+    }
+
+    /// Whether this bot accepts OneBot 11 actions (`onebot::` functions).
+    pub fn speaks_onebot(&self) -> bool {
+        matches!(self.protocol, Protocol::OneBot11 | Protocol::Console)
+    }
+
+    /// Calls an action and waits for its result, at most `call_timeout`.
+    pub async fn call(&self, action: &str, params: Value) -> Result<Value, CallError> {
+        let tx = match &self.link {
+            Link::Console(out) => return out.call(action, &params),
+            Link::Channel(tx) => tx,
+            Link::Detached => return Err(self.not_connected(action)),
+        };
+        let (reply, rx) = oneshot::channel();
+        let call = Call { action: action.to_owned(), params, reply };
+        let exchange = async {
+            tx.send(call).await.map_err(|_| self.not_connected(action))?;
+            rx.await.map_err(|_| self.not_connected(action))?
+        };
+        match tokio::time::timeout(self.call_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout: self.call_timeout }),
+        }
+    }
+
+    /// The call that answers `ev` with `message`, in this bot's protocol.
+    pub fn reply_call(&self, ev: &Event, message: Value) -> Result<(&'static str, Value), CallError> {
+        match self.protocol {
+            Protocol::OneBot11 | Protocol::Console => onebot11::reply_call(ev, message),
+        }
+    }
+
+    fn not_connected(&self, action: &str) -> CallError {
+        CallError::NotConnected { action: action.to_owned(), bot: self.name.clone() }
+    }
+}
+
+/// A configured bot whose connection has not started yet: scripts can be loaded against its
+/// handle first, so no event arrives before there is a handler for it.
+#[derive(Debug)]
+pub struct Opened {
+    /// The handle scripts and replies use.
+    pub bot: Arc<Bot>,
+    starter: Starter,
+}
+
+#[derive(Debug)]
+enum Starter {
+    Console,
+    OneBotWs(WsClientConfig, mpsc::Receiver<Call>),
+}
+
+/// Creates the handle of a configured bot.
+pub fn open(cfg: &BotConfig, call_timeout: Duration) -> Opened {
+    let (protocol, link, starter) = match &cfg.kind {
+        BotKind::Console => (Protocol::Console, console::link(), Starter::Console),
+        BotKind::OneBotWs(ws) => {
+            let (tx, rx) = mpsc::channel(1024);
+            (Protocol::OneBot11, Link::Channel(tx), Starter::OneBotWs(ws.clone(), rx))
+        }
+    };
+    let bot = Arc::new(Bot { name: cfg.name.clone(), protocol, call_timeout, link });
+    Opened { bot, starter }
+}
+
+impl Opened {
+    /// Starts delivering events to `sink`. Connections close on `shutdown`; the console cancels
+    /// `input_done` when its input ends.
+    pub fn start(
+        self,
+        sink: EventSink,
+        shutdown: CancellationToken,
+        input_done: CancellationToken,
+        tasks: &TaskTracker,
+    ) {
+        match self.starter {
+            Starter::Console => console::spawn_reader(self.bot, sink, input_done),
+            Starter::OneBotWs(cfg, calls) => {
+                tasks.spawn(onebot11::ws::run(self.bot, cfg, calls, sink, shutdown));
+            }
+        }
+    }
+}

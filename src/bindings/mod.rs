@@ -1,0 +1,62 @@
+//! What scripts see: the protocol namespaces generated from the action tables (`onebot::`),
+//! message builders (`msg::`), the `Event` type, and logging.
+//!
+//! [`Services`] is the one shared handle the bindings use to reach bots; it is built once per
+//! runtime and captured by every script's engine.
+
+pub mod convert;
+pub mod event;
+pub mod msg;
+pub mod protocol;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::adapter::{Bot, CallError};
+use crate::script::context;
+
+/// The runtime's bots and the reactor that drives their connections.
+#[derive(Debug)]
+pub struct Services {
+    /// Every configured bot.
+    pub bots: Vec<Arc<Bot>>,
+    /// The async runtime; `None` for offline uses (`rhaibot check`, `api list`).
+    pub rt: Option<tokio::runtime::Handle>,
+}
+
+impl Services {
+    /// Services with no bots, for compiling and listing.
+    pub fn offline() -> Arc<Services> {
+        Arc::new(Services { bots: Vec::new(), rt: None })
+    }
+
+    /// The bot a call from a script goes to: the one that delivered the current event, or else
+    /// the only bot that speaks the protocol.
+    pub fn pick_bot(&self, speaks: fn(&Bot) -> bool, namespace: &str) -> Result<Arc<Bot>, String> {
+        if let Some(bot) = context::event_bot().filter(|b| speaks(b)) {
+            return Ok(bot);
+        }
+        let mut fitting = self.bots.iter().filter(|b| speaks(b));
+        match (fitting.next(), fitting.next()) {
+            (Some(bot), None) => Ok(bot.clone()),
+            (None, _) => Err(format!("no configured bot speaks {namespace}")),
+            (Some(_), Some(_)) => {
+                Err(format!("several bots speak {namespace}; outside an event callback name one with bot(\"name\")"))
+            }
+        }
+    }
+
+    /// Calls `action` on `bot` from a worker thread, blocking only this thread. Time spent
+    /// waiting does not count against the callback's deadline (the call has its own timeout).
+    pub fn call_blocking(&self, bot: &Bot, action: &str, params: Value) -> Result<Value, CallError> {
+        let Some(rt) = &self.rt else {
+            return Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() });
+        };
+        let started = Instant::now();
+        let result = rt.block_on(bot.call(action, params));
+        context::extend(started.elapsed());
+        result
+    }
+}

@@ -1,0 +1,81 @@
+//! Protocol namespaces generated from the action tables: one loop registers every action, and
+//! one function ([`call_action`]) serves them all.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, FuncRegistration, Map, Module};
+use serde_json::Value;
+
+use super::Services;
+use super::convert::{call_error, script_error, to_dynamic, to_json};
+use crate::adapter::Bot;
+use crate::api::Action;
+
+/// A protocol namespace: its name, its action table, and which bots accept it.
+#[derive(Debug, Clone, Copy)]
+pub struct Namespace {
+    /// The Rhai namespace, e.g. `onebot`.
+    pub name: &'static str,
+    /// Every action.
+    pub actions: &'static [Action],
+    /// Whether a bot accepts these actions.
+    pub speaks: fn(&Bot) -> bool,
+}
+
+/// Every protocol namespace scripts can use.
+pub const NAMESPACES: &[Namespace] =
+    &[Namespace { name: "onebot", actions: crate::adapter::onebot11::actions::ACTIONS, speaks: Bot::speaks_onebot }];
+
+type Entry = Arc<dyn Fn(Vec<Dynamic>) -> Result<Dynamic, Box<rhai::EvalAltResult>> + Send + Sync>;
+
+/// Builds the module of `ns`: every action with positional arities 0..=n (one map argument is
+/// always accepted), plus `call(action, params)` for anything the table lacks.
+pub fn module(ns: Namespace, services: Arc<Services>) -> Module {
+    let mut m = Module::new();
+    for action in ns.actions {
+        let services = services.clone();
+        let entry: Entry = Arc::new(move |args| call_action(&services, ns, action, args));
+        let names: Vec<String> = action.params.iter().map(|p| format!("{}: {}", p.name, p.ty.as_str())).collect();
+        for arity in 0..=action.params.len().max(1) {
+            register_arity(&mut m, action.fn_name(), &names[..arity.min(names.len())], arity, entry.clone());
+        }
+    }
+    let raw = move |action: &str, params: Map| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+        let params = to_json(&params.into(), action)?;
+        let bot = services.pick_bot(ns.speaks, ns.name).map_err(|e| script_error(format!("{}::call: {e}", ns.name)))?;
+        services.call_blocking(&bot, action, params).map(|v| to_dynamic(&v)).map_err(call_error)
+    };
+    FuncRegistration::new("call").with_params_info(["action: string", "params: map"]).set_into_module(&mut m, raw);
+    m
+}
+
+/// Checks a script's arguments against the table, then calls the bot.
+fn call_action(
+    services: &Services,
+    ns: Namespace,
+    action: &Action,
+    args: Vec<Dynamic>,
+) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+    let fq = || format!("{}::{}", ns.name, action.fn_name());
+    let args = args.iter().map(|a| to_json(a, &fq())).collect::<Result<Vec<Value>, _>>()?;
+    let params = action.build_params(args).map_err(|e| script_error(format!("{}: {e}", fq())))?;
+    let bot = services.pick_bot(ns.speaks, ns.name).map_err(|e| script_error(format!("{}: {e}", fq())))?;
+    services.call_blocking(&bot, action.name, params).map(|v| to_dynamic(&v)).map_err(call_error)
+}
+
+fn register_arity(m: &mut Module, name: &str, params: &[String], arity: usize, f: Entry) {
+    let reg = FuncRegistration::new(name).with_params_info(params);
+    match arity {
+        0 => reg.set_into_module(m, move || f(vec![])),
+        1 => reg.set_into_module(m, move |a: Dynamic| f(vec![a])),
+        2 => reg.set_into_module(m, move |a: Dynamic, b: Dynamic| f(vec![a, b])),
+        3 => reg.set_into_module(m, move |a: Dynamic, b: Dynamic, c: Dynamic| f(vec![a, b, c])),
+        4 => reg.set_into_module(m, move |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| f(vec![a, b, c, d])),
+        5 => reg.set_into_module(m, move |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic| {
+            f(vec![a, b, c, d, e])
+        }),
+        _ => reg.set_into_module(m, move |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic, g: Dynamic| {
+            f(vec![a, b, c, d, e, g])
+        }),
+    };
+}

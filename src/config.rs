@@ -1,0 +1,421 @@
+//! TOML configuration in two layers: [`RawConfig`] mirrors the file exactly as written,
+//! [`Config`] is the validated runtime view with defaults applied and secrets resolved.
+//!
+//! Every error names the file, the key and what was expected, so a typo is one message away
+//! from being fixed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration problem, always tied to the file it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema (unknown key, wrong type).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, which names the line, the key and what was expected.
+        message: String,
+    },
+    /// A value parsed but makes no sense.
+    #[error("config file {path}: key `{key}`: {expected}")]
+    Invalid {
+        /// The config file (or `<defaults>`).
+        path: PathBuf,
+        /// Dotted key, e.g. `bot[0].url`.
+        key: String,
+        /// What was expected instead.
+        expected: String,
+    },
+}
+
+/// The config file exactly as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory holding the bot scripts (`*.rhai`).
+    pub scripts_dir: Option<PathBuf>,
+    /// Directory of importable `.rhai` modules shipped with the runtime.
+    pub stdlib_dir: Option<PathBuf>,
+    /// Directory for the runtime's data (SQLite database).
+    pub data_dir: Option<PathBuf>,
+    /// Logging.
+    #[serde(default)]
+    pub log: RawLog,
+    /// Script limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Bots to connect; none means the console backend.
+    #[serde(default, rename = "bot")]
+    pub bots: Vec<RawBot>,
+}
+
+/// `[log]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter directive.
+    pub level: Option<String>,
+    /// `text` or `json`.
+    pub format: Option<LogFormat>,
+}
+
+/// Log line format.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[limits]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Worker threads that run script callbacks.
+    pub workers: Option<usize>,
+    /// Callbacks waiting for a worker before new events are dropped.
+    pub queue: Option<usize>,
+    /// Rhai operations one callback may perform.
+    pub max_operations: Option<u64>,
+    /// Wall-clock milliseconds one callback may run (time blocked in API calls excluded).
+    pub callback_timeout_ms: Option<u64>,
+    /// Milliseconds one protocol API call may take.
+    pub call_timeout_ms: Option<u64>,
+    /// Longest string a script may build, in bytes.
+    pub max_string_size: Option<usize>,
+    /// Largest array a script may build.
+    pub max_array_size: Option<usize>,
+    /// Largest object map a script may build.
+    pub max_map_size: Option<usize>,
+    /// Deepest function call nesting.
+    pub max_call_depth: Option<usize>,
+}
+
+/// Which protocol a bot speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolName {
+    /// The embedded terminal chat.
+    Console,
+    /// OneBot 11 (LLBot, NapCat, Lagrange, go-cqhttp).
+    Onebot11,
+}
+
+/// How a OneBot 11 bot is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportName {
+    /// Forward WebSocket: the runtime connects to the implementation's universal endpoint.
+    Ws,
+}
+
+/// One `[[bot]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBot {
+    /// Name used in logs and by scripts to pick a bot.
+    pub name: Option<String>,
+    /// The protocol.
+    pub protocol: ProtocolName,
+    /// The transport (OneBot 11 only; defaults to `ws`).
+    pub transport: Option<TransportName>,
+    /// Endpoint URL, e.g. `ws://127.0.0.1:3001/`.
+    pub url: Option<String>,
+    /// Access token sent as `Authorization: Bearer`.
+    pub access_token: Option<String>,
+    /// Environment variable holding the access token (wins over `access_token`).
+    pub access_token_env: Option<String>,
+    /// First reconnect delay in milliseconds.
+    pub reconnect_min_ms: Option<u64>,
+    /// Longest reconnect delay in milliseconds.
+    pub reconnect_max_ms: Option<u64>,
+    /// Largest frame accepted from the wire, in bytes.
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// A secret string whose `Debug` never shows the value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "<empty>" } else { "<redacted>" })
+    }
+}
+
+/// The validated configuration the runtime runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory holding the bot scripts.
+    pub scripts_dir: PathBuf,
+    /// Directory of importable modules.
+    pub stdlib_dir: PathBuf,
+    /// Directory for runtime data.
+    pub data_dir: PathBuf,
+    /// Log filter directive.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Script limits.
+    pub limits: Limits,
+    /// Bots, at least one.
+    pub bots: Vec<BotConfig>,
+}
+
+/// Script limits with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Worker threads running callbacks.
+    pub workers: usize,
+    /// Bounded queue of callbacks waiting for a worker.
+    pub queue: usize,
+    /// Operation budget per callback.
+    pub max_operations: u64,
+    /// Wall-clock budget per callback.
+    pub callback_timeout: Duration,
+    /// Timeout of one protocol API call.
+    pub call_timeout: Duration,
+    /// String size cap.
+    pub max_string_size: usize,
+    /// Array size cap.
+    pub max_array_size: usize,
+    /// Map size cap.
+    pub max_map_size: usize,
+    /// Call depth cap.
+    pub max_call_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            workers: 8,
+            queue: 4096,
+            max_operations: 50_000_000,
+            callback_timeout: Duration::from_millis(1000),
+            call_timeout: Duration::from_secs(10),
+            max_string_size: 1 << 20,
+            max_array_size: 100_000,
+            max_map_size: 100_000,
+            max_call_depth: 64,
+        }
+    }
+}
+
+/// One bot, validated.
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    /// Unique name.
+    pub name: String,
+    /// Protocol and transport settings.
+    pub kind: BotKind,
+}
+
+/// Protocol-specific settings of a bot.
+#[derive(Debug, Clone)]
+pub enum BotKind {
+    /// The terminal chat.
+    Console,
+    /// OneBot 11 over a forward WebSocket.
+    OneBotWs(WsClientConfig),
+}
+
+/// Settings of a WebSocket client connection.
+#[derive(Debug, Clone)]
+pub struct WsClientConfig {
+    /// Endpoint URL.
+    pub url: String,
+    /// Bearer token, empty when none.
+    pub access_token: Secret,
+    /// Reconnect back-off bounds.
+    pub backoff: Backoff,
+    /// Largest accepted frame.
+    pub max_frame_bytes: usize,
+}
+
+/// Exponential back-off bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First delay.
+    pub min: Duration,
+    /// Cap.
+    pub max: Duration,
+}
+
+impl Config {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is only used in messages and to resolve relative dirs.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::validate(raw, path, base, |name| std::env::var(name).ok())
+    }
+
+    /// The configuration used when no file is given: the console bot and `./scripts`.
+    pub fn console_default() -> Config {
+        Self::validate(RawConfig::default(), Path::new("<defaults>"), Path::new("."), |_| None)
+            .expect("the built-in defaults are valid")
+    }
+
+    fn validate(
+        raw: RawConfig,
+        path: &Path,
+        base: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |key: String, expected: String| ConfigError::Invalid { path: path.to_owned(), key, expected };
+        let dir = |p: Option<PathBuf>, default: &str| {
+            let p = p.unwrap_or_else(|| PathBuf::from(default));
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        let d = Limits::default();
+        let l = raw.limits;
+        let positive = |key: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(invalid(format!("limits.{key}"), "a number greater than 0".into())),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let limits = Limits {
+            workers: positive("workers", l.workers.map(|v| v as u64), d.workers as u64)? as usize,
+            queue: positive("queue", l.queue.map(|v| v as u64), d.queue as u64)? as usize,
+            max_operations: positive("max_operations", l.max_operations, d.max_operations)?,
+            callback_timeout: Duration::from_millis(positive(
+                "callback_timeout_ms",
+                l.callback_timeout_ms,
+                d.callback_timeout.as_millis() as u64,
+            )?),
+            call_timeout: Duration::from_millis(positive(
+                "call_timeout_ms",
+                l.call_timeout_ms,
+                d.call_timeout.as_millis() as u64,
+            )?),
+            max_string_size: l.max_string_size.unwrap_or(d.max_string_size),
+            max_array_size: l.max_array_size.unwrap_or(d.max_array_size),
+            max_map_size: l.max_map_size.unwrap_or(d.max_map_size),
+            max_call_depth: l.max_call_depth.unwrap_or(d.max_call_depth),
+        };
+
+        let mut bots = Vec::new();
+        for (i, b) in raw.bots.into_iter().enumerate() {
+            let key = |k: &str| format!("bot[{i}].{k}");
+            let name = b.name.clone().unwrap_or_else(|| format!("bot{i}"));
+            if bots.iter().any(|x: &BotConfig| x.name == name) {
+                return Err(invalid(key("name"), format!("a unique name, `{name}` is used twice")));
+            }
+            let kind = match b.protocol {
+                ProtocolName::Console => BotKind::Console,
+                ProtocolName::Onebot11 => {
+                    let url = b.url.clone().ok_or_else(|| {
+                        invalid(key("url"), "the implementation's WebSocket URL, e.g. \"ws://127.0.0.1:3001/\"".into())
+                    })?;
+                    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                        return Err(invalid(key("url"), format!("a ws:// or wss:// URL, got \"{url}\"")));
+                    }
+                    let token = match &b.access_token_env {
+                        Some(var) => env(var).ok_or_else(|| {
+                            invalid(key("access_token_env"), format!("environment variable {var} to be set"))
+                        })?,
+                        None => b.access_token.clone().unwrap_or_default(),
+                    };
+                    let backoff = Backoff {
+                        min: Duration::from_millis(b.reconnect_min_ms.unwrap_or(1000)),
+                        max: Duration::from_millis(b.reconnect_max_ms.unwrap_or(60_000)),
+                    };
+                    if backoff.min.is_zero() || backoff.min > backoff.max {
+                        return Err(invalid(
+                            key("reconnect_min_ms"),
+                            "a delay greater than 0 and not above reconnect_max_ms".into(),
+                        ));
+                    }
+                    match b.transport.unwrap_or(TransportName::Ws) {
+                        TransportName::Ws => BotKind::OneBotWs(WsClientConfig {
+                            url,
+                            access_token: Secret(token),
+                            backoff,
+                            max_frame_bytes: b.max_frame_bytes.unwrap_or(16 << 20),
+                        }),
+                    }
+                }
+            };
+            bots.push(BotConfig { name, kind });
+        }
+        if bots.is_empty() {
+            bots.push(BotConfig { name: "console".into(), kind: BotKind::Console });
+        }
+
+        Ok(Config {
+            scripts_dir: dir(raw.scripts_dir, "scripts"),
+            stdlib_dir: dir(raw.stdlib_dir, "stdlib"),
+            data_dir: dir(raw.data_dir, "data"),
+            log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+            log_format: raw.log.format.unwrap_or_default(),
+            limits,
+            bots,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/rhaibot.toml"))
+    }
+
+    #[test]
+    fn empty_file_means_console() {
+        let c = parse("").unwrap();
+        assert!(matches!(c.bots[0].kind, BotKind::Console));
+        assert_eq!(c.scripts_dir, Path::new("/etc/scripts"));
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_file() {
+        let e = parse("[[bot]]\nprotocl = \"onebot11\"\n").unwrap_err().to_string();
+        assert!(e.contains("/etc/rhaibot.toml") && e.contains("protocl"), "{e}");
+    }
+
+    #[test]
+    fn onebot_needs_a_ws_url() {
+        let e = parse("[[bot]]\nprotocol = \"onebot11\"\nurl = \"http://x\"\n").unwrap_err().to_string();
+        assert!(e.contains("bot[0].url") && e.contains("ws://"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let e = parse("[limits]\nworkers = \"many\"\n").unwrap_err().to_string();
+        assert!(e.contains("workers"), "{e}");
+    }
+
+    #[test]
+    fn token_from_env() {
+        let raw: RawConfig =
+            toml::from_str("[[bot]]\nprotocol = \"onebot11\"\nurl = \"ws://h/\"\naccess_token_env = \"T\"\n").unwrap();
+        let c = Config::validate(raw, Path::new("f"), Path::new("."), |_| Some("s3".into())).unwrap();
+        let BotKind::OneBotWs(ws) = &c.bots[0].kind else { panic!() };
+        assert_eq!(ws.access_token.0, "s3");
+        assert_eq!(format!("{:?}", ws.access_token), "<redacted>");
+    }
+}

@@ -1,0 +1,133 @@
+//! The one event type every protocol produces.
+//!
+//! An [`Event`] keeps the protocol's own name (`notice.group_ban.ban`), cross-protocol aliases
+//! (`message.group`), the fields most handlers read (`text`, `user_id`, ...) and the raw JSON
+//! exactly as it came off the wire.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::adapter::Bot;
+
+/// The protocol family an event or bot belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The embedded terminal chat (speaks OneBot 11 shapes).
+    Console,
+    /// OneBot 11 and its LLBot/NapCat extensions.
+    OneBot11,
+}
+
+impl Protocol {
+    /// The name used in logs and in `ev.protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Console => "console",
+            Protocol::OneBot11 => "onebot11",
+        }
+    }
+}
+
+/// One event from a bot, ready for dispatch.
+#[derive(Debug)]
+pub struct Event {
+    /// The bot that delivered it; replies and calls inside the callback go here.
+    pub bot: Arc<Bot>,
+    /// Native dotted name, e.g. `message.group.normal` or `notice.group_ban.ban`.
+    pub name: String,
+    /// Plain text of a message (empty for other events).
+    pub text: String,
+    /// Sender or subject user id, `Null` when the event has none.
+    pub user_id: Value,
+    /// Group id, `Null` outside groups.
+    pub group_id: Value,
+    /// Message id, `Null` when the event has none.
+    pub message_id: Value,
+    /// Segments parsed from a string message; `None` when `raw` already holds them as an array.
+    pub parsed_segments: Option<Value>,
+    /// JSON pointer to the segment array inside `raw` (read lazily: most handlers never look).
+    pub segments_at: &'static str,
+    /// JSON pointer to the sender object inside `raw`.
+    pub sender_at: &'static str,
+    /// The event exactly as received.
+    pub raw: Value,
+    /// Normalised names handlers can subscribe to: every dotted prefix of `name` plus aliases.
+    keys: Vec<String>,
+}
+
+impl Event {
+    /// Builds an event; `aliases` are cross-protocol names beyond the dotted prefixes of `name`.
+    pub fn new(bot: Arc<Bot>, name: String, aliases: &[&str], raw: Value) -> Event {
+        let mut keys: Vec<String> = Vec::with_capacity(4 + aliases.len());
+        let mut end = name.len();
+        loop {
+            keys.push(normalize_name(&name[..end]));
+            match name[..end].rfind('.') {
+                Some(i) => end = i,
+                None => break,
+            }
+        }
+        for a in aliases {
+            let k = normalize_name(a);
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        Event {
+            bot,
+            name,
+            text: String::new(),
+            user_id: Value::Null,
+            group_id: Value::Null,
+            message_id: Value::Null,
+            parsed_segments: None,
+            segments_at: "",
+            sender_at: "",
+            raw,
+            keys,
+        }
+    }
+
+    /// Message segments as an array of `{type, data}`; `Null` for events without a message.
+    pub fn segments(&self) -> &Value {
+        match &self.parsed_segments {
+            Some(parsed) => parsed,
+            None => self.pointer(self.segments_at),
+        }
+    }
+
+    /// Sender info as the protocol gives it, `Null` when absent.
+    pub fn sender(&self) -> &Value {
+        self.pointer(self.sender_at)
+    }
+
+    fn pointer(&self, at: &str) -> &Value {
+        if at.is_empty() {
+            return &Value::Null;
+        }
+        self.raw.pointer(at).unwrap_or(&Value::Null)
+    }
+
+    /// The normalised names this event is delivered under, most specific first.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+}
+
+/// Normalises an event or handler name so `notice.group_ban` and `notice_group_ban` are one key.
+pub fn normalize_name(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace('.', "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_every_prefix_plus_aliases() {
+        let bot = Bot::detached("t", Protocol::OneBot11);
+        let ev = Event::new(bot, "notice.group_ban.ban".into(), &["notice.ban"], Value::Null);
+        assert_eq!(ev.keys(), ["notice_group_ban_ban", "notice_group_ban", "notice", "notice_ban"]);
+    }
+}

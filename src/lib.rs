@@ -1,0 +1,21 @@
+//! rhaibot: a runtime in which a QQ bot is a `.rhai` script.
+//!
+//! # Layout
+//! - [`config`]: the TOML config, raw and validated.
+//! - [`event`]: the one event type every protocol produces.
+//! - [`api`]: the API surface as data (actions and their parameters).
+//! - [`adapter`]: protocol ends (console, OneBot 11); wire traffic in, events out, calls executed.
+//! - [`script`]: the script host: engines, limits, worker pool, dispatch.
+//! - [`bindings`]: what scripts see (`onebot::`, `msg::`, `Event`).
+//! - [`runtime`]: wires it all together and shuts it down in order.
+//!
+//! Data flows one way: adapter -> Event -> dispatch -> script callbacks -> calls -> adapter.
+
+pub mod adapter;
+pub mod api;
+pub mod bindings;
+pub mod catalog;
+pub mod config;
+pub mod event;
+pub mod runtime;
+pub mod script;

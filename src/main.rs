@@ -1,0 +1,162 @@
+//! The `rhaibot` command line: parse, call the library, print one error and exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rhaibot::config::{Config, LogFormat};
+
+/// Run QQ bots written as Rhai scripts.
+#[derive(Debug, Parser)]
+#[command(name = "rhaibot", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the bots (the console chat when no config is given).
+    Run {
+        /// Config file (TOML); without one, the console backend runs the scripts dir.
+        #[arg(long, short, env = "RHAIBOT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Scripts directory (overrides the config).
+        #[arg(long, short)]
+        scripts: Option<PathBuf>,
+    },
+    /// Compile scripts and report every error as file:line:col.
+    Check {
+        /// Script files; without any, every script of the scripts dir.
+        files: Vec<PathBuf>,
+        /// Config file, for its scripts dir.
+        #[arg(long, short, env = "RHAIBOT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Inspect the script API.
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiCommand {
+    /// Print every function and event name scripts can use.
+    List {
+        /// As JSON: {"functions": [...], "events": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rhaibot: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::console_default(),
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config, scripts } => {
+            let mut config = load_config(config.as_ref())?;
+            if let Some(dir) = scripts {
+                config.scripts_dir = dir;
+            }
+            init_logging(&config.log_level, config.log_format);
+            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            rt.block_on(async {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
+                rhaibot::runtime::run(config, shutdown).await
+            })?;
+            // The console reader may still be parked on stdin; do not wait for it.
+            rt.shutdown_background();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { files, config } => {
+            let config = load_config(config.as_ref())?;
+            let files = if files.is_empty() {
+                rhaibot::script::script_files(&config.scripts_dir)
+                    .with_context(|| format!("cannot read scripts dir {}", config.scripts_dir.display()))?
+            } else {
+                files
+            };
+            let globals = rhaibot::script::Globals::new(
+                rhaibot::bindings::Services::offline(),
+                config.limits.clone(),
+                Some(config.stdlib_dir.clone()),
+            );
+            let mut failed = 0;
+            for f in &files {
+                match rhaibot::script::host::check_file(f, &globals) {
+                    Ok(()) => println!("{}: ok", f.display()),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Api { command: ApiCommand::List { json } } => {
+            let list = rhaibot::catalog::api_list();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for f in &list.functions {
+                    println!("{}({})  {}", f.name, f.params.join(", "), f.doc);
+                }
+                for e in &list.events {
+                    println!("on(\"{}\")  [{}] {}", e.name, e.protocol, e.doc);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// SIGINT/SIGTERM start an orderly shutdown; a second signal exits at once.
+async fn cancel_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    next_signal(&mut term).await;
+    shutdown.cancel();
+    next_signal(&mut term).await;
+    eprintln!("rhaibot: second signal, exiting now");
+    std::process::exit(130);
+}
+
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(t) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} },
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,67 @@
+//! Wires the parts together: bots, scripts, dispatch, and an orderly shutdown.
+//!
+//! Shutdown order: stop intake, let in-flight callbacks finish (they may still be calling
+//! APIs, so connections stay up meanwhile), then close connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::adapter::{self, EventSink};
+use crate::bindings::Services;
+use crate::config::Config;
+use crate::script::{Globals, Pool, ScriptHost};
+
+/// How long in-flight callbacks get to finish at shutdown.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A runtime failure that prevents starting.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Worker threads could not be created.
+    #[error("cannot start worker threads: {0}")]
+    Workers(#[source] std::io::Error),
+}
+
+/// Runs the bots of `config` until `shutdown` is cancelled (or the console's input ends).
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let opened: Vec<_> = config.bots.iter().map(|b| adapter::open(b, config.limits.call_timeout)).collect();
+    let services = Arc::new(Services {
+        bots: opened.iter().map(|o| o.bot.clone()).collect(),
+        rt: Some(tokio::runtime::Handle::current()),
+    });
+    let globals = Globals::new(services, config.limits.clone(), Some(config.stdlib_dir.clone()));
+    let pool = Pool::new(config.limits.workers, config.limits.queue).map_err(RunError::Workers)?;
+    let host = ScriptHost::new(pool);
+
+    // Top-level code may call APIs (which block), so loading runs off the reactor.
+    let (h, g, dir) = (host.clone(), globals.clone(), config.scripts_dir.clone());
+    let loaded = tokio::task::spawn_blocking(move || h.load_dir(&dir, &g)).await.unwrap_or(0);
+    info!(scripts = loaded, dir = %config.scripts_dir.display(), "scripts loaded");
+
+    let connections = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let sink_host = host.clone();
+    let sink: EventSink = Arc::new(move |ev| sink_host.dispatch(ev));
+    for o in opened {
+        o.start(sink.clone(), connections.clone(), shutdown.clone(), &tasks);
+    }
+    tasks.close();
+
+    shutdown.cancelled().await;
+    info!("shutting down: finishing in-flight callbacks");
+    let drain_host = host.clone();
+    let drained = tokio::task::spawn_blocking(move || drain_host.drain(DRAIN_DEADLINE)).await.unwrap_or(false);
+    if !drained {
+        warn!("some callbacks were still running after {}s", DRAIN_DEADLINE.as_secs());
+    }
+    connections.cancel();
+    if tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await.is_err() {
+        warn!("some connections did not close in time");
+    }
+    info!("stopped");
+    Ok(())
+}

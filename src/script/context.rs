@@ -1,0 +1,54 @@
+//! Per-thread state of the callback running on this worker: its wall-clock deadline and the bot
+//! that delivered its event. A worker runs one callback at a time, so a thread-local is exact
+//! and costs no lock.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::adapter::Bot;
+
+thread_local! {
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static EVENT_BOT: RefCell<Option<Arc<Bot>>> = const { RefCell::new(None) };
+}
+
+/// Marks the start of a callback; restores the previous state when dropped (top-level runs
+/// may nest inside a callback when a script is loaded from one).
+#[must_use = "the callback context ends when this guard drops"]
+pub struct Running {
+    deadline: Option<Instant>,
+    bot: Option<Arc<Bot>>,
+}
+
+/// Starts a callback with `budget` of running time, answering to `bot` if given.
+pub fn enter(budget: Duration, bot: Option<Arc<Bot>>) -> Running {
+    let deadline = DEADLINE.replace(Some(Instant::now() + budget));
+    let bot = EVENT_BOT.replace(bot);
+    Running { deadline, bot }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        DEADLINE.set(self.deadline);
+        EVENT_BOT.set(self.bot.take());
+    }
+}
+
+/// Whether the running callback is past its deadline.
+pub fn expired() -> bool {
+    DEADLINE.get().is_some_and(|d| Instant::now() >= d)
+}
+
+/// Moves the deadline by `waited`: time blocked in an API call is bounded by the call timeout,
+/// not charged to the script's running time.
+pub fn extend(waited: Duration) {
+    if let Some(d) = DEADLINE.get() {
+        DEADLINE.set(Some(d + waited));
+    }
+}
+
+/// The bot that delivered the event being handled, if any.
+pub fn event_bot() -> Option<Arc<Bot>> {
+    EVENT_BOT.with_borrow(|b| b.clone())
+}

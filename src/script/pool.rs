@@ -1,0 +1,122 @@
+//! A fixed pool of worker threads that run script callbacks, fed by one bounded queue.
+//!
+//! Rhai is synchronous and a callback may block on an API call, so callbacks never run on the
+//! async reactor. The queue is bounded: when it is full the newest job is refused and the caller
+//! logs and counts the drop, so memory never grows without bound.
+
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError, bounded};
+
+/// A unit of work for a worker.
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The queue was full; the job was not accepted.
+#[derive(Debug)]
+pub struct QueueFull;
+
+/// The worker pool.
+#[derive(Debug)]
+pub struct Pool {
+    queue: Option<Sender<Job>>,
+    exited: std_mpsc::Receiver<()>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `workers` threads sharing a queue of `capacity` jobs.
+    pub fn new(workers: usize, capacity: usize) -> std::io::Result<Pool> {
+        let (tx, rx) = bounded::<Job>(capacity);
+        let (exit_tx, exited) = std_mpsc::channel();
+        let mut threads = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let rx = rx.clone();
+            let exit_tx = exit_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("rhaibot-worker-{i}"))
+                // Deeply nested scripts recurse on the native stack; give them room.
+                .stack_size(8 << 20)
+                .spawn(move || {
+                    for job in rx.iter() {
+                        job();
+                    }
+                    drop(exit_tx);
+                })?;
+            threads.push(handle);
+        }
+        Ok(Pool { queue: Some(tx), exited, threads })
+    }
+
+    /// Queues a job without blocking.
+    pub fn submit(&self, job: Job) -> Result<(), QueueFull> {
+        let Some(queue) = &self.queue else { return Err(QueueFull) };
+        queue.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) | TrySendError::Disconnected(_) => QueueFull,
+        })
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.queue.as_ref().map_or(0, Sender::len)
+    }
+
+    /// Stops accepting jobs, lets the queued and running ones finish, and waits at most
+    /// `deadline`. Returns false when some worker was still busy at the deadline.
+    pub fn shutdown(&mut self, deadline: Duration) -> bool {
+        self.queue = None;
+        let until = Instant::now() + deadline;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.exited.recv_timeout(left) {
+                Ok(()) => continue,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => return false,
+            }
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn runs_every_job_then_drains_on_shutdown() {
+        let mut pool = Pool::new(2, 100).unwrap();
+        let n = Arc::new(AtomicUsize::new(0));
+        for _ in 0..50 {
+            let n = n.clone();
+            pool.submit(Box::new(move || {
+                n.fetch_add(1, Ordering::SeqCst);
+            }))
+            .unwrap();
+        }
+        assert!(pool.shutdown(Duration::from_secs(5)));
+        assert_eq!(n.load(Ordering::SeqCst), 50);
+        assert!(pool.submit(Box::new(|| {})).is_err());
+    }
+
+    #[test]
+    fn a_full_queue_refuses() {
+        let pool = Pool::new(1, 1).unwrap();
+        let (block_tx, block_rx) = std_mpsc::channel::<()>();
+        let (started_tx, started_rx) = std_mpsc::channel::<()>();
+        pool.submit(Box::new(move || {
+            started_tx.send(()).unwrap();
+            let _ = block_rx.recv();
+        }))
+        .unwrap();
+        started_rx.recv().unwrap();
+        pool.submit(Box::new(|| {})).unwrap();
+        assert!(pool.submit(Box::new(|| {})).is_err());
+        drop(block_tx);
+    }
+}
