@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, FnPtr, ParseError, Position, Scope};
+use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, ParseError, Position, Scope};
 use tracing::error;
 
 use super::context;
@@ -51,6 +51,14 @@ enum Handler {
     Function(String),
 }
 
+/// A handler with what names it in logs: its label and where it was registered or defined
+/// (used when an error carries no position of its own, as a stopped runaway does).
+struct Registered {
+    label: String,
+    at: Position,
+    handler: Handler,
+}
+
 /// A compiled, initialised script.
 pub struct Script {
     /// File name, e.g. `hello.rhai`; names the script in logs.
@@ -60,7 +68,7 @@ pub struct Script {
     engine: Engine,
     ast: AST,
     globals: Arc<Globals>,
-    handlers: HashMap<String, Vec<(String, Handler)>>,
+    handlers: HashMap<String, Vec<Registered>>,
 }
 
 impl std::fmt::Debug for Script {
@@ -69,7 +77,7 @@ impl std::fmt::Debug for Script {
     }
 }
 
-type Registrations = Arc<Mutex<Option<Vec<(String, FnPtr)>>>>;
+type Registrations = Arc<Mutex<Option<Vec<(String, FnPtr, Position)>>>>;
 
 impl Script {
     /// Compiles `path` and runs its top level, collecting the handlers it registers.
@@ -81,17 +89,20 @@ impl Script {
         let mut engine = globals.engine(&name, path.parent().map(Path::to_path_buf));
         let registrations: Registrations = Arc::new(Mutex::new(Some(Vec::new())));
         let reg = registrations.clone();
-        engine.register_fn("on", move |event: &str, callback: FnPtr| -> Result<(), Box<EvalAltResult>> {
-            match reg.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-                Some(list) => {
-                    list.push((event.to_owned(), callback));
-                    Ok(())
+        engine.register_fn(
+            "on",
+            move |ctx: NativeCallContext, event: &str, callback: FnPtr| -> Result<(), Box<EvalAltResult>> {
+                match reg.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                    Some(list) => {
+                        list.push((event.to_owned(), callback, ctx.call_position()));
+                        Ok(())
+                    }
+                    None => Err(crate::bindings::convert::script_error(
+                        "on() registers handlers only at the top level of a script".into(),
+                    )),
                 }
-                None => Err(crate::bindings::convert::script_error(
-                    "on() registers handlers only at the top level of a script".into(),
-                )),
-            }
-        });
+            },
+        );
 
         let mut ast = engine.compile(&source).map_err(|e| syntax_error(&shown, e))?;
         ast.set_source(shown.as_str());
@@ -99,19 +110,25 @@ impl Script {
             let _running = context::enter(globals.limits.callback_timeout, None);
             engine
                 .run_ast(&ast)
-                .map_err(|e| LoadError::TopLevel(describe(&shown, "top level", &e, &globals.limits)))?;
+                .map_err(|e| LoadError::TopLevel(describe(&shown, "top level", Position::NONE, &e, &globals.limits)))?;
         }
 
-        let mut handlers: HashMap<String, Vec<(String, Handler)>> = HashMap::new();
+        let mut handlers: HashMap<String, Vec<Registered>> = HashMap::new();
         let registered = registrations.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
-        for (event, f) in registered {
+        for (event, f, at) in registered {
             let label = format!("on(\"{event}\")");
-            handlers.entry(normalize_name(&event)).or_default().push((label, Handler::Closure(f)));
+            handlers.entry(normalize_name(&event)).or_default().push(Registered {
+                label,
+                at,
+                handler: Handler::Closure(f),
+            });
         }
         for f in ast.iter_functions() {
             if let (Some(event), 1) = (f.name.strip_prefix("on_"), f.params.len()) {
                 let label = format!("fn {}", f.name);
-                handlers.entry(normalize_name(event)).or_default().push((label, Handler::Function(f.name.to_owned())));
+                let at = line_of(&source, &format!("fn {}", f.name));
+                let handler = Handler::Function(f.name.to_owned());
+                handlers.entry(normalize_name(event)).or_default().push(Registered { label, at, handler });
             }
         }
         Ok(Script { name, path: path.to_owned(), engine, ast, globals: globals.clone(), handlers })
@@ -125,16 +142,17 @@ impl Script {
     /// Runs every handler this script has for `ev`, most specific name first.
     pub fn handle(&self, ev: &EventRef) {
         for key in ev.keys() {
-            for (label, handler) in self.handlers.get(key).into_iter().flatten() {
-                self.run(label, handler, ev);
+            for registered in self.handlers.get(key).into_iter().flatten() {
+                self.run(registered, ev);
             }
         }
     }
 
-    fn run(&self, label: &str, handler: &Handler, ev: &EventRef) {
+    fn run(&self, registered: &Registered, ev: &EventRef) {
+        let label = registered.label.as_str();
         let _running = context::enter(self.globals.limits.callback_timeout, Some(ev.bot.clone()));
         let arg = Dynamic::from(ev.clone());
-        let outcome = catch_unwind(AssertUnwindSafe(|| match handler {
+        let outcome = catch_unwind(AssertUnwindSafe(|| match &registered.handler {
             Handler::Closure(f) => f.call::<Dynamic>(&self.engine, &self.ast, (arg,)),
             Handler::Function(name) => {
                 let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
@@ -144,7 +162,7 @@ impl Script {
         match outcome {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                let what = describe(&self.path.display().to_string(), label, &e, &self.globals.limits);
+                let what = describe(&self.path.display().to_string(), label, registered.at, &e, &self.globals.limits);
                 error!(script = %self.name, callback = label, event = %ev.name, "{what}");
             }
             Err(panic) => {
@@ -181,9 +199,15 @@ pub fn check_file(path: &Path, globals: &Globals) -> Result<(), LoadError> {
 
 /// One line for a script error: `file:line:col: in <callback>: <reason>`, looking through
 /// nested function calls to the place the error really happened.
-pub fn describe(path: &str, callback: &str, e: &EvalAltResult, limits: &crate::config::Limits) -> String {
+pub fn describe(
+    path: &str,
+    callback: &str,
+    fallback: Position,
+    e: &EvalAltResult,
+    limits: &crate::config::Limits,
+) -> String {
     let mut inner = e;
-    let mut pos = e.position();
+    let mut pos = if e.position().is_none() { fallback } else { e.position() };
     while let EvalAltResult::ErrorInFunctionCall(_, _, next, p) = inner {
         if !p.is_none() {
             pos = *p;
@@ -213,6 +237,11 @@ pub fn describe(path: &str, callback: &str, e: &EvalAltResult, limits: &crate::c
         }
     };
     format!("{}: in {callback}: {reason}", location(path, pos))
+}
+
+/// The position of the first line of `source` containing `needle`.
+fn line_of(source: &str, needle: &str) -> Position {
+    source.lines().position(|l| l.contains(needle)).map_or(Position::NONE, |i| Position::new(i as u16 + 1, 1))
 }
 
 fn location(path: &str, pos: Position) -> String {

@@ -1,0 +1,103 @@
+//! The binary as a user runs it: the console chat with piped input, `check`, a bad config,
+//! and `api list --json`.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::rhaibot_bin;
+
+fn run_with_stdin(args: &[&str], stdin: &str, dir: &std::path::Path) -> Output {
+    let mut child = Command::new(rhaibot_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RHAIBOT_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rhaibot");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("rhaibot exits")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_console_answers_piped_input_with_the_example_bot_and_exits_cleanly() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = run_with_stdin(&["run"], "ping\n/echo a [b] & c\n:group 77\n/whoami\n", root.as_ref());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "exit {:?}\n{}", out.status, text(&out.stderr));
+    assert!(stdout.contains("[private 10001] bot: pong"), "{stdout}");
+    assert!(stdout.contains("[private 10001] bot: a [b] & c"), "{stdout}");
+    assert!(stdout.contains("[group 77] bot: you are 10001 in group 77"), "{stdout}");
+}
+
+#[test]
+fn a_runaway_callback_is_logged_with_script_callback_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(
+        dir.path().join("scripts/spin.rhai"),
+        "on(\"message\", |ev| {\n    if ev.text == \"spin\" {\n        loop { }\n    }\n    ev.reply(\"alive\");\n});\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("rhaibot.toml"), "[limits]\ncallback_timeout_ms = 100\nworkers = 1\n").unwrap();
+    let out = run_with_stdin(&["run", "--config", "rhaibot.toml"], "spin\nhello\n", dir.path());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("bot: alive"), "the script keeps working after being stopped: {stdout}");
+    // A stopped runaway has no position of its own: the callback's registration line names it.
+    assert!(stderr.contains("spin.rhai:1:1: in on("), "{stderr}");
+    assert!(stderr.contains("stopped: ran past its deadline of 100 ms"), "{stderr}");
+    assert!(stderr.contains("on(\\\"message\\\")") || stderr.contains("on(\"message\")"), "{stderr}");
+}
+
+#[test]
+fn check_reports_syntax_errors_as_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.rhai");
+    let bad = dir.path().join("bad.rhai");
+    std::fs::write(&good, "on(\"message\", |ev| ev.reply(\"hi\"));\n").unwrap();
+    std::fs::write(&bad, "let a = 1;\nlet b = ;\n").unwrap();
+    let out = Command::new(rhaibot_bin()).arg("check").arg(&good).arg(&bad).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("{}:2:9: syntax error", bad.display())), "{stderr}");
+    assert!(text(&out.stdout).contains("good.rhai: ok"));
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[[bot]]\nprotocol = \"onebot11\"\nurl = \"http://wrong\"\n").unwrap();
+    let out = Command::new(rhaibot_bin()).arg("run").arg("--config").arg(&cfg).stdin(Stdio::null()).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&cfg.display().to_string()) && stderr.contains("bot[0].url"), "{stderr}");
+    assert!(stderr.contains("ws://"), "{stderr}");
+}
+
+#[test]
+fn api_list_json_lists_every_onebot_action_and_event() {
+    let out = Command::new(rhaibot_bin()).args(["api", "list", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let names: Vec<&str> = list["functions"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    for expected in [
+        "onebot::send_group_msg",
+        "onebot::send_private_msg",
+        "onebot::send_msg",
+        "onebot::get_login_info",
+        "onebot::call",
+        "on",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing");
+    }
+    let events: Vec<&str> = list["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(events.contains(&"notice.group_ban") && events.contains(&"message.group"), "{events:?}");
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the runtime against fake protocol ends over loopback, and the binary as
+//! a user runs it.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod onebot_ws;

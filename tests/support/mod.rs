@@ -1,0 +1,71 @@
+//! Fake protocol ends that speak the real wire protocol over loopback, written from the seeds,
+//! plus helpers to run the runtime against them.
+
+#![allow(dead_code)]
+
+pub mod onebot;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rhaibot::config::Config;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for something it expects before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A runtime running in the test's tokio runtime; stops when dropped or on [`Running::stop`].
+pub struct Running {
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Writes `scripts` (name, source) into a fresh scripts dir and runs the runtime with the
+    /// given TOML config (its `scripts_dir` is filled in).
+    pub fn start(config_toml: &str, scripts: &[(&str, &str)]) -> Running {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let scripts_dir = dir.path().join("scripts");
+        std::fs::create_dir(&scripts_dir).expect("scripts dir");
+        for (name, source) in scripts {
+            std::fs::write(scripts_dir.join(name), source).expect("write script");
+        }
+        let text = format!("scripts_dir = {:?}\ndata_dir = {:?}\n{config_toml}", scripts_dir, dir.path().join("data"));
+        let config = Config::parse(&text, &dir.path().join("rhaibot.toml")).expect("valid test config");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            rhaibot::runtime::run(config, token).await.expect("runtime runs");
+        });
+        Running { shutdown, task: Some(task), _dir: dir }
+    }
+
+    /// Shuts down in order and waits for the runtime to return.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task).await.expect("runtime stops in time").expect("runtime task");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The `rhaibot` binary built for these tests.
+pub fn rhaibot_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_rhaibot"))
+}
+
+/// Waits for `fut`, failing the test with `what` after [`WAIT`].
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(WAIT, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
+    }
+}
