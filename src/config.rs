@@ -410,6 +410,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rhaibot.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let raw: RawConfig = toml::from_str(&text).unwrap();
+        let c = Config::validate(raw, &path, Path::new("."), |_| Some("t".into())).unwrap();
+        assert!(matches!(c.bots[0].kind, BotKind::OneBotWs(_)));
+    }
+
+    #[test]
     fn token_from_env() {
         let raw: RawConfig =
             toml::from_str("[[bot]]\nprotocol = \"onebot11\"\nurl = \"ws://h/\"\naccess_token_env = \"T\"\n").unwrap();

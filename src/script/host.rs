@@ -15,6 +15,7 @@ use tracing::error;
 
 use super::context;
 use super::engine::Globals;
+use crate::bindings::convert::script_error;
 use crate::bindings::event::EventRef;
 use crate::event::normalize_name;
 
@@ -47,8 +48,12 @@ pub enum LoadError {
 }
 
 enum Handler {
+    /// `on("event", |ev| ...)`.
     Closure(FnPtr),
+    /// `fn on_event(ev)`.
     Function(String),
+    /// `command("name", |ev, args| ...)`: runs on messages of the form `/name args`.
+    Command { names: Vec<String>, f: FnPtr },
 }
 
 /// A handler with what names it in logs: its label and where it was registered or defined
@@ -69,6 +74,8 @@ pub struct Script {
     ast: AST,
     globals: Arc<Globals>,
     handlers: HashMap<String, Vec<Registered>>,
+    /// Module paths imported at the top level (`import "args" as args;` -> `args`).
+    pub imports: Vec<String>,
 }
 
 impl std::fmt::Debug for Script {
@@ -77,7 +84,71 @@ impl std::fmt::Debug for Script {
     }
 }
 
-type Registrations = Arc<Mutex<Option<Vec<(String, FnPtr, Position)>>>>;
+/// Handlers registered by the top level while it runs; closed (None) once loading ends.
+#[derive(Clone, Default)]
+struct Registry(Arc<Mutex<Option<Vec<(String, Registered)>>>>);
+
+impl Registry {
+    fn open() -> Registry {
+        Registry(Arc::new(Mutex::new(Some(Vec::new()))))
+    }
+
+    fn add(&self, event: &str, registered: Registered) -> Result<(), Box<EvalAltResult>> {
+        match self.0.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            Some(list) => {
+                list.push((normalize_name(event), registered));
+                Ok(())
+            }
+            None => Err(script_error(format!("{}: handlers can only be registered at the top level of a script", registered.label))),
+        }
+    }
+
+    fn close(&self) -> Vec<(String, Registered)> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
+    }
+
+    /// Registers `on` and `command` on `engine`.
+    fn install(&self, engine: &mut Engine) {
+        let reg = self.clone();
+        engine.register_fn("on", move |ctx: NativeCallContext, event: &str, f: FnPtr| {
+            let label = format!("on(\"{event}\")");
+            reg.add(event, Registered { label, at: ctx.call_position(), handler: Handler::Closure(f) })
+        });
+        let reg = self.clone();
+        engine.register_fn("command", move |ctx: NativeCallContext, name: &str, f: FnPtr| {
+            reg.add_command(vec![name.to_owned()], ctx.call_position(), f)
+        });
+        let reg = self.clone();
+        engine.register_fn("command", move |ctx: NativeCallContext, names: rhai::Array, f: FnPtr| {
+            let names = names.iter().map(|n| n.to_string()).collect();
+            reg.add_command(names, ctx.call_position(), f)
+        });
+    }
+
+    fn add_command(&self, names: Vec<String>, at: Position, f: FnPtr) -> Result<(), Box<EvalAltResult>> {
+        if names.is_empty() || names.iter().any(|n| n.is_empty() || n.contains(char::is_whitespace)) {
+            return Err(script_error(format!("command names must be non-empty words, got {names:?}")));
+        }
+        let label = format!("command(\"{}\")", names[0]);
+        self.add("message", Registered { label, at, handler: Handler::Command { names, f } })
+    }
+}
+
+/// The prefix that marks a command in a message.
+pub const COMMAND_PREFIX: &str = "/";
+
+/// The arguments of `text` if it is one of the commands `names` (`/name args...`).
+fn command_args<'t>(text: &'t str, names: &[String]) -> Option<&'t str> {
+    let body = text.trim_start().strip_prefix(COMMAND_PREFIX)?;
+    names.iter().find_map(|n| {
+        let rest = body.strip_prefix(n.as_str())?;
+        match rest.chars().next() {
+            None => Some(""),
+            Some(c) if c.is_whitespace() => Some(rest.trim()),
+            Some(_) => None,
+        }
+    })
+}
 
 impl Script {
     /// Compiles `path` and runs its top level, collecting the handlers it registers.
@@ -87,22 +158,9 @@ impl Script {
         let source = std::fs::read_to_string(path)
             .map_err(|e| LoadError::Read { path: shown.clone(), message: e.to_string() })?;
         let mut engine = globals.engine(&name, path.parent().map(Path::to_path_buf));
-        let registrations: Registrations = Arc::new(Mutex::new(Some(Vec::new())));
-        let reg = registrations.clone();
-        engine.register_fn(
-            "on",
-            move |ctx: NativeCallContext, event: &str, callback: FnPtr| -> Result<(), Box<EvalAltResult>> {
-                match reg.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-                    Some(list) => {
-                        list.push((event.to_owned(), callback, ctx.call_position()));
-                        Ok(())
-                    }
-                    None => Err(crate::bindings::convert::script_error(
-                        "on() registers handlers only at the top level of a script".into(),
-                    )),
-                }
-            },
-        );
+        let registry = Registry::open();
+        registry.install(&mut engine);
+        let imports = preload_imports(&mut engine, &source, &shown)?;
 
         let mut ast = engine.compile(&source).map_err(|e| syntax_error(&shown, e))?;
         ast.set_source(shown.as_str());
@@ -114,14 +172,8 @@ impl Script {
         }
 
         let mut handlers: HashMap<String, Vec<Registered>> = HashMap::new();
-        let registered = registrations.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
-        for (event, f, at) in registered {
-            let label = format!("on(\"{event}\")");
-            handlers.entry(normalize_name(&event)).or_default().push(Registered {
-                label,
-                at,
-                handler: Handler::Closure(f),
-            });
+        for (key, registered) in registry.close() {
+            handlers.entry(key).or_default().push(registered);
         }
         for f in ast.iter_functions() {
             if let (Some(event), 1) = (f.name.strip_prefix("on_"), f.params.len()) {
@@ -131,7 +183,7 @@ impl Script {
                 handlers.entry(normalize_name(event)).or_default().push(Registered { label, at, handler });
             }
         }
-        Ok(Script { name, path: path.to_owned(), engine, ast, globals: globals.clone(), handlers })
+        Ok(Script { name, path: path.to_owned(), engine, ast, globals: globals.clone(), handlers, imports })
     }
 
     /// Whether any handler of this script listens to one of `keys`.
@@ -154,6 +206,10 @@ impl Script {
         let arg = Dynamic::from(ev.clone());
         let outcome = catch_unwind(AssertUnwindSafe(|| match &registered.handler {
             Handler::Closure(f) => f.call::<Dynamic>(&self.engine, &self.ast, (arg,)),
+            Handler::Command { names, f } => match command_args(&ev.text, names) {
+                Some(args) => f.call::<Dynamic>(&self.engine, &self.ast, (arg, args.to_owned())),
+                None => Ok(Dynamic::UNIT),
+            },
             Handler::Function(name) => {
                 let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
                 self.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.ast, name, (arg,))
@@ -193,7 +249,7 @@ pub fn check_file(path: &Path, globals: &Globals) -> Result<(), LoadError> {
     let source =
         std::fs::read_to_string(path).map_err(|e| LoadError::Read { path: shown.clone(), message: e.to_string() })?;
     let mut engine = globals.engine("check", path.parent().map(Path::to_path_buf));
-    engine.register_fn("on", |_: &str, _: FnPtr| ());
+    Registry::default().install(&mut engine);
     engine.compile(&source).map(|_| ()).map_err(|e| syntax_error(&shown, e))
 }
 
@@ -239,6 +295,32 @@ pub fn describe(
     format!("{}: in {callback}: {reason}", location(path, pos))
 }
 
+/// Resolves the top-level `import "path" as alias;` lines of `source` and registers each module
+/// under its alias, so closures and functions see it too (Rhai scopes a top-level import to the
+/// top-level run only). Returns the imported paths.
+fn preload_imports(engine: &mut Engine, source: &str, shown: &str) -> Result<Vec<String>, LoadError> {
+    let mut paths = Vec::new();
+    for (i, line) in source.lines().enumerate() {
+        let Some((path, alias)) = parse_import(line) else { continue };
+        let pos = Position::new(i as u16 + 1, 1);
+        let module = engine.module_resolver().resolve(engine, Some(shown), path, pos).map_err(|e| {
+            LoadError::TopLevel(format!("{shown}:{}:1: cannot import \"{path}\": {e}", i + 1))
+        })?;
+        engine.register_static_module(alias, module);
+        paths.push(path.to_owned());
+    }
+    Ok(paths)
+}
+
+/// `import "path" as alias;` at the start of a line, in its plain form.
+fn parse_import(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("import")?.trim_start().strip_prefix('"')?;
+    let (path, rest) = rest.split_once('"')?;
+    let alias = rest.trim_start().strip_prefix("as")?.trim().strip_suffix(';')?.trim();
+    let valid = !alias.is_empty() && alias.chars().all(|c| c.is_alphanumeric() || c == '_');
+    valid.then_some((path, alias))
+}
+
 /// The position of the first line of `source` containing `needle`.
 fn line_of(source: &str, needle: &str) -> Position {
     source.lines().position(|l| l.contains(needle)).map_or(Position::NONE, |i| Position::new(i as u16 + 1, 1))
@@ -249,5 +331,33 @@ fn location(path: &str, pos: Position) -> String {
         (Some(l), Some(c)) => format!("{path}:{l}:{c}"),
         (Some(l), None) => format!("{path}:{l}"),
         _ => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_level_imports_are_recognised() {
+        assert_eq!(parse_import(r#"import "args" as args;"#), Some(("args", "args")));
+        assert_eq!(parse_import(r#"import "lib/util"  as  u ;"#), Some(("lib/util", "u")));
+        assert_eq!(parse_import(r#"    import "x" as y;"#), None, "indented: not top level");
+        assert_eq!(parse_import(r#"import "x";"#), None);
+    }
+
+    #[test]
+    fn commands_match_whole_words_after_the_prefix() {
+        let names = vec!["echo".to_owned(), "e".to_owned()];
+        for (text, expected) in [
+            ("/echo hi there ", Some("hi there")),
+            ("/echo", Some("")),
+            ("  /e x", Some("x")),
+            ("/echoes x", None),
+            ("echo x", None),
+            ("/other", None),
+        ] {
+            assert_eq!(command_args(text, &names), expected, "{text:?}");
+        }
     }
 }

@@ -4,5 +4,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod catalog;
 mod cli;
 mod onebot_ws;
