@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::bindings::{msg, protocol};
+use crate::bindings::{kv, msg, protocol, schedule};
 
 /// One script function.
 #[derive(Debug, Serialize)]
@@ -38,6 +38,8 @@ pub struct ApiList {
 
 const BUILTINS: &[(&str, &[&str], &str)] = &[
     ("on", &["event", "callback"], "register a callback for an event name or prefix (top level only)"),
+    ("command", &["name_or_names", "callback"], "register a callback for `/name args` messages; it gets (ev, args)"),
+    ("bot", &["name"], "send the rest of this callback's calls to the named bot"),
     ("print", &["value"], "log a line as this script"),
     ("Event.reply", &["message"], "answer where the event came from"),
 ];
@@ -72,6 +74,13 @@ pub fn api_list() -> ApiList {
                 doc: a.doc.into(),
             });
         }
+    }
+    for (name, params) in kv::FUNCTIONS.iter().chain(schedule::FUNCTIONS) {
+        functions.push(FunctionInfo {
+            name: (*name).into(),
+            params: params.iter().map(|p| (*p).into()).collect(),
+            doc: if name.starts_with("kv::") { "key-value store" } else { "scheduling" }.into(),
+        });
     }
     for (name, params) in msg::function_names() {
         functions.push(FunctionInfo { name, params, doc: "message segment builder".into() });

@@ -50,6 +50,8 @@ pub struct RawConfig {
     pub stdlib_dir: Option<PathBuf>,
     /// Directory for the runtime's data (SQLite database).
     pub data_dir: Option<PathBuf>,
+    /// Default time zone of cron jobs: an IANA name or `local` (the default).
+    pub timezone: Option<String>,
     /// Logging.
     #[serde(default)]
     pub log: RawLog,
@@ -167,6 +169,8 @@ pub struct Config {
     pub stdlib_dir: PathBuf,
     /// Directory for runtime data.
     pub data_dir: PathBuf,
+    /// Default time zone of cron jobs.
+    pub timezone: crate::scheduler::Zone,
     /// Log filter directive.
     pub log_level: String,
     /// Log format.
@@ -364,7 +368,10 @@ impl Config {
             bots.push(BotConfig { name: "console".into(), kind: BotKind::Console });
         }
 
+        let timezone = crate::scheduler::Zone::parse(raw.timezone.as_deref().unwrap_or("local"))
+            .map_err(|e| invalid("timezone".into(), e))?;
         Ok(Config {
+            timezone,
             scripts_dir: dir(raw.scripts_dir, "scripts"),
             stdlib_dir: dir(raw.stdlib_dir, "stdlib"),
             data_dir: dir(raw.data_dir, "data"),
@@ -401,6 +408,12 @@ mod tests {
     fn onebot_needs_a_ws_url() {
         let e = parse("[[bot]]\nprotocol = \"onebot11\"\nurl = \"http://x\"\n").unwrap_err().to_string();
         assert!(e.contains("bot[0].url") && e.contains("ws://"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_time_zone_is_named() {
+        let e = parse("timezone = \"Asia/Nowhere\"\n").unwrap_err().to_string();
+        assert!(e.contains("`timezone`") && e.contains("Asia/Nowhere"), "{e}");
     }
 
     #[test]

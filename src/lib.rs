@@ -18,4 +18,6 @@ pub mod catalog;
 pub mod config;
 pub mod event;
 pub mod runtime;
+pub mod scheduler;
 pub mod script;
+pub mod storage;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rhaibot::config::{Config, LogFormat};
+use rhaibot::storage::Store;
 
 /// Run QQ bots written as Rhai scripts.
 #[derive(Debug, Parser)]
@@ -34,11 +35,39 @@ enum Command {
         #[arg(long, short, env = "RHAIBOT_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Read or change a script's stored data (works while the bot runs).
+    Kv {
+        /// Config file, for its data dir.
+        #[arg(long, short, env = "RHAIBOT_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KvCommand,
+    },
+    /// List scheduled jobs with their next fire times, as the running bot registered them.
+    Jobs {
+        /// Config file, for its data dir.
+        #[arg(long, short, env = "RHAIBOT_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Inspect the script API.
     Api {
         #[command(subcommand)]
         command: ApiCommand,
     },
+}
+
+/// SCRIPT is a script's file name (`hello.rhai` or `hello`), or `@name` for the shared space
+/// `kv::space("name")` (`@shared` for `kv::shared_space()`).
+#[derive(Debug, Subcommand)]
+enum KvCommand {
+    /// List keys (optionally only those starting with PREFIX).
+    List { script: String, prefix: Option<String> },
+    /// Print a value as JSON.
+    Get { script: String, key: String },
+    /// Store a value, given as JSON (text that is not JSON is stored as a string).
+    Set { script: String, key: String, value: String },
+    /// Delete a key.
+    Delete { script: String, key: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +127,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rhaibot::bindings::Services::offline(),
                 config.limits.clone(),
                 Some(config.stdlib_dir.clone()),
+                None,
+                None,
+                config.timezone,
             );
             let mut failed = 0;
             for f in &files {
@@ -110,6 +142,71 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Kv { config, command } => {
+            let config = load_config(config.as_ref())?;
+            let store = Store::open_in(&config.data_dir)?;
+            let ns = |script: &str| script.strip_suffix(".rhai").unwrap_or(script).to_owned();
+            match command {
+                KvCommand::List { script, prefix } => {
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page =
+                            store.kv_keys(&ns(&script), prefix.as_deref().unwrap_or(""), after.as_deref(), 1000)?;
+                        for k in &page {
+                            println!("{k}");
+                        }
+                        match page.last() {
+                            Some(last) if page.len() == 1000 => after = Some(last.clone()),
+                            _ => break,
+                        }
+                    }
+                }
+                KvCommand::Get { script, key } => match store.kv_get(&ns(&script), &key)? {
+                    Some(json) => println!("{json}"),
+                    None => {
+                        eprintln!("rhaibot: no key `{key}` in {script}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                },
+                KvCommand::Set { script, key, value } => {
+                    let json =
+                        serde_json::from_str::<serde_json::Value>(&value).unwrap_or(serde_json::Value::String(value));
+                    store.kv_set(&ns(&script), &key, &json.to_string(), None)?;
+                }
+                KvCommand::Delete { script, key } => {
+                    if !store.kv_delete(&ns(&script), &key)? {
+                        eprintln!("rhaibot: no key `{key}` in {script}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { config } => {
+            let config = load_config(config.as_ref())?;
+            let store = Store::open_in(&config.data_dir)?;
+            let show = |ms: Option<i64>| {
+                ms.and_then(chrono::DateTime::from_timestamp_millis).map_or_else(
+                    || "-".to_owned(),
+                    |t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+                )
+            };
+            let jobs = store.jobs_active()?;
+            if jobs.is_empty() {
+                println!("no scheduled jobs");
+            }
+            for j in jobs {
+                println!(
+                    "{}  {}  [{}]  next {}  last {}",
+                    j.script,
+                    j.name,
+                    j.spec,
+                    show(j.next_fire),
+                    show(j.last_run)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Api { command: ApiCommand::List { json } } => {
             let list = rhaibot::catalog::api_list();

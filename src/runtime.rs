@@ -13,7 +13,9 @@ use tracing::{info, warn};
 use crate::adapter::{self, EventSink};
 use crate::bindings::Services;
 use crate::config::Config;
+use crate::scheduler::Scheduler;
 use crate::script::{Globals, Pool, ScriptHost};
+use crate::storage::Store;
 
 /// How long in-flight callbacks get to finish at shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -24,6 +26,35 @@ pub enum RunError {
     /// Worker threads could not be created.
     #[error("cannot start worker threads: {0}")]
     Workers(#[source] std::io::Error),
+    /// The database could not be opened.
+    #[error("{0}")]
+    Storage(String),
+    /// Another runtime uses the data dir.
+    #[error(
+        "data dir {path} is in use by another rhaibot process (lock file {path}/rhaibot.lock); stop it or use another data_dir"
+    )]
+    Locked {
+        /// The data dir.
+        path: String,
+    },
+}
+
+/// Takes the data dir's lock file, so two runtimes never run the same jobs on the same data.
+/// The lock goes with the returned file (and with the process).
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RunError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| RunError::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
+    let path = dir.join("rhaibot.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| RunError::Storage(format!("cannot open lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => Err(RunError::Locked { path: dir.display().to_string() }),
+    }
 }
 
 /// Runs the bots of `config` until `shutdown` is cancelled (or the console's input ends).
@@ -33,7 +64,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         bots: opened.iter().map(|o| o.bot.clone()).collect(),
         rt: Some(tokio::runtime::Handle::current()),
     });
-    let globals = Globals::new(services, config.limits.clone(), Some(config.stdlib_dir.clone()));
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let data_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_in(&data_dir))
+        .await
+        .map_err(|e| RunError::Storage(e.to_string()))?
+        .map_err(|e| RunError::Storage(e.to_string()))?;
+    let store = Arc::new(store);
+    let scheduler = Scheduler::new(Some(store.clone()));
+    let globals = Globals::new(
+        services,
+        config.limits.clone(),
+        Some(config.stdlib_dir.clone()),
+        Some(store),
+        Some(scheduler.clone()),
+        config.timezone,
+    );
     let pool = Pool::new(config.limits.workers, config.limits.queue).map_err(RunError::Workers)?;
     let host = ScriptHost::new(pool);
 
@@ -50,9 +96,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         o.start(sink.clone(), connections.clone(), shutdown.clone(), &tasks);
     }
     tasks.close();
+    let job_host = host.clone();
+    let scheduler_thread = scheduler.spawn(move |due| job_host.submit_job(due)).map_err(RunError::Workers)?;
 
     shutdown.cancelled().await;
     info!("shutting down: finishing in-flight callbacks");
+    scheduler.stop();
+    let _ = tokio::task::spawn_blocking(move || scheduler_thread.join()).await;
     let drain_host = host.clone();
     let drained = tokio::task::spawn_blocking(move || drain_host.drain(DRAIN_DEADLINE)).await.unwrap_or(false);
     if !drained {

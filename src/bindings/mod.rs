@@ -6,8 +6,10 @@
 
 pub mod convert;
 pub mod event;
+pub mod kv;
 pub mod msg;
 pub mod protocol;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -48,7 +48,13 @@ pub fn extend(waited: Duration) {
     }
 }
 
-/// The bot that delivered the event being handled, if any.
+/// The bot calls of this callback go to: the one that delivered the event, or the one chosen
+/// with `bot("name")`.
 pub fn event_bot() -> Option<Arc<Bot>> {
     EVENT_BOT.with_borrow(|b| b.clone())
+}
+
+/// Sends the rest of this callback's calls to `bot` (`bot("name")` in scripts).
+pub fn use_bot(bot: Arc<Bot>) {
+    EVENT_BOT.set(Some(bot));
 }

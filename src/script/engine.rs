@@ -8,8 +8,11 @@ use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
 use rhai::{Engine, Module, Shared};
 
 use super::context;
-use crate::bindings::{Services, event, msg, protocol};
+use crate::bindings::schedule::{self, JobRunner};
+use crate::bindings::{Services, event, kv, msg, protocol};
 use crate::config::Limits;
+use crate::scheduler::{Scheduler, Zone};
+use crate::storage::Store;
 
 /// What every script engine shares: services, the generated modules (built once) and limits.
 #[derive(Debug)]
@@ -20,18 +23,32 @@ pub struct Globals {
     pub limits: Limits,
     /// Where `import` looks after the script's own directory.
     pub stdlib_dir: Option<PathBuf>,
+    /// The key-value store, when the runtime has one.
+    pub store: Option<Arc<Store>>,
+    /// The scheduler, when the runtime has one.
+    pub scheduler: Option<Arc<Scheduler>>,
+    /// Default time zone of cron jobs.
+    pub zone: Zone,
     modules: Vec<(&'static str, Shared<Module>)>,
 }
 
 impl Globals {
-    /// Builds the shared modules once.
-    pub fn new(services: Arc<Services>, limits: Limits, stdlib_dir: Option<PathBuf>) -> Arc<Globals> {
+    /// Builds the shared modules once. Without a store and scheduler (`check`, `api list`),
+    /// `kv::` and the scheduling functions are not registered.
+    pub fn new(
+        services: Arc<Services>,
+        limits: Limits,
+        stdlib_dir: Option<PathBuf>,
+        store: Option<Arc<Store>>,
+        scheduler: Option<Arc<Scheduler>>,
+        zone: Zone,
+    ) -> Arc<Globals> {
         let mut modules: Vec<(&'static str, Shared<Module>)> = protocol::NAMESPACES
             .iter()
             .map(|ns| (ns.name, Shared::new(protocol::module(*ns, services.clone()))))
             .collect();
         modules.push(("msg", Shared::new(msg::module())));
-        Arc::new(Globals { services, limits, stdlib_dir, modules })
+        Arc::new(Globals { services, limits, stdlib_dir, store, scheduler, zone, modules })
     }
 
     /// A new engine for the script `name` living in `dir`.
@@ -61,6 +78,26 @@ impl Globals {
             engine.register_static_module(*name, module.clone());
         }
         event::register(&mut engine, self.services.clone());
+        let services = self.services.clone();
+        engine.register_fn("bot", move |name: &str| -> Result<String, Box<rhai::EvalAltResult>> {
+            let bot = services.bots.iter().find(|b| b.name == name).ok_or_else(|| {
+                let known: Vec<&str> = services.bots.iter().map(|b| b.name.as_str()).collect();
+                crate::bindings::convert::script_error(format!("bot(\"{name}\"): no such bot (configured: {known:?})"))
+            })?;
+            context::use_bot(bot.clone());
+            Ok(bot.name.clone())
+        });
         engine
+    }
+
+    /// Registers what belongs to one script: its `kv::` namespace and its jobs.
+    pub fn install_script_services(&self, engine: &mut Engine, script: &str, run: JobRunner) {
+        if let Some(store) = &self.store {
+            let ns = script.strip_suffix(".rhai").unwrap_or(script);
+            kv::register(engine, store.clone(), ns);
+        }
+        if let Some(scheduler) = &self.scheduler {
+            schedule::register(engine, scheduler.clone(), script, self.zone, run);
+        }
     }
 }

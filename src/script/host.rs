@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, ParseError, Position, Scope};
 use tracing::error;
@@ -84,9 +84,12 @@ impl std::fmt::Debug for Script {
     }
 }
 
+/// Handlers by normalised event name, in registration order.
+type Registrations = Vec<(String, Registered)>;
+
 /// Handlers registered by the top level while it runs; closed (None) once loading ends.
 #[derive(Clone, Default)]
-struct Registry(Arc<Mutex<Option<Vec<(String, Registered)>>>>);
+struct Registry(Arc<Mutex<Option<Registrations>>>);
 
 impl Registry {
     fn open() -> Registry {
@@ -99,11 +102,14 @@ impl Registry {
                 list.push((normalize_name(event), registered));
                 Ok(())
             }
-            None => Err(script_error(format!("{}: handlers can only be registered at the top level of a script", registered.label))),
+            None => Err(script_error(format!(
+                "{}: handlers can only be registered at the top level of a script",
+                registered.label
+            ))),
         }
     }
 
-    fn close(&self) -> Vec<(String, Registered)> {
+    fn close(&self) -> Registrations {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
     }
 
@@ -152,7 +158,7 @@ fn command_args<'t>(text: &'t str, names: &[String]) -> Option<&'t str> {
 
 impl Script {
     /// Compiles `path` and runs its top level, collecting the handlers it registers.
-    pub fn load(path: &Path, globals: &Arc<Globals>) -> Result<Script, LoadError> {
+    pub fn load(path: &Path, globals: &Arc<Globals>) -> Result<Arc<Script>, LoadError> {
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         let shown = path.display().to_string();
         let source = std::fs::read_to_string(path)
@@ -160,6 +166,9 @@ impl Script {
         let mut engine = globals.engine(&name, path.parent().map(Path::to_path_buf));
         let registry = Registry::open();
         registry.install(&mut engine);
+        // Jobs outlive the top-level run; they find their script through this cell.
+        let this: Arc<OnceLock<Weak<Script>>> = Arc::new(OnceLock::new());
+        globals.install_script_services(&mut engine, &name, job_runner(&this));
         let imports = preload_imports(&mut engine, &source, &shown)?;
 
         let mut ast = engine.compile(&source).map_err(|e| syntax_error(&shown, e))?;
@@ -183,7 +192,10 @@ impl Script {
                 handlers.entry(normalize_name(event)).or_default().push(Registered { label, at, handler });
             }
         }
-        Ok(Script { name, path: path.to_owned(), engine, ast, globals: globals.clone(), handlers, imports })
+        let script =
+            Arc::new(Script { name, path: path.to_owned(), engine, ast, globals: globals.clone(), handlers, imports });
+        let _ = this.set(Arc::downgrade(&script));
+        Ok(script)
     }
 
     /// Whether any handler of this script listens to one of `keys`.
@@ -195,31 +207,43 @@ impl Script {
     pub fn handle(&self, ev: &EventRef) {
         for key in ev.keys() {
             for registered in self.handlers.get(key).into_iter().flatten() {
-                self.run(registered, ev);
+                let arg = || Dynamic::from(ev.clone());
+                self.invoke(&registered.label, registered.at, Some(ev), |s| match &registered.handler {
+                    Handler::Closure(f) => f.call::<Dynamic>(&s.engine, &s.ast, (arg(),)),
+                    Handler::Command { names, f } => match command_args(&ev.text, names) {
+                        Some(args) => f.call::<Dynamic>(&s.engine, &s.ast, (arg(), args.to_owned())),
+                        None => Ok(Dynamic::UNIT),
+                    },
+                    Handler::Function(name) => {
+                        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+                        s.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &s.ast, name, (arg(),))
+                    }
+                });
             }
         }
     }
 
-    fn run(&self, registered: &Registered, ev: &EventRef) {
-        let label = registered.label.as_str();
-        let _running = context::enter(self.globals.limits.callback_timeout, Some(ev.bot.clone()));
-        let arg = Dynamic::from(ev.clone());
-        let outcome = catch_unwind(AssertUnwindSafe(|| match &registered.handler {
-            Handler::Closure(f) => f.call::<Dynamic>(&self.engine, &self.ast, (arg,)),
-            Handler::Command { names, f } => match command_args(&ev.text, names) {
-                Some(args) => f.call::<Dynamic>(&self.engine, &self.ast, (arg, args.to_owned())),
-                None => Ok(Dynamic::UNIT),
-            },
-            Handler::Function(name) => {
-                let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-                self.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.ast, name, (arg,))
-            }
-        }));
-        match outcome {
+    /// Runs a scheduled job's callback.
+    pub fn run_job(&self, label: &str, f: &FnPtr) {
+        self.invoke(label, Position::NONE, None, |s| f.call::<Dynamic>(&s.engine, &s.ast, ()));
+    }
+
+    /// Runs one callback under the limits, catching errors and panics and logging them with
+    /// the script, the callback, file:line and the reason.
+    fn invoke(
+        &self,
+        label: &str,
+        at: Position,
+        ev: Option<&EventRef>,
+        call: impl FnOnce(&Self) -> Result<Dynamic, Box<EvalAltResult>>,
+    ) {
+        let _running = context::enter(self.globals.limits.callback_timeout, ev.map(|e| e.bot.clone()));
+        let event = ev.map_or("", |e| e.name.as_str());
+        match catch_unwind(AssertUnwindSafe(|| call(self))) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                let what = describe(&self.path.display().to_string(), label, registered.at, &e, &self.globals.limits);
-                error!(script = %self.name, callback = label, event = %ev.name, "{what}");
+                let what = describe(&self.path.display().to_string(), label, at, &e, &self.globals.limits);
+                error!(script = %self.name, callback = label, event, "{what}");
             }
             Err(panic) => {
                 let reason = panic
@@ -227,10 +251,19 @@ impl Script {
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                error!(script = %self.name, callback = label, event = %ev.name, "host panic in callback: {reason}");
+                error!(script = %self.name, callback = label, event, "host panic in callback: {reason}");
             }
         }
     }
+}
+
+fn job_runner(this: &Arc<OnceLock<Weak<Script>>>) -> crate::bindings::schedule::JobRunner {
+    let this = this.clone();
+    Arc::new(move |label: &str, f: &FnPtr| {
+        if let Some(script) = this.get().and_then(Weak::upgrade) {
+            script.run_job(label, f);
+        }
+    })
 }
 
 fn syntax_error(path: &str, e: ParseError) -> LoadError {
@@ -303,9 +336,10 @@ fn preload_imports(engine: &mut Engine, source: &str, shown: &str) -> Result<Vec
     for (i, line) in source.lines().enumerate() {
         let Some((path, alias)) = parse_import(line) else { continue };
         let pos = Position::new(i as u16 + 1, 1);
-        let module = engine.module_resolver().resolve(engine, Some(shown), path, pos).map_err(|e| {
-            LoadError::TopLevel(format!("{shown}:{}:1: cannot import \"{path}\": {e}", i + 1))
-        })?;
+        let module = engine
+            .module_resolver()
+            .resolve(engine, Some(shown), path, pos)
+            .map_err(|e| LoadError::TopLevel(format!("{shown}:{}:1: cannot import \"{path}\": {e}", i + 1)))?;
         engine.register_static_module(alias, module);
         paths.push(path.to_owned());
     }

@@ -58,7 +58,7 @@ impl ScriptHost {
             match Script::load(&path, globals) {
                 Ok(script) => {
                     info!(script = %script.name, "loaded");
-                    loaded.push(Arc::new(script));
+                    loaded.push(script);
                 }
                 Err(e) => error!("{e}"),
             }
@@ -83,6 +83,15 @@ impl ScriptHost {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 warn!(event = %ev.name, dropped = n, queued = pool.queued(), "worker queue full; event dropped");
             }
+        }
+    }
+
+    /// Runs a due scheduled job on the pool; a full queue skips this run with a warning.
+    pub fn submit_job(&self, due: crate::scheduler::Due) {
+        let pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let (owner, name) = (due.owner.clone(), due.name.clone());
+        if pool.submit(Box::new(move || (due.action)())).is_err() {
+            warn!(script = %owner, job = %name, "worker queue full; this run of the job is skipped");
         }
     }
 

@@ -23,7 +23,10 @@ fn every_catalog_action_is_in_the_table_with_its_parameters_in_order() {
     let actions = cat["actions"].as_array().expect("actions");
     for a in actions {
         let name = a["action"].as_str().unwrap();
-        let ours = ACTIONS.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("{name} missing: rerun tools/gen_onebot_actions.py"));
+        let ours = ACTIONS
+            .iter()
+            .find(|x| x.name == name)
+            .unwrap_or_else(|| panic!("{name} missing: rerun tools/gen_onebot_actions.py"));
         let theirs: Vec<&str> = a["params"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         let mine: Vec<&str> = ours.params.iter().map(|p| p.name).take(theirs.len()).collect();
         assert_eq!(mine, theirs, "{name}: parameters drifted from the catalog");
@@ -37,7 +40,8 @@ fn every_catalog_action_is_in_the_table_with_its_parameters_in_order() {
 #[test]
 fn every_catalog_event_is_listed() {
     let Some(cat) = catalog("events.json") else { return };
-    let names: Vec<&str> = cat["onebot11"]["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        cat["onebot11"]["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     let ours: Vec<&str> = EVENTS.iter().map(|(n, _)| *n).collect();
     assert_eq!(ours, names);
 }

@@ -7,3 +7,4 @@ mod support;
 mod catalog;
 mod cli;
 mod onebot_ws;
+mod storage;

@@ -19,6 +19,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Running {
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
+    /// The runtime's data dir (its SQLite database lives here).
+    pub data_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -39,15 +41,25 @@ impl Running {
         let task = tokio::spawn(async move {
             rhaibot::runtime::run(config, token).await.expect("runtime runs");
         });
-        Running { shutdown, task: Some(task), _dir: dir }
+        Running { shutdown, task: Some(task), data_dir: dir.path().join("data"), _dir: dir }
     }
 
     /// Shuts down in order and waits for the runtime to return.
     pub async fn stop(mut self) {
+        self.stop_in_place().await;
+    }
+
+    /// Like [`Running::stop`], keeping the data dir for inspection.
+    pub async fn stop_in_place(&mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(WAIT, task).await.expect("runtime stops in time").expect("runtime task");
         }
+    }
+
+    /// Opens the runtime's database (also while it runs).
+    pub fn store(&self) -> rhaibot::storage::Store {
+        rhaibot::storage::Store::open_in(&self.data_dir).expect("database opens")
     }
 }
 

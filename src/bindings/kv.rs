@@ -1,0 +1,226 @@
+//! `kv::` — the script's persistent key-value store.
+//!
+//! `kv::get/set/...` work in the script's own namespace (its file name without `.rhai`);
+//! `kv::shared_space()` (and `kv::space("name")`; `shared` is a reserved word in Rhai) return a handle with the same methods on a namespace
+//! every script can use. Values are any Rhai data value, stored as JSON.
+//!
+//! ```rhai
+//! let n = kv::incr("visits:" + ev.user_id);
+//! kv::set("last", #{ who: ev.user_id, at: timestamp() }, 3600);   // expires in an hour
+//! kv::update("scores", |m| { let m = m ?? #{}; m[ev.user_id.to_string()] = 1; m });
+//! let board = kv::shared_space();
+//! board.set("motd", "hi");
+//! ```
+
+use std::sync::Arc;
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, FuncRegistration, INT, Map, Module, NativeCallContext};
+
+use super::convert::{script_error, to_dynamic, to_json};
+use crate::storage::Store;
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Namespace prefix of shared spaces; script namespaces never start with it.
+const SHARED_PREFIX: &str = "@";
+/// How many times `update` retries when another callback changed the keys meanwhile.
+const UPDATE_RETRIES: usize = 64;
+/// Keys returned by `keys(prefix)` without an explicit limit.
+const DEFAULT_PAGE: usize = 1000;
+
+/// A namespace of the store, as scripts hold it.
+#[derive(Debug, Clone)]
+pub struct KvSpace {
+    store: Arc<Store>,
+    ns: Arc<str>,
+}
+
+impl KvSpace {
+    fn fail<T>(&self, op: &str, key: &str, e: impl std::fmt::Display) -> RhaiResult<T> {
+        Err(script_error(format!("kv::{op}(\"{key}\"): {e}")))
+    }
+
+    fn encode(&self, op: &str, key: &str, value: &Dynamic) -> RhaiResult<String> {
+        if key.is_empty() {
+            return self.fail(op, key, "keys must not be empty");
+        }
+        let json = to_json(value, &format!("kv::{op}(\"{key}\")"))?;
+        Ok(json.to_string())
+    }
+
+    fn decode(text: &str) -> Dynamic {
+        serde_json::from_str(text).map(|v| to_dynamic(&v)).unwrap_or(Dynamic::UNIT)
+    }
+
+    fn read(&self, key: &str) -> RhaiResult<Option<String>> {
+        self.store.kv_get(&self.ns, key).or_else(|e| self.fail("get", key, e))
+    }
+
+    /// The value under `key`, or `default`.
+    pub fn get(&self, key: &str, default: Dynamic) -> RhaiResult<Dynamic> {
+        Ok(self.read(key)?.map_or(default, |t| Self::decode(&t)))
+    }
+
+    /// Stores `value`, expiring after `ttl_secs` when given.
+    pub fn set(&self, key: &str, value: &Dynamic, ttl_secs: Option<INT>) -> RhaiResult<()> {
+        let json = self.encode("set", key, value)?;
+        if ttl_secs.is_some_and(|t| t <= 0) {
+            return self.fail("set", key, "the TTL must be a positive number of seconds");
+        }
+        self.store
+            .kv_set(&self.ns, key, &json, ttl_secs.map(|t| t.saturating_mul(1000)))
+            .or_else(|e| self.fail("set", key, e))
+    }
+
+    fn delete(&self, key: &str) -> RhaiResult<bool> {
+        self.store.kv_delete(&self.ns, key).or_else(|e| self.fail("delete", key, e))
+    }
+
+    fn incr(&self, key: &str, by: INT) -> RhaiResult<INT> {
+        self.store.kv_incr(&self.ns, key, by).or_else(|e| self.fail("incr", key, e))
+    }
+
+    fn keys(&self, prefix: &str, limit: INT, after: &str) -> RhaiResult<Array> {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let after = (!after.is_empty()).then_some(after);
+        let keys = self.store.kv_keys(&self.ns, prefix, after, limit).or_else(|e| self.fail("keys", prefix, e))?;
+        Ok(keys.into_iter().map(Dynamic::from).collect())
+    }
+
+    fn cas(&self, key: &str, expected: &Dynamic, new: &Dynamic) -> RhaiResult<bool> {
+        let expected = if expected.is_unit() { None } else { Some(self.encode("cas", key, expected)?) };
+        let new = if new.is_unit() { None } else { Some(self.encode("cas", key, new)?) };
+        self.store
+            .kv_compare_and_set(&self.ns, &[(key, expected.as_deref())], &[(key, new.as_deref())])
+            .or_else(|e| self.fail("cas", key, e))
+    }
+
+    /// Atomically writes every entry of `map` (a `()` value deletes).
+    fn set_all(&self, map: Map) -> RhaiResult<()> {
+        let entries = self.encode_map("set_all", &map)?;
+        let new: Vec<(&str, Option<&str>)> = entries.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        self.store.kv_compare_and_set(&self.ns, &[], &new).or_else(|e| self.fail("set_all", "", e)).map(|_| ())
+    }
+
+    fn encode_map(&self, op: &str, map: &Map) -> RhaiResult<Vec<(String, Option<String>)>> {
+        map.iter()
+            .map(|(k, v)| Ok((k.to_string(), if v.is_unit() { None } else { Some(self.encode(op, k, v)?) })))
+            .collect()
+    }
+
+    /// Optimistic read-modify-write of one key: `f(old)` returns the new value; retried when
+    /// another callback wrote the key meanwhile, so no update is ever lost. No lock is held
+    /// while `f` runs.
+    fn update(&self, ctx: &NativeCallContext, key: &str, f: &FnPtr) -> RhaiResult<Dynamic> {
+        for _ in 0..UPDATE_RETRIES {
+            let old = self.read(key)?;
+            let new: Dynamic = f.call_within_context(ctx, (old.as_deref().map_or(Dynamic::UNIT, Self::decode),))?;
+            let new_json = if new.is_unit() { None } else { Some(self.encode("update", key, &new)?) };
+            let done = self
+                .store
+                .kv_compare_and_set(&self.ns, &[(key, old.as_deref())], &[(key, new_json.as_deref())])
+                .or_else(|e| self.fail("update", key, e))?;
+            if done {
+                return Ok(new);
+            }
+        }
+        self.fail("update", key, format!("the key kept changing; gave up after {UPDATE_RETRIES} tries"))
+    }
+
+    /// Like `update` over several keys: `f(map_of_old_values)` returns a map of new values.
+    fn update_all(&self, ctx: &NativeCallContext, keys: Array, f: &FnPtr) -> RhaiResult<Dynamic> {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        for _ in 0..UPDATE_RETRIES {
+            let mut olds = Vec::with_capacity(keys.len());
+            let mut view = Map::new();
+            for k in &keys {
+                let old = self.read(k)?;
+                view.insert(k.as_str().into(), old.as_deref().map_or(Dynamic::UNIT, Self::decode));
+                olds.push(old);
+            }
+            let result: Dynamic = f.call_within_context(ctx, (view,))?;
+            let Some(new_map) = result.clone().try_cast::<Map>() else {
+                return self.fail("update_all", "", "the callback must return a map of new values");
+            };
+            let entries = self.encode_map("update_all", &new_map)?;
+            let expected: Vec<(&str, Option<&str>)> =
+                keys.iter().map(String::as_str).zip(olds.iter().map(Option::as_deref)).collect();
+            let new: Vec<(&str, Option<&str>)> = entries.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+            if self.store.kv_compare_and_set(&self.ns, &expected, &new).or_else(|e| self.fail("update_all", "", e))? {
+                return Ok(result);
+            }
+        }
+        self.fail("update_all", "", format!("the keys kept changing; gave up after {UPDATE_RETRIES} tries"))
+    }
+}
+
+/// Registers `kv::` for a script whose own namespace is `ns`, and the `KvSpace` type.
+pub fn register(engine: &mut Engine, store: Arc<Store>, ns: &str) {
+    let own = KvSpace { store: store.clone(), ns: ns.into() };
+    let mut m = Module::new();
+    macro_rules! both {
+        ($name:literal, |$s:ident $(, $a:ident : $t:ty)*| $body:expr) => {{
+            let space = own.clone();
+            FuncRegistration::new($name).set_into_module(&mut m, move |$($a: $t),*| { let $s = &space; $body });
+            engine.register_fn($name, |$s: &mut KvSpace $(, $a: $t)*| { let $s = &*$s; $body });
+        }};
+    }
+    both!("get", |s, key: &str| s.get(key, Dynamic::UNIT));
+    both!("get", |s, key: &str, default: Dynamic| s.get(key, default));
+    both!("set", |s, key: &str, value: Dynamic| s.set(key, &value, None));
+    both!("set", |s, key: &str, value: Dynamic, ttl_secs: INT| s.set(key, &value, Some(ttl_secs)));
+    both!("delete", |s, key: &str| s.delete(key));
+    both!("exists", |s, key: &str| s.read(key).map(|v| v.is_some()));
+    both!("incr", |s, key: &str| s.incr(key, 1));
+    both!("incr", |s, key: &str, by: INT| s.incr(key, by));
+    both!("decr", |s, key: &str| s.incr(key, -1));
+    both!("decr", |s, key: &str, by: INT| s.incr(key, by.saturating_neg()));
+    both!("keys", |s, prefix: &str| s.keys(prefix, DEFAULT_PAGE as INT, ""));
+    both!("keys", |s, prefix: &str, limit: INT| s.keys(prefix, limit, ""));
+    both!("keys", |s, prefix: &str, limit: INT, after: &str| s.keys(prefix, limit, after));
+    both!("cas", |s, key: &str, expected: Dynamic, new: Dynamic| s.cas(key, &expected, &new));
+    both!("set_all", |s, entries: Map| s.set_all(entries));
+    // These call back into the script, so they take the call context (which must come first).
+    let space = own.clone();
+    FuncRegistration::new("update")
+        .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str, f: FnPtr| space.update(&ctx, key, &f));
+    engine
+        .register_fn("update", |ctx: NativeCallContext, s: &mut KvSpace, key: &str, f: FnPtr| s.update(&ctx, key, &f));
+    let space = own.clone();
+    FuncRegistration::new("update_all")
+        .set_into_module(&mut m, move |ctx: NativeCallContext, keys: Array, f: FnPtr| space.update_all(&ctx, keys, &f));
+    engine.register_fn("update_all", |ctx: NativeCallContext, s: &mut KvSpace, keys: Array, f: FnPtr| {
+        s.update_all(&ctx, keys, &f)
+    });
+
+    let shared = store.clone();
+    FuncRegistration::new("shared_space").set_into_module(&mut m, move || KvSpace {
+        store: shared.clone(),
+        ns: format!("{SHARED_PREFIX}shared").into(),
+    });
+    FuncRegistration::new("space").set_into_module(&mut m, move |name: &str| -> RhaiResult<KvSpace> {
+        if name.is_empty() {
+            return Err(script_error("kv::space(name): the name must not be empty".into()));
+        }
+        Ok(KvSpace { store: store.clone(), ns: format!("{SHARED_PREFIX}{name}").into() })
+    });
+    engine.register_type_with_name::<KvSpace>("KvSpace");
+    engine.register_static_module("kv", m.into());
+}
+
+/// Names and parameters of every `kv::` function, for `api list`.
+pub const FUNCTIONS: &[(&str, &[&str])] = &[
+    ("kv::get", &["key", "default?"]),
+    ("kv::set", &["key", "value", "ttl_secs?"]),
+    ("kv::delete", &["key"]),
+    ("kv::exists", &["key"]),
+    ("kv::incr", &["key", "by?"]),
+    ("kv::decr", &["key", "by?"]),
+    ("kv::keys", &["prefix", "limit?", "after?"]),
+    ("kv::cas", &["key", "expected", "new"]),
+    ("kv::set_all", &["map"]),
+    ("kv::update", &["key", "callback"]),
+    ("kv::update_all", &["keys", "callback"]),
+    ("kv::shared_space", &[]),
+    ("kv::space", &["name"]),
+];

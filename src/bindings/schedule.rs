@@ -1,0 +1,126 @@
+//! Cron jobs and timers for scripts.
+//!
+//! ```rhai
+//! cron("0 0 8 * * *", || onebot::send_group_msg(123, "早上好"));          // seconds field first
+//! cron("report", "0 0 20 * * *", #{ tz: "Asia/Shanghai", misfire: "run_once" }, || report());
+//! let t = after(5000, || print("five seconds later"));
+//! every(60000, || print("every minute"));
+//! cancel(t);
+//! for j in jobs() { print(`${j.name}: next ${j.next}`); }
+//! ```
+//!
+//! Jobs belong to the script that made them and stop when it unloads. Job callbacks run on the
+//! worker pool under the same limits as event callbacks; their API calls go to the only bot, or
+//! to the one chosen with `bot("name")`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, INT, Map};
+
+use super::convert::script_error;
+use crate::scheduler::{CronSpec, JobSpec, Misfire, Scheduler, When, Zone};
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Runs a job's callback in its script: `(label, callback)`.
+pub type JobRunner = Arc<dyn Fn(&str, &FnPtr) + Send + Sync>;
+
+#[derive(Clone)]
+struct Ctx {
+    scheduler: Arc<Scheduler>,
+    owner: Arc<str>,
+    zone: Zone,
+    run: JobRunner,
+    /// Numbers anonymous jobs: `cron#1`, `after#2`, ...
+    counter: Arc<AtomicU64>,
+}
+
+impl Ctx {
+    fn add(&self, name: String, when: When, misfire: Misfire, f: FnPtr) -> String {
+        let (run, label) = (self.run.clone(), format!("job \"{name}\""));
+        let action = Arc::new(move || run(&label, &f));
+        let spec = JobSpec { owner: self.owner.to_string(), name: name.clone(), when, misfire, action };
+        self.scheduler.add(spec, Utc::now());
+        name
+    }
+
+    fn anonymous(&self, kind: &str) -> String {
+        format!("{kind}#{}", self.counter.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn cron(&self, name: Option<&str>, expr: &str, options: Option<Map>, f: FnPtr) -> RhaiResult<String> {
+        let fail = |e: String| script_error(format!("cron(\"{expr}\"): {e}"));
+        let options = options.unwrap_or_default();
+        let zone = match options.get("tz") {
+            Some(tz) => Zone::parse(&tz.to_string()).map_err(fail)?,
+            None => self.zone,
+        };
+        let misfire = match options.get("misfire").map(|m| m.to_string()).as_deref() {
+            None | Some("skip") => Misfire::Skip,
+            Some("run_once") => Misfire::RunOnce,
+            Some(other) => return Err(fail(format!("misfire must be \"skip\" or \"run_once\", got \"{other}\""))),
+        };
+        if let Some(unknown) = options.keys().find(|k| !matches!(k.as_str(), "tz" | "misfire")) {
+            return Err(fail(format!("unknown option `{unknown}` (expected tz, misfire)")));
+        }
+        let spec = CronSpec::parse(expr, zone).map_err(fail)?;
+        // Anonymous cron jobs are named by their expression so a restart finds their last run.
+        let name = name.map_or_else(|| format!("cron {}", spec.expr), str::to_owned);
+        Ok(self.add(name, When::Cron(Box::new(spec)), misfire, f))
+    }
+
+    fn timer(&self, kind: &str, ms: INT, f: FnPtr) -> RhaiResult<String> {
+        if ms <= 0 {
+            return Err(script_error(format!("{kind}({ms}): the delay must be a positive number of milliseconds")));
+        }
+        let d = Duration::from_millis(ms as u64);
+        let when = if kind == "after" { When::After(d) } else { When::Every(d) };
+        Ok(self.add(self.anonymous(kind), when, Misfire::Skip, f))
+    }
+}
+
+/// Registers `cron`, `after`, `every`, `cancel` and `jobs` for the script `owner`.
+pub fn register(engine: &mut Engine, scheduler: Arc<Scheduler>, owner: &str, zone: Zone, run: JobRunner) {
+    let ctx = Ctx { scheduler, owner: owner.into(), zone, run, counter: Arc::new(AtomicU64::new(0)) };
+    let c = ctx.clone();
+    engine.register_fn("cron", move |expr: &str, f: FnPtr| c.cron(None, expr, None, f));
+    let c = ctx.clone();
+    engine.register_fn("cron", move |name: &str, expr: &str, f: FnPtr| c.cron(Some(name), expr, None, f));
+    let c = ctx.clone();
+    engine.register_fn("cron", move |name: &str, expr: &str, options: Map, f: FnPtr| {
+        c.cron(Some(name), expr, Some(options), f)
+    });
+    let c = ctx.clone();
+    engine.register_fn("after", move |ms: INT, f: FnPtr| c.timer("after", ms, f));
+    let c = ctx.clone();
+    engine.register_fn("every", move |ms: INT, f: FnPtr| c.timer("every", ms, f));
+    let c = ctx.clone();
+    engine.register_fn("cancel", move |name: &str| c.scheduler.cancel(&c.owner, name));
+    let c = ctx;
+    engine.register_fn("jobs", move || -> Array {
+        c.scheduler
+            .list(Some(&c.owner))
+            .into_iter()
+            .map(|j| {
+                let mut m = Map::new();
+                m.insert("name".into(), j.name.into());
+                m.insert("schedule".into(), j.schedule.into());
+                m.insert("next".into(), j.next.map_or(Dynamic::UNIT, |t| t.to_rfc3339().into()));
+                m.insert("running".into(), j.running.into());
+                m.into()
+            })
+            .collect()
+    });
+}
+
+/// Names and parameters of the scheduling functions, for `api list`.
+pub const FUNCTIONS: &[(&str, &[&str])] = &[
+    ("cron", &["name?", "expr", "options?", "callback"]),
+    ("after", &["ms", "callback"]),
+    ("every", &["ms", "callback"]),
+    ("cancel", &["name"]),
+    ("jobs", &[]),
+];

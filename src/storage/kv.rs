@@ -1,0 +1,239 @@
+//! The key-value table: values are JSON text in a namespace, optionally expiring.
+//! An expired key is invisible at once (every read filters on `expires_at`) and purged later.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{StorageError, Store};
+
+/// The SQL condition for a live row, given `now` as parameter `?now`.
+const LIVE: &str = "(expires_at IS NULL OR expires_at > :now)";
+
+impl Store {
+    /// The JSON text stored under `key`, if present and not expired.
+    pub fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>, StorageError> {
+        let now = self.now();
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT value FROM kv WHERE ns = :ns AND key = :key AND {LIVE}"))
+            .map_err(|e| self.query_error(e))?;
+        stmt.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}, |r| r.get(0))
+            .optional()
+            .map_err(|e| self.query_error(e))
+    }
+
+    /// Stores `json` under `key`, expiring after `ttl_ms` when given.
+    pub fn kv_set(&self, ns: &str, key: &str, json: &str, ttl_ms: Option<i64>) -> Result<(), StorageError> {
+        let expires = ttl_ms.map(|t| self.now().saturating_add(t));
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            )
+            .map_err(|e| self.query_error(e))?;
+        stmt.execute(params![ns, key, json, expires]).map_err(|e| self.query_error(e))?;
+        Ok(())
+    }
+
+    /// Removes `key`; true when a live value was there.
+    pub fn kv_delete(&self, ns: &str, key: &str) -> Result<bool, StorageError> {
+        let now = self.now();
+        let conn = self.conn();
+        let n = conn
+            .prepare_cached(&format!("DELETE FROM kv WHERE ns = :ns AND key = :key AND {LIVE}"))
+            .and_then(|mut s| s.execute(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}))
+            .map_err(|e| self.query_error(e))?;
+        // An expired leftover goes too, so the key is really gone.
+        conn.execute("DELETE FROM kv WHERE ns = ?1 AND key = ?2", params![ns, key]).map_err(|e| self.query_error(e))?;
+        Ok(n > 0)
+    }
+
+    /// Adds `by` to the integer under `key` (absent counts as 0) and returns the new value,
+    /// atomically. The key keeps its expiry.
+    pub fn kv_incr(&self, ns: &str, key: &str, by: i64) -> Result<i64, StorageError> {
+        let now = self.now();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.query_error(e))?;
+        let current: Option<(String, Option<i64>)> = tx
+            .query_row(
+                &format!("SELECT value, expires_at FROM kv WHERE ns = :ns AND key = :key AND {LIVE}"),
+                rusqlite::named_params! {":ns": ns, ":key": key, ":now": now},
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.query_error(e))?;
+        let (old, expires) = match &current {
+            None => (0, None),
+            Some((text, expires)) => {
+                match serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| v.as_i64()) {
+                    Some(n) => (n, *expires),
+                    None => return Err(StorageError::NotInteger { key: key.to_owned(), found: describe_json(text) }),
+                }
+            }
+        };
+        let new = old.saturating_add(by);
+        tx.execute(
+            "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            params![ns, key, new.to_string(), expires],
+        )
+        .map_err(|e| self.query_error(e))?;
+        tx.commit().map_err(|e| self.query_error(e))?;
+        Ok(new)
+    }
+
+    /// Live keys starting with `prefix`, in order, after `after` (for paging), at most `limit`.
+    pub fn kv_keys(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StorageError> {
+        let now = self.now();
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT key FROM kv WHERE ns = :ns AND key >= :prefix AND key > :after
+                 AND substr(key, 1, length(:prefix)) = :prefix AND {LIVE} ORDER BY key LIMIT :limit"
+            ))
+            .map_err(|e| self.query_error(e))?;
+        let rows = stmt
+            .query_map(
+                rusqlite::named_params! {":ns": ns, ":prefix": prefix, ":after": after.unwrap_or(""),
+                ":now": now, ":limit": limit as i64},
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(|e| self.query_error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.query_error(e))
+    }
+
+    /// Atomically checks that every key in `expected` holds exactly that JSON (`None`: absent),
+    /// and if so writes every entry of `new` (`None`: delete). False when any check failed.
+    pub fn kv_compare_and_set(
+        &self,
+        ns: &str,
+        expected: &[(&str, Option<&str>)],
+        new: &[(&str, Option<&str>)],
+    ) -> Result<bool, StorageError> {
+        let now = self.now();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.query_error(e))?;
+        for (key, want) in expected {
+            let have: Option<String> = tx
+                .query_row(
+                    &format!("SELECT value FROM kv WHERE ns = :ns AND key = :key AND {LIVE}"),
+                    rusqlite::named_params! {":ns": ns, ":key": key, ":now": now},
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.query_error(e))?;
+            if have.as_deref() != *want {
+                return Ok(false);
+            }
+        }
+        for (key, value) in new {
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, NULL)
+                     ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = NULL",
+                    params![ns, key, v],
+                ),
+                None => tx.execute("DELETE FROM kv WHERE ns = ?1 AND key = ?2", params![ns, key]),
+            }
+            .map_err(|e| self.query_error(e))?;
+        }
+        tx.commit().map_err(|e| self.query_error(e))?;
+        Ok(true)
+    }
+
+    /// Deletes expired rows; returns how many.
+    pub fn kv_purge_expired(&self) -> Result<usize, StorageError> {
+        let now = self.now();
+        self.conn()
+            .execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", params![now])
+            .map_err(|e| self.query_error(e))
+    }
+}
+
+fn describe_json(text: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => format!("a {}", crate::api::json_type(&v)),
+        Err(_) => "unreadable data".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store, Arc<AtomicI64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Arc::new(AtomicI64::new(1_000_000));
+        let clock = now.clone();
+        let store = Store::open(&dir.path().join("t.db"), Arc::new(move || clock.load(Ordering::SeqCst))).unwrap();
+        (dir, store, now)
+    }
+
+    #[test]
+    fn set_get_delete_and_namespaces_are_separate() {
+        let (_d, s, _) = store();
+        s.kv_set("a", "k", "1", None).unwrap();
+        s.kv_set("b", "k", "\"x\"", None).unwrap();
+        assert_eq!(s.kv_get("a", "k").unwrap().as_deref(), Some("1"));
+        assert_eq!(s.kv_get("b", "k").unwrap().as_deref(), Some("\"x\""));
+        assert!(s.kv_delete("a", "k").unwrap());
+        assert!(!s.kv_delete("a", "k").unwrap());
+        assert_eq!(s.kv_get("a", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn ttl_hides_at_once_and_purge_removes() {
+        let (_d, s, now) = store();
+        s.kv_set("a", "k", "1", Some(5_000)).unwrap();
+        now.fetch_add(4_999, Ordering::SeqCst);
+        assert!(s.kv_get("a", "k").unwrap().is_some());
+        now.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(s.kv_get("a", "k").unwrap(), None);
+        assert!(s.kv_keys("a", "", None, 10).unwrap().is_empty());
+        assert_eq!(s.kv_incr("a", "k", 2).unwrap(), 2, "an expired value counts as absent");
+        s.kv_set("a", "gone", "1", Some(1)).unwrap();
+        now.fetch_add(10, Ordering::SeqCst);
+        assert_eq!(s.kv_purge_expired().unwrap(), 1);
+    }
+
+    #[test]
+    fn incr_refuses_non_integers_and_names_the_key() {
+        let (_d, s, _) = store();
+        s.kv_set("a", "name", "\"bob\"", None).unwrap();
+        let e = s.kv_incr("a", "name", 1).unwrap_err().to_string();
+        assert_eq!(e, "key `name` holds a string, not an integer");
+        assert_eq!(s.kv_incr("a", "n", 5).unwrap(), 5);
+        assert_eq!(s.kv_incr("a", "n", -2).unwrap(), 3);
+    }
+
+    #[test]
+    fn keys_page_by_prefix() {
+        let (_d, s, _) = store();
+        for k in ["u:1", "u:2", "u:3", "v:1", "u"] {
+            s.kv_set("a", k, "0", None).unwrap();
+        }
+        assert_eq!(s.kv_keys("a", "u:", None, 2).unwrap(), ["u:1", "u:2"]);
+        assert_eq!(s.kv_keys("a", "u:", Some("u:2"), 2).unwrap(), ["u:3"]);
+        assert_eq!(s.kv_keys("a", "", None, 10).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn compare_and_set_is_all_or_nothing() {
+        let (_d, s, _) = store();
+        s.kv_set("a", "x", "1", None).unwrap();
+        assert!(!s.kv_compare_and_set("a", &[("x", Some("2"))], &[("x", Some("3"))]).unwrap());
+        assert!(
+            s.kv_compare_and_set("a", &[("x", Some("1")), ("y", None)], &[("x", Some("3")), ("y", Some("4"))]).unwrap()
+        );
+        assert_eq!(s.kv_get("a", "y").unwrap().as_deref(), Some("4"));
+    }
+}
