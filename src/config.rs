@@ -106,6 +106,14 @@ pub struct RawLimits {
     pub max_map_size: Option<usize>,
     /// Deepest function call nesting.
     pub max_call_depth: Option<usize>,
+    /// Callbacks of one script that may run at once.
+    pub script_concurrency: Option<usize>,
+    /// Events one script may have waiting before new ones are dropped.
+    pub script_queue: Option<usize>,
+    /// Failed callbacks (errors or timeouts) within the window that quarantine a script; 0 never.
+    pub quarantine_failures: Option<usize>,
+    /// The quarantine window in seconds.
+    pub quarantine_window_secs: Option<u64>,
 }
 
 /// Which protocol a bot speaks.
@@ -202,6 +210,14 @@ pub struct Limits {
     pub max_map_size: usize,
     /// Call depth cap.
     pub max_call_depth: usize,
+    /// Callbacks of one script running at once.
+    pub script_concurrency: usize,
+    /// Events one script may have waiting.
+    pub script_queue: usize,
+    /// Failures within `quarantine_window` that quarantine a script (0: never).
+    pub quarantine_failures: usize,
+    /// The quarantine window.
+    pub quarantine_window: Duration,
 }
 
 impl Default for Limits {
@@ -216,6 +232,10 @@ impl Default for Limits {
             max_array_size: 100_000,
             max_map_size: 100_000,
             max_call_depth: 64,
+            script_concurrency: 4,
+            script_queue: 1024,
+            quarantine_failures: 10,
+            quarantine_window: Duration::from_secs(60),
         }
     }
 }
@@ -318,6 +338,18 @@ impl Config {
             max_array_size: l.max_array_size.unwrap_or(d.max_array_size),
             max_map_size: l.max_map_size.unwrap_or(d.max_map_size),
             max_call_depth: l.max_call_depth.unwrap_or(d.max_call_depth),
+            script_concurrency: positive(
+                "script_concurrency",
+                l.script_concurrency.map(|v| v as u64),
+                d.script_concurrency as u64,
+            )? as usize,
+            script_queue: positive("script_queue", l.script_queue.map(|v| v as u64), d.script_queue as u64)? as usize,
+            quarantine_failures: l.quarantine_failures.unwrap_or(d.quarantine_failures),
+            quarantine_window: Duration::from_secs(positive(
+                "quarantine_window_secs",
+                l.quarantine_window_secs,
+                d.quarantine_window.as_secs(),
+            )?),
         };
 
         let mut bots = Vec::new();

@@ -12,6 +12,7 @@
 //! Data flows one way: adapter -> Event -> dispatch -> script callbacks -> calls -> adapter.
 
 pub mod adapter;
+pub mod admin;
 pub mod api;
 pub mod bindings;
 pub mod catalog;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rhaibot::admin;
 use rhaibot::config::{Config, LogFormat};
 use rhaibot::storage::Store;
 
@@ -45,6 +46,31 @@ enum Command {
     },
     /// List scheduled jobs with their next fire times, as the running bot registered them.
     Jobs {
+        /// Config file, for its data dir.
+        #[arg(long, short, env = "RHAIBOT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Show every script of the running bot: state, version time, counters.
+    Status {
+        /// Config file, for its data dir.
+        #[arg(long, short, env = "RHAIBOT_CONFIG")]
+        config: Option<PathBuf>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a quarantined script of the running bot run again.
+    Resume {
+        /// The script's file name.
+        script: String,
+        /// Config file, for its data dir.
+        #[arg(long, short, env = "RHAIBOT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Reload a script of the running bot now.
+    Reload {
+        /// The script's file name.
+        script: String,
         /// Config file, for its data dir.
         #[arg(long, short, env = "RHAIBOT_CONFIG")]
         config: Option<PathBuf>,
@@ -208,6 +234,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { config, json } => {
+            let config = load_config(config.as_ref())?;
+            let answer =
+                admin::request(&config.data_dir, &serde_json::json!({"cmd": "status"})).map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer["scripts"])?);
+            } else {
+                print_status(&answer["scripts"]);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { script, config } => admin_command("resume", &script, config.as_ref()),
+        Command::Reload { script, config } => admin_command("reload", &script, config.as_ref()),
         Command::Api { command: ApiCommand::List { json } } => {
             let list = rhaibot::catalog::api_list();
             if json {
@@ -221,6 +260,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn admin_command(cmd: &str, script: &str, config: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    admin::request(&config.data_dir, &serde_json::json!({"cmd": cmd, "script": script})).map_err(anyhow::Error::msg)?;
+    println!("{script}: {cmd}d");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(scripts: &serde_json::Value) {
+    let local = |ms: &serde_json::Value| {
+        ms.as_i64()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(|| "-".to_owned(), |t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+    };
+    println!(
+        "{:<24} {:<12} {:<19} {:>9} {:>6} {:>8} {:>7} {:>9} {:>9}",
+        "SCRIPT", "STATE", "VERSION", "CALLBACKS", "ERRORS", "TIMEOUTS", "DROPPED", "AVG", "MAX"
+    );
+    for s in scripts.as_array().into_iter().flatten() {
+        let c = &s["counters"];
+        let ms = |v: &serde_json::Value| {
+            v.as_u64().map_or_else(|| "-".to_owned(), |us| format!("{:.2}ms", us as f64 / 1000.0))
+        };
+        let n = |v: &serde_json::Value| v.as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string());
+        println!(
+            "{:<24} {:<12} {:<19} {:>9} {:>6} {:>8} {:>7} {:>9} {:>9}",
+            s["name"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+            local(&s["loaded_at"]),
+            n(&c["callbacks"]),
+            n(&c["errors"]),
+            n(&c["timeouts"]),
+            n(&c["dropped"]),
+            ms(&c["avg_us"]),
+            ms(&c["max_us"]),
+        );
+        if let Some(e) = s["error"].as_str() {
+            println!("    last load error: {e}");
         }
     }
 }

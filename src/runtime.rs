@@ -11,10 +11,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::adapter::{self, EventSink};
+use crate::admin;
 use crate::bindings::Services;
 use crate::config::Config;
 use crate::scheduler::Scheduler;
-use crate::script::{Globals, Pool, ScriptHost};
+use crate::script::{Globals, Pool, ScriptHost, watch};
 use crate::storage::Store;
 
 /// How long in-flight callbacks get to finish at shutdown.
@@ -81,13 +82,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         config.timezone,
     );
     let pool = Pool::new(config.limits.workers, config.limits.queue).map_err(RunError::Workers)?;
-    let host = ScriptHost::new(pool);
+    let host = ScriptHost::new(globals, config.scripts_dir.clone(), pool);
 
     // Top-level code may call APIs (which block), so loading runs off the reactor.
-    let (h, g, dir) = (host.clone(), globals.clone(), config.scripts_dir.clone());
-    let loaded = tokio::task::spawn_blocking(move || h.load_dir(&dir, &g)).await.unwrap_or(0);
+    let h = host.clone();
+    let loaded = tokio::task::spawn_blocking(move || h.load_all()).await.unwrap_or(0);
     info!(scripts = loaded, dir = %config.scripts_dir.display(), "scripts loaded");
+    let _watcher = match watch::watch(host.clone(), &[config.scripts_dir.clone(), config.stdlib_dir.clone()]) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!("hot reload is off: {e}");
+            None
+        }
+    };
 
+    if let Err(e) = admin::serve(&config.data_dir, host.clone(), shutdown.clone()) {
+        warn!("admin socket unavailable ({e}); `rhaibot status` will not reach this bot");
+    }
     let connections = CancellationToken::new();
     let tasks = TaskTracker::new();
     let sink_host = host.clone();

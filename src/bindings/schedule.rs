@@ -13,8 +13,8 @@
 //! worker pool under the same limits as event callbacks; their API calls go to the only bot, or
 //! to the one chosen with `bot("name")`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -36,6 +36,23 @@ struct Ctx {
     run: JobRunner,
     /// Numbers anonymous jobs: `cron#1`, `after#2`, ...
     counter: Arc<AtomicU64>,
+    staged: Staged,
+}
+
+/// Jobs a script's top level creates are held back until the load succeeds, then replace the
+/// old version's jobs in one step; later ones (from callbacks) go live at once.
+#[derive(Clone, Default)]
+pub struct Staged(Arc<Mutex<Option<Vec<JobSpec>>>>);
+
+impl Staged {
+    fn open() -> Staged {
+        Staged(Arc::new(Mutex::new(Some(Vec::new()))))
+    }
+
+    /// Ends staging and returns what the top level created.
+    pub fn take(&self) -> Vec<JobSpec> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
+    }
 }
 
 impl Ctx {
@@ -43,7 +60,14 @@ impl Ctx {
         let (run, label) = (self.run.clone(), format!("job \"{name}\""));
         let action = Arc::new(move || run(&label, &f));
         let spec = JobSpec { owner: self.owner.to_string(), name: name.clone(), when, misfire, action };
-        self.scheduler.add(spec, Utc::now());
+        let mut staged = self.staged.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match staged.as_mut() {
+            Some(list) => list.push(spec),
+            None => {
+                drop(staged);
+                self.scheduler.add(spec, Utc::now());
+            }
+        }
         name
     }
 
@@ -82,9 +106,12 @@ impl Ctx {
     }
 }
 
-/// Registers `cron`, `after`, `every`, `cancel` and `jobs` for the script `owner`.
-pub fn register(engine: &mut Engine, scheduler: Arc<Scheduler>, owner: &str, zone: Zone, run: JobRunner) {
-    let ctx = Ctx { scheduler, owner: owner.into(), zone, run, counter: Arc::new(AtomicU64::new(0)) };
+/// Registers `cron`, `after`, `every`, `cancel` and `jobs` for the script `owner`; the jobs its
+/// top level creates wait in the returned [`Staged`].
+pub fn register(engine: &mut Engine, scheduler: Arc<Scheduler>, owner: &str, zone: Zone, run: JobRunner) -> Staged {
+    let staged = Staged::open();
+    let ctx =
+        Ctx { scheduler, owner: owner.into(), zone, run, counter: Arc::new(AtomicU64::new(0)), staged: staged.clone() };
     let c = ctx.clone();
     engine.register_fn("cron", move |expr: &str, f: FnPtr| c.cron(None, expr, None, f));
     let c = ctx.clone();
@@ -114,6 +141,7 @@ pub fn register(engine: &mut Engine, scheduler: Arc<Scheduler>, owner: &str, zon
             })
             .collect()
     });
+    staged
 }
 
 /// Names and parameters of the scheduling functions, for `api list`.

@@ -159,8 +159,42 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Removes every job of `owner` and adds `specs` in one step (a script's new version
+    /// replacing the old one).
+    pub fn replace_owner(&self, owner: &str, specs: Vec<JobSpec>, now: DateTime<Utc>) {
+        let jobs: Vec<Job> = specs.into_iter().map(|spec| self.prepare(spec, now)).collect();
+        let removed: Vec<String> = {
+            let mut state = self.state();
+            let old: Vec<(String, String)> = state.jobs.keys().filter(|(o, _)| o == owner).cloned().collect();
+            for key in &old {
+                state.jobs.remove(key);
+            }
+            for job in jobs {
+                state.jobs.insert((job.owner.clone(), job.name.clone()), job);
+            }
+            state.version += 1;
+            self.changed.notify_all();
+            old.into_iter()
+                .map(|(_, n)| n)
+                .filter(|n| !state.jobs.contains_key(&(owner.to_owned(), n.clone())))
+                .collect()
+        };
+        for n in removed {
+            self.persist(|s| s.job_deactivate(owner, &n));
+        }
+    }
+
     /// Adds (or replaces) a job as of `now`.
     pub fn add(&self, spec: JobSpec, now: DateTime<Utc>) {
+        let job = self.prepare(spec, now);
+        let mut state = self.state();
+        state.jobs.insert((job.owner.clone(), job.name.clone()), job);
+        state.version += 1;
+        self.changed.notify_all();
+    }
+
+    /// Plans a job's first fire time (with its misfire policy) and records it.
+    fn prepare(&self, spec: JobSpec, now: DateTime<Utc>) -> Job {
         let mut next = first_fire(&spec.when, now);
         if let (When::Cron(cron), Misfire::RunOnce, Some(store)) = (&spec.when, spec.misfire, &self.store) {
             let last = store.job_last_run(&spec.owner, &spec.name).ok().flatten();
@@ -173,18 +207,14 @@ impl Scheduler {
         self.persist(|s| {
             s.job_upsert(&spec.owner, &spec.name, &spec.when.describe(), next.map(|t| t.timestamp_millis()))
         });
-        let job = Job {
-            owner: spec.owner.clone(),
-            name: spec.name.clone(),
+        Job {
+            owner: spec.owner,
+            name: spec.name,
             when: spec.when,
             action: spec.action,
             next,
             running: Arc::new(AtomicBool::new(false)),
-        };
-        let mut state = self.state();
-        state.jobs.insert((spec.owner, spec.name), job);
-        state.version += 1;
-        self.changed.notify_all();
+        }
     }
 
     /// Cancels `owner`'s job `name`; true when it existed.
@@ -201,20 +231,9 @@ impl Scheduler {
         removed
     }
 
-    /// Removes every job of `owner` (its script unloaded or is being replaced).
+    /// Removes every job of `owner` (its script unloaded).
     pub fn remove_owner(&self, owner: &str) {
-        let names: Vec<String> = {
-            let mut state = self.state();
-            let names: Vec<String> = state.jobs.keys().filter(|(o, _)| o == owner).map(|(_, n)| n.clone()).collect();
-            for n in &names {
-                state.jobs.remove(&(owner.to_owned(), n.clone()));
-            }
-            state.version += 1;
-            names
-        };
-        for n in names {
-            self.persist(|s| s.job_deactivate(owner, &n));
-        }
+        self.replace_owner(owner, Vec::new(), Utc::now());
     }
 
     /// Jobs of `owner` (or all), by owner and name.

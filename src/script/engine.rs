@@ -8,7 +8,7 @@ use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
 use rhai::{Engine, Module, Shared};
 
 use super::context;
-use crate::bindings::schedule::{self, JobRunner};
+use crate::bindings::schedule::{self, JobRunner, Staged};
 use crate::bindings::{Services, event, kv, msg, protocol};
 use crate::config::Limits;
 use crate::scheduler::{Scheduler, Zone};
@@ -90,14 +90,16 @@ impl Globals {
         engine
     }
 
-    /// Registers what belongs to one script: its `kv::` namespace and its jobs.
-    pub fn install_script_services(&self, engine: &mut Engine, script: &str, run: JobRunner) {
+    /// Registers what belongs to one script: its `kv::` namespace and its jobs (those its top
+    /// level creates wait in the returned staging area).
+    pub fn install_script_services(&self, engine: &mut Engine, script: &str, run: JobRunner) -> Staged {
         if let Some(store) = &self.store {
             let ns = script.strip_suffix(".rhai").unwrap_or(script);
             kv::register(engine, store.clone(), ns);
         }
-        if let Some(scheduler) = &self.scheduler {
-            schedule::register(engine, scheduler.clone(), script, self.zone, run);
+        match &self.scheduler {
+            Some(scheduler) => schedule::register(engine, scheduler.clone(), script, self.zone, run),
+            None => Staged::default(),
         }
     }
 }

@@ -9,15 +9,19 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Instant, SystemTime};
 
 use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, ParseError, Position, Scope};
 use tracing::error;
 
 use super::context;
 use super::engine::Globals;
+use super::lane::Lane;
+use super::supervise::{Outcome, Quarantine, Supervisor};
 use crate::bindings::convert::script_error;
 use crate::bindings::event::EventRef;
 use crate::event::normalize_name;
+use crate::scheduler::JobSpec;
 
 /// Why a script could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +46,37 @@ pub enum LoadError {
         /// The parser's message.
         message: String,
     },
-    /// The top level threw or was stopped.
-    #[error("{0}")]
-    TopLevel(String),
+    /// The top level threw, was stopped, or imported a module that failed.
+    #[error("{message}")]
+    TopLevel {
+        /// The script file.
+        path: String,
+        /// Where it happened (1-based), when known.
+        line: Option<usize>,
+        /// Column (1-based), when known.
+        column: Option<usize>,
+        /// `file:line:col: in top level: reason`.
+        message: String,
+    },
+}
+
+impl LoadError {
+    /// The offending source line with a caret under the column, or empty when unknown.
+    pub fn snippet(&self) -> String {
+        let (path, line, column) = match self {
+            LoadError::Read { .. } => return String::new(),
+            LoadError::Syntax { path, line, column, .. } => (path, Some(*line), Some(*column)),
+            LoadError::TopLevel { path, line, column, .. } => (path, *line, *column),
+        };
+        let Some(line) = line.filter(|l| *l > 0) else { return String::new() };
+        let Some(text) = std::fs::read_to_string(path).ok().and_then(|s| s.lines().nth(line - 1).map(str::to_owned))
+        else {
+            return String::new();
+        };
+        let gutter = line.to_string().len();
+        let caret = column.filter(|c| *c > 0).map_or(String::new(), |c| format!("\n{:gutter$} | {:>c$}", "", "^"));
+        format!("{line} | {text}{caret}")
+    }
 }
 
 enum Handler {
@@ -66,6 +98,12 @@ struct Registered {
 
 /// A compiled, initialised script.
 pub struct Script {
+    /// Counters and quarantine.
+    pub supervisor: Supervisor,
+    /// Events waiting for this script.
+    pub lane: Lane<EventRef>,
+    /// When this version was loaded.
+    pub loaded_at: SystemTime,
     /// File name, e.g. `hello.rhai`; names the script in logs.
     pub name: String,
     /// Full path.
@@ -157,27 +195,43 @@ fn command_args<'t>(text: &'t str, names: &[String]) -> Option<&'t str> {
 }
 
 impl Script {
-    /// Compiles `path` and runs its top level, collecting the handlers it registers.
-    pub fn load(path: &Path, globals: &Arc<Globals>) -> Result<Arc<Script>, LoadError> {
+    /// Compiles `path` and runs its top level, collecting the handlers it registers. The jobs
+    /// the top level created are returned, not yet scheduled: the caller swaps them in.
+    pub fn load(path: &Path, globals: &Arc<Globals>) -> Result<(Arc<Script>, Vec<JobSpec>), LoadError> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| LoadError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        Self::load_source(path, &source, globals)
+    }
+
+    /// Like [`Script::load`], with the file's text already read.
+    pub fn load_source(
+        path: &Path,
+        source: &str,
+        globals: &Arc<Globals>,
+    ) -> Result<(Arc<Script>, Vec<JobSpec>), LoadError> {
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         let shown = path.display().to_string();
-        let source = std::fs::read_to_string(path)
-            .map_err(|e| LoadError::Read { path: shown.clone(), message: e.to_string() })?;
         let mut engine = globals.engine(&name, path.parent().map(Path::to_path_buf));
         let registry = Registry::open();
         registry.install(&mut engine);
         // Jobs outlive the top-level run; they find their script through this cell.
         let this: Arc<OnceLock<Weak<Script>>> = Arc::new(OnceLock::new());
-        globals.install_script_services(&mut engine, &name, job_runner(&this));
-        let imports = preload_imports(&mut engine, &source, &shown)?;
+        let staged = globals.install_script_services(&mut engine, &name, job_runner(&this));
+        let imports = preload_imports(&mut engine, source, &shown)?;
 
-        let mut ast = engine.compile(&source).map_err(|e| syntax_error(&shown, e))?;
+        let mut ast = engine.compile(source).map_err(|e| syntax_error(&shown, e))?;
         ast.set_source(shown.as_str());
         {
             let _running = context::enter(globals.limits.callback_timeout, None);
-            engine
-                .run_ast(&ast)
-                .map_err(|e| LoadError::TopLevel(describe(&shown, "top level", Position::NONE, &e, &globals.limits)))?;
+            engine.run_ast(&ast).map_err(|e| {
+                let pos = locate(&e, Position::NONE);
+                LoadError::TopLevel {
+                    path: shown.clone(),
+                    line: pos.line(),
+                    column: pos.position(),
+                    message: describe(&shown, "top level", Position::NONE, &e, &globals.limits),
+                }
+            })?;
         }
 
         let mut handlers: HashMap<String, Vec<Registered>> = HashMap::new();
@@ -187,15 +241,27 @@ impl Script {
         for f in ast.iter_functions() {
             if let (Some(event), 1) = (f.name.strip_prefix("on_"), f.params.len()) {
                 let label = format!("fn {}", f.name);
-                let at = line_of(&source, &format!("fn {}", f.name));
+                let at = line_of(source, &format!("fn {}", f.name));
                 let handler = Handler::Function(f.name.to_owned());
                 handlers.entry(normalize_name(event)).or_default().push(Registered { label, at, handler });
             }
         }
-        let script =
-            Arc::new(Script { name, path: path.to_owned(), engine, ast, globals: globals.clone(), handlers, imports });
+        let l = &globals.limits;
+        let policy = Quarantine { failures: l.quarantine_failures, window: l.quarantine_window };
+        let script = Arc::new(Script {
+            supervisor: Supervisor::new(policy),
+            lane: Lane::new(l.script_concurrency, l.script_queue),
+            loaded_at: SystemTime::now(),
+            name,
+            path: path.to_owned(),
+            engine,
+            ast,
+            globals: globals.clone(),
+            handlers,
+            imports,
+        });
         let _ = this.set(Arc::downgrade(&script));
-        Ok(script)
+        Ok((script, staged.take()))
     }
 
     /// Whether any handler of this script listens to one of `keys`.
@@ -223,9 +289,24 @@ impl Script {
         }
     }
 
-    /// Runs a scheduled job's callback.
+    /// Runs a scheduled job's callback (not while quarantined).
     pub fn run_job(&self, label: &str, f: &FnPtr) {
+        if self.supervisor.is_quarantined() {
+            return;
+        }
         self.invoke(label, Position::NONE, None, |s| f.call::<Dynamic>(&s.engine, &s.ast, ()));
+    }
+
+    /// Handles queued events until the lane is empty, or until `budget` events were handled
+    /// (then returns false so the caller can yield the worker to other scripts).
+    pub fn drain(&self, budget: usize) -> bool {
+        for _ in 0..budget {
+            let Some(ev) = self.lane.next() else { return true };
+            if !self.supervisor.is_quarantined() {
+                self.handle(&ev);
+            }
+        }
+        false
     }
 
     /// Runs one callback under the limits, catching errors and panics and logging them with
@@ -239,7 +320,24 @@ impl Script {
     ) {
         let _running = context::enter(self.globals.limits.callback_timeout, ev.map(|e| e.bot.clone()));
         let event = ev.map_or("", |e| e.name.as_str());
-        match catch_unwind(AssertUnwindSafe(|| call(self))) {
+        let started = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| call(self)));
+        let outcome = match &result {
+            Ok(Ok(_)) => Outcome::Ok,
+            Ok(Err(e)) if is_limit(e) => Outcome::Timeout,
+            _ => Outcome::Error,
+        };
+        if self.supervisor.record(outcome, started.elapsed()) {
+            let l = &self.globals.limits;
+            error!(
+                script = %self.name,
+                "quarantined: {} failed callbacks within {}s; its callbacks and jobs stop until the file changes or `rhaibot resume {}`",
+                l.quarantine_failures,
+                l.quarantine_window.as_secs(),
+                self.name
+            );
+        }
+        match result {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 let what = describe(&self.path.display().to_string(), label, at, &e, &self.globals.limits);
@@ -264,6 +362,15 @@ fn job_runner(this: &Arc<OnceLock<Weak<Script>>>) -> crate::bindings::schedule::
             script.run_job(label, f);
         }
     })
+}
+
+/// Whether an error is a script being stopped at one of its limits.
+fn is_limit(e: &EvalAltResult) -> bool {
+    let mut inner = e;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, next, _) = inner {
+        inner = next;
+    }
+    matches!(inner, EvalAltResult::ErrorTerminated(..) | EvalAltResult::ErrorTooManyOperations(_))
 }
 
 fn syntax_error(path: &str, e: ParseError) -> LoadError {
@@ -295,16 +402,10 @@ pub fn describe(
     e: &EvalAltResult,
     limits: &crate::config::Limits,
 ) -> String {
+    let pos = locate(e, fallback);
     let mut inner = e;
-    let mut pos = if e.position().is_none() { fallback } else { e.position() };
-    while let EvalAltResult::ErrorInFunctionCall(_, _, next, p) = inner {
-        if !p.is_none() {
-            pos = *p;
-        }
+    while let EvalAltResult::ErrorInFunctionCall(_, _, next, _) = inner {
         inner = next;
-        if !inner.position().is_none() {
-            pos = inner.position();
-        }
     }
     let reason = match inner {
         EvalAltResult::ErrorTerminated(..) => format!(
@@ -336,23 +437,45 @@ fn preload_imports(engine: &mut Engine, source: &str, shown: &str) -> Result<Vec
     for (i, line) in source.lines().enumerate() {
         let Some((path, alias)) = parse_import(line) else { continue };
         let pos = Position::new(i as u16 + 1, 1);
-        let module = engine
-            .module_resolver()
-            .resolve(engine, Some(shown), path, pos)
-            .map_err(|e| LoadError::TopLevel(format!("{shown}:{}:1: cannot import \"{path}\": {e}", i + 1)))?;
+        let module =
+            engine.module_resolver().resolve(engine, Some(shown), path, pos).map_err(|e| LoadError::TopLevel {
+                path: shown.to_owned(),
+                line: Some(i + 1),
+                column: Some(1),
+                message: format!("{shown}:{}:1: cannot import \"{path}\": {e}", i + 1),
+            })?;
         engine.register_static_module(alias, module);
         paths.push(path.to_owned());
     }
     Ok(paths)
 }
 
-/// `import "path" as alias;` at the start of a line, in its plain form.
+/// `import "path" as alias;` at the start of a line, in its plain form (more code may follow).
 fn parse_import(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix("import")?.trim_start().strip_prefix('"')?;
     let (path, rest) = rest.split_once('"')?;
-    let alias = rest.trim_start().strip_prefix("as")?.trim().strip_suffix(';')?.trim();
-    let valid = !alias.is_empty() && alias.chars().all(|c| c.is_alphanumeric() || c == '_');
-    valid.then_some((path, alias))
+    let rest = rest.trim_start().strip_prefix("as")?;
+    let rest = rest.strip_prefix(char::is_whitespace)?.trim_start();
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let (alias, after) = rest.split_at(end);
+    (!alias.is_empty() && after.trim_start().starts_with(';')).then_some((path, alias))
+}
+
+/// Where an error really happened, looking through nested function calls; `fallback` when the
+/// error carries no position (a stopped runaway).
+fn locate(e: &EvalAltResult, fallback: Position) -> Position {
+    let mut inner = e;
+    let mut pos = if e.position().is_none() { fallback } else { e.position() };
+    while let EvalAltResult::ErrorInFunctionCall(_, _, next, p) = inner {
+        if !p.is_none() {
+            pos = *p;
+        }
+        inner = next;
+        if !inner.position().is_none() {
+            pos = inner.position();
+        }
+    }
+    pos
 }
 
 /// The position of the first line of `source` containing `needle`.
@@ -378,6 +501,8 @@ mod tests {
         assert_eq!(parse_import(r#"import "lib/util"  as  u ;"#), Some(("lib/util", "u")));
         assert_eq!(parse_import(r#"    import "x" as y;"#), None, "indented: not top level");
         assert_eq!(parse_import(r#"import "x";"#), None);
+        assert_eq!(parse_import(r#"import "g" as g; on("m", |ev| ());"#), Some(("g", "g")));
+        assert_eq!(parse_import(r#"import "g" asg;"#), None);
     }
 
     #[test]

@@ -1,105 +1,296 @@
-//! The script host: loads every `.rhai` file of the scripts dir as an isolated [`Script`],
-//! and dispatches events to the scripts that listen for them on a bounded worker [`Pool`].
+//! The script host: every `.rhai` file of the scripts dir is an isolated [`Script`]; events
+//! are dispatched to the scripts that listen for them, and files are reloaded as they change.
 //!
-//! Concurrency: callbacks of one script may run in parallel on different workers. Dispatch
-//! itself runs on the adapter's task and only looks up handlers and queues jobs; it never
-//! waits for a script.
+//! Concurrency: each script has a [`lane::Lane`], a bounded queue with a concurrency limit
+//! (`limits.script_concurrency`, `limits.script_queue`). Callbacks of one script may run in
+//! parallel on the worker pool, up to that limit, so a callback blocked in a slow API call never
+//! stalls the script's other callbacks, and the limit keeps one busy script from taking every
+//! worker. Dispatch runs on the adapter's task: it only matches keys and queues; it never waits
+//! for a script.
+//!
+//! Reload: a changed file is compiled and its top level run first; only when that succeeds do
+//! its handlers and jobs replace the old version's (jobs in one scheduler step, handlers in one
+//! snapshot swap). Callbacks of the old version already running finish. On failure the old
+//! version keeps running and the error is logged with the offending source line.
 
 pub mod context;
 pub mod engine;
 pub mod host;
+pub mod lane;
 pub mod pool;
+pub mod supervise;
+pub mod watch;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
 use tracing::{debug, error, info, warn};
 
 pub use engine::Globals;
 pub use host::{LoadError, Script};
 pub use pool::Pool;
 
+use crate::bindings::event::EventRef;
 use crate::event::Event;
+use lane::Pushed;
 
-/// Every loaded script plus the pool their callbacks run on.
+/// Events one drainer handles before it yields its worker to other scripts.
+const DRAIN_BATCH: usize = 64;
+
+/// Every loaded script, the pool their callbacks run on, and what failed to load.
 #[derive(Debug)]
 pub struct ScriptHost {
+    globals: Arc<Globals>,
+    scripts_dir: PathBuf,
     scripts: RwLock<Arc<Vec<Arc<Script>>>>,
-    pool: Mutex<Pool>,
+    /// Scripts whose latest version failed to load, by file name: when and why.
+    failed: Mutex<BTreeMap<String, (SystemTime, String)>>,
+    /// Serialises reloads: one file at a time, so swaps never interleave.
+    reloading: Mutex<()>,
+    pool: Arc<Pool>,
     accepting: AtomicBool,
-    dropped: AtomicU64,
+}
+
+/// One script as `rhaibot status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScriptStatus {
+    /// File name.
+    pub name: String,
+    /// `running`, `quarantined`, `failed` (no version runs) or `stale` (the last edit failed;
+    /// the previous version runs).
+    pub state: &'static str,
+    /// When the running version was loaded (Unix ms).
+    pub loaded_at: Option<i64>,
+    /// The last load error, if the latest edit failed.
+    pub error: Option<String>,
+    /// Counters of the running version.
+    pub counters: Option<supervise::Counters>,
+    /// Events waiting.
+    pub queued: usize,
 }
 
 impl ScriptHost {
-    /// A host with no scripts yet.
-    pub fn new(pool: Pool) -> Arc<ScriptHost> {
+    /// A host for the scripts of `scripts_dir`, running callbacks on `pool`.
+    pub fn new(globals: Arc<Globals>, scripts_dir: PathBuf, pool: Pool) -> Arc<ScriptHost> {
+        // File events name absolute paths; compare like with like.
+        let scripts_dir = std::fs::canonicalize(&scripts_dir).unwrap_or(scripts_dir);
         Arc::new(ScriptHost {
+            globals,
+            scripts_dir,
             scripts: RwLock::new(Arc::new(Vec::new())),
-            pool: Mutex::new(pool),
+            failed: Mutex::new(BTreeMap::new()),
+            reloading: Mutex::new(()),
+            pool: Arc::new(pool),
             accepting: AtomicBool::new(true),
-            dropped: AtomicU64::new(0),
         })
     }
 
-    /// Loads every `*.rhai` file in `dir` (sorted by name). A script that fails is logged and
-    /// skipped; the others load. Returns how many loaded.
-    pub fn load_dir(&self, dir: &Path, globals: &Arc<Globals>) -> usize {
-        let files = match script_files(dir) {
-            Ok(files) => files,
-            Err(e) => {
-                error!("cannot read scripts dir {}: {e}", dir.display());
-                return 0;
-            }
-        };
-        let mut loaded = Vec::new();
-        for path in files {
-            match Script::load(&path, globals) {
-                Ok(script) => {
-                    info!(script = %script.name, "loaded");
-                    loaded.push(script);
-                }
-                Err(e) => error!("{e}"),
-            }
-        }
-        let n = loaded.len();
-        *self.scripts.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
-        n
+    /// The scripts directory.
+    pub fn scripts_dir(&self) -> &Path {
+        &self.scripts_dir
     }
 
-    /// Queues the handlers of every interested script for `ev`. Never blocks.
+    fn snapshot(&self) -> Arc<Vec<Arc<Script>>> {
+        self.scripts.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Loads every `*.rhai` file of the scripts dir (sorted by name); returns how many loaded.
+    pub fn load_all(&self) -> usize {
+        match script_files(&self.scripts_dir) {
+            Ok(files) => files.iter().filter(|f| self.reload(f)).count(),
+            Err(e) => {
+                error!("cannot read scripts dir {}: {e}", self.scripts_dir.display());
+                0
+            }
+        }
+    }
+
+    /// (Re)loads one script file, or unloads it when the file is gone. Returns true when a new
+    /// version now runs.
+    pub fn reload(&self, path: &Path) -> bool {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = file_name(path);
+        let Ok(source) = std::fs::read_to_string(path) else {
+            self.unload(&name);
+            return false;
+        };
+        let (script, jobs) = match Script::load_source(path, &source, &self.globals) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let running = self.snapshot().iter().any(|s| s.name == name);
+                let keeps = if running { "; the previous version keeps running" } else { "" };
+                error!("{e}{keeps}\n{}", e.snippet());
+                self.failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(name, (SystemTime::now(), e.to_string()));
+                return false;
+            }
+        };
+        if let Some(scheduler) = &self.globals.scheduler {
+            scheduler.replace_owner(&name, jobs, chrono::Utc::now());
+        }
+        {
+            let mut scripts = self.scripts.write().unwrap_or_else(PoisonError::into_inner);
+            let mut next: Vec<Arc<Script>> = scripts.iter().filter(|s| s.name != name).cloned().collect();
+            next.push(script);
+            next.sort_by(|a, b| a.name.cmp(&b.name));
+            *scripts = Arc::new(next);
+        }
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
+        info!(script = %name, "loaded");
+        true
+    }
+
+    fn unload(&self, name: &str) {
+        if let Some(scheduler) = &self.globals.scheduler {
+            scheduler.remove_owner(name);
+        }
+        let mut scripts = self.scripts.write().unwrap_or_else(PoisonError::into_inner);
+        if scripts.iter().any(|s| s.name == name) {
+            *scripts = Arc::new(scripts.iter().filter(|s| s.name != name).cloned().collect());
+            info!(script = %name, "unloaded (file removed)");
+        }
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+    }
+
+    /// The script files a change to `changed` affects: the file itself when it is a script,
+    /// and every script that imports it as a module.
+    pub fn affected_by(&self, changed: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let is_script = changed.parent() == Some(self.scripts_dir.as_path());
+        if is_script {
+            out.push(changed.to_path_buf());
+        }
+        if let Some(module) = changed.file_stem().map(|s| s.to_string_lossy().into_owned()) {
+            for s in self.snapshot().iter() {
+                let imports_it =
+                    s.imports.iter().any(|i| Path::new(i).file_stem().is_some_and(|st| st == module.as_str()));
+                if imports_it && !out.contains(&s.path) {
+                    out.push(s.path.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Queues `ev` for every interested script. Never blocks.
     pub fn dispatch(&self, ev: Event) {
         if !self.accepting.load(Ordering::Relaxed) {
             debug!(event = %ev.name, "shutting down; event not dispatched");
             return;
         }
-        let scripts = self.scripts.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let ev = Arc::new(ev);
-        let pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-        for script in scripts.iter().filter(|s| s.wants(ev.keys())) {
-            let (script, job_ev) = (script.clone(), ev.clone());
-            if pool.submit(Box::new(move || script.handle(&job_ev))).is_err() {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                warn!(event = %ev.name, dropped = n, queued = pool.queued(), "worker queue full; event dropped");
+        let scripts = self.snapshot();
+        let ev: EventRef = Arc::new(ev);
+        for script in scripts.iter().filter(|s| s.wants(ev.keys()) && !s.supervisor.is_quarantined()) {
+            match script.lane.push(ev.clone()) {
+                Pushed::Queued => {}
+                Pushed::StartDrainer => self.start_drainer(script.clone()),
+                Pushed::Full => {
+                    let n = script.supervisor.dropped();
+                    if n.is_power_of_two() {
+                        warn!(script = %script.name, dropped = n, "script queue full; events dropped");
+                    }
+                }
             }
+        }
+    }
+
+    fn start_drainer(&self, script: Arc<Script>) {
+        let pool = self.pool.clone();
+        let job = {
+            let script = script.clone();
+            Box::new(move || drain(script, pool))
+        };
+        if self.pool.submit(job).is_err() {
+            script.lane.drainer_not_started();
+            warn!(script = %script.name, queued = self.pool.queued(), "worker queue full; the script's events wait");
         }
     }
 
     /// Runs a due scheduled job on the pool; a full queue skips this run with a warning.
     pub fn submit_job(&self, due: crate::scheduler::Due) {
-        let pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         let (owner, name) = (due.owner.clone(), due.name.clone());
-        if pool.submit(Box::new(move || (due.action)())).is_err() {
+        if self.pool.submit(Box::new(move || (due.action)())).is_err() {
             warn!(script = %owner, job = %name, "worker queue full; this run of the job is skipped");
+        }
+    }
+
+    /// Every script with its state and counters.
+    pub fn status(&self) -> Vec<ScriptStatus> {
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut out: Vec<ScriptStatus> = self
+            .snapshot()
+            .iter()
+            .map(|s| ScriptStatus {
+                name: s.name.clone(),
+                state: match (s.supervisor.is_quarantined(), failed.contains_key(&s.name)) {
+                    (true, _) => "quarantined",
+                    (false, true) => "stale",
+                    (false, false) => "running",
+                },
+                loaded_at: s.loaded_at.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64),
+                error: failed.get(&s.name).map(|(_, e)| e.clone()),
+                counters: Some(s.supervisor.counters()),
+                queued: s.lane.len(),
+            })
+            .collect();
+        for (name, (_, e)) in failed {
+            if !out.iter().any(|s| s.name == name) {
+                out.push(ScriptStatus {
+                    name,
+                    state: "failed",
+                    loaded_at: None,
+                    error: Some(e),
+                    counters: None,
+                    queued: 0,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Lifts a script's quarantine; false when no such script runs.
+    pub fn resume(&self, name: &str) -> bool {
+        let name = if name.ends_with(".rhai") { name.to_owned() } else { format!("{name}.rhai") };
+        match self.snapshot().iter().find(|s| s.name == name) {
+            Some(s) => {
+                s.supervisor.resume();
+                info!(script = %name, "resumed");
+                true
+            }
+            None => false,
         }
     }
 
     /// Stops intake and lets queued and running callbacks finish within `deadline`.
     pub fn drain(&self, deadline: Duration) -> bool {
         self.accepting.store(false, Ordering::Relaxed);
-        self.pool.lock().unwrap_or_else(PoisonError::into_inner).shutdown(deadline)
+        self.pool.shutdown(deadline)
     }
+}
+
+/// A drainer: handles a batch of the script's events, then yields the worker by queueing
+/// itself again (or keeps going here when the pool queue is full).
+fn drain(script: Arc<Script>, pool: Arc<Pool>) {
+    loop {
+        if script.drain(DRAIN_BATCH) {
+            return;
+        }
+        let (again, p) = (script.clone(), pool.clone());
+        if pool.submit(Box::new(move || drain(again, p))).is_ok() {
+            return;
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// The `.rhai` files directly inside `dir`, sorted.

@@ -5,6 +5,7 @@
 //! logs and counts the drop, so memory never grows without bound.
 
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,9 @@ pub struct QueueFull;
 /// The worker pool.
 #[derive(Debug)]
 pub struct Pool {
-    queue: Option<Sender<Job>>,
-    exited: std_mpsc::Receiver<()>,
-    threads: Vec<JoinHandle<()>>,
+    queue: RwLock<Option<Sender<Job>>>,
+    exited: Mutex<std_mpsc::Receiver<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Pool {
@@ -46,12 +47,13 @@ impl Pool {
                 })?;
             threads.push(handle);
         }
-        Ok(Pool { queue: Some(tx), exited, threads })
+        Ok(Pool { queue: RwLock::new(Some(tx)), exited: Mutex::new(exited), threads: Mutex::new(threads) })
     }
 
     /// Queues a job without blocking.
     pub fn submit(&self, job: Job) -> Result<(), QueueFull> {
-        let Some(queue) = &self.queue else { return Err(QueueFull) };
+        let queue = self.queue.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(queue) = queue.as_ref() else { return Err(QueueFull) };
         queue.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) | TrySendError::Disconnected(_) => QueueFull,
         })
@@ -59,23 +61,24 @@ impl Pool {
 
     /// Jobs waiting for a worker.
     pub fn queued(&self) -> usize {
-        self.queue.as_ref().map_or(0, Sender::len)
+        self.queue.read().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, Sender::len)
     }
 
     /// Stops accepting jobs, lets the queued and running ones finish, and waits at most
     /// `deadline`. Returns false when some worker was still busy at the deadline.
-    pub fn shutdown(&mut self, deadline: Duration) -> bool {
-        self.queue = None;
+    pub fn shutdown(&self, deadline: Duration) -> bool {
+        self.queue.write().unwrap_or_else(PoisonError::into_inner).take();
         let until = Instant::now() + deadline;
+        let exited = self.exited.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let left = until.saturating_duration_since(Instant::now());
-            match self.exited.recv_timeout(left) {
+            match exited.recv_timeout(left) {
                 Ok(()) => continue,
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(std_mpsc::RecvTimeoutError::Timeout) => return false,
             }
         }
-        for t in self.threads.drain(..) {
+        for t in self.threads.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             let _ = t.join();
         }
         true
@@ -90,7 +93,7 @@ mod tests {
 
     #[test]
     fn runs_every_job_then_drains_on_shutdown() {
-        let mut pool = Pool::new(2, 100).unwrap();
+        let pool = Pool::new(2, 100).unwrap();
         let n = Arc::new(AtomicUsize::new(0));
         for _ in 0..50 {
             let n = n.clone();

@@ -101,3 +101,48 @@ fn api_list_json_lists_every_onebot_action_and_event() {
     let events: Vec<&str> = list["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert!(events.contains(&"notice.group_ban") && events.contains(&"message.group"), "{events:?}");
 }
+
+#[test]
+fn sigterm_lets_the_callback_in_flight_finish_and_exits_0_and_status_shows_the_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(
+        dir.path().join("scripts/slow.rhai"),
+        "on(\"message\", |ev| {\n    print(\"started\");\n    let t = timestamp();\n    while t.elapsed < 0.5 { }\n    ev.reply(\"finished\");\n});\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("scripts/broken.rhai"), "let = 1;\n").unwrap();
+    let mut child = Command::new(rhaibot_bin())
+        .arg("run")
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut wait_for = |needle: &str| {
+        let mut line = String::new();
+        while !line.contains(needle) {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "rhaibot exited early");
+        }
+    };
+    wait_for("scripts loaded");
+    let status = Command::new(rhaibot_bin()).arg("status").current_dir(dir.path()).output().unwrap();
+    let table = text(&status.stdout);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(table.contains("slow.rhai") && table.contains("running"), "{table}");
+    assert!(table.contains("broken.rhai") && table.contains("failed") && table.contains("syntax error"), "{table}");
+
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    stdin.flush().unwrap();
+    wait_for("started");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    assert!(text(&out.stdout).contains("bot: finished"), "{}", text(&out.stdout));
+}

@@ -7,4 +7,5 @@ mod support;
 mod catalog;
 mod cli;
 mod onebot_ws;
+mod reload;
 mod storage;

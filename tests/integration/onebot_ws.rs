@@ -73,7 +73,7 @@ async fn a_throwing_script_does_not_affect_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_actions_raise_catchable_errors_with_retcode_and_wording() {
     let responder: onebot::Responder = std::sync::Arc::new(|action, params| match action {
-        "get_group_info" => Err((1404, format!("group {} not found", params["group_id"]))),
+        "get_group_info" => onebot::Reply::Fail(1404, format!("group {} not found", params["group_id"])),
         a => onebot::default_response(a, params),
     });
     let mut fake = FakeOneBot::with_responder(Some("s3cret"), responder).await;

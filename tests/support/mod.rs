@@ -21,27 +21,48 @@ pub struct Running {
     task: Option<JoinHandle<()>>,
     /// The runtime's data dir (its SQLite database lives here).
     pub data_dir: std::path::PathBuf,
+    /// The temporary dir holding `scripts/`, `stdlib/` and `data/`.
+    pub root: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Running {
-    /// Writes `scripts` (name, source) into a fresh scripts dir and runs the runtime with the
-    /// given TOML config (its `scripts_dir` is filled in).
+    /// Writes `scripts` (name, source) into a fresh scripts dir (names starting with `stdlib/`
+    /// go to the stdlib dir) and runs the runtime with the given TOML config (its `scripts_dir`,
+    /// `stdlib_dir` and `data_dir` are filled in).
     pub fn start(config_toml: &str, scripts: &[(&str, &str)]) -> Running {
+        // The runtime's log goes to the test's output, shown when a test fails.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,rhaibot=debug").try_init();
         let dir = tempfile::tempdir().expect("temp dir");
         let scripts_dir = dir.path().join("scripts");
         std::fs::create_dir(&scripts_dir).expect("scripts dir");
+        std::fs::create_dir(dir.path().join("stdlib")).expect("stdlib dir");
         for (name, source) in scripts {
-            std::fs::write(scripts_dir.join(name), source).expect("write script");
+            let path = match name.strip_prefix("stdlib/") {
+                Some(module) => dir.path().join("stdlib").join(module),
+                None => scripts_dir.join(name),
+            };
+            std::fs::write(path, source).expect("write script");
         }
-        let text = format!("scripts_dir = {:?}\ndata_dir = {:?}\n{config_toml}", scripts_dir, dir.path().join("data"));
+        let text = format!(
+            "scripts_dir = {:?}\nstdlib_dir = {:?}\ndata_dir = {:?}\n{config_toml}",
+            scripts_dir,
+            dir.path().join("stdlib"),
+            dir.path().join("data")
+        );
         let config = Config::parse(&text, &dir.path().join("rhaibot.toml")).expect("valid test config");
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move {
             rhaibot::runtime::run(config, token).await.expect("runtime runs");
         });
-        Running { shutdown, task: Some(task), data_dir: dir.path().join("data"), _dir: dir }
+        Running {
+            shutdown,
+            task: Some(task),
+            data_dir: dir.path().join("data"),
+            root: dir.path().to_owned(),
+            _dir: dir,
+        }
     }
 
     /// Shuts down in order and waits for the runtime to return.
@@ -55,6 +76,37 @@ impl Running {
         if let Some(task) = self.task.take() {
             tokio::time::timeout(WAIT, task).await.expect("runtime stops in time").expect("runtime task");
         }
+    }
+
+    /// Writes (or with `None` deletes) a file under the root, e.g. `scripts/a.rhai`.
+    pub fn write(&self, rel: &str, source: Option<&str>) {
+        let path = self.root.join(rel);
+        match source {
+            Some(text) => std::fs::write(&path, text).expect("write file"),
+            None => std::fs::remove_file(&path).expect("delete file"),
+        }
+    }
+
+    /// Asks the running bot for its scripts' status (through the admin socket).
+    pub async fn status(&self) -> Vec<serde_json::Value> {
+        let data_dir = self.data_dir.clone();
+        let request = move || rhaibot::admin::request(&data_dir, &serde_json::json!({"cmd": "status"}));
+        let answer = tokio::task::spawn_blocking(request).await.expect("status task").expect("admin socket answers");
+        answer["scripts"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the status of `script` satisfies `ok`.
+    pub async fn wait_status(&self, script: &str, what: &str, ok: impl Fn(Option<&serde_json::Value>) -> bool) {
+        within(what, async {
+            loop {
+                // Each round trip to the bot paces the loop.
+                let status = self.status().await;
+                if ok(status.iter().find(|s| s["name"] == script)) {
+                    return;
+                }
+            }
+        })
+        .await
     }
 
     /// Opens the runtime's database (also while it runs).

@@ -19,8 +19,18 @@ use super::within;
 /// The self id the fake logs in as.
 pub const SELF_ID: i64 = 3_000_000_001;
 
-/// Answers one action: `Ok(data)` or `Err((retcode, wording))`.
-pub type Responder = Arc<dyn Fn(&str, &Value) -> Result<Value, (i64, String)> + Send + Sync>;
+/// How the fake answers one action.
+pub enum Reply {
+    /// `status: ok` with this data.
+    Ok(Value),
+    /// `status: failed` with this retcode and wording.
+    Fail(i64, String),
+    /// No answer at all (a hung implementation).
+    Silent,
+}
+
+/// Chooses the answer to each action.
+pub type Responder = Arc<dyn Fn(&str, &Value) -> Reply + Send + Sync>;
 
 /// What a test can tell the current connection to do.
 enum Command {
@@ -109,12 +119,12 @@ impl FakeOneBot {
 
 /// Answers like LLBot: `send_*` return a message id, `get_login_info` the fake's account,
 /// anything else `null` data.
-pub fn default_response(action: &str, _params: &Value) -> Result<Value, (i64, String)> {
+pub fn default_response(action: &str, _params: &Value) -> Reply {
     static NEXT_ID: AtomicI64 = AtomicI64::new(1000);
     match action {
-        a if a.starts_with("send_") => Ok(json!({"message_id": NEXT_ID.fetch_add(1, Ordering::Relaxed)})),
-        "get_login_info" => Ok(json!({"user_id": SELF_ID, "nickname": "fake"})),
-        _ => Ok(Value::Null),
+        a if a.starts_with("send_") => Reply::Ok(json!({"message_id": NEXT_ID.fetch_add(1, Ordering::Relaxed)})),
+        "get_login_info" => Reply::Ok(json!({"user_id": SELF_ID, "nickname": "fake"})),
+        _ => Reply::Ok(Value::Null),
     }
 }
 
@@ -166,12 +176,13 @@ async fn serve(
                 let action = call["action"].as_str().expect("action is a string").to_owned();
                 let params = call.get("params").cloned().unwrap_or(Value::Null);
                 let envelope = match responder(&action, &params) {
-                    Ok(data) => json!({"status": "ok", "retcode": 0, "data": data, "message": "", "wording": "", "echo": call["echo"]}),
-                    Err((retcode, wording)) => json!({"status": "failed", "retcode": retcode, "data": null,
+                    Reply::Ok(data) => json!({"status": "ok", "retcode": 0, "data": data, "message": "", "wording": "", "echo": call["echo"]}),
+                    Reply::Fail(retcode, wording) => json!({"status": "failed", "retcode": retcode, "data": null,
                                                       "message": "", "wording": wording, "echo": call["echo"]}),
+                    Reply::Silent => Value::Null,
                 };
                 let _ = action_tx.send(ActionCall { action, params });
-                if tx.send(Message::Text(envelope.to_string().into())).await.is_err() { return; }
+                if !envelope.is_null() && tx.send(Message::Text(envelope.to_string().into())).await.is_err() { return; }
             }
         }
     }

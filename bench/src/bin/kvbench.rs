@@ -1,0 +1,49 @@
+//! KV throughput as scripts see it: `kv::get` and `kv::set` per second from Rhai, in one
+//! callback and from several callbacks at once, against a real SQLite file.
+//!
+//! usage: cargo run --release -p rhaibot-bench --bin kvbench [OPS]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhaibot::bindings::Services;
+use rhaibot::config::Limits;
+use rhaibot::scheduler::Zone;
+use rhaibot::script::{Globals, Script};
+use rhaibot::storage::Store;
+
+fn main() {
+    let ops: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open_in(dir.path()).expect("store"));
+    let limits = Limits { callback_timeout: Duration::from_secs(600), max_operations: u64::MAX, ..Limits::default() };
+    let globals = Globals::new(Services::offline(), limits, None, Some(store), None, Zone::Local);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+    println!("kvbench: {ops} operations per run, {threads} threads for the concurrent runs");
+    for (what, body) in [("set (durable)", "kv::set(`k${i % 1000}`, i);"), ("get", "kv::get(`k${i % 1000}`);")] {
+        let single = run(&globals, dir.path(), what, body, ops, 1);
+        let concurrent = run(&globals, dir.path(), what, body, ops, threads);
+        println!("{what:>14}: {single:>9.0} ops/s in one callback, {concurrent:>9.0} ops/s from {threads} callbacks");
+    }
+}
+
+/// Runs `threads` scripts at once, each doing `ops / threads` iterations of `body` at its top
+/// level; returns operations per second over the wall clock.
+fn run(globals: &Arc<Globals>, dir: &std::path::Path, what: &str, body: &str, ops: u64, threads: usize) -> f64 {
+    let per = ops / threads as u64;
+    let paths: Vec<_> = (0..threads)
+        .map(|t| {
+            let path = dir.join(format!("bench_{}_{t}.rhai", what.split(' ').next().unwrap_or("op")));
+            std::fs::write(&path, format!("for i in 0..{per} {{ {body} }}")).expect("write bench script");
+            path
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for path in &paths {
+            s.spawn(move || Script::load(path, globals).expect("bench script runs"));
+        }
+    });
+    (per * threads as u64) as f64 / started.elapsed().as_secs_f64()
+}
