@@ -96,9 +96,10 @@ impl Action {
 
     /// Builds the JSON params object from a script's arguments: either one map with parameter
     /// names, or positional values in documented order. Checks required parameters and types.
+    /// One map argument is the params map unless the first parameter itself takes a map.
     pub fn build_params(&self, args: Vec<Value>) -> Result<Value, String> {
         let takes_map = matches!(args.as_slice(), [Value::Object(_)])
-            && self.params.first().is_none_or(|p| !matches!(p.ty, Ty::Object | Ty::Message | Ty::Any));
+            && self.params.first().is_none_or(|p| !matches!(p.ty, Ty::Object | Ty::Message));
         let mut map = if takes_map {
             match args.into_iter().next() {
                 Some(Value::Object(m)) => m,

@@ -44,6 +44,13 @@ pub struct Event {
     pub group_id: Value,
     /// Message id, `Null` when the event has none.
     pub message_id: Value,
+    /// Whether the message @-mentions the bot.
+    pub at_me: bool,
+    /// The id of the message this one replies to, `Null` when none.
+    pub reply_to: Value,
+    /// Identifies the event across transports and resends: the same key means the same
+    /// event, delivered once. 0 means "never a duplicate".
+    pub dedup_key: u64,
     /// Segments parsed from a string message; `None` when `raw` already holds them as an array.
     pub parsed_segments: Option<Value>,
     /// JSON pointer to the segment array inside `raw` (read lazily: most handlers never look).
@@ -81,6 +88,9 @@ impl Event {
             user_id: Value::Null,
             group_id: Value::Null,
             message_id: Value::Null,
+            at_me: false,
+            reply_to: Value::Null,
+            dedup_key: 0,
             parsed_segments: None,
             segments_at: "",
             sender_at: "",
@@ -125,9 +135,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dedup_forgets_the_oldest_beyond_capacity() {
+        let d = Dedup::new(2);
+        assert!(d.first_time(1) && d.first_time(2) && !d.first_time(1));
+        assert!(d.first_time(3));
+        assert!(d.first_time(1), "1 was forgotten when 3 came");
+        assert!(d.first_time(0) && d.first_time(0), "0 is never a duplicate");
+    }
+
+    #[test]
     fn keys_are_every_prefix_plus_aliases() {
         let bot = Bot::detached("t", Protocol::OneBot11);
         let ev = Event::new(bot, "notice.group_ban.ban".into(), &["notice.ban"], Value::Null);
         assert_eq!(ev.keys(), ["notice_group_ban_ban", "notice_group_ban", "notice", "notice_ban"]);
+    }
+}
+
+/// Remembers recently seen event keys so an event that arrives twice (two transports to one
+/// account, a resend after reconnect) is delivered once.
+#[derive(Debug)]
+pub struct Dedup {
+    seen: std::sync::Mutex<(std::collections::HashSet<u64>, std::collections::VecDeque<u64>)>,
+    capacity: usize,
+}
+
+impl Dedup {
+    /// Remembers the last `capacity` keys.
+    pub fn new(capacity: usize) -> Dedup {
+        Dedup { seen: std::sync::Mutex::new(Default::default()), capacity }
+    }
+
+    /// True the first time `key` is seen (and always for key 0).
+    pub fn first_time(&self, key: u64) -> bool {
+        if key == 0 {
+            return true;
+        }
+        let mut guard = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (set, order) = &mut *guard;
+        if !set.insert(key) {
+            return false;
+        }
+        order.push_back(key);
+        if order.len() > self.capacity
+            && let Some(old) = order.pop_front()
+        {
+            set.remove(&old);
+        }
+        true
     }
 }

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::adapter::{self, EventSink};
 use crate::admin;
 use crate::bindings::Services;
 use crate::config::Config;
+use crate::event::Dedup;
 use crate::scheduler::Scheduler;
 use crate::script::{Globals, Pool, ScriptHost, watch};
 use crate::storage::Store;
@@ -102,7 +103,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let connections = CancellationToken::new();
     let tasks = TaskTracker::new();
     let sink_host = host.clone();
-    let sink: EventSink = Arc::new(move |ev| sink_host.dispatch(ev));
+    let dedup = Dedup::new(4096);
+    let sink: EventSink = Arc::new(move |ev| {
+        if dedup.first_time(ev.dedup_key) {
+            sink_host.dispatch(ev);
+        } else {
+            debug!(event = %ev.name, bot = %ev.bot.name, "duplicate event dropped");
+        }
+    });
     for o in opened {
         o.start(sink.clone(), connections.clone(), shutdown.clone(), &tasks);
     }

@@ -103,6 +103,8 @@ pub struct Bot {
     pub protocol: Protocol,
     /// Timeout applied to every call.
     pub call_timeout: Duration,
+    /// The account's own id as the protocol reports it (0 until known).
+    pub self_id: std::sync::atomic::AtomicI64,
     link: Link,
 }
 
@@ -119,7 +121,13 @@ pub(crate) enum Link {
 impl Bot {
     /// A bot with no backend; every call fails with `NotConnected`.
     pub fn detached(name: &str, protocol: Protocol) -> Arc<Bot> {
-        Arc::new(Bot { name: name.into(), protocol, call_timeout: Duration::from_secs(1), link: Link::Detached })
+        Arc::new(Bot {
+            name: name.into(),
+            protocol,
+            call_timeout: Duration::from_secs(1),
+            self_id: Default::default(),
+            link: Link::Detached,
+        })
     }
 
     /// Whether this bot accepts OneBot 11 actions (`onebot::` functions).
@@ -182,7 +190,7 @@ pub fn open(cfg: &BotConfig, call_timeout: Duration) -> Opened {
             (Protocol::OneBot11, Link::Channel(tx), Starter::OneBotWs(ws.clone(), rx))
         }
     };
-    let bot = Arc::new(Bot { name: cfg.name.clone(), protocol, call_timeout, link });
+    let bot = Arc::new(Bot { name: cfg.name.clone(), protocol, call_timeout, self_id: Default::default(), link });
     Opened { bot, starter }
 }
 

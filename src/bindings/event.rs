@@ -30,6 +30,9 @@ pub fn register(engine: &mut Engine, services: Arc<Services>) {
         .register_get("sender", |e: &mut EventRef| to_dynamic(e.sender()))
         .register_get("raw", |e: &mut EventRef| to_dynamic(&e.raw))
         .register_get("is_group", |e: &mut EventRef| !e.group_id.is_null())
+        .register_get("at_me", |e: &mut EventRef| e.at_me)
+        .register_get("reply_to", |e: &mut EventRef| to_dynamic(&e.reply_to))
+        .register_get("self_id", |e: &mut EventRef| e.bot.self_id.load(std::sync::atomic::Ordering::Relaxed))
         .register_indexer_get(|e: &mut EventRef, key: &str| {
             to_dynamic(e.raw.get(key).unwrap_or(&serde_json::Value::Null))
         })

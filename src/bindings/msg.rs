@@ -1,7 +1,21 @@
-//! `msg::` — message segment builders. Each returns a `#{type, data}` map; a message is one
-//! segment, an array of them, or a CQ string.
+//! `msg::` — message segment builders, one per OneBot 11 segment type, generated from the
+//! segment table. Each takes one map of `data` fields or the fields positionally in documented
+//! order, checks them, and returns a `#{type, data}` map. A message is one segment, an array of
+//! them, or a CQ string.
+//!
+//! ```rhai
+//! ev.reply([msg::reply(ev.message_id), msg::at(ev.user_id), msg::text(" hi"), msg::face(14)]);
+//! ev.reply(msg::image(#{ file: "https://example.com/a.png", summary: "a cat" }));
+//! ```
+
+use std::sync::Arc;
 
 use rhai::{Dynamic, FuncRegistration, Map, Module};
+
+use super::convert::{script_error, to_dynamic, to_json};
+use super::protocol::{Entry, register_table_fn};
+use crate::adapter::onebot11::segments::SEGMENTS;
+use crate::api::Action;
 
 /// Builds a segment map.
 pub fn segment(kind: &str, data: Map) -> Map {
@@ -11,35 +25,19 @@ pub fn segment(kind: &str, data: Map) -> Map {
     seg
 }
 
-fn one(kind: &'static str, key: &'static str) -> impl Fn(Dynamic) -> Map + Send + Sync + 'static {
-    move |value: Dynamic| {
-        let mut data = Map::new();
-        // OneBot ids travel as strings inside segments (`qq`, `id`): "123" and 123 both work.
-        data.insert(key.into(), value.to_string().into());
-        segment(kind, data)
-    }
+fn build(seg: &Action, args: Vec<Dynamic>) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+    let what = format!("msg::{}", seg.name);
+    let args = args.iter().map(|a| to_json(a, &what)).collect::<Result<Vec<_>, _>>()?;
+    let data = seg.build_params(args).map_err(|e| script_error(format!("{what}: {e}")))?;
+    Ok(to_dynamic(&serde_json::json!({"type": seg.name, "data": data})))
 }
-
-/// `(function, segment type, data key)`: builders that take one value.
-const SIMPLE: &[(&str, &str, &str)] = &[
-    ("text", "text", "text"),
-    ("at", "at", "qq"),
-    ("face", "face", "id"),
-    ("image", "image", "file"),
-    ("record", "record", "file"),
-    ("video", "video", "file"),
-    ("file", "file", "file"),
-    ("reply", "reply", "id"),
-    ("json", "json", "data"),
-    ("markdown", "markdown", "content"),
-    ("forward", "forward", "id"),
-];
 
 /// Builds the `msg` module.
 pub fn module() -> Module {
     let mut m = Module::new();
-    for (name, kind, key) in SIMPLE {
-        FuncRegistration::new(*name).with_params_info([format!("{key}: any")]).set_into_module(&mut m, one(kind, key));
+    for seg in SEGMENTS {
+        let entry: Entry = Arc::new(move |args| build(seg, args));
+        register_table_fn(&mut m, seg, entry);
     }
     FuncRegistration::new("segment")
         .with_params_info(["type: string", "data: map"])
@@ -54,8 +52,13 @@ pub fn module() -> Module {
 
 /// Names and parameters of every `msg::` function, for `api list`.
 pub fn function_names() -> Vec<(String, Vec<String>)> {
-    let mut out: Vec<(String, Vec<String>)> =
-        SIMPLE.iter().map(|(n, _, k)| (format!("msg::{n}"), vec![(*k).to_owned()])).collect();
+    let mut out: Vec<(String, Vec<String>)> = SEGMENTS
+        .iter()
+        .map(|s| {
+            let params = s.params.iter().map(|p| format!("{}{}", p.name, if p.required { "" } else { "?" })).collect();
+            (format!("msg::{}", s.name), params)
+        })
+        .collect();
     out.push(("msg::segment".into(), vec!["type".into(), "data".into()]));
     out.push(("msg::at_all".into(), vec![]));
     out

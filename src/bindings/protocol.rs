@@ -26,7 +26,8 @@ pub struct Namespace {
 pub const NAMESPACES: &[Namespace] =
     &[Namespace { name: "onebot", actions: crate::adapter::onebot11::actions::ACTIONS, speaks: Bot::speaks_onebot }];
 
-type Entry = Arc<dyn Fn(Vec<Dynamic>) -> Result<Dynamic, Box<rhai::EvalAltResult>> + Send + Sync>;
+/// One table-driven function: takes the script's arguments as they came.
+pub(crate) type Entry = Arc<dyn Fn(Vec<Dynamic>) -> Result<Dynamic, Box<rhai::EvalAltResult>> + Send + Sync>;
 
 /// Builds the module of `ns`: every action with positional arities 0..=n (one map argument is
 /// always accepted), plus `call(action, params)` for anything the table lacks.
@@ -35,10 +36,7 @@ pub fn module(ns: Namespace, services: Arc<Services>) -> Module {
     for action in ns.actions {
         let services = services.clone();
         let entry: Entry = Arc::new(move |args| call_action(&services, ns, action, args));
-        let names: Vec<String> = action.params.iter().map(|p| format!("{}: {}", p.name, p.ty.as_str())).collect();
-        for arity in 0..=action.params.len().max(1) {
-            register_arity(&mut m, action.fn_name(), &names[..arity.min(names.len())], arity, entry.clone());
-        }
+        register_table_fn(&mut m, action, entry);
     }
     let raw = move |action: &str, params: Map| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
         let params = to_json(&params.into(), action)?;
@@ -47,6 +45,15 @@ pub fn module(ns: Namespace, services: Arc<Services>) -> Module {
     };
     FuncRegistration::new("call").with_params_info(["action: string", "params: map"]).set_into_module(&mut m, raw);
     m
+}
+
+/// Registers a table entry under its name with every arity it accepts: 0..=n positional
+/// arguments (one map argument is covered by arity 1).
+pub(crate) fn register_table_fn(m: &mut Module, action: &Action, entry: Entry) {
+    let names: Vec<String> = action.params.iter().map(|p| format!("{}: {}", p.name, p.ty.as_str())).collect();
+    for arity in 0..=action.params.len().max(1) {
+        register_arity(m, action.fn_name(), &names[..arity.min(names.len())], arity, entry.clone());
+    }
 }
 
 /// Checks a script's arguments against the table, then calls the bot.
@@ -63,7 +70,8 @@ fn call_action(
     services.call_blocking(&bot, action.name, params).map(|v| to_dynamic(&v)).map_err(call_error)
 }
 
-fn register_arity(m: &mut Module, name: &str, params: &[String], arity: usize, f: Entry) {
+/// Registers `f` as `name` taking `arity` arguments of any type.
+pub(crate) fn register_arity(m: &mut Module, name: &str, params: &[String], arity: usize, f: Entry) {
     let reg = FuncRegistration::new(name).with_params_info(params);
     match arity {
         0 => reg.set_into_module(m, move || f(vec![])),

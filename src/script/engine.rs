@@ -79,14 +79,21 @@ impl Globals {
         }
         event::register(&mut engine, self.services.clone());
         let services = self.services.clone();
-        engine.register_fn("bot", move |name: &str| -> Result<String, Box<rhai::EvalAltResult>> {
-            let bot = services.bots.iter().find(|b| b.name == name).ok_or_else(|| {
+        // bot("name") or bot(self_id): the rest of this callback's calls go to that bot.
+        let pick = move |key: String| -> Result<String, Box<rhai::EvalAltResult>> {
+            let is_it = |b: &&Arc<crate::adapter::Bot>| {
+                b.name == key || b.self_id.load(std::sync::atomic::Ordering::Relaxed).to_string() == key
+            };
+            let bot = services.bots.iter().find(is_it).ok_or_else(|| {
                 let known: Vec<&str> = services.bots.iter().map(|b| b.name.as_str()).collect();
-                crate::bindings::convert::script_error(format!("bot(\"{name}\"): no such bot (configured: {known:?})"))
+                crate::bindings::convert::script_error(format!("bot(\"{key}\"): no such bot (configured: {known:?})"))
             })?;
             context::use_bot(bot.clone());
             Ok(bot.name.clone())
-        });
+        };
+        let by_name = pick.clone();
+        engine.register_fn("bot", move |name: &str| by_name(name.to_owned()));
+        engine.register_fn("bot", move |self_id: rhai::INT| pick(self_id.to_string()));
         engine
     }
 

@@ -188,11 +188,18 @@ async fn serve(
     }
 }
 
+/// A fresh message id, as an implementation assigns them.
+pub fn next_message_id() -> i64 {
+    static NEXT: AtomicI64 = AtomicI64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A group message event as seed 001's `MessageEvent` model describes it (array format).
 pub fn group_message(group_id: i64, user_id: i64, text: &str) -> Value {
+    let id = next_message_id();
     json!({
         "time": 1_700_000_000, "self_id": SELF_ID, "post_type": "message", "message_type": "group",
-        "sub_type": "normal", "message_id": 1, "message_seq": 1, "user_id": user_id, "group_id": group_id,
+        "sub_type": "normal", "message_id": id, "message_seq": id, "user_id": user_id, "group_id": group_id,
         "message": [{"type": "text", "data": {"text": text}}], "message_format": "array",
         "raw_message": text, "font": 14,
         "sender": {"user_id": user_id, "nickname": "tester", "card": "", "role": "member"},
@@ -201,9 +208,10 @@ pub fn group_message(group_id: i64, user_id: i64, text: &str) -> Value {
 
 /// A private message event with the message as a CQ string (`message_format: "string"`).
 pub fn private_cq_message(user_id: i64, cq: &str) -> Value {
+    let id = next_message_id();
     json!({
         "time": 1_700_000_000, "self_id": SELF_ID, "post_type": "message", "message_type": "private",
-        "sub_type": "friend", "message_id": 2, "message_seq": 2, "user_id": user_id,
+        "sub_type": "friend", "message_id": id, "message_seq": id, "user_id": user_id,
         "message": cq, "message_format": "string", "raw_message": cq, "font": 14,
         "sender": {"user_id": user_id, "nickname": "tester"},
     })

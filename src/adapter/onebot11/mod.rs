@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod cq;
 pub mod events;
+pub mod segments;
 pub mod ws;
 
 use std::sync::Arc;
@@ -88,8 +89,21 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value) -> Event {
     };
     let field = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
     let (user_id, group_id, message_id) = (field("user_id"), field("group_id"), field("message_id"));
+    let self_id = raw.get("self_id").and_then(Value::as_i64).unwrap_or(0);
+    if self_id != 0 {
+        bot.self_id.store(self_id, std::sync::atomic::Ordering::Relaxed);
+    }
+    let (at_me, reply_to) = match parsed.as_ref().or_else(|| raw.get("message")) {
+        Some(Value::Array(segs)) if is_message => mentions(segs, self_id),
+        _ => (false, Value::Null),
+    };
+    let dedup_key = dedup_key(&raw);
     let mut ev = Event::new(bot.clone(), name, &[], raw);
-    ev.text = text;
+    // Leading and trailing blanks (left around an @-mention) are not part of what was said.
+    ev.text = text.trim().to_owned();
+    ev.at_me = at_me;
+    ev.reply_to = reply_to;
+    ev.dedup_key = dedup_key;
     ev.user_id = user_id;
     ev.group_id = group_id;
     ev.message_id = message_id;
@@ -101,6 +115,61 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value) -> Event {
     ev
 }
 
+/// Whether `segs` @-mention `self_id`, and the id of the message they reply to.
+fn mentions(segs: &[Value], self_id: i64) -> (bool, Value) {
+    let mut at_me = false;
+    let mut reply_to = Value::Null;
+    for seg in segs {
+        match seg.get("type").and_then(Value::as_str) {
+            Some("at") => {
+                let qq = seg.pointer("/data/qq").map(|q| q.as_str().map_or_else(|| q.to_string(), str::to_owned));
+                at_me |= self_id != 0 && qq.as_deref() == Some(self_id.to_string().as_str());
+            }
+            Some("reply") => {
+                let id = seg.pointer("/data/id").cloned().unwrap_or(Value::Null);
+                // Message ids are integers on the wire elsewhere; keep them comparable.
+                reply_to = id.as_str().and_then(|s| s.parse::<i64>().ok()).map_or(id, Value::from);
+            }
+            _ => {}
+        }
+    }
+    (at_me, reply_to)
+}
+
+/// The same event delivered twice (two transports, a resend) hashes to the same key: a
+/// message by its id, anything else by the fields that identify it.
+fn dedup_key(raw: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let post_type = raw.get("post_type").and_then(Value::as_str).unwrap_or_default();
+    let fields: &[&str] = match post_type {
+        "message" | "message_sent" => &["self_id", "message_id", "message_type"],
+        _ => &[
+            "self_id",
+            "time",
+            "meta_event_type",
+            "notice_type",
+            "request_type",
+            "sub_type",
+            "user_id",
+            "group_id",
+            "operator_id",
+            "target_id",
+            "message_id",
+            "flag",
+            "duration",
+        ],
+    };
+    post_type.hash(&mut h);
+    for f in fields {
+        if let Some(v) = raw.get(*f) {
+            f.hash(&mut h);
+            v.to_string().hash(&mut h);
+        }
+    }
+    h.finish().max(1)
+}
+
 /// Turns a script's message value into the array form every implementation accepts:
 /// a CQ string is parsed, one segment map is wrapped.
 pub fn normalize_message(message: Value) -> Value {
@@ -109,6 +178,19 @@ pub fn normalize_message(message: Value) -> Value {
         Value::Object(_) => Value::Array(vec![message]),
         other => other,
     }
+}
+
+/// Prepares action params for the wire: a `message` is normalised to segments, except that a
+/// string with `auto_escape: true` is sent as one literal text segment (no CQ parsing).
+pub fn prepare_params(mut params: Value) -> Value {
+    let escape = params.get("auto_escape").and_then(Value::as_bool) == Some(true);
+    if let Some(message) = params.get_mut("message") {
+        *message = match message.take() {
+            Value::String(s) if escape => json!([{"type": "text", "data": {"text": s}}]),
+            other => normalize_message(other),
+        };
+    }
+    params
 }
 
 /// The call that answers `ev`: to its group if it has one, else privately to its user.
@@ -146,12 +228,41 @@ mod tests {
         );
         assert_eq!(ev.name, "message.group.normal");
         assert_eq!(ev.keys(), ["message_group_normal", "message_group", "message"]);
-        assert_eq!(ev.text, "hi ");
+        assert_eq!(ev.text, "hi");
         assert_eq!(ev.segments()[1]["type"], "face");
         assert_eq!(ev.sender()["nickname"], "n");
         let ev = decode_event(&bot(), json!({"post_type": "notice", "notice_type": "notify", "sub_type": "poke"}));
         assert_eq!(ev.name, "notice.notify.poke");
         assert!(ev.segments().is_null());
+    }
+
+    #[test]
+    fn at_me_and_reply_are_read_from_segments() {
+        let ev = decode_event(
+            &bot(),
+            json!({"post_type": "message", "message_type": "group", "self_id": 99, "group_id": 1, "user_id": 2,
+                   "message": "[CQ:reply,id=55][CQ:at,qq=99] ping "}),
+        );
+        assert!(ev.at_me);
+        assert_eq!(ev.reply_to, json!(55));
+        assert_eq!(ev.text, "ping");
+    }
+
+    #[test]
+    fn the_same_event_twice_has_the_same_key() {
+        let a = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 7, "time": 1});
+        let b = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 7, "time": 2});
+        let c = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 8, "time": 1});
+        assert_eq!(dedup_key(&a), dedup_key(&b));
+        assert_ne!(dedup_key(&a), dedup_key(&c));
+    }
+
+    #[test]
+    fn auto_escape_keeps_cq_text_literal() {
+        let p = prepare_params(json!({"message": "[CQ:at,qq=1]", "auto_escape": true}));
+        assert_eq!(p["message"], json!([{"type": "text", "data": {"text": "[CQ:at,qq=1]"}}]));
+        let p = prepare_params(json!({"message": "[CQ:at,qq=1]"}));
+        assert_eq!(p["message"][0]["type"], "at");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Frame, classify, decode_event, normalize_message};
+use super::{Frame, classify, decode_event, prepare_params};
 use crate::adapter::backoff::Retry;
 use crate::adapter::{Bot, Call, CallError, EventSink};
 use crate::config::WsClientConfig;
@@ -157,11 +157,8 @@ async fn session(
     end
 }
 
-fn encode_call(action: &str, mut params: Value, echo: u64) -> String {
-    if let Some(message) = params.get_mut("message") {
-        *message = normalize_message(message.take());
-    }
-    json!({"action": action, "params": params, "echo": echo}).to_string()
+fn encode_call(action: &str, params: Value, echo: u64) -> String {
+    json!({"action": action, "params": prepare_params(params), "echo": echo}).to_string()
 }
 
 fn handle_frame(
