@@ -132,6 +132,24 @@ pub enum ProtocolName {
 pub enum TransportName {
     /// Forward WebSocket: the runtime connects to the implementation's universal endpoint.
     Ws,
+    /// Forward WebSocket with split endpoints: `<url>/api` for calls, `<url>/event` for events.
+    WsSplit,
+    /// Reverse WebSocket: the implementation connects to the runtime (`listen`).
+    ReverseWs,
+    /// HTTP API for calls (`url`), events by HTTP POST to `listen`, by SSE, or not at all.
+    Http,
+}
+
+/// How an HTTP bot receives events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsName {
+    /// The implementation POSTs events to `listen` (HTTP POST / webhook).
+    Post,
+    /// The runtime reads `GET <url>/_events` (server-sent events).
+    Sse,
+    /// No events (calls only).
+    None,
 }
 
 /// One `[[bot]]` table as written.
@@ -144,8 +162,22 @@ pub struct RawBot {
     pub protocol: ProtocolName,
     /// The transport (OneBot 11 only; defaults to `ws`).
     pub transport: Option<TransportName>,
-    /// Endpoint URL, e.g. `ws://127.0.0.1:3001/`.
+    /// Endpoint URL, e.g. `ws://127.0.0.1:3001/` or `http://127.0.0.1:3000`.
     pub url: Option<String>,
+    /// Address the runtime listens on (reverse WebSocket, HTTP POST), e.g. `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Path the HTTP POST receiver serves (default `/`).
+    pub path: Option<String>,
+    /// Only this account may connect (reverse WebSocket `X-Self-ID`).
+    pub self_id: Option<i64>,
+    /// How an HTTP bot receives events: `post`, `sse` or `none`.
+    pub events: Option<EventsName>,
+    /// HMAC-SHA1 secret of HTTP POST events (`X-Signature`).
+    pub secret: Option<String>,
+    /// Environment variable holding the secret (wins over `secret`).
+    pub secret_env: Option<String>,
+    /// How long an HTTP POST waits for callbacks to ask for a quick operation.
+    pub quick_timeout_ms: Option<u64>,
     /// Access token sent as `Authorization: Bearer`.
     pub access_token: Option<String>,
     /// Environment variable holding the access token (wins over `access_token`).
@@ -254,21 +286,67 @@ pub struct BotConfig {
 pub enum BotKind {
     /// The terminal chat.
     Console,
-    /// OneBot 11 over a forward WebSocket.
-    OneBotWs(WsClientConfig),
+    /// OneBot 11.
+    OneBot(OneBotConfig),
 }
 
-/// Settings of a WebSocket client connection.
+/// Settings of a OneBot 11 bot.
 #[derive(Debug, Clone)]
-pub struct WsClientConfig {
-    /// Endpoint URL.
-    pub url: String,
-    /// Bearer token, empty when none.
+pub struct OneBotConfig {
+    /// How it is reached.
+    pub transport: OneBotTransport,
+    /// Bearer token (sent, or required from the other end), empty when none.
     pub access_token: Secret,
     /// Reconnect back-off bounds.
     pub backoff: Backoff,
-    /// Largest accepted frame.
+    /// Largest accepted frame or body.
     pub max_frame_bytes: usize,
+}
+
+/// A OneBot 11 transport.
+#[derive(Debug, Clone)]
+pub enum OneBotTransport {
+    /// Forward WebSocket to `url` (universal, or split into `/api` and `/event`).
+    Ws {
+        /// Endpoint.
+        url: String,
+        /// Split endpoints.
+        split: bool,
+    },
+    /// Reverse WebSocket server.
+    ReverseWs {
+        /// Listen address.
+        listen: String,
+        /// Only this account may connect.
+        self_id: Option<i64>,
+    },
+    /// HTTP API at `url`, with events from `events`.
+    Http {
+        /// API base URL.
+        url: String,
+        /// Event source.
+        events: HttpEvents,
+    },
+}
+
+/// Where an HTTP bot's events come from.
+#[derive(Debug, Clone)]
+pub enum HttpEvents {
+    /// None.
+    None,
+    /// `GET <url>/_events`.
+    Sse,
+    /// POSTed to the runtime.
+    Post {
+        /// Listen address.
+        listen: String,
+        /// Path served.
+        path: String,
+        /// HMAC-SHA1 secret; empty accepts unsigned events.
+        secret: Secret,
+        /// How long to wait for a quick operation.
+        quick_timeout: Duration,
+    },
 }
 
 /// Exponential back-off bounds.
@@ -361,38 +439,7 @@ impl Config {
             }
             let kind = match b.protocol {
                 ProtocolName::Console => BotKind::Console,
-                ProtocolName::Onebot11 => {
-                    let url = b.url.clone().ok_or_else(|| {
-                        invalid(key("url"), "the implementation's WebSocket URL, e.g. \"ws://127.0.0.1:3001/\"".into())
-                    })?;
-                    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-                        return Err(invalid(key("url"), format!("a ws:// or wss:// URL, got \"{url}\"")));
-                    }
-                    let token = match &b.access_token_env {
-                        Some(var) => env(var).ok_or_else(|| {
-                            invalid(key("access_token_env"), format!("environment variable {var} to be set"))
-                        })?,
-                        None => b.access_token.clone().unwrap_or_default(),
-                    };
-                    let backoff = Backoff {
-                        min: Duration::from_millis(b.reconnect_min_ms.unwrap_or(1000)),
-                        max: Duration::from_millis(b.reconnect_max_ms.unwrap_or(60_000)),
-                    };
-                    if backoff.min.is_zero() || backoff.min > backoff.max {
-                        return Err(invalid(
-                            key("reconnect_min_ms"),
-                            "a delay greater than 0 and not above reconnect_max_ms".into(),
-                        ));
-                    }
-                    match b.transport.unwrap_or(TransportName::Ws) {
-                        TransportName::Ws => BotKind::OneBotWs(WsClientConfig {
-                            url,
-                            access_token: Secret(token),
-                            backoff,
-                            max_frame_bytes: b.max_frame_bytes.unwrap_or(16 << 20),
-                        }),
-                    }
-                }
+                ProtocolName::Onebot11 => BotKind::OneBot(onebot(&b, &key, &invalid, &env)?),
             };
             bots.push(BotConfig { name, kind });
         }
@@ -413,6 +460,74 @@ impl Config {
             bots,
         })
     }
+}
+
+/// Validates the OneBot 11 keys of one `[[bot]]`.
+fn onebot(
+    b: &RawBot,
+    key: &dyn Fn(&str) -> String,
+    invalid: &dyn Fn(String, String) -> ConfigError,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<OneBotConfig, ConfigError> {
+    let secret = |value: &Option<String>, var: &Option<String>, name: &str| match var {
+        Some(var) => env(var)
+            .map(Secret)
+            .ok_or_else(|| invalid(key(&format!("{name}_env")), format!("environment variable {var} to be set"))),
+        None => Ok(Secret(value.clone().unwrap_or_default())),
+    };
+    let access_token = secret(&b.access_token, &b.access_token_env, "access_token")?;
+    let url = |schemes: &[&str], example: &str| -> Result<String, ConfigError> {
+        let url = b
+            .url
+            .clone()
+            .ok_or_else(|| invalid(key("url"), format!("the implementation's URL, e.g. \"{example}\"")))?;
+        if !schemes.iter().any(|s| url.starts_with(&format!("{s}://"))) {
+            let what = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
+            return Err(invalid(
+                key("url"),
+                format!(
+                    "a {what} URL, got \"{url}\" (TLS is not built in: use a local address or a TLS-terminating proxy)"
+                ),
+            ));
+        }
+        Ok(url)
+    };
+    let listen = || -> Result<String, ConfigError> {
+        let listen = b
+            .listen
+            .clone()
+            .ok_or_else(|| invalid(key("listen"), "an address to listen on, e.g. \"127.0.0.1:8080\"".into()))?;
+        listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| invalid(key("listen"), format!("host:port, e.g. \"127.0.0.1:8080\", got \"{listen}\"")))?;
+        Ok(listen)
+    };
+    let transport = match b.transport.unwrap_or(TransportName::Ws) {
+        TransportName::Ws => OneBotTransport::Ws { url: url(&["ws"], "ws://127.0.0.1:3001/")?, split: false },
+        TransportName::WsSplit => OneBotTransport::Ws { url: url(&["ws"], "ws://127.0.0.1:3001")?, split: true },
+        TransportName::ReverseWs => OneBotTransport::ReverseWs { listen: listen()?, self_id: b.self_id },
+        TransportName::Http => {
+            let events = match b.events.unwrap_or(EventsName::None) {
+                EventsName::None => HttpEvents::None,
+                EventsName::Sse => HttpEvents::Sse,
+                EventsName::Post => HttpEvents::Post {
+                    listen: listen()?,
+                    path: b.path.clone().unwrap_or_else(|| "/".into()),
+                    secret: secret(&b.secret, &b.secret_env, "secret")?,
+                    quick_timeout: Duration::from_millis(b.quick_timeout_ms.unwrap_or(3000)),
+                },
+            };
+            OneBotTransport::Http { url: url(&["http"], "http://127.0.0.1:3000")?, events }
+        }
+    };
+    let backoff = Backoff {
+        min: Duration::from_millis(b.reconnect_min_ms.unwrap_or(1000)),
+        max: Duration::from_millis(b.reconnect_max_ms.unwrap_or(60_000)),
+    };
+    if backoff.min.is_zero() || backoff.min > backoff.max {
+        return Err(invalid(key("reconnect_min_ms"), "a delay greater than 0 and not above reconnect_max_ms".into()));
+    }
+    Ok(OneBotConfig { transport, access_token, backoff, max_frame_bytes: b.max_frame_bytes.unwrap_or(16 << 20) })
 }
 
 #[cfg(test)]
@@ -460,7 +575,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let raw: RawConfig = toml::from_str(&text).unwrap();
         let c = Config::validate(raw, &path, Path::new("."), |_| Some("t".into())).unwrap();
-        assert!(matches!(c.bots[0].kind, BotKind::OneBotWs(_)));
+        assert!(matches!(c.bots[0].kind, BotKind::OneBot(_)));
     }
 
     #[test]
@@ -468,7 +583,7 @@ mod tests {
         let raw: RawConfig =
             toml::from_str("[[bot]]\nprotocol = \"onebot11\"\nurl = \"ws://h/\"\naccess_token_env = \"T\"\n").unwrap();
         let c = Config::validate(raw, Path::new("f"), Path::new("."), |_| Some("s3".into())).unwrap();
-        let BotKind::OneBotWs(ws) = &c.bots[0].kind else { panic!() };
+        let BotKind::OneBot(ws) = &c.bots[0].kind else { panic!() };
         assert_eq!(ws.access_token.0, "s3");
         assert_eq!(format!("{:?}", ws.access_token), "<redacted>");
     }

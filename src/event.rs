@@ -61,6 +61,67 @@ pub struct Event {
     pub raw: Value,
     /// Normalised names handlers can subscribe to: every dotted prefix of `name` plus aliases.
     keys: Vec<String>,
+    /// Where quick operations go when the transport can answer the event itself (OneBot HTTP
+    /// POST): collected while callbacks run, sent when the last handle to the event drops.
+    pub quick: Option<QuickSlot>,
+}
+
+/// Collects the quick operations callbacks ask for on an event (`ev.quick(#{reply: ...})`),
+/// and hands them over when every callback is done with the event.
+#[derive(Debug)]
+pub struct QuickSlot {
+    ops: std::sync::Mutex<serde_json::Map<String, Value>>,
+    done: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<serde_json::Map<String, Value>>>>,
+    /// Runs the `.handle_quick_operation` fallback when the answer could not wait any longer.
+    rt: tokio::runtime::Handle,
+}
+
+impl QuickSlot {
+    /// A slot whose operations go to `done`; must be made inside the async runtime.
+    pub fn new(done: tokio::sync::oneshot::Sender<serde_json::Map<String, Value>>) -> QuickSlot {
+        QuickSlot {
+            ops: Default::default(),
+            done: std::sync::Mutex::new(Some(done)),
+            rt: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Adds operations; false when the answer already went (too late: use the action instead).
+    pub fn add(&self, ops: serde_json::Map<String, Value>) -> bool {
+        let done = self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if done.as_ref().is_none_or(|tx| tx.is_closed()) {
+            return false;
+        }
+        self.ops.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(ops);
+        true
+    }
+
+    /// Hands the operations over; the ones that arrived after the answer went out (the callbacks
+    /// outlived the receiver's timeout) are returned.
+    fn finish(&self) -> Option<serde_json::Map<String, Value>> {
+        let done = self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let ops = std::mem::take(&mut *self.ops.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        match done {
+            Some(tx) => tx.send(ops).err().filter(|ops| !ops.is_empty()),
+            None => None,
+        }
+    }
+}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        let Some(q) = &self.quick else { return };
+        // Nothing is lost: late operations go through the `.handle_quick_operation` action.
+        if let Some(ops) = q.finish() {
+            let (bot, context) = (self.bot.clone(), self.raw.clone());
+            q.rt.spawn(async move {
+                let params = serde_json::json!({"context": context, "operation": ops});
+                if let Err(e) = bot.call(".handle_quick_operation", params).await {
+                    tracing::warn!(bot = %bot.name, "late quick operation failed: {e}");
+                }
+            });
+        }
+    }
 }
 
 impl Event {
@@ -96,6 +157,7 @@ impl Event {
             sender_at: "",
             raw,
             keys,
+            quick: None,
         }
     }
 

@@ -28,6 +28,14 @@ pub enum RunError {
     /// Worker threads could not be created.
     #[error("cannot start worker threads: {0}")]
     Workers(#[source] std::io::Error),
+    /// A receiving transport could not listen.
+    #[error("bot `{bot}`: {message}")]
+    Listen {
+        /// The bot.
+        bot: String,
+        /// Why.
+        message: String,
+    },
     /// The database could not be opened.
     #[error("{0}")]
     Storage(String),
@@ -112,7 +120,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         }
     });
     for o in opened {
-        o.start(sink.clone(), connections.clone(), shutdown.clone(), &tasks);
+        let name = o.bot.name.clone();
+        o.start(sink.clone(), connections.clone(), shutdown.clone(), &tasks)
+            .map_err(|e| RunError::Listen { bot: name, message: e.to_string() })?;
     }
     tasks.close();
     let job_host = host.clone();

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{BotConfig, BotKind, WsClientConfig};
+use crate::config::{BotConfig, BotKind, OneBotConfig, OneBotTransport};
 use crate::event::{Event, Protocol};
 
 /// Where adapters deliver events. Called on the adapter's own task; must not block.
@@ -51,6 +51,16 @@ pub enum CallError {
         /// The bot's name.
         bot: String,
     },
+    /// The other end answered with an HTTP error status.
+    #[error("{action}: HTTP {status}: {message}")]
+    Http {
+        /// The action called.
+        action: String,
+        /// The HTTP status.
+        status: u16,
+        /// What it means.
+        message: String,
+    },
     /// The call was rejected before anything was sent.
     #[error("{action}: {reason}")]
     Invalid {
@@ -69,6 +79,7 @@ impl CallError {
             CallError::Timeout { .. } => -1,
             CallError::NotConnected { .. } => -2,
             CallError::Invalid { .. } => -3,
+            CallError::Http { status, .. } => i64::from(*status),
         }
     }
 
@@ -78,6 +89,7 @@ impl CallError {
             CallError::Failed { action, .. }
             | CallError::Timeout { action, .. }
             | CallError::NotConnected { action, .. }
+            | CallError::Http { action, .. }
             | CallError::Invalid { action, .. } => action,
         }
     }
@@ -114,6 +126,8 @@ pub(crate) enum Link {
     Console(console::Output),
     /// Calls go to a connection task.
     Channel(mpsc::Sender<Call>),
+    /// Calls are HTTP requests.
+    Http(onebot11::http::Api),
     /// No backend (tests of pure logic).
     Detached,
 }
@@ -137,16 +151,18 @@ impl Bot {
 
     /// Calls an action and waits for its result, at most `call_timeout`.
     pub async fn call(&self, action: &str, params: Value) -> Result<Value, CallError> {
-        let tx = match &self.link {
-            Link::Console(out) => return out.call(action, &params),
-            Link::Channel(tx) => tx,
-            Link::Detached => return Err(self.not_connected(action)),
-        };
-        let (reply, rx) = oneshot::channel();
-        let call = Call { action: action.to_owned(), params, reply };
         let exchange = async {
-            tx.send(call).await.map_err(|_| self.not_connected(action))?;
-            rx.await.map_err(|_| self.not_connected(action))?
+            match &self.link {
+                Link::Console(out) => out.call(action, &params),
+                Link::Http(api) => api.call(action, params).await,
+                Link::Channel(tx) => {
+                    let (reply, rx) = oneshot::channel();
+                    let call = Call { action: action.to_owned(), params, reply };
+                    tx.send(call).await.map_err(|_| self.not_connected(action))?;
+                    rx.await.map_err(|_| self.not_connected(action))?
+                }
+                Link::Detached => Err(self.not_connected(action)),
+            }
         };
         match tokio::time::timeout(self.call_timeout, exchange).await {
             Ok(result) => result,
@@ -178,17 +194,23 @@ pub struct Opened {
 #[derive(Debug)]
 enum Starter {
     Console,
-    OneBotWs(WsClientConfig, mpsc::Receiver<Call>),
+    OneBot(OneBotConfig, Option<mpsc::Receiver<Call>>),
 }
 
 /// Creates the handle of a configured bot.
 pub fn open(cfg: &BotConfig, call_timeout: Duration) -> Opened {
     let (protocol, link, starter) = match &cfg.kind {
         BotKind::Console => (Protocol::Console, console::link(), Starter::Console),
-        BotKind::OneBotWs(ws) => {
-            let (tx, rx) = mpsc::channel(1024);
-            (Protocol::OneBot11, Link::Channel(tx), Starter::OneBotWs(ws.clone(), rx))
-        }
+        BotKind::OneBot(ob) => match &ob.transport {
+            OneBotTransport::Http { url, .. } => {
+                let api = onebot11::http::Api::new(url, &ob.access_token);
+                (Protocol::OneBot11, Link::Http(api), Starter::OneBot(ob.clone(), None))
+            }
+            OneBotTransport::Ws { .. } | OneBotTransport::ReverseWs { .. } => {
+                let (tx, rx) = mpsc::channel(1024);
+                (Protocol::OneBot11, Link::Channel(tx), Starter::OneBot(ob.clone(), Some(rx)))
+            }
+        },
     };
     let bot = Arc::new(Bot { name: cfg.name.clone(), protocol, call_timeout, self_id: Default::default(), link });
     Opened { bot, starter }
@@ -196,19 +218,18 @@ pub fn open(cfg: &BotConfig, call_timeout: Duration) -> Opened {
 
 impl Opened {
     /// Starts delivering events to `sink`. Connections close on `shutdown`; the console cancels
-    /// `input_done` when its input ends.
+    /// `input_done` when its input ends. Fails when a listener cannot bind.
     pub fn start(
         self,
         sink: EventSink,
         shutdown: CancellationToken,
         input_done: CancellationToken,
         tasks: &TaskTracker,
-    ) {
+    ) -> std::io::Result<()> {
         match self.starter {
             Starter::Console => console::spawn_reader(self.bot, sink, input_done),
-            Starter::OneBotWs(cfg, calls) => {
-                tasks.spawn(onebot11::ws::run(self.bot, cfg, calls, sink, shutdown));
-            }
+            Starter::OneBot(cfg, calls) => onebot11::start(self.bot, cfg, calls, sink, shutdown, tasks)?,
         }
+        Ok(())
     }
 }

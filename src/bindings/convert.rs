@@ -30,6 +30,7 @@ pub fn call_error(e: CallError) -> Box<EvalAltResult> {
         CallError::Timeout { .. } => "timeout",
         CallError::NotConnected { .. } => "not_connected",
         CallError::Invalid { .. } => "invalid",
+        CallError::Http { .. } => "http",
     };
     let mut map = Map::new();
     map.insert("kind".into(), kind.into());

@@ -38,6 +38,19 @@ pub fn register(engine: &mut Engine, services: Arc<Services>) {
         })
         .register_fn("to_string", |e: &mut EventRef| format!("Event({})", e.name))
         .register_fn("to_debug", |e: &mut EventRef| format!("Event({}) {}", e.name, e.raw));
+    let quick_services = services.clone();
+    engine.register_fn("quick", move |e: &mut EventRef, ops: rhai::Map| -> Result<(), Box<EvalAltResult>> {
+        let ops = match to_json(&ops.into(), "ev.quick")? {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        // In the HTTP POST answer when the transport can still give one; else as an action.
+        if e.quick.as_ref().is_some_and(|q| q.add(ops.clone())) {
+            return Ok(());
+        }
+        let params = serde_json::json!({"context": e.raw, "operation": ops});
+        quick_services.call_blocking(&e.bot, ".handle_quick_operation", params).map(|_| ()).map_err(call_error)
+    });
     engine.register_fn("reply", move |e: &mut EventRef, message: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
         let message = to_json(&message, "ev.reply")?;
         let (action, params) = e.bot.reply_call(e, message).map_err(call_error)?;

@@ -9,3 +9,4 @@ mod cli;
 mod onebot_ws;
 mod reload;
 mod storage;
+mod transports;

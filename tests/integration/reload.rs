@@ -48,9 +48,11 @@ async fn an_edit_goes_live_a_broken_edit_keeps_the_old_version_and_a_deletion_st
     assert_eq!(ping_replies(&mut fake, 2).await, ["other", "v1"]);
     assert_eq!(rt.store().jobs_active().unwrap()[0].name, "yearly");
 
+    let status = rt.status().await;
+    let v1_loaded = status.iter().find(|s| s["name"] == "a.rhai").unwrap()["loaded_at"].clone();
     rt.write("scripts/a.rhai", Some(&replying("v2")));
     let fresh =
-        |s: Option<&serde_json::Value>| s.is_some_and(|s| s["state"] == "running" && s["counters"]["callbacks"] == 0);
+        |s: Option<&serde_json::Value>| s.is_some_and(|s| s["state"] == "running" && s["loaded_at"] != v1_loaded);
     rt.wait_status("a.rhai", "the edit to load", fresh).await;
     assert_eq!(ping_replies(&mut fake, 2).await, ["other", "v2"]);
     assert!(rt.store().jobs_active().unwrap().is_empty(), "the old version's cron job went with it");

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod onebot;
+pub mod onebot_http;
 
 use std::path::Path;
 use std::time::Duration;

@@ -43,6 +43,8 @@ enum Command {
 pub struct Connected {
     /// The `Authorization` header the client sent, if any.
     pub authorization: Option<String>,
+    /// The path it connected to (`/`, `/api`, `/event`).
+    pub path: String,
 }
 
 /// An action the client called.
@@ -60,6 +62,7 @@ pub struct FakeOneBot {
     pub url: String,
     connected: mpsc::UnboundedReceiver<(Connected, mpsc::UnboundedSender<Command>)>,
     current: Option<mpsc::UnboundedSender<Command>>,
+    by_path: std::collections::HashMap<String, mpsc::UnboundedSender<Command>>,
     actions: mpsc::UnboundedReceiver<ActionCall>,
 }
 
@@ -83,12 +86,13 @@ impl FakeOneBot {
                 tokio::spawn(serve(stream, token, conn_tx, action_tx, responder));
             }
         });
-        FakeOneBot { url, connected, current: None, actions }
+        FakeOneBot { url, connected, current: None, by_path: Default::default(), actions }
     }
 
     /// Waits for the next client connection and makes it the current one.
     pub async fn accept(&mut self) -> Connected {
         let (info, commands) = within("a client connection", self.connected.recv()).await.expect("fake alive");
+        self.by_path.insert(info.path.clone(), commands.clone());
         self.current = Some(commands);
         info
     }
@@ -96,6 +100,12 @@ impl FakeOneBot {
     /// Pushes an event object to the current connection.
     pub fn push(&self, event: Value) {
         self.push_raw(event.to_string());
+    }
+
+    /// Pushes an event object to the connection made to `path`.
+    pub fn push_to(&self, path: &str, event: Value) {
+        let conn = self.by_path.get(path).unwrap_or_else(|| panic!("no connection to {path}"));
+        conn.send(Command::Send(event.to_string())).expect("connection alive");
     }
 
     /// Pushes any text frame, well-formed or not.
@@ -136,11 +146,13 @@ async fn serve(
     responder: Responder,
 ) {
     let mut authorization = None;
+    let mut path = String::new();
     // The signature is the one tungstenite's handshake callback requires.
     #[allow(clippy::result_large_err)]
     let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
         authorization = auth.clone();
+        path = req.uri().path().to_owned();
         match &token {
             Some(t) if auth.as_deref() != Some(&format!("Bearer {t}")) => {
                 let mut denied = ErrorResponse::new(Some("token mismatch".into()));
@@ -153,7 +165,7 @@ async fn serve(
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else { return };
     let (mut tx, mut rx) = ws.split();
     let (cmd_tx, mut commands) = mpsc::unbounded_channel();
-    let _ = conn_tx.send((Connected { authorization }, cmd_tx));
+    let _ = conn_tx.send((Connected { authorization, path }, cmd_tx));
     let lifecycle = json!({"time": 1, "self_id": SELF_ID, "post_type": "meta_event",
                            "meta_event_type": "lifecycle", "sub_type": "connect"});
     if tx.send(Message::Text(lifecycle.to_string().into())).await.is_err() {

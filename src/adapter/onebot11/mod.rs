@@ -4,15 +4,69 @@
 pub mod actions;
 pub mod cq;
 pub mod events;
+pub mod http;
+pub mod reverse;
 pub mod segments;
+pub mod session;
+pub mod sse;
 pub mod ws;
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Bot, CallError};
+use super::{Bot, Call, CallError, EventSink};
+use crate::config::{HttpEvents, OneBotConfig, OneBotTransport};
 use crate::event::Event;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Starts a OneBot 11 bot's transport. `calls` is the bot's call channel for the socket
+/// transports (`None` for HTTP, whose calls are requests made by the caller).
+pub fn start(
+    bot: Arc<Bot>,
+    cfg: OneBotConfig,
+    calls: Option<mpsc::Receiver<Call>>,
+    sink: EventSink,
+    shutdown: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) -> std::io::Result<()> {
+    match (cfg.transport.clone(), calls) {
+        (OneBotTransport::Ws { url, split }, Some(calls)) => {
+            ws::spawn(bot, cfg, url, split, calls, sink, shutdown, tasks)
+        }
+        (OneBotTransport::ReverseWs { listen, self_id }, Some(calls)) => {
+            reverse::serve(bot, cfg, &listen, self_id, calls, sink, shutdown, tasks)?
+        }
+        (OneBotTransport::Http { url, events }, _) => match events {
+            HttpEvents::None => {}
+            HttpEvents::Sse => {
+                tasks.spawn(sse::run(bot, cfg, url, sink, shutdown));
+            }
+            HttpEvents::Post { listen, path, secret, quick_timeout } => http::serve_post(
+                bot,
+                &listen,
+                &path,
+                secret,
+                quick_timeout,
+                cfg.max_frame_bytes,
+                sink,
+                shutdown,
+                tasks,
+            )?,
+        },
+        (_, None) => tracing::error!(bot = %bot.name, "socket transport without a call channel"),
+    }
+    Ok(())
+}
+
+/// Binds a listener for a receiving transport (inside the async runtime).
+pub fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
 
 /// What one inbound frame turned out to be.
 #[derive(Debug)]

@@ -1,0 +1,169 @@
+//! OneBot 11 over HTTP: the API client (`POST <url>/<action>`), and the HTTP POST event
+//! receiver, which verifies `X-Signature` (HMAC-SHA1 of the raw body) in constant time and can
+//! answer an event with a quick operation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hmac::{KeyInit, Mac};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::session::preview;
+use super::{decode_event, decode_response, prepare_params};
+use crate::adapter::{Bot, CallError, EventSink};
+use crate::config::Secret;
+use crate::event::QuickSlot;
+
+/// The HTTP API client of one bot.
+#[derive(Debug)]
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: Secret,
+}
+
+impl Api {
+    /// A client for the API at `base`, sending `token` as a Bearer token when set.
+    pub fn new(base: &str, token: &Secret) -> Api {
+        Api { client: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token: token.clone() }
+    }
+
+    /// `POST <base>/<action>` with the params as JSON.
+    pub async fn call(&self, action: &str, params: Value) -> Result<Value, CallError> {
+        let mut request = self.client.post(format!("{}/{action}", self.base)).json(&prepare_params(params));
+        if !self.token.0.is_empty() {
+            request = request.bearer_auth(&self.token.0);
+        }
+        let http_error = |status: u16, message: String| CallError::Http { action: action.to_owned(), status, message };
+        let response = request.send().await.map_err(|e| {
+            warn!(url = %self.base, "HTTP API unreachable: {e}");
+            CallError::NotConnected { action: action.to_owned(), bot: self.base.clone() }
+        })?;
+        let status = response.status();
+        match status.as_u16() {
+            401 => return Err(http_error(401, "no or wrong access token (check access_token)".into())),
+            403 => return Err(http_error(403, "the access token was refused (check access_token)".into())),
+            404 => {
+                return Err(http_error(
+                    404,
+                    format!("the implementation has no action `{action}`, or the url is wrong"),
+                ));
+            }
+            _ => {}
+        }
+        let body =
+            response.bytes().await.map_err(|e| http_error(status.as_u16(), format!("cannot read the body: {e}")))?;
+        if !status.is_success() {
+            return Err(http_error(status.as_u16(), preview(&body)));
+        }
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| http_error(status.as_u16(), format!("the answer is not JSON ({e}): {}", preview(&body))))?;
+        decode_response(value).map_err(|(retcode, message)| CallError::Failed {
+            action: action.to_owned(),
+            retcode,
+            message,
+        })
+    }
+}
+
+/// What the POST receiver needs.
+#[derive(Clone)]
+struct Receiver {
+    bot: Arc<Bot>,
+    sink: EventSink,
+    secret: Secret,
+    max_body: usize,
+    quick_timeout: Duration,
+}
+
+/// Serves the HTTP POST receiver on `listen` at `path` until `shutdown`.
+#[allow(clippy::too_many_arguments)]
+pub fn serve_post(
+    bot: Arc<Bot>,
+    listen: &str,
+    path: &str,
+    secret: Secret,
+    quick_timeout: Duration,
+    max_body: usize,
+    sink: EventSink,
+    shutdown: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) -> std::io::Result<()> {
+    let listener = super::bind(listen)?;
+    let state = Receiver { bot, sink, secret, max_body, quick_timeout };
+    let app = axum::Router::new()
+        .route(path, axum::routing::post(receive))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body.saturating_add(1)))
+        .with_state(state);
+    tasks.spawn(async move {
+        let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = serving.await {
+            warn!("HTTP POST receiver stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    if body.len() > r.max_body {
+        warn!(bot = %r.bot.name, size = body.len(), "oversized event body refused");
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    if !r.secret.0.is_empty() && !signature_ok(&r.secret.0, &headers, &body) {
+        warn!(bot = %r.bot.name, "event with a missing or wrong X-Signature refused");
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let raw: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) if v.get("post_type").is_some() => v,
+        Ok(_) | Err(_) => {
+            warn!(bot = %r.bot.name, "POST body is not a OneBot event, skipped: {}", preview(&body));
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+    };
+    let (done, ops) = tokio::sync::oneshot::channel();
+    let mut ev = decode_event(&r.bot, raw);
+    ev.quick = Some(QuickSlot::new(done));
+    (r.sink)(ev);
+    // The answer goes when every callback is done with the event (or no script wanted it).
+    match tokio::time::timeout(r.quick_timeout, ops).await {
+        Ok(Ok(ops)) if !ops.is_empty() => axum::Json(Value::Object(ops)).into_response(),
+        _ => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// Checks `X-Signature: sha1=<hex of HMAC-SHA1(secret, body)>` in constant time.
+fn signature_ok(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(given) = headers.get("x-signature").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("sha1="))
+    else {
+        return false;
+    };
+    let Ok(given) = hex::decode(given) else { return false };
+    let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()) else { return false };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_checked() {
+        let body = br#"{"post_type":"meta_event"}"#;
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(b"s3cret").unwrap();
+        mac.update(body);
+        let good = format!("sha1={}", hex::encode(mac.finalize().into_bytes()));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-signature", good.parse().unwrap());
+        assert!(signature_ok("s3cret", &headers, body));
+        assert!(!signature_ok("other", &headers, body));
+        assert!(!signature_ok("s3cret", &headers, b"{}"));
+        assert!(!signature_ok("s3cret", &HeaderMap::new(), body));
+    }
+}

@@ -1,0 +1,206 @@
+//! Every OneBot 11 transport over loopback: split forward WebSocket, reverse WebSocket (with
+//! its token checks), HTTP API, HTTP POST events (signatures, quick operations) and SSE.
+
+use futures_util::{SinkExt, StreamExt};
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::support::onebot::{FakeOneBot, SELF_ID, group_message, message_text};
+use crate::support::onebot_http::FakeHttp;
+use crate::support::{Running, within};
+
+const PING: &str = r#"on("message", |ev| { if ev.text == "ping" { ev.reply("pong"); } });"#;
+
+fn bot(lines: &str) -> String {
+    format!(
+        "[[bot]]\nname = \"main\"\nprotocol = \"onebot11\"\nreconnect_min_ms = 20\nreconnect_max_ms = 200\n{lines}\n"
+    )
+}
+
+/// A free loopback port for a listener of the runtime.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_forward_websockets_carry_events_and_calls_separately() {
+    let mut fake = FakeOneBot::start(Some("t")).await;
+    let url = fake.url.trim_end_matches('/').to_owned();
+    let rt = Running::start(
+        &bot(&format!("transport = \"ws-split\"\nurl = \"{url}\"\naccess_token = \"t\"")),
+        &[("p.rhai", PING)],
+    );
+    let mut paths = vec![fake.accept().await.path, fake.accept().await.path];
+    paths.sort();
+    assert_eq!(paths, ["/api", "/event"]);
+    fake.push_to("/event", group_message(5, 6, "ping"));
+    let call = fake.next_action().await;
+    assert_eq!((call.action.as_str(), message_text(&call.params)), ("send_group_msg", "pong".into()));
+    rt.stop().await;
+}
+
+async fn reverse_connect(
+    port: u16,
+    token: Option<&str>,
+    role: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, u16> {
+    let mut request = format!("ws://127.0.0.1:{port}/onebot/v11/ws").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("X-Self-ID", SELF_ID.to_string().parse().unwrap());
+    headers.insert("X-Client-Role", role.parse().unwrap());
+    if let Some(t) = token {
+        headers.insert("Authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    // The listener may still be starting: retry the TCP connect, not the handshake's verdict.
+    loop {
+        match tokio_tungstenite::connect_async(request.clone()).await {
+            Ok((ws, _)) => return Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => return Err(resp.status().as_u16()),
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_websocket_checks_the_token_before_the_upgrade_and_serves_roles() {
+    let port = free_port();
+    let cfg = bot(&format!("transport = \"reverse-ws\"\nlisten = \"127.0.0.1:{port}\"\naccess_token = \"s3\""));
+    let rt = Running::start(&cfg, &[("p.rhai", PING)]);
+    assert_eq!(within("a refused connection", reverse_connect(port, None, "Universal")).await.err(), Some(401));
+    assert_eq!(within("a refused connection", reverse_connect(port, Some("bad"), "Universal")).await.err(), Some(403));
+
+    // Event and API roles on separate sockets, as NapCat does with split reverse WS.
+    let mut events = reverse_connect(port, Some("s3"), "Event").await.unwrap();
+    let mut api = reverse_connect(port, Some("s3"), "API").await.unwrap();
+    events.send(Message::Text(group_message(7, 8, "ping").to_string().into())).await.unwrap();
+    let frame = within("an action frame", api.next()).await.unwrap().unwrap();
+    let call: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!(call["action"], "send_group_msg");
+    assert_eq!(call["params"]["group_id"], 7);
+    let answer = json!({"status": "ok", "retcode": 0, "data": {"message_id": 1}, "echo": call["echo"]});
+    api.send(Message::Text(answer.to_string().into())).await.unwrap();
+    rt.stop().await;
+}
+
+fn signed(secret: &str, body: &str) -> String {
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post_event(port: u16, body: &str, signature: Option<String>) -> reqwest::Response {
+    let client = reqwest::Client::new();
+    loop {
+        let mut request = client
+            .post(format!("http://127.0.0.1:{port}/"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(sig) = &signature {
+            request = request.header("X-Signature", sig);
+        }
+        match request.send().await {
+            Ok(r) => return r,
+            Err(e) if e.is_connect() => tokio::task::yield_now().await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_post_events_are_verified_answered_with_quick_operations_and_calls_use_the_http_api() {
+    let mut fake = FakeHttp::start(Some("tok")).await;
+    let port = free_port();
+    let cfg = bot(&format!(
+        "transport = \"http\"\nurl = \"{}\"\naccess_token = \"tok\"\nevents = \"post\"\nlisten = \"127.0.0.1:{port}\"\nsecret = \"hm\"",
+        fake.url
+    ));
+    let script = r#"
+        on("message.group", |ev| {
+            if ev.text == "quick" { ev.quick(#{ reply: "hi", at_sender: false }); }
+            if ev.text == "ping" { ev.reply("pong"); }
+        });
+    "#;
+    let rt = Running::start(&cfg, &[("q.rhai", script)]);
+
+    let body = group_message(1, 2, "quick").to_string();
+    let bad = within("a refused POST", post_event(port, &body, Some("sha1=00".into()))).await;
+    assert_eq!(bad.status().as_u16(), 403);
+    assert_eq!(post_event(port, &body, None).await.status().as_u16(), 403, "unsigned");
+
+    let answer = post_event(port, &body, Some(signed("hm", &body))).await;
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.json::<Value>().await.unwrap(), json!({"reply": "hi", "at_sender": false}));
+
+    let body = group_message(1, 2, "nothing to do").to_string();
+    assert_eq!(post_event(port, &body, Some(signed("hm", &body))).await.status().as_u16(), 204);
+    let body = "{not json";
+    assert_eq!(post_event(port, body, Some(signed("hm", body))).await.status().as_u16(), 400);
+
+    let body = group_message(3, 2, "ping").to_string();
+    assert_eq!(post_event(port, &body, Some(signed("hm", &body))).await.status().as_u16(), 204);
+    let call = fake.next_action().await;
+    assert_eq!((call.action.as_str(), &call.params["group_id"]), ("send_group_msg", &json!(3)));
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_reports_a_refused_token_clearly() {
+    let mut fake = FakeHttp::start(Some("right")).await;
+    // Two bots on one implementation: "main" has the wrong token, "good" reports what it saw.
+    let cfg = format!(
+        "{}\n[[bot]]\nname = \"good\"\nprotocol = \"onebot11\"\ntransport = \"http\"\nurl = \"{url}\"\naccess_token = \"right\"\n",
+        bot(&format!("transport = \"http\"\nurl = \"{url}\"\naccess_token = \"wrong\"", url = fake.url)),
+        url = fake.url
+    );
+    let script = r#"
+        after(1, || {
+            bot("main");
+            let seen = "";
+            try { onebot::get_login_info(); } catch (e) { seen = `${e.code} ${e.message}`; }
+            bot("good");
+            onebot::send_private_msg(1, seen);
+        });
+    "#;
+    let rt = Running::start(&cfg, &[("h.rhai", script)]);
+    let call = fake.next_action().await;
+    assert_eq!(
+        message_text(&call.params),
+        "403 get_login_info: HTTP 403: the access token was refused (check access_token)"
+    );
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_websocket_without_a_token_accepts_the_bare_bearer_llbot_sends() {
+    let port = free_port();
+    let rt = Running::start(
+        &bot(&format!("transport = \"reverse-ws\"\nlisten = \"127.0.0.1:{port}\"")),
+        &[("p.rhai", PING)],
+    );
+    let mut ws = within("the connection", reverse_connect(port, Some(""), "Universal")).await.expect("accepted");
+    ws.send(Message::Text(group_message(9, 8, "ping").to_string().into())).await.unwrap();
+    let frame = within("an action frame", ws.next()).await.unwrap().unwrap();
+    let call: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!(call["params"]["group_id"], 9);
+    let answer = json!({"status": "ok", "retcode": 0, "data": {"message_id": 1}, "echo": call["echo"]});
+    ws.send(Message::Text(answer.to_string().into())).await.unwrap();
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_events_arrive_and_the_stream_reconnects() {
+    let mut fake = FakeHttp::start(Some("tok")).await;
+    let cfg = bot(&format!("transport = \"http\"\nurl = \"{}\"\naccess_token = \"tok\"\nevents = \"sse\"", fake.url));
+    let rt = Running::start(&cfg, &[("p.rhai", PING)]);
+    fake.stream_opened().await;
+    fake.push_raw(": keep-alive\n\ndata: {broken\n\n".into());
+    fake.push(group_message(1, 2, "ping"));
+    assert_eq!(message_text(&fake.next_action().await.params), "pong");
+    fake.drop_stream();
+    fake.stream_opened().await;
+    fake.push(group_message(4, 2, "ping"));
+    assert_eq!(fake.next_action().await.params["group_id"], 4);
+    rt.stop().await;
+}
