@@ -96,10 +96,16 @@ impl Action {
 
     /// Builds the JSON params object from a script's arguments: either one map with parameter
     /// names, or positional values in documented order. Checks required parameters and types.
-    /// One map argument is the params map unless the first parameter itself takes a map.
+    /// One map argument is the params map, unless the first parameter itself takes a map and
+    /// the map is not spelled in parameter names.
     pub fn build_params(&self, args: Vec<Value>) -> Result<Value, String> {
-        let takes_map = matches!(args.as_slice(), [Value::Object(_)])
-            && self.params.first().is_none_or(|p| !matches!(p.ty, Ty::Object | Ty::Message));
+        let takes_map = match (args.as_slice(), self.params.first()) {
+            ([Value::Object(m)], Some(first)) if matches!(first.ty, Ty::Object | Ty::Message) => {
+                m.contains_key(first.name) && m.keys().all(|k| self.params.iter().any(|p| p.name == k))
+            }
+            ([Value::Object(_)], _) => true,
+            _ => false,
+        };
         let mut map = if takes_map {
             match args.into_iter().next() {
                 Some(Value::Object(m)) => m,
@@ -184,6 +190,19 @@ mod tests {
         assert_eq!(e, "parameter `group_id` must be int, got bool");
         let e = SEND.build_params(vec![json!(1), json!("x"), json!(true), json!(4)]).unwrap_err();
         assert!(e.contains("at most 3"), "{e}");
+    }
+
+    #[test]
+    fn a_map_first_parameter_still_allows_the_map_form() {
+        const QUICK: Action = Action {
+            name: ".handle_quick_operation",
+            doc: "",
+            params: &[p("context", Ty::Object, true), p("operation", Ty::Object, true)],
+        };
+        let named = QUICK.build_params(vec![json!({"context": {"a": 1}, "operation": {"b": 2}})]).unwrap();
+        let positional = QUICK.build_params(vec![json!({"a": 1}), json!({"b": 2})]).unwrap();
+        assert_eq!(named, positional);
+        assert!(QUICK.build_params(vec![json!({"a": 1})]).unwrap_err().contains("`operation`"));
     }
 
     #[test]

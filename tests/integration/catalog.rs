@@ -45,3 +45,118 @@ fn every_catalog_event_is_listed() {
     let ours: Vec<&str> = EVENTS.iter().map(|(n, _)| *n).collect();
     assert_eq!(ours, names);
 }
+
+mod wire {
+    use rhaibot::adapter::onebot11::actions::ACTIONS;
+    use rhaibot::api::Ty;
+    use serde_json::{Value, json};
+
+    use super::catalog;
+    use crate::support::Running;
+    use crate::support::onebot::{FakeOneBot, SELF_ID, message_text};
+
+    fn config(url: &str) -> String {
+        format!("[[bot]]\nname = \"main\"\nprotocol = \"onebot11\"\nurl = \"{url}\"\n")
+    }
+
+    fn sample(ty: Ty) -> (&'static str, Value) {
+        match ty {
+            Ty::Int | Ty::Any => ("1", json!(1)),
+            Ty::Str => ("\"s\"", json!("s")),
+            Ty::Bool => ("true", json!(true)),
+            Ty::Num => ("1.5", json!(1.5)),
+            Ty::Array => ("[]", json!([])),
+            Ty::Object => ("#{}", json!({})),
+            Ty::Message => ("\"hi\"", json!([{"type": "text", "data": {"text": "hi"}}])),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_action_goes_through_its_generated_function_onto_the_wire() {
+        let mut fake = FakeOneBot::start(None).await;
+        // The fake's lifecycle event on connect starts the calls.
+        let mut calls = String::from("on(\"meta_event.lifecycle\", |ev| {\n");
+        for a in ACTIONS {
+            let fields: Vec<String> = a.params.iter().map(|p| format!("\"{}\": {}", p.name, sample(p.ty).0)).collect();
+            calls += &format!("    onebot::{}(#{{{}}});\n", a.fn_name(), fields.join(", "));
+        }
+        calls += "});\n";
+        let rt = Running::start(&config(&fake.url), &[("all.rhai", &calls)]);
+        fake.accept().await;
+        for a in ACTIONS {
+            let call = fake.next_action().await;
+            assert_eq!(call.action, a.name);
+            let expected: serde_json::Map<String, Value> =
+                a.params.iter().map(|p| (p.name.to_owned(), sample(p.ty).1)).collect();
+            assert_eq!(call.params, Value::Object(expected), "{}", a.name);
+        }
+        rt.stop().await;
+    }
+
+    /// An event object built from the seed's data model of `def`.
+    fn event_from_model(def: &Value, n: i64) -> Value {
+        let mut ev = serde_json::Map::new();
+        for (i, f) in def["fields"].as_array().unwrap().iter().enumerate() {
+            let name = f["name"].as_str().unwrap();
+            if name.contains('.') {
+                continue;
+            }
+            let value = match f["type"].as_str().unwrap() {
+                "int" | "int|null" | "num" => json!(100 + i as i64),
+                "str" | "str|null" => json!(format!("v{i}")),
+                "bool" | "bool|null" => json!(true),
+                "[MessageSegment]" => json!([{"type": "text", "data": {"text": "hello"}}]),
+                t if t.starts_with('[') => json!([]),
+                _ => json!({}),
+            };
+            ev.insert(name.to_owned(), value);
+        }
+        ev.insert("time".into(), json!(1_700_000_000 + n));
+        ev.insert("self_id".into(), json!(SELF_ID));
+        ev.insert("post_type".into(), def["post_type"].clone());
+        ev.insert(def["detail_key"].as_str().unwrap().to_owned(), def["detail_type"].clone());
+        match def["sub_types"].as_array().and_then(|s| s.first()) {
+            Some(sub) => ev.insert("sub_type".into(), sub.clone()),
+            None => ev.remove("sub_type"),
+        };
+        if ev.contains_key("interval") {
+            ev.insert("interval".into(), json!(60_000)); // keep the heartbeat watchdog out of the way
+        }
+        Value::Object(ev)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_catalog_event_reaches_its_callback_with_its_fields() {
+        let Some(cat) = catalog("events.json") else { return };
+        let defs = cat["onebot11"]["events"].as_array().unwrap().clone();
+        let mut script = String::new();
+        for def in &defs {
+            let n = def["name"].as_str().unwrap();
+            script += &format!(
+                "on(\"{n}\", |ev| onebot::send_private_msg(1, `{n}|${{ev.name}}|${{ev.user_id}}|${{ev.text}}`));\n"
+            );
+        }
+        script += "on(\"message\", |ev| onebot::send_private_msg(1, `alias|${ev.name}`));\n";
+        let mut fake = FakeOneBot::start(None).await;
+        let rt = Running::start(&config(&fake.url), &[("events.rhai", &script)]);
+        fake.accept().await;
+        // The fake announces itself with a lifecycle event first.
+        assert!(message_text(&fake.next_action().await.params).starts_with("meta_event.lifecycle|"));
+        for (n, def) in defs.iter().enumerate() {
+            let ev = event_from_model(def, n as i64);
+            let name = def["name"].as_str().unwrap();
+            let mut native = format!("{}.{}", ev["post_type"].as_str().unwrap(), def["detail_type"].as_str().unwrap());
+            if let Some(sub) = ev.get("sub_type").and_then(Value::as_str) {
+                native += &format!(".{sub}");
+            }
+            let user = ev.get("user_id").map_or("".into(), |u| u.to_string());
+            let text = if ev["post_type"] == "message" || ev["post_type"] == "message_sent" { "hello" } else { "" };
+            fake.push(ev.clone());
+            assert_eq!(message_text(&fake.next_action().await.params), format!("{name}|{native}|{user}|{text}"));
+            if ev["post_type"] == "message" {
+                assert_eq!(message_text(&fake.next_action().await.params), format!("alias|{native}"));
+            }
+        }
+        rt.stop().await;
+    }
+}

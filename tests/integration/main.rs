@@ -6,6 +6,7 @@ mod support;
 
 mod catalog;
 mod cli;
+mod examples;
 mod onebot_ws;
 mod reload;
 mod storage;

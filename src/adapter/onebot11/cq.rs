@@ -131,6 +131,51 @@ mod tests {
         assert_eq!(parse(&format(&[json!({"type": "text", "data": {"text": "&#91;"}})]))[0]["data"]["text"], "&#91;");
     }
 
+    use proptest::prelude::*;
+
+    /// Text made of the characters CQ escaping is about, and anything else.
+    fn awkward() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![Just('&'), Just('['), Just(']'), Just(','), Just('='), Just('#'), Just(';'), any::<char>()],
+            0..24,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    /// A segment list as a message can hold it: no empty or adjacent text segments (they would
+    /// merge into one on the way back).
+    fn segments() -> impl Strategy<Value = Vec<Value>> {
+        let text = awkward()
+            .prop_filter("non-empty", |t| !t.is_empty())
+            .prop_map(|t| json!({"type": "text", "data": {"text": t}}));
+        let code = ("[a-z][a-z_]{0,8}", proptest::collection::btree_map("[a-z][a-z0-9_]{0,6}", awkward(), 0..4))
+            .prop_filter("not text", |(kind, _)| kind != "text")
+            .prop_map(|(kind, data)| json!({"type": kind, "data": data}));
+        proptest::collection::vec(prop_oneof![text, code], 0..8).prop_map(|segs| {
+            let mut out: Vec<Value> = Vec::new();
+            for seg in segs {
+                let both_text = seg["type"] == "text" && out.last().is_some_and(|l: &Value| l["type"] == "text");
+                if !both_text {
+                    out.push(seg);
+                }
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn parse_inverts_format(segs in segments()) {
+            prop_assert_eq!(parse(&format(&segs)), segs);
+        }
+
+        #[test]
+        fn escaping_round_trips_any_text(text in awkward()) {
+            prop_assert_eq!(unescape(&escape_text(&text)), text.clone());
+            prop_assert_eq!(unescape(&escape_value(&text)), text);
+        }
+    }
+
     #[test]
     fn round_trip_of_awkward_text_and_values() {
         let segs = vec![
