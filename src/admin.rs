@@ -67,7 +67,23 @@ fn handle(host: &ScriptHost, line: &str) -> Value {
     debug!(%request, "admin request");
     let script = request.get("script").and_then(Value::as_str).unwrap_or_default();
     match request.get("cmd").and_then(Value::as_str) {
-        Some("status") => json!({"ok": true, "scripts": host.status()}),
+        Some("status") => {
+            let bots: Vec<Value> = host
+                .services()
+                .bots
+                .iter()
+                .map(|b| {
+                    let listen = *b.listening.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    json!({
+                        "name": b.name,
+                        "protocol": b.protocol.as_str(),
+                        "self_id": b.self_id.load(std::sync::atomic::Ordering::Relaxed),
+                        "listen": listen.map(|a| a.to_string()),
+                    })
+                })
+                .collect();
+            json!({"ok": true, "scripts": host.status(), "bots": bots})
+        }
         Some("resume") if host.resume(script) => json!({"ok": true}),
         Some("resume") => json!({"ok": false, "error": format!("no running script `{script}`")}),
         Some("reload") => {

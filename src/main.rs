@@ -239,8 +239,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let answer =
                 admin::request(&config.data_dir, &serde_json::json!({"cmd": "status"})).map_err(anyhow::Error::msg)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&answer["scripts"])?);
+                let status = serde_json::json!({"bots": answer["bots"], "scripts": answer["scripts"]});
+                println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
+                for b in answer["bots"].as_array().into_iter().flatten() {
+                    let listen = b["listen"].as_str().map(|l| format!(", listening on {l}")).unwrap_or_default();
+                    println!(
+                        "bot {} ({}, self id {}{listen})",
+                        b["name"].as_str().unwrap_or("?"),
+                        b["protocol"].as_str().unwrap_or("?"),
+                        b["self_id"]
+                    );
+                }
                 print_status(&answer["scripts"]);
             }
             Ok(ExitCode::SUCCESS)

@@ -117,6 +117,8 @@ pub struct Bot {
     pub call_timeout: Duration,
     /// The account's own id as the protocol reports it (0 until known).
     pub self_id: std::sync::atomic::AtomicI64,
+    /// The address a receiving transport listens on, once bound.
+    pub listening: std::sync::Mutex<Option<std::net::SocketAddr>>,
     link: Link,
 }
 
@@ -140,6 +142,7 @@ impl Bot {
             protocol,
             call_timeout: Duration::from_secs(1),
             self_id: Default::default(),
+            listening: Default::default(),
             link: Link::Detached,
         })
     }
@@ -212,7 +215,14 @@ pub fn open(cfg: &BotConfig, call_timeout: Duration) -> Opened {
             }
         },
     };
-    let bot = Arc::new(Bot { name: cfg.name.clone(), protocol, call_timeout, self_id: Default::default(), link });
+    let bot = Arc::new(Bot {
+        name: cfg.name.clone(),
+        protocol,
+        call_timeout,
+        self_id: Default::default(),
+        listening: Default::default(),
+        link,
+    });
     Opened { bot, starter }
 }
 

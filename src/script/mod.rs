@@ -89,6 +89,11 @@ impl ScriptHost {
         })
     }
 
+    /// The runtime's bots and reactor.
+    pub fn services(&self) -> &crate::bindings::Services {
+        &self.globals.services
+    }
+
     /// The scripts directory.
     pub fn scripts_dir(&self) -> &Path {
         &self.scripts_dir

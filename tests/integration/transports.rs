@@ -19,11 +19,6 @@ fn bot(lines: &str) -> String {
     )
 }
 
-/// A free loopback port for a listener of the runtime.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_forward_websockets_carry_events_and_calls_separately() {
     let mut fake = FakeOneBot::start(Some("t")).await;
@@ -65,9 +60,9 @@ async fn reverse_connect(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reverse_websocket_checks_the_token_before_the_upgrade_and_serves_roles() {
-    let port = free_port();
-    let cfg = bot(&format!("transport = \"reverse-ws\"\nlisten = \"127.0.0.1:{port}\"\naccess_token = \"s3\""));
+    let cfg = bot("transport = \"reverse-ws\"\nlisten = \"127.0.0.1:0\"\naccess_token = \"s3\"");
     let rt = Running::start(&cfg, &[("p.rhai", PING)]);
+    let port = rt.listen_addr("main").await.port();
     assert_eq!(within("a refused connection", reverse_connect(port, None, "Universal")).await.err(), Some(401));
     assert_eq!(within("a refused connection", reverse_connect(port, Some("bad"), "Universal")).await.err(), Some(403));
 
@@ -111,9 +106,8 @@ async fn post_event(port: u16, body: &str, signature: Option<String>) -> reqwest
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_post_events_are_verified_answered_with_quick_operations_and_calls_use_the_http_api() {
     let mut fake = FakeHttp::start(Some("tok")).await;
-    let port = free_port();
     let cfg = bot(&format!(
-        "transport = \"http\"\nurl = \"{}\"\naccess_token = \"tok\"\nevents = \"post\"\nlisten = \"127.0.0.1:{port}\"\nsecret = \"hm\"",
+        "transport = \"http\"\nurl = \"{}\"\naccess_token = \"tok\"\nevents = \"post\"\nlisten = \"127.0.0.1:0\"\nsecret = \"hm\"",
         fake.url
     ));
     let script = r#"
@@ -123,6 +117,7 @@ async fn http_post_events_are_verified_answered_with_quick_operations_and_calls_
         });
     "#;
     let rt = Running::start(&cfg, &[("q.rhai", script)]);
+    let port = rt.listen_addr("main").await.port();
 
     let body = group_message(1, 2, "quick").to_string();
     let bad = within("a refused POST", post_event(port, &body, Some("sha1=00".into()))).await;
@@ -174,11 +169,8 @@ async fn the_http_api_reports_a_refused_token_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reverse_websocket_without_a_token_accepts_the_bare_bearer_llbot_sends() {
-    let port = free_port();
-    let rt = Running::start(
-        &bot(&format!("transport = \"reverse-ws\"\nlisten = \"127.0.0.1:{port}\"")),
-        &[("p.rhai", PING)],
-    );
+    let rt = Running::start(&bot("transport = \"reverse-ws\"\nlisten = \"127.0.0.1:0\""), &[("p.rhai", PING)]);
+    let port = rt.listen_addr("main").await.port();
     let mut ws = within("the connection", reverse_connect(port, Some(""), "Universal")).await.expect("accepted");
     ws.send(Message::Text(group_message(9, 8, "ping").to_string().into())).await.unwrap();
     let frame = within("an action frame", ws.next()).await.unwrap().unwrap();

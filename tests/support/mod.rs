@@ -79,21 +79,49 @@ impl Running {
         }
     }
 
-    /// Writes (or with `None` deletes) a file under the root, e.g. `scripts/a.rhai`.
+    /// Writes (or with `None` deletes) a file under the root, e.g. `scripts/a.rhai`. Writes are
+    /// atomic (a temporary file renamed over the old one), as editors save.
     pub fn write(&self, rel: &str, source: Option<&str>) {
         let path = self.root.join(rel);
         match source {
-            Some(text) => std::fs::write(&path, text).expect("write file"),
+            Some(text) => {
+                let tmp = self.root.join(".saving.tmp");
+                std::fs::write(&tmp, text).expect("write file");
+                std::fs::rename(&tmp, &path).expect("rename into place");
+            }
             None => std::fs::remove_file(&path).expect("delete file"),
         }
     }
 
     /// Asks the running bot for its scripts' status (through the admin socket).
     pub async fn status(&self) -> Vec<serde_json::Value> {
+        self.admin_status().await["scripts"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn admin_status(&self) -> serde_json::Value {
         let data_dir = self.data_dir.clone();
         let request = move || rhaibot::admin::request(&data_dir, &serde_json::json!({"cmd": "status"}));
-        let answer = tokio::task::spawn_blocking(request).await.expect("status task").expect("admin socket answers");
-        answer["scripts"].as_array().cloned().unwrap_or_default()
+        loop {
+            // The admin socket opens after the scripts loaded; until then, ask again.
+            match tokio::task::spawn_blocking(request.clone()).await.expect("status task") {
+                Ok(answer) => return answer,
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    }
+
+    /// The address bot `name` listens on (its config says port 0, so the OS picked one).
+    pub async fn listen_addr(&self, name: &str) -> std::net::SocketAddr {
+        within("the bot's listener", async {
+            loop {
+                let status = self.admin_status().await;
+                let bot = status["bots"].as_array().and_then(|b| b.iter().find(|b| b["name"] == name).cloned());
+                if let Some(addr) = bot.and_then(|b| b["listen"].as_str().and_then(|a| a.parse().ok())) {
+                    return addr;
+                }
+            }
+        })
+        .await
     }
 
     /// Waits until the status of `script` satisfies `ok`.

@@ -95,7 +95,7 @@ pub fn serve_post(
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
-    let listener = super::bind(listen)?;
+    let listener = super::bind(&bot, listen)?;
     let state = Receiver { bot, sink, secret, max_body, quick_timeout };
     let app = axum::Router::new()
         .route(path, axum::routing::post(receive))

@@ -42,7 +42,7 @@ pub fn serve(
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
-    let listener = super::bind(listen)?;
+    let listener = super::bind(&bot, listen)?;
     let api: Arc<Mutex<Option<mpsc::Sender<Call>>>> = Arc::default();
     let server = Server { bot: bot.clone(), cfg, self_id, sink, shutdown: shutdown.clone(), api: api.clone() };
     let app = axum::Router::new()
