@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, FuncRegistration, INT, Map, Module, NativeCallContext};
+use rhai::{Array, Dynamic, EvalAltResult, FnPtr, FuncRegistration, INT, Map, Module, NativeCallContext};
 
 use super::convert::{script_error, to_dynamic, to_json};
 use crate::storage::Store;
@@ -154,45 +154,46 @@ impl KvSpace {
     }
 }
 
-/// Registers `kv::` for a script whose own namespace is `ns`, and the `KvSpace` type.
-pub fn register(engine: &mut Engine, store: Arc<Store>, ns: &str) {
+/// Every operation of a space, listed once: expanded into the `kv::` namespace functions of a
+/// script and into the methods of `KvSpace` values.
+macro_rules! kv_ops {
+    ($reg:ident) => {
+        $reg!("get", |s, key: &str| s.get(key, Dynamic::UNIT));
+        $reg!("get", |s, key: &str, default: Dynamic| s.get(key, default));
+        $reg!("set", |s, key: &str, value: Dynamic| s.set(key, &value, None));
+        $reg!("set", |s, key: &str, value: Dynamic, ttl_secs: INT| s.set(key, &value, Some(ttl_secs)));
+        $reg!("delete", |s, key: &str| s.delete(key));
+        $reg!("exists", |s, key: &str| s.read(key).map(|v| v.is_some()));
+        $reg!("incr", |s, key: &str| s.incr(key, 1));
+        $reg!("incr", |s, key: &str, by: INT| s.incr(key, by));
+        $reg!("decr", |s, key: &str| s.incr(key, -1));
+        $reg!("decr", |s, key: &str, by: INT| s.incr(key, by.saturating_neg()));
+        $reg!("keys", |s, prefix: &str| s.keys(prefix, DEFAULT_PAGE as INT, ""));
+        $reg!("keys", |s, prefix: &str, limit: INT| s.keys(prefix, limit, ""));
+        $reg!("keys", |s, prefix: &str, limit: INT, after: &str| s.keys(prefix, limit, after));
+        $reg!("cas", |s, key: &str, expected: Dynamic, new: Dynamic| s.cas(key, &expected, &new));
+        $reg!("set_all", |s, entries: Map| s.set_all(entries));
+    };
+}
+
+/// The `kv::` namespace of a script whose own namespace is `ns`.
+pub fn namespace(store: Arc<Store>, ns: &str) -> Module {
     let own = KvSpace { store: store.clone(), ns: ns.into() };
     let mut m = Module::new();
-    macro_rules! both {
+    macro_rules! reg {
         ($name:literal, |$s:ident $(, $a:ident : $t:ty)*| $body:expr) => {{
             let space = own.clone();
             FuncRegistration::new($name).set_into_module(&mut m, move |$($a: $t),*| { let $s = &space; $body });
-            engine.register_fn($name, |$s: &mut KvSpace $(, $a: $t)*| { let $s = &*$s; $body });
         }};
     }
-    both!("get", |s, key: &str| s.get(key, Dynamic::UNIT));
-    both!("get", |s, key: &str, default: Dynamic| s.get(key, default));
-    both!("set", |s, key: &str, value: Dynamic| s.set(key, &value, None));
-    both!("set", |s, key: &str, value: Dynamic, ttl_secs: INT| s.set(key, &value, Some(ttl_secs)));
-    both!("delete", |s, key: &str| s.delete(key));
-    both!("exists", |s, key: &str| s.read(key).map(|v| v.is_some()));
-    both!("incr", |s, key: &str| s.incr(key, 1));
-    both!("incr", |s, key: &str, by: INT| s.incr(key, by));
-    both!("decr", |s, key: &str| s.incr(key, -1));
-    both!("decr", |s, key: &str, by: INT| s.incr(key, by.saturating_neg()));
-    both!("keys", |s, prefix: &str| s.keys(prefix, DEFAULT_PAGE as INT, ""));
-    both!("keys", |s, prefix: &str, limit: INT| s.keys(prefix, limit, ""));
-    both!("keys", |s, prefix: &str, limit: INT, after: &str| s.keys(prefix, limit, after));
-    both!("cas", |s, key: &str, expected: Dynamic, new: Dynamic| s.cas(key, &expected, &new));
-    both!("set_all", |s, entries: Map| s.set_all(entries));
+    kv_ops!(reg);
     // These call back into the script, so they take the call context (which must come first).
     let space = own.clone();
     FuncRegistration::new("update")
         .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str, f: FnPtr| space.update(&ctx, key, &f));
-    engine
-        .register_fn("update", |ctx: NativeCallContext, s: &mut KvSpace, key: &str, f: FnPtr| s.update(&ctx, key, &f));
-    let space = own.clone();
+    let space = own;
     FuncRegistration::new("update_all")
         .set_into_module(&mut m, move |ctx: NativeCallContext, keys: Array, f: FnPtr| space.update_all(&ctx, keys, &f));
-    engine.register_fn("update_all", |ctx: NativeCallContext, s: &mut KvSpace, keys: Array, f: FnPtr| {
-        s.update_all(&ctx, keys, &f)
-    });
-
     let shared = store.clone();
     FuncRegistration::new("shared_space").set_into_module(&mut m, move || KvSpace {
         store: shared.clone(),
@@ -204,8 +205,31 @@ pub fn register(engine: &mut Engine, store: Arc<Store>, ns: &str) {
         }
         Ok(KvSpace { store: store.clone(), ns: format!("{SHARED_PREFIX}{name}").into() })
     });
-    engine.register_type_with_name::<KvSpace>("KvSpace");
-    engine.register_static_module("kv", m.into());
+    m
+}
+
+/// The methods of `KvSpace` values, the same for every script (built once).
+pub fn methods() -> Module {
+    let mut m = Module::new();
+    macro_rules! reg {
+        ($name:literal, |$s:ident $(, $a:ident : $t:ty)*| $body:expr) => {{
+            FuncRegistration::new($name)
+                .in_global_namespace()
+                .set_into_module(&mut m, |$s: &mut KvSpace $(, $a: $t)*| { let $s = &*$s; $body });
+        }};
+    }
+    kv_ops!(reg);
+    FuncRegistration::new("update")
+        .in_global_namespace()
+        .set_into_module(&mut m, |ctx: NativeCallContext, s: &mut KvSpace, key: &str, f: FnPtr| {
+            s.update(&ctx, key, &f)
+        });
+    FuncRegistration::new("update_all")
+        .in_global_namespace()
+        .set_into_module(&mut m, |ctx: NativeCallContext, s: &mut KvSpace, keys: Array, f: FnPtr| {
+            s.update_all(&ctx, keys, &f)
+        });
+    m
 }
 
 /// Names and parameters of every `kv::` function, for `api list`.

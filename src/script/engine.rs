@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
-use rhai::{Engine, Module, Shared};
+use rhai::packages::{Package, StandardPackage};
+use rhai::{Engine, FuncRegistration, Module, Shared};
 
 use super::context;
+use crate::bindings::event::EventRef;
+use crate::bindings::kv::KvSpace;
 use crate::bindings::schedule::{self, JobRunner, Staged};
 use crate::bindings::{Services, event, kv, msg, protocol};
 use crate::config::Limits;
@@ -29,7 +32,11 @@ pub struct Globals {
     pub scheduler: Option<Arc<Scheduler>>,
     /// Default time zone of cron jobs.
     pub zone: Zone,
+    /// Namespaced modules (`onebot`, `msg`), built once.
     modules: Vec<(&'static str, Shared<Module>)>,
+    /// Global modules (Rhai's standard library, `Event`, `KvSpace`, `bot`), built once: one
+    /// engine per script stays cheap in memory and load time.
+    global: Vec<Shared<Module>>,
 }
 
 impl Globals {
@@ -48,12 +55,22 @@ impl Globals {
             .map(|ns| (ns.name, Shared::new(protocol::module(*ns, services.clone()))))
             .collect();
         modules.push(("msg", Shared::new(msg::module())));
-        Arc::new(Globals { services, limits, stdlib_dir, store, scheduler, zone, modules })
+        let global = vec![
+            StandardPackage::new().as_shared_module(),
+            Shared::new(event::module(services.clone())),
+            Shared::new(kv::methods()),
+            Shared::new(bot_module(services.clone())),
+        ];
+        Arc::new(Globals { services, limits, stdlib_dir, store, scheduler, zone, modules, global })
     }
 
     /// A new engine for the script `name` living in `dir`.
     pub fn engine(&self, name: &str, dir: Option<PathBuf>) -> Engine {
-        let mut engine = Engine::new();
+        let mut engine = Engine::new_raw();
+        for module in &self.global {
+            engine.register_global_module(module.clone());
+        }
+        engine.register_type_with_name::<EventRef>("Event").register_type_with_name::<KvSpace>("KvSpace");
         let l = &self.limits;
         engine
             .set_max_operations(l.max_operations)
@@ -77,23 +94,6 @@ impl Globals {
         for (name, module) in &self.modules {
             engine.register_static_module(*name, module.clone());
         }
-        event::register(&mut engine, self.services.clone());
-        let services = self.services.clone();
-        // bot("name") or bot(self_id): the rest of this callback's calls go to that bot.
-        let pick = move |key: String| -> Result<String, Box<rhai::EvalAltResult>> {
-            let is_it = |b: &&Arc<crate::adapter::Bot>| {
-                b.name == key || b.self_id.load(std::sync::atomic::Ordering::Relaxed).to_string() == key
-            };
-            let bot = services.bots.iter().find(is_it).ok_or_else(|| {
-                let known: Vec<&str> = services.bots.iter().map(|b| b.name.as_str()).collect();
-                crate::bindings::convert::script_error(format!("bot(\"{key}\"): no such bot (configured: {known:?})"))
-            })?;
-            context::use_bot(bot.clone());
-            Ok(bot.name.clone())
-        };
-        let by_name = pick.clone();
-        engine.register_fn("bot", move |name: &str| by_name(name.to_owned()));
-        engine.register_fn("bot", move |self_id: rhai::INT| pick(self_id.to_string()));
         engine
     }
 
@@ -102,11 +102,35 @@ impl Globals {
     pub fn install_script_services(&self, engine: &mut Engine, script: &str, run: JobRunner) -> Staged {
         if let Some(store) = &self.store {
             let ns = script.strip_suffix(".rhai").unwrap_or(script);
-            kv::register(engine, store.clone(), ns);
+            engine.register_static_module("kv", Shared::new(kv::namespace(store.clone(), ns)));
         }
         match &self.scheduler {
             Some(scheduler) => schedule::register(engine, scheduler.clone(), script, self.zone, run),
             None => Staged::default(),
         }
     }
+}
+
+/// `bot("name")` / `bot(self_id)`: the rest of this callback's calls go to that bot.
+fn bot_module(services: Arc<Services>) -> Module {
+    let pick = move |key: String| -> Result<String, Box<rhai::EvalAltResult>> {
+        let is_it = |b: &&Arc<crate::adapter::Bot>| {
+            b.name == key || b.self_id.load(std::sync::atomic::Ordering::Relaxed).to_string() == key
+        };
+        let bot = services.bots.iter().find(is_it).ok_or_else(|| {
+            let known: Vec<&str> = services.bots.iter().map(|b| b.name.as_str()).collect();
+            crate::bindings::convert::script_error(format!("bot(\"{key}\"): no such bot (configured: {known:?})"))
+        })?;
+        context::use_bot(bot.clone());
+        Ok(bot.name.clone())
+    };
+    let mut m = Module::new();
+    let by_name = pick.clone();
+    FuncRegistration::new("bot")
+        .in_global_namespace()
+        .set_into_module(&mut m, move |name: &str| by_name(name.to_owned()));
+    FuncRegistration::new("bot")
+        .in_global_namespace()
+        .set_into_module(&mut m, move |self_id: rhai::INT| pick(self_id.to_string()));
+    m
 }
