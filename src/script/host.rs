@@ -20,7 +20,7 @@ use super::lane::Lane;
 use super::supervise::{Outcome, Quarantine, Supervisor};
 use crate::bindings::convert::script_error;
 use crate::bindings::event::EventRef;
-use crate::event::normalize_name;
+use crate::event::{Event, normalize_name};
 use crate::scheduler::JobSpec;
 
 /// Why a script could not be loaded.
@@ -94,6 +94,16 @@ struct Registered {
     label: String,
     at: Position,
     handler: Handler,
+}
+
+impl Registered {
+    /// Whether this handler runs for `ev` (a command only for its own `/name`).
+    fn matches(&self, ev: &Event) -> bool {
+        match &self.handler {
+            Handler::Command { names, .. } => command_args(&ev.text, names).is_some(),
+            Handler::Closure(_) | Handler::Function(_) => true,
+        }
+    }
 }
 
 /// A compiled, initialised script.
@@ -264,15 +274,16 @@ impl Script {
         Ok((script, staged.take()))
     }
 
-    /// Whether any handler of this script listens to one of `keys`.
-    pub fn wants(&self, keys: &[String]) -> bool {
-        keys.iter().any(|k| self.handlers.contains_key(k))
+    /// Whether a handler of this script would run for `ev`. Commands are matched here, at
+    /// dispatch, so a script whose commands do not match costs no worker hand-off.
+    pub fn wants(&self, ev: &Event) -> bool {
+        ev.keys().iter().any(|k| self.handlers.get(k).is_some_and(|hs| hs.iter().any(|h| h.matches(ev))))
     }
 
     /// Runs every handler this script has for `ev`, most specific name first.
     pub fn handle(&self, ev: &EventRef) {
         for key in ev.keys() {
-            for registered in self.handlers.get(key).into_iter().flatten() {
+            for registered in self.handlers.get(key).into_iter().flatten().filter(|r| r.matches(ev)) {
                 let arg = || Dynamic::from(ev.clone());
                 self.invoke(&registered.label, registered.at, Some(ev), |s| match &registered.handler {
                     Handler::Closure(f) => f.call::<Dynamic>(&s.engine, &s.ast, (arg(),)),

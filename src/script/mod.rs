@@ -191,7 +191,7 @@ impl ScriptHost {
         }
         let scripts = self.snapshot();
         let ev: EventRef = Arc::new(ev);
-        for script in scripts.iter().filter(|s| s.wants(ev.keys()) && !s.supervisor.is_quarantined()) {
+        for script in scripts.iter().filter(|s| s.wants(&ev) && !s.supervisor.is_quarantined()) {
             match script.lane.push(ev.clone()) {
                 Pushed::Queued => {}
                 Pushed::StartDrainer => self.start_drainer(script.clone()),

@@ -222,9 +222,11 @@ fn dedup_key(raw: &Value) -> u64 {
     };
     post_type.hash(&mut h);
     for f in fields {
-        if let Some(v) = raw.get(*f) {
-            f.hash(&mut h);
-            v.to_string().hash(&mut h);
+        match raw.get(*f) {
+            Some(Value::Number(n)) => (f, n.as_i64(), n.as_u64()).hash(&mut h),
+            Some(Value::String(s)) => (f, s).hash(&mut h),
+            Some(other) => (f, other.to_string()).hash(&mut h),
+            None => {}
         }
     }
     h.finish().max(1)
