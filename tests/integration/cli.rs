@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use crate::support::process::BotDir;
 use crate::support::rhaibot_bin;
 
 fn run_with_stdin(args: &[&str], stdin: &str, dir: &std::path::Path) -> Output {
@@ -38,14 +39,9 @@ fn the_console_answers_piped_input_with_the_example_bot_and_exits_cleanly() {
 
 #[test]
 fn a_runaway_callback_is_logged_with_script_callback_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("scripts")).unwrap();
-    std::fs::write(
-        dir.path().join("scripts/spin.rhai"),
-        "on(\"message\", |ev| {\n    if ev.text == \"spin\" {\n        loop { }\n    }\n    ev.reply(\"alive\");\n});\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("rhaibot.toml"), "[limits]\ncallback_timeout_ms = 100\nworkers = 1\n").unwrap();
+    let spin = "on(\"message\", |ev| {\n    if ev.text == \"spin\" {\n        loop { }\n    }\n    ev.reply(\"alive\");\n});\n";
+    let dir =
+        BotDir::new(&[("spin.rhai", spin)]).file("rhaibot.toml", "[limits]\ncallback_timeout_ms = 100\nworkers = 1\n");
     let out = run_with_stdin(&["run", "--config", "rhaibot.toml"], "spin\nhello\n", dir.path());
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stderr}");
@@ -104,45 +100,20 @@ fn api_list_json_lists_every_onebot_action_and_event() {
 
 #[test]
 fn sigterm_lets_the_callback_in_flight_finish_and_exits_0_and_status_shows_the_scripts() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("scripts")).unwrap();
-    std::fs::write(
-        dir.path().join("scripts/slow.rhai"),
-        "on(\"message\", |ev| {\n    print(\"started\");\n    let t = timestamp();\n    while t.elapsed < 0.5 { }\n    ev.reply(\"finished\");\n});\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("scripts/broken.rhai"), "let = 1;\n").unwrap();
-    let mut child = Command::new(rhaibot_bin())
-        .arg("run")
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut wait_for = |needle: &str| {
-        let mut line = String::new();
-        while !line.contains(needle) {
-            line.clear();
-            assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "rhaibot exited early");
-        }
-    };
-    wait_for("scripts loaded");
-    let status = Command::new(rhaibot_bin()).arg("status").current_dir(dir.path()).output().unwrap();
+    let slow = "on(\"message\", |ev| {\n    print(\"started\");\n    let t = timestamp();\n    while t.elapsed < 0.5 { }\n    ev.reply(\"finished\");\n});\n";
+    let dir = BotDir::new(&[("slow.rhai", slow), ("broken.rhai", "let = 1;\n")]);
+    let mut bot = dir.spawn(&["run"]);
+    bot.wait_for_log("scripts loaded");
+    let status = dir.run(&["status"]);
     let table = text(&status.stdout);
     assert!(status.status.success(), "{}", text(&status.stderr));
     assert!(table.contains("slow.rhai") && table.contains("running"), "{table}");
     assert!(table.contains("broken.rhai") && table.contains("failed") && table.contains("syntax error"), "{table}");
 
-    let stdin = child.stdin.as_mut().unwrap();
-    stdin.write_all(b"go\n").unwrap();
-    stdin.flush().unwrap();
-    wait_for("started");
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit {:?}", out.status);
-    assert!(text(&out.stdout).contains("bot: finished"), "{}", text(&out.stdout));
+    bot.type_line("go");
+    bot.wait_for_log("started");
+    assert!(Command::new("kill").args(["-TERM", &bot.pid().to_string()]).status().unwrap().success());
+    let (exit, stdout) = bot.wait();
+    assert!(exit.success(), "exit {exit:?}");
+    assert!(stdout.contains("bot: finished"), "{stdout}");
 }

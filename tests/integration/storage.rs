@@ -1,11 +1,9 @@
 //! The key-value store and the scheduler, end to end: scripts over the wire, a real SQLite
 //! file, a process killed with SIGKILL.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
 use crate::support::onebot::{FakeOneBot, group_message, message_text};
-use crate::support::{Running, rhaibot_bin, within};
+use crate::support::process::BotDir;
+use crate::support::{Running, within};
 
 fn config(url: &str, extra: &str) -> String {
     format!(
@@ -80,31 +78,12 @@ async fn the_signin_example_keeps_points_and_schedules_its_leaderboard() {
 
 #[test]
 fn a_returned_write_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("scripts")).unwrap();
-    std::fs::write(
-        dir.path().join("scripts/durable.rhai"),
-        "for i in 0..100 { kv::set(`k${i}`, i); }\nkv::set(\"last\", #{ n: 42, s: \"x\" });\nprint(\"written\");\n",
-    )
-    .unwrap();
-    let mut child = Command::new(rhaibot_bin())
-        .arg("run")
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("written") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "rhaibot exited before writing");
-    }
-    child.kill().unwrap(); // SIGKILL: no shutdown, no flush
-    child.wait().unwrap();
-    let _ = child.stdin.take().map(|mut s| s.flush());
+    let script =
+        "for i in 0..100 { kv::set(`k${i}`, i); }\nkv::set(\"last\", #{ n: 42, s: \"x\" });\nprint(\"written\");\n";
+    let dir = BotDir::new(&[("durable.rhai", script)]);
+    let mut bot = dir.spawn(&["run"]);
+    bot.wait_for_log("written");
+    bot.kill(); // SIGKILL: no shutdown, no flush
     let store = rhaibot::storage::Store::open_in(&dir.path().join("data")).unwrap();
     assert_eq!(store.kv_get("durable", "last").unwrap().as_deref(), Some(r#"{"n":42,"s":"x"}"#));
     assert_eq!(store.kv_get("durable", "k99").unwrap().as_deref(), Some("99"));
@@ -112,9 +91,9 @@ fn a_returned_write_survives_sigkill() {
 
 #[test]
 fn the_kv_cli_reads_and_writes_a_scripts_data() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = BotDir::new(&[]);
     let run = |args: &[&str]| {
-        let out = Command::new(rhaibot_bin()).args(["kv"]).args(args).current_dir(dir.path()).output().unwrap();
+        let out = dir.run(&[&["kv"], args].concat());
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     assert!(run(&["set", "hello.rhai", "a:1", r#"{"x": [1, 2]}"#]).0);
@@ -124,42 +103,19 @@ fn the_kv_cli_reads_and_writes_a_scripts_data() {
     assert_eq!(run(&["list", "hello", "a:"]), (true, "a:1\na:2\n".into()));
     assert!(run(&["delete", "hello", "a:1"]).0);
     assert!(!run(&["get", "hello", "a:1"]).0);
-    let jobs = Command::new(rhaibot_bin()).arg("jobs").current_dir(dir.path()).output().unwrap();
+    let jobs = dir.run(&["jobs"]);
     assert_eq!(String::from_utf8_lossy(&jobs.stdout), "no scheduled jobs\n");
 }
 
 #[test]
 fn a_second_runtime_on_the_same_data_dir_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("scripts")).unwrap();
-    let first = Command::new(rhaibot_bin())
-        .arg("run")
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = KillOnDrop(first);
-    let mut stderr = BufReader::new(first.0.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("scripts loaded") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0);
-    }
-    let second = Command::new(rhaibot_bin()).arg("run").current_dir(dir.path()).stdin(Stdio::null()).output().unwrap();
+    let dir = BotDir::new(&[]);
+    let mut first = dir.spawn(&["run"]);
+    first.wait_for_log("scripts loaded");
+    let second = dir.run(&["run"]);
     assert!(!second.status.success());
     let msg = String::from_utf8_lossy(&second.stderr);
     assert!(msg.contains("in use by another rhaibot process"), "{msg}");
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 
 pub mod onebot;
 pub mod onebot_http;
+pub mod process;
 
 use std::path::Path;
 use std::time::Duration;
