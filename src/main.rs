@@ -131,7 +131,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.scripts_dir = dir;
             }
             init_logging(&config.log_level, config.log_format);
-            let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            // One network thread: scripts run on their own workers, storage on blocking threads,
+            // and a second reactor thread would only add cross-thread wake-ups on the hot path.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("rhaibot-net")
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
             rt.block_on(async {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -103,7 +103,67 @@ pub struct Call {
     /// Parameters as a JSON object.
     pub params: Value,
     /// Where the connection sends the result.
-    pub reply: oneshot::Sender<Result<Value, CallError>>,
+    pub reply: Reply,
+}
+
+/// What receives a call's result: a caller waiting for it, or a function run when it comes
+/// (on the connection task, so it must be quick: it logs a failure, for example).
+pub enum Reply {
+    /// A caller waits.
+    Wait(oneshot::Sender<Result<Value, CallError>>),
+    /// Nobody waits; the function gets the result.
+    Detached(Detached),
+}
+
+/// The function a detached call reports to. If the call is dropped unanswered (it never
+/// reached a connection), the function still hears of it: nothing fails silently.
+pub struct Detached(Option<Box<dyn FnOnce(Result<Value, CallError>) + Send>>);
+
+impl Detached {
+    /// Wraps `done`.
+    pub fn new(done: impl FnOnce(Result<Value, CallError>) + Send + 'static) -> Detached {
+        Detached(Some(Box::new(done)))
+    }
+
+    fn send(mut self, result: Result<Value, CallError>) {
+        if let Some(done) = self.0.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(CallError::Invalid { action: "reply".into(), reason: "dropped before it was sent".into() }));
+        }
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reply::Wait(_) => "Reply::Wait",
+            Reply::Detached(_) => "Reply::Detached",
+        })
+    }
+}
+
+impl Reply {
+    /// Delivers the result.
+    pub fn send(self, result: Result<Value, CallError>) {
+        match self {
+            Reply::Wait(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Detached(done) => done.send(result),
+        }
+    }
+
+    /// A waiting caller that gave up (timed out): its result has nowhere to go.
+    pub fn is_abandoned(&self) -> bool {
+        matches!(self, Reply::Wait(tx) if tx.is_closed())
+    }
 }
 
 /// A handle to one configured bot: its identity and the way to call its API.
@@ -160,7 +220,7 @@ impl Bot {
                 Link::Http(api) => api.call(action, params).await,
                 Link::Channel(tx) => {
                     let (reply, rx) = oneshot::channel();
-                    let call = Call { action: action.to_owned(), params, reply };
+                    let call = Call { action: action.to_owned(), params, reply: Reply::Wait(reply) };
                     tx.send(call).await.map_err(|_| self.not_connected(action))?;
                     rx.await.map_err(|_| self.not_connected(action))?
                 }
@@ -170,6 +230,30 @@ impl Bot {
         match tokio::time::timeout(self.call_timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout: self.call_timeout }),
+        }
+    }
+
+    /// Sends a call without waiting for its result, from a worker thread (not the reactor);
+    /// `done` gets the result when it comes (connection calls time out after `call_timeout`).
+    pub fn send(self: &Arc<Self>, rt: &tokio::runtime::Handle, action: &str, params: Value, done: Reply) {
+        match &self.link {
+            Link::Console(out) => done.send(out.call(action, &params)),
+            Link::Channel(tx) => {
+                let call = Call { action: action.to_owned(), params, reply: done };
+                // A full channel means the connection is busy: wait for room, as a waiting call would.
+                let refused = match tx.try_send(call) {
+                    Ok(()) => None,
+                    Err(mpsc::error::TrySendError::Full(call)) => tx.blocking_send(call).err().map(|e| e.0),
+                    Err(mpsc::error::TrySendError::Closed(call)) => Some(call),
+                };
+                if let Some(call) = refused {
+                    call.reply.send(Err(self.not_connected(action)));
+                }
+            }
+            Link::Http(_) | Link::Detached => {
+                let (bot, action) = (self.clone(), action.to_owned());
+                rt.spawn(async move { done.send(bot.call(&action, params).await) });
+            }
         }
     }
 

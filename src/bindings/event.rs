@@ -67,10 +67,22 @@ pub fn module(services: Arc<Services>) -> Module {
             quick_services.call_blocking(&e.bot, ".handle_quick_operation", params).map(|_| ()).map_err(call_error)
         },
     );
+    // Replies are the hot path: `reply` sends and returns at once (a failure is logged with the
+    // script and callback); `reply_wait` waits, returns the result and raises on failure.
+    let send_services = services.clone();
     FuncRegistration::new("reply").in_global_namespace().set_into_module(
         &mut m,
-        move |e: &mut EventRef, message: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
+        move |e: &mut EventRef, message: Dynamic| -> Result<(), Box<EvalAltResult>> {
             let message = to_json(&message, "ev.reply")?;
+            let (action, params) = e.bot.reply_call(e, message).map_err(call_error)?;
+            send_services.send_logged(&e.bot, action, params);
+            Ok(())
+        },
+    );
+    FuncRegistration::new("reply_wait").in_global_namespace().set_into_module(
+        &mut m,
+        move |e: &mut EventRef, message: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
+            let message = to_json(&message, "ev.reply_wait")?;
             let (action, params) = e.bot.reply_call(e, message).map_err(call_error)?;
             services.call_blocking(&e.bot, action, params).map(|v| to_dynamic(&v)).map_err(call_error)
         },

@@ -50,6 +50,21 @@ impl Services {
         }
     }
 
+    /// Sends `action` to `bot` without waiting; a failure is logged with the script and the
+    /// callback that sent it.
+    pub fn send_logged(&self, bot: &Arc<Bot>, action: &str, params: Value) {
+        let who = context::who();
+        let done = crate::adapter::Reply::Detached(crate::adapter::Detached::new(move |result| {
+            if let Err(e) = result {
+                tracing::error!(callback = who.as_deref().unwrap_or("?"), "{e}");
+            }
+        }));
+        match &self.rt {
+            Some(rt) => bot.send(rt, action, params, done),
+            None => done.send(Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() })),
+        }
+    }
+
     /// Calls `action` on `bot` from a worker thread, blocking only this thread. Time spent
     /// waiting does not count against the callback's deadline (the call has its own timeout).
     pub fn call_blocking(&self, bot: &Bot, action: &str, params: Value) -> Result<Value, CallError> {

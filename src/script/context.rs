@@ -11,6 +11,7 @@ use crate::adapter::Bot;
 thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     static EVENT_BOT: RefCell<Option<Arc<Bot>>> = const { RefCell::new(None) };
+    static WHO: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
 }
 
 /// Marks the start of a callback; restores the previous state when dropped (top-level runs
@@ -19,20 +20,29 @@ thread_local! {
 pub struct Running {
     deadline: Option<Instant>,
     bot: Option<Arc<Bot>>,
+    who: Option<Arc<str>>,
 }
 
-/// Starts a callback with `budget` of running time, answering to `bot` if given.
-pub fn enter(budget: Duration, bot: Option<Arc<Bot>>) -> Running {
+/// Starts a callback with `budget` of running time, answering to `bot` if given; `who` names
+/// the script and callback in logs written on its behalf later (a failed reply).
+pub fn enter(budget: Duration, bot: Option<Arc<Bot>>, who: Option<Arc<str>>) -> Running {
     let deadline = DEADLINE.replace(Some(Instant::now() + budget));
     let bot = EVENT_BOT.replace(bot);
-    Running { deadline, bot }
+    let who = WHO.replace(who);
+    Running { deadline, bot, who }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         DEADLINE.set(self.deadline);
         EVENT_BOT.set(self.bot.take());
+        WHO.set(self.who.take());
     }
+}
+
+/// The script and callback running on this thread, e.g. `hello.rhai on("message")`.
+pub fn who() -> Option<Arc<str>> {
+    WHO.with_borrow(|w| w.clone())
 }
 
 /// Whether the running callback is past its deadline.

@@ -96,6 +96,11 @@ struct Registered {
     handler: Handler,
 }
 
+/// A callback's name in logs written on its behalf after it returned (a failed reply).
+fn who(script: &str, label: &str) -> Arc<str> {
+    format!("{script} {label}").into()
+}
+
 impl Registered {
     /// Whether this handler runs for `ev` (a command only for its own `/name`).
     fn matches(&self, ev: &Event) -> bool {
@@ -232,7 +237,7 @@ impl Script {
         let mut ast = engine.compile(source).map_err(|e| syntax_error(&shown, e))?;
         ast.set_source(shown.as_str());
         {
-            let _running = context::enter(globals.limits.callback_timeout, None);
+            let _running = context::enter(globals.limits.callback_timeout, None, Some(who(&name, "top level")));
             engine.run_ast(&ast).map_err(|e| {
                 let pos = locate(&e, Position::NONE);
                 LoadError::TopLevel {
@@ -329,7 +334,11 @@ impl Script {
         ev: Option<&EventRef>,
         call: impl FnOnce(&Self) -> Result<Dynamic, Box<EvalAltResult>>,
     ) {
-        let _running = context::enter(self.globals.limits.callback_timeout, ev.map(|e| e.bot.clone()));
+        let _running = context::enter(
+            self.globals.limits.callback_timeout,
+            ev.map(|e| e.bot.clone()),
+            Some(who(&self.name, label)),
+        );
         let event = ev.map_or("", |e| e.name.as_str());
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| call(self)));

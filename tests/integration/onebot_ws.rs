@@ -165,3 +165,32 @@ async fn unknown_events_are_delivered_raw_under_their_native_name() {
     assert_eq!(message_text(&fake.next_action().await.params), "notice.brand_new.x kept");
     rt.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_sends_without_waiting_and_reply_wait_raises() {
+    let responder: onebot::Responder = std::sync::Arc::new(|action, params| match action {
+        "send_group_msg" => onebot::Reply::Fail(100, "muted".into()),
+        a => onebot::default_response(a, params),
+    });
+    let mut fake = FakeOneBot::with_responder(None, responder).await;
+    let script = r#"
+        on("message.group", |ev| {
+            ev.reply("first");                         // fails on the other end: logged, not raised
+            onebot::send_private_msg(1, "after");
+            try { ev.reply_wait("second"); } catch (e) { onebot::send_private_msg(1, `caught ${e.code}`); }
+        });
+    "#;
+    let rt = Running::start(&config(&fake.url, ""), &[("r.rhai", script)]);
+    fake.accept().await;
+    fake.push(group_message(1, 2, "go"));
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let call = fake.next_action().await;
+        seen.push(format!("{} {}", call.action, message_text(&call.params)));
+    }
+    assert_eq!(
+        seen,
+        ["send_group_msg first", "send_private_msg after", "send_group_msg second", "send_private_msg caught 100"]
+    );
+    rt.stop().await;
+}

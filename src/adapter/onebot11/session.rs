@@ -12,13 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{Frame, classify, decode_event, prepare_params};
-use crate::adapter::{Bot, Call, CallError, EventSink};
+use crate::adapter::{Bot, Call, CallError, EventSink, Reply};
 
 /// What the socket delivered.
 pub enum Incoming {
@@ -38,7 +38,14 @@ pub enum End {
     Lost(String),
 }
 
-type Pending = HashMap<u64, (String, oneshot::Sender<Result<Value, CallError>>)>;
+/// Calls sent and not yet answered, by echo: action, where the result goes, when it was sent.
+type Pending = HashMap<u64, (String, Reply, Instant)>;
+
+/// How long a closing session waits for answers to calls already sent.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Most calls written before one flush.
+const WRITE_BATCH: usize = 64;
 
 /// Serves one connection until it ends. `calls` is `None` for an event-only socket;
 /// `on_frame` runs for every data frame (the forward client resets its back-off there).
@@ -62,7 +69,21 @@ where
     let mut next_echo = 0u64;
     let mut heartbeat: Option<Duration> = None;
     let mut last_frame = Instant::now();
+    // Unanswered calls nobody waits for time out here.
+    let mut sweep = tokio::time::interval(bot.call_timeout.max(Duration::from_millis(100)));
+    // At shutdown, answers to calls already sent still get a moment to arrive.
+    let mut closing: Option<Instant> = None;
     let end = loop {
+        if closing.is_some() && pending.is_empty() {
+            let _ = tx.close().await;
+            break End::Shutdown;
+        }
+        let grace_over = async {
+            match closing {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
         let watchdog = async {
             match heartbeat {
                 Some(interval) => tokio::time::sleep_until(last_frame + interval * 3).await,
@@ -76,24 +97,36 @@ where
             }
         };
         tokio::select! {
-            _ = shutdown.cancelled() => {
+            _ = shutdown.cancelled(), if closing.is_none() => closing = Some(Instant::now() + SHUTDOWN_GRACE),
+            _ = grace_over => {
                 let _ = tx.close().await;
                 break End::Shutdown;
             }
             _ = watchdog => break End::Lost("no frame for 3 heartbeat intervals".into()),
+            _ = sweep.tick() => expire(bot, &mut pending),
             call = next_call => {
-                let Some(call) = call else { break End::Shutdown };
-                next_echo += 1;
-                let frame = json!({"action": call.action, "params": prepare_params(call.params), "echo": next_echo});
-                if let Err(e) = tx.send(frame.to_string()).await {
-                    fail(call.reply, &call.action, bot);
+                let Some(mut call) = call else { break End::Shutdown };
+                if pending.len() >= 1024 {
+                    expire(bot, &mut pending);
+                }
+                // Calls that queued up meanwhile go out together: one write for the batch.
+                let mut sent = Ok(());
+                for written in 1.. {
+                    next_echo += 1;
+                    let frame = json!({"action": call.action, "params": prepare_params(call.params), "echo": next_echo});
+                    pending.insert(next_echo, (call.action, call.reply, Instant::now()));
+                    sent = tx.feed(frame.to_string()).await;
+                    if sent.is_err() || written == WRITE_BATCH {
+                        break;
+                    }
+                    match calls.as_deref_mut().map(|c| c.try_recv()) {
+                        Some(Ok(more)) => call = more,
+                        _ => break,
+                    }
+                }
+                if let Err(e) = sent.and(tx.flush().await) {
                     break End::Lost(format!("send failed: {e}"));
                 }
-                if pending.len() >= 1024 {
-                    // Callers that timed out dropped their receiver; forget them.
-                    pending.retain(|_, (_, reply)| !reply.is_closed());
-                }
-                pending.insert(next_echo, (call.action, call.reply));
             }
             frame = rx.next() => {
                 let bytes = match frame {
@@ -112,10 +145,25 @@ where
             }
         }
     };
-    for (_, (action, reply)) in pending.drain() {
+    for (_, (action, reply, _)) in pending.drain() {
         fail(reply, &action, bot);
     }
     end
+}
+
+/// Forgets callers that gave up, and times out calls nobody waits for.
+fn expire(bot: &Bot, pending: &mut Pending) {
+    let now = Instant::now();
+    let expired: Vec<u64> = pending
+        .iter()
+        .filter(|(_, (_, reply, sent))| reply.is_abandoned() || now.duration_since(*sent) > bot.call_timeout)
+        .map(|(echo, _)| *echo)
+        .collect();
+    for echo in expired {
+        if let Some((action, reply, _)) = pending.remove(&echo) {
+            reply.send(Err(CallError::Timeout { action, timeout: bot.call_timeout }));
+        }
+    }
 }
 
 fn handle_frame(
@@ -141,12 +189,12 @@ fn handle_frame(
             sink(decode_event(bot, raw));
         }
         Frame::Response { echo, result } => {
-            let Some((action, reply)) = echo_id(&echo).and_then(|id| pending.remove(&id)) else {
+            let Some((action, reply, _)) = echo_id(&echo).and_then(|id| pending.remove(&id)) else {
                 warn!(bot = %bot.name, %echo, "response with unknown echo skipped");
                 return;
             };
             let result = result.map_err(|(retcode, message)| CallError::Failed { action, retcode, message });
-            let _ = reply.send(result);
+            reply.send(result);
         }
         Frame::Unknown(v) => {
             warn!(bot = %bot.name, "frame of unknown shape skipped: {}", preview(v.to_string().as_bytes()))
@@ -163,8 +211,8 @@ fn echo_id(echo: &Value) -> Option<u64> {
 }
 
 /// Answers a call with `NotConnected`.
-pub fn fail(reply: oneshot::Sender<Result<Value, CallError>>, action: &str, bot: &Bot) {
-    let _ = reply.send(Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() }));
+pub fn fail(reply: Reply, action: &str, bot: &Bot) {
+    reply.send(Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() }));
 }
 
 /// The start of a frame, for log lines.
