@@ -117,7 +117,10 @@ pub enum Reply {
 
 /// The function a detached call reports to. If the call is dropped unanswered (it never
 /// reached a connection), the function still hears of it: nothing fails silently.
-pub struct Detached(Option<Box<dyn FnOnce(Result<Value, CallError>) + Send>>);
+pub struct Detached(Option<Done>);
+
+/// The function a detached call reports its result to.
+type Done = Box<dyn FnOnce(Result<Value, CallError>) + Send>;
 
 impl Detached {
     /// Wraps `done`.
