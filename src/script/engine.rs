@@ -52,9 +52,9 @@ impl Globals {
     ) -> Arc<Globals> {
         let mut modules: Vec<(&'static str, Shared<Module>)> = protocol::NAMESPACES
             .iter()
-            .map(|ns| (ns.name, Shared::new(protocol::module(*ns, services.clone()))))
+            .map(|ns| (ns.name, shared_module(ns.name, protocol::module(*ns, services.clone()))))
             .collect();
-        modules.push(("msg", Shared::new(msg::module())));
+        modules.push(("msg", shared_module("msg", msg::module())));
         let global = vec![
             StandardPackage::new().as_shared_module(),
             Shared::new(event::module(services.clone())),
@@ -133,4 +133,12 @@ fn bot_module(services: Arc<Services>) -> Module {
         .in_global_namespace()
         .set_into_module(&mut m, move |self_id: rhai::INT| pick(self_id.to_string()));
     m
+}
+
+/// A module ready to be shared by every engine: with its id set and its index built, Rhai
+/// registers it as it is instead of copying and re-indexing it per engine.
+fn shared_module(name: &str, mut module: Module) -> Shared<Module> {
+    module.set_id(name);
+    module.build_index();
+    Shared::new(module)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -113,9 +113,9 @@ where
                 let mut sent = Ok(());
                 for written in 1.. {
                     next_echo += 1;
-                    let frame = json!({"action": call.action, "params": prepare_params(call.params), "echo": next_echo});
+                    let frame = encode_call(&call.action, &prepare_params(call.params), next_echo);
                     pending.insert(next_echo, (call.action, call.reply, Instant::now()));
-                    sent = tx.feed(frame.to_string()).await;
+                    sent = tx.feed(frame).await;
                     if sent.is_err() || written == WRITE_BATCH {
                         break;
                     }
@@ -149,6 +149,18 @@ where
         fail(reply, &action, bot);
     }
     end
+}
+
+/// The action frame `{"action", "params", "echo"}`, serialised straight from the borrowed
+/// params (no intermediate `Value`).
+fn encode_call(action: &str, params: &Value, echo: u64) -> String {
+    #[derive(serde::Serialize)]
+    struct Frame<'a> {
+        action: &'a str,
+        params: &'a Value,
+        echo: u64,
+    }
+    serde_json::to_string(&Frame { action, params, echo }).unwrap_or_default()
 }
 
 /// Forgets callers that gave up, and times out calls nobody waits for.

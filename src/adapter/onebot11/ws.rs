@@ -115,7 +115,12 @@ async fn connect(cfg: &OneBotConfig, url: &str) -> Result<Socket, WsError> {
     // The frame limit is enforced per message by the session, so an oversized frame is skipped
     // with a log line instead of killing the connection; tungstenite's own cap is a backstop.
     let backstop = cfg.max_frame_bytes.saturating_mul(4).max(64 << 20);
-    let ws_config = WebSocketConfig::default().max_message_size(Some(backstop)).max_frame_size(Some(backstop));
+    // A 16 KiB read buffer: tungstenite zero-fills the buffer's free space on every read, and
+    // events are far smaller than its 128 KiB default.
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(backstop))
+        .max_frame_size(Some(backstop))
+        .read_buffer_size(16 << 10);
     let connecting = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
     let (ws, _response) = tokio::time::timeout(Duration::from_secs(10), connecting)
         .await
