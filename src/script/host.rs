@@ -92,11 +92,20 @@ enum Handler {
 /// (used when an error carries no position of its own, as a stopped runaway does).
 struct Registered {
     label: String,
+    /// `script label`, for logs written on the callback's behalf after it returned (a failed
+    /// reply); made once here, not per call.
+    who: Arc<str>,
     at: Position,
     handler: Handler,
 }
 
-/// A callback's name in logs written on its behalf after it returned (a failed reply).
+impl Registered {
+    fn new(script: &str, label: String, at: Position, handler: Handler) -> Registered {
+        Registered { who: who(script, &label), label, at, handler }
+    }
+}
+
+/// A callback's name in logs written on its behalf after it returned.
 fn who(script: &str, label: &str) -> Arc<str> {
     format!("{script} {label}").into()
 }
@@ -142,15 +151,18 @@ type Registrations = Vec<(String, Registered)>;
 
 /// Handlers registered by the top level while it runs; closed (None) once loading ends.
 #[derive(Clone, Default)]
-struct Registry(Arc<Mutex<Option<Registrations>>>);
+struct Registry {
+    list: Arc<Mutex<Option<Registrations>>>,
+    script: Arc<str>,
+}
 
 impl Registry {
-    fn open() -> Registry {
-        Registry(Arc::new(Mutex::new(Some(Vec::new()))))
+    fn open(script: &str) -> Registry {
+        Registry { list: Arc::new(Mutex::new(Some(Vec::new()))), script: script.into() }
     }
 
     fn add(&self, event: &str, registered: Registered) -> Result<(), Box<EvalAltResult>> {
-        match self.0.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+        match self.list.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
             Some(list) => {
                 list.push((normalize_name(event), registered));
                 Ok(())
@@ -163,7 +175,7 @@ impl Registry {
     }
 
     fn close(&self) -> Registrations {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
+        self.list.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
     }
 
     /// Registers `on` and `command` on `engine`.
@@ -171,7 +183,7 @@ impl Registry {
         let reg = self.clone();
         engine.register_fn("on", move |ctx: NativeCallContext, event: &str, f: FnPtr| {
             let label = format!("on(\"{event}\")");
-            reg.add(event, Registered { label, at: ctx.call_position(), handler: Handler::Closure(f) })
+            reg.add(event, Registered::new(&reg.script, label, ctx.call_position(), Handler::Closure(f)))
         });
         let reg = self.clone();
         engine.register_fn("command", move |ctx: NativeCallContext, name: &str, f: FnPtr| {
@@ -189,7 +201,7 @@ impl Registry {
             return Err(script_error(format!("command names must be non-empty words, got {names:?}")));
         }
         let label = format!("command(\"{}\")", names[0]);
-        self.add("message", Registered { label, at, handler: Handler::Command { names, f } })
+        self.add("message", Registered::new(&self.script, label, at, Handler::Command { names, f }))
     }
 }
 
@@ -227,7 +239,7 @@ impl Script {
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         let shown = path.display().to_string();
         let mut engine = globals.engine(&name, path.parent().map(Path::to_path_buf));
-        let registry = Registry::open();
+        let registry = Registry::open(&name);
         registry.install(&mut engine);
         // Jobs outlive the top-level run; they find their script through this cell.
         let this: Arc<OnceLock<Weak<Script>>> = Arc::new(OnceLock::new());
@@ -258,7 +270,7 @@ impl Script {
                 let label = format!("fn {}", f.name);
                 let at = line_of(source, &format!("fn {}", f.name));
                 let handler = Handler::Function(f.name.to_owned());
-                handlers.entry(normalize_name(event)).or_default().push(Registered { label, at, handler });
+                handlers.entry(normalize_name(event)).or_default().push(Registered::new(&name, label, at, handler));
             }
         }
         let l = &globals.limits;
@@ -290,15 +302,17 @@ impl Script {
         for key in ev.keys() {
             for registered in self.handlers.get(key).into_iter().flatten().filter(|r| r.matches(ev)) {
                 let arg = || Dynamic::from(ev.clone());
-                self.invoke(&registered.label, registered.at, Some(ev), |s| match &registered.handler {
-                    Handler::Closure(f) => f.call::<Dynamic>(&s.engine, &s.ast, (arg(),)),
-                    Handler::Command { names, f } => match command_args(&ev.text, names) {
-                        Some(args) => f.call::<Dynamic>(&s.engine, &s.ast, (arg(), args.to_owned())),
-                        None => Ok(Dynamic::UNIT),
-                    },
-                    Handler::Function(name) => {
-                        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-                        s.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &s.ast, name, (arg(),))
+                self.invoke(&registered.label, &registered.who, registered.at, Some(ev), |s| {
+                    match &registered.handler {
+                        Handler::Closure(f) => f.call::<Dynamic>(&s.engine, &s.ast, (arg(),)),
+                        Handler::Command { names, f } => match command_args(&ev.text, names) {
+                            Some(args) => f.call::<Dynamic>(&s.engine, &s.ast, (arg(), args.to_owned())),
+                            None => Ok(Dynamic::UNIT),
+                        },
+                        Handler::Function(name) => {
+                            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+                            s.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &s.ast, name, (arg(),))
+                        }
                     }
                 });
             }
@@ -310,7 +324,7 @@ impl Script {
         if self.supervisor.is_quarantined() {
             return;
         }
-        self.invoke(label, Position::NONE, None, |s| f.call::<Dynamic>(&s.engine, &s.ast, ()));
+        self.invoke(label, &who(&self.name, label), Position::NONE, None, |s| f.call::<Dynamic>(&s.engine, &s.ast, ()));
     }
 
     /// Handles queued events until the lane is empty, or until `budget` events were handled
@@ -330,15 +344,13 @@ impl Script {
     fn invoke(
         &self,
         label: &str,
+        who: &Arc<str>,
         at: Position,
         ev: Option<&EventRef>,
         call: impl FnOnce(&Self) -> Result<Dynamic, Box<EvalAltResult>>,
     ) {
-        let _running = context::enter(
-            self.globals.limits.callback_timeout,
-            ev.map(|e| e.bot.clone()),
-            Some(who(&self.name, label)),
-        );
+        let _running =
+            context::enter(self.globals.limits.callback_timeout, ev.map(|e| e.bot.clone()), Some(who.clone()));
         let event = ev.map_or("", |e| e.name.as_str());
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| call(self)));

@@ -75,13 +75,8 @@ impl<T> Lane<T> {
     }
 
     /// Items waiting.
-    pub fn len(&self) -> usize {
+    pub fn waiting(&self) -> usize {
         self.state().queue.len()
-    }
-
-    /// Whether nothing is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

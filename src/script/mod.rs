@@ -241,7 +241,7 @@ impl ScriptHost {
                 loaded_at: s.loaded_at.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64),
                 error: failed.get(&s.name).map(|(_, e)| e.clone()),
                 counters: Some(s.supervisor.counters()),
-                queued: s.lane.len(),
+                queued: s.lane.waiting(),
             })
             .collect();
         for (name, (_, e)) in failed {
