@@ -5,7 +5,6 @@ use futures_util::{SinkExt, StreamExt};
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::support::onebot::{FakeOneBot, SELF_ID, group_message, message_text};
 use crate::support::onebot_http::FakeHttp;
@@ -36,26 +35,8 @@ async fn split_forward_websockets_carry_events_and_calls_separately() {
     rt.stop().await;
 }
 
-async fn reverse_connect(
-    port: u16,
-    token: Option<&str>,
-    role: &str,
-) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, u16> {
-    let mut request = format!("ws://127.0.0.1:{port}/onebot/v11/ws").into_client_request().unwrap();
-    let headers = request.headers_mut();
-    headers.insert("X-Self-ID", SELF_ID.to_string().parse().unwrap());
-    headers.insert("X-Client-Role", role.parse().unwrap());
-    if let Some(t) = token {
-        headers.insert("Authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    // The listener may still be starting: retry the TCP connect, not the handshake's verdict.
-    loop {
-        match tokio_tungstenite::connect_async(request.clone()).await {
-            Ok((ws, _)) => return Ok(ws),
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => return Err(resp.status().as_u16()),
-            Err(_) => tokio::task::yield_now().await,
-        }
-    }
+async fn reverse_connect(port: u16, token: Option<&str>, role: &str) -> Result<crate::support::Socket, u16> {
+    crate::support::reverse_connect(port, token, role, SELF_ID).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,6 +139,14 @@ impl Running {
         .await
     }
 
+    /// Sends an admin command (`reload`, `resume`, `jobs`) for `script` to the running bot.
+    pub async fn admin(&self, cmd: &str, script: &str) -> Result<serde_json::Value, String> {
+        self.admin_status().await; // the admin socket is up
+        let data_dir = self.data_dir.clone();
+        let request = serde_json::json!({"cmd": cmd, "script": script});
+        tokio::task::spawn_blocking(move || rhaibot::admin::request(&data_dir, &request)).await.expect("admin task")
+    }
+
     /// Opens the runtime's database (also while it runs).
     pub fn store(&self) -> rhaibot::storage::Store {
         rhaibot::storage::Store::open_in(&self.data_dir).expect("database opens")
@@ -154,6 +162,86 @@ impl Drop for Running {
 /// The `rhaibot` binary built for these tests.
 pub fn rhaibot_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_rhaibot"))
+}
+
+/// Where a fake's tasks report their own panics, so a broken fake fails the test with its
+/// message instead of showing up as a timeout.
+pub struct Faults {
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Faults { tx, rx }
+    }
+}
+
+impl Faults {
+    /// A handle for the fake's tasks to report through.
+    pub fn reporter(&self) -> Reporter {
+        Reporter(self.tx.clone())
+    }
+
+    /// Waits for `fut` like [`within`], failing at once if the fake panicked meanwhile.
+    pub async fn within<T>(&mut self, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+        tokio::select! {
+            v = within(what, fut) => v,
+            Some(p) = self.rx.recv() => panic!("the fake panicked while the test waited for {what}: {p}"),
+        }
+    }
+}
+
+/// Reports a fake's panics to its [`Faults`].
+#[derive(Clone)]
+pub struct Reporter(tokio::sync::mpsc::UnboundedSender<String>);
+
+impl Reporter {
+    /// Spawns a task of the fake; if it panics, the test waiting on the fake fails with the message.
+    pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        use futures_util::FutureExt;
+        let tx = self.0.clone();
+        tokio::spawn(async move {
+            if let Err(panic) = std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                let _ = tx.send(message);
+            }
+        });
+    }
+
+    /// Reports a fault found outside a spawned task (a handler that cannot panic usefully).
+    pub fn report(&self, message: String) {
+        let _ = self.0.send(message);
+    }
+}
+
+/// A WebSocket client connection.
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to a reverse WebSocket listener as an implementation does: `X-Self-ID`,
+/// `X-Client-Role` and an optional Bearer token. `Err` holds the HTTP status of a refusal.
+pub async fn reverse_connect(port: u16, token: Option<&str>, role: &str, self_id: i64) -> Result<Socket, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://127.0.0.1:{port}/onebot/v11/ws").into_client_request().expect("request");
+    let headers = request.headers_mut();
+    headers.insert("X-Self-ID", self_id.to_string().parse().expect("header"));
+    headers.insert("X-Client-Role", role.parse().expect("header"));
+    if let Some(t) = token {
+        headers.insert("Authorization", format!("Bearer {t}").parse().expect("header"));
+    }
+    // The listener may still be starting: retry the TCP connect, not the handshake's verdict.
+    loop {
+        match tokio_tungstenite::connect_async(request.clone()).await {
+            Ok((ws, _)) => return Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => return Err(resp.status().as_u16()),
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
 }
 
 /// Waits for `fut`, failing the test with `what` after [`WAIT`].

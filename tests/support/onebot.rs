@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
-use super::within;
+use super::Faults;
 
 /// The self id the fake logs in as.
 pub const SELF_ID: i64 = 3_000_000_001;
@@ -36,6 +36,8 @@ pub type Responder = Arc<dyn Fn(&str, &Value) -> Reply + Send + Sync>;
 enum Command {
     Send(String),
     Drop,
+    /// Keep the socket open but read nothing more (a peer whose window fills up).
+    StopReading,
 }
 
 /// One accepted connection, as the test sees it.
@@ -63,7 +65,10 @@ pub struct FakeOneBot {
     connected: mpsc::UnboundedReceiver<(Connected, mpsc::UnboundedSender<Command>)>,
     current: Option<mpsc::UnboundedSender<Command>>,
     by_path: std::collections::HashMap<String, mpsc::UnboundedSender<Command>>,
+    /// Every connection accepted, oldest first.
+    all: Vec<mpsc::UnboundedSender<Command>>,
     actions: mpsc::UnboundedReceiver<ActionCall>,
+    faults: Faults,
 }
 
 impl FakeOneBot {
@@ -79,20 +84,24 @@ impl FakeOneBot {
         let (conn_tx, connected) = mpsc::unbounded_channel();
         let (action_tx, actions) = mpsc::unbounded_channel();
         let token = token.map(str::to_owned);
-        tokio::spawn(async move {
+        let faults = Faults::default();
+        let reporter = faults.reporter();
+        faults.reporter().spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (token, conn_tx, action_tx, responder) =
                     (token.clone(), conn_tx.clone(), action_tx.clone(), responder.clone());
-                tokio::spawn(serve(stream, token, conn_tx, action_tx, responder));
+                reporter.spawn(serve(stream, token, conn_tx, action_tx, responder));
             }
         });
-        FakeOneBot { url, connected, current: None, by_path: Default::default(), actions }
+        FakeOneBot { url, connected, current: None, by_path: Default::default(), all: Vec::new(), actions, faults }
     }
 
     /// Waits for the next client connection and makes it the current one.
     pub async fn accept(&mut self) -> Connected {
-        let (info, commands) = within("a client connection", self.connected.recv()).await.expect("fake alive");
+        let (info, commands) =
+            self.faults.within("a client connection", self.connected.recv()).await.expect("fake alive");
         self.by_path.insert(info.path.clone(), commands.clone());
+        self.all.push(commands.clone());
         self.current = Some(commands);
         info
     }
@@ -108,6 +117,11 @@ impl FakeOneBot {
         conn.send(Command::Send(event.to_string())).expect("connection alive");
     }
 
+    /// Pushes an event object to the `n`th connection accepted (0 = the first).
+    pub fn push_on(&self, n: usize, event: Value) {
+        self.all[n].send(Command::Send(event.to_string())).expect("connection alive");
+    }
+
     /// Pushes any text frame, well-formed or not.
     pub fn push_raw(&self, frame: String) {
         let conn = self.current.as_ref().expect("no connection accepted yet");
@@ -121,9 +135,15 @@ impl FakeOneBot {
         }
     }
 
+    /// Makes the current connection stop reading, socket left open.
+    pub fn stop_reading(&self) {
+        let conn = self.current.as_ref().expect("no connection accepted yet");
+        conn.send(Command::StopReading).expect("connection alive");
+    }
+
     /// Waits for the next action the client calls.
     pub async fn next_action(&mut self) -> ActionCall {
-        within("an action call", self.actions.recv()).await.expect("fake alive")
+        self.faults.within("an action call", self.actions.recv()).await.expect("fake alive")
     }
 }
 
@@ -171,15 +191,17 @@ async fn serve(
     if tx.send(Message::Text(lifecycle.to_string().into())).await.is_err() {
         return;
     }
+    let mut reading = true;
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(Command::Send(frame)) => {
                     if tx.send(Message::Text(frame.into())).await.is_err() { return; }
                 }
+                Some(Command::StopReading) => reading = false,
                 Some(Command::Drop) | None => return,
             },
-            frame = rx.next() => {
+            frame = rx.next(), if reading => {
                 let Some(Ok(Message::Text(text))) = frame else {
                     if matches!(frame, Some(Ok(_))) { continue; }
                     return;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::onebot::{ActionCall, Reply, Responder, default_response};
-use super::within;
+use super::{Faults, Reporter};
 
 #[derive(Clone)]
 struct Shared {
@@ -21,6 +21,7 @@ struct Shared {
     /// The open event stream, if any.
     stream: Arc<Mutex<Option<mpsc::UnboundedSender<String>>>>,
     streams: mpsc::UnboundedSender<()>,
+    faults: Reporter,
 }
 
 /// The fake.
@@ -30,6 +31,7 @@ pub struct FakeHttp {
     actions: mpsc::UnboundedReceiver<ActionCall>,
     streams: mpsc::UnboundedReceiver<()>,
     shared: Shared,
+    faults: Faults,
 }
 
 impl FakeHttp {
@@ -37,7 +39,9 @@ impl FakeHttp {
     pub async fn start(token: Option<&str>) -> FakeHttp {
         let (actions_tx, actions) = mpsc::unbounded_channel();
         let (streams_tx, streams) = mpsc::unbounded_channel();
+        let faults = Faults::default();
         let shared = Shared {
+            faults: faults.reporter(),
             token: token.map(str::to_owned),
             responder: Arc::new(default_response),
             actions: actions_tx,
@@ -50,18 +54,18 @@ impl FakeHttp {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("fake serves") });
-        FakeHttp { url, actions, streams, shared }
+        faults.reporter().spawn(async move { axum::serve(listener, app).await.expect("fake serves") });
+        FakeHttp { url, actions, streams, shared, faults }
     }
 
     /// Waits for the next action the client called.
     pub async fn next_action(&mut self) -> ActionCall {
-        within("an HTTP action call", self.actions.recv()).await.expect("fake alive")
+        self.faults.within("an HTTP action call", self.actions.recv()).await.expect("fake alive")
     }
 
     /// Waits until a client opened `GET /_events`.
     pub async fn stream_opened(&mut self) {
-        within("the event stream to open", self.streams.recv()).await.expect("fake alive");
+        self.faults.within("the event stream to open", self.streams.recv()).await.expect("fake alive");
     }
 
     /// Sends one SSE frame with `event` as its data.
@@ -99,7 +103,13 @@ async fn action(
     if let Err(status) = check_token(&shared, &headers) {
         return status.into_response();
     }
-    let params: Value = serde_json::from_str(&body).expect("client sends JSON bodies");
+    let params: Value = match serde_json::from_str(&body) {
+        Ok(params) => params,
+        Err(e) => {
+            shared.faults.report(format!("`{action}`: the client sent a body that is not JSON ({e}): {body}"));
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+    };
     let reply = (shared.responder)(&action, &params);
     let _ = shared.actions.send(ActionCall { action, params });
     match reply {
