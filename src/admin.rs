@@ -2,7 +2,7 @@
 //! the user running the bot can use it) answering one JSON request per connection.
 //! `rhaibot status`, `rhaibot resume` and `rhaibot reload` talk to it.
 //!
-//! Requests: `{"cmd": "status"}`, `{"cmd": "resume", "script": "x.rhai"}`,
+//! Requests: `{"cmd": "status"}`, `{"cmd": "jobs"}`, `{"cmd": "resume", "script": "x.rhai"}`,
 //! `{"cmd": "reload", "script": "x.rhai"}`. Answers: `{"ok": true, ...}` or
 //! `{"ok": false, "error": "..."}`.
 
@@ -84,6 +84,17 @@ fn handle(host: &ScriptHost, line: &str) -> Value {
                 .collect();
             json!({"ok": true, "scripts": host.status(), "bots": bots})
         }
+        Some("jobs") => {
+            let jobs: Vec<Value> = host
+                .jobs()
+                .into_iter()
+                .map(|j| {
+                    json!({"script": j.owner, "name": j.name, "schedule": j.schedule,
+                           "next": j.next.map(|t| t.to_rfc3339()), "running": j.running, "paused": j.paused})
+                })
+                .collect();
+            json!({"ok": true, "jobs": jobs})
+        }
         Some("resume") if host.resume(script) => json!({"ok": true}),
         Some("resume") => json!({"ok": false, "error": format!("no running script `{script}`")}),
         Some("reload") => {
@@ -94,7 +105,7 @@ fn handle(host: &ScriptHost, line: &str) -> Value {
                 false => json!({"ok": false, "error": format!("`{name}` did not load; see the bot's log")}),
             }
         }
-        _ => json!({"ok": false, "error": "unknown command (expected status, resume, reload)"}),
+        _ => json!({"ok": false, "error": "unknown command (expected status, jobs, resume, reload)"}),
     }
 }
 

@@ -96,6 +96,14 @@ pub struct RawLimits {
     pub max_operations: Option<u64>,
     /// Wall-clock milliseconds one callback may run (time blocked in API calls excluded).
     pub callback_timeout_ms: Option<u64>,
+    /// Wall-clock milliseconds one callback may take in all, time blocked in calls included.
+    pub callback_total_ms: Option<u64>,
+    /// Jobs and timers one script may have at once.
+    pub max_jobs: Option<usize>,
+    /// Shortest period of `every`, in milliseconds.
+    pub min_timer_ms: Option<u64>,
+    /// Milliseconds running callbacks get to finish at shutdown.
+    pub shutdown_timeout_ms: Option<u64>,
     /// Milliseconds one protocol API call may take.
     pub call_timeout_ms: Option<u64>,
     /// Longest string a script may build, in bytes.
@@ -188,6 +196,10 @@ pub struct RawBot {
     pub reconnect_max_ms: Option<u64>,
     /// Largest frame accepted from the wire, in bytes.
     pub max_frame_bytes: Option<usize>,
+    /// Milliseconds a listener waits for a request's headers or body (reverse WS, HTTP POST).
+    pub header_timeout_ms: Option<u64>,
+    /// Connections a listener keeps open at most (reverse WS, HTTP POST).
+    pub max_connections: Option<usize>,
 }
 
 /// A secret string whose `Debug` never shows the value.
@@ -232,6 +244,14 @@ pub struct Limits {
     pub max_operations: u64,
     /// Wall-clock budget per callback.
     pub callback_timeout: Duration,
+    /// Total budget per callback, time blocked in calls included.
+    pub callback_total: Duration,
+    /// Jobs and timers per script.
+    pub max_jobs: usize,
+    /// Shortest timer period.
+    pub min_timer: Duration,
+    /// How long running callbacks get to finish at shutdown.
+    pub shutdown_timeout: Duration,
     /// Timeout of one protocol API call.
     pub call_timeout: Duration,
     /// String size cap.
@@ -255,10 +275,14 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            workers: 8,
+            workers: 16,
             queue: 4096,
             max_operations: 50_000_000,
             callback_timeout: Duration::from_millis(1000),
+            callback_total: Duration::from_secs(30),
+            max_jobs: 100,
+            min_timer: Duration::from_millis(100),
+            shutdown_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(10),
             max_string_size: 1 << 20,
             max_array_size: 100_000,
@@ -301,6 +325,8 @@ pub struct OneBotConfig {
     pub backoff: Backoff,
     /// Largest accepted frame or body.
     pub max_frame_bytes: usize,
+    /// Timeouts and connection cap of a receiving transport's listener.
+    pub listener: crate::adapter::listener::Guard,
 }
 
 /// A OneBot 11 transport.
@@ -406,6 +432,18 @@ impl Config {
                 "callback_timeout_ms",
                 l.callback_timeout_ms,
                 d.callback_timeout.as_millis() as u64,
+            )?),
+            callback_total: Duration::from_millis(positive(
+                "callback_total_ms",
+                l.callback_total_ms,
+                d.callback_total.as_millis() as u64,
+            )?),
+            max_jobs: l.max_jobs.unwrap_or(d.max_jobs),
+            min_timer: Duration::from_millis(positive("min_timer_ms", l.min_timer_ms, d.min_timer.as_millis() as u64)?),
+            shutdown_timeout: Duration::from_millis(positive(
+                "shutdown_timeout_ms",
+                l.shutdown_timeout_ms,
+                d.shutdown_timeout.as_millis() as u64,
             )?),
             call_timeout: Duration::from_millis(positive(
                 "call_timeout_ms",
@@ -527,7 +565,21 @@ fn onebot(
     if backoff.min.is_zero() || backoff.min > backoff.max {
         return Err(invalid(key("reconnect_min_ms"), "a delay greater than 0 and not above reconnect_max_ms".into()));
     }
-    Ok(OneBotConfig { transport, access_token, backoff, max_frame_bytes: b.max_frame_bytes.unwrap_or(16 << 20) })
+    let d = crate::adapter::listener::Guard::default();
+    let listener = crate::adapter::listener::Guard {
+        header_timeout: b.header_timeout_ms.map_or(d.header_timeout, Duration::from_millis),
+        max_connections: b.max_connections.unwrap_or(d.max_connections),
+    };
+    if listener.header_timeout.is_zero() || listener.max_connections == 0 {
+        return Err(invalid(key("header_timeout_ms"), "header_timeout_ms and max_connections greater than 0".into()));
+    }
+    Ok(OneBotConfig {
+        transport,
+        access_token,
+        backoff,
+        max_frame_bytes: b.max_frame_bytes.unwrap_or(16 << 20),
+        listener,
+    })
 }
 
 #[cfg(test)]

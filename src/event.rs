@@ -48,9 +48,10 @@ pub struct Event {
     pub at_me: bool,
     /// The id of the message this one replies to, `Null` when none.
     pub reply_to: Value,
-    /// Identifies the event across transports and resends: the same key means the same
-    /// event, delivered once. 0 means "never a duplicate".
-    pub dedup_key: u64,
+    /// How to recognise this event when it arrives again (two transports, a resend).
+    pub identity: Identity,
+    /// The connection that delivered it (see [`crate::adapter::connection_id`]).
+    pub via: u64,
     /// Segments parsed from a string message; `None` when `raw` already holds them as an array.
     pub parsed_segments: Option<Value>,
     /// JSON pointer to the segment array inside `raw` (read lazily: most handlers never look).
@@ -126,11 +127,15 @@ impl Drop for Event {
 
 impl Event {
     /// Builds an event; `aliases` are cross-protocol names beyond the dotted prefixes of `name`.
+    /// Decoders check names with [`is_name_part`] first; past [`MAX_NAME_PARTS`] parts only the
+    /// longest prefixes get keys, so building them stays linear in the name's length.
     pub fn new(bot: Arc<Bot>, name: String, aliases: &[&str], raw: Value) -> Event {
         let mut keys: Vec<String> = Vec::with_capacity(4 + aliases.len());
+        // Lowercasing ASCII and '.' -> '_' keep byte offsets: every prefix is a slice of this.
+        let normalized = name.to_ascii_lowercase().replace('.', "_");
         let mut end = name.len();
-        loop {
-            keys.push(normalize_name(&name[..end]));
+        while keys.len() < MAX_NAME_PARTS {
+            keys.push(normalized[..end].to_owned());
             match name[..end].rfind('.') {
                 Some(i) => end = i,
                 None => break,
@@ -151,7 +156,8 @@ impl Event {
             message_id: Value::Null,
             at_me: false,
             reply_to: Value::Null,
-            dedup_key: 0,
+            identity: Identity::None,
+            via: 0,
             parsed_segments: None,
             segments_at: "",
             sender_at: "",
@@ -192,6 +198,46 @@ pub fn normalize_name(name: &str) -> String {
     name.trim().to_ascii_lowercase().replace('.', "_")
 }
 
+/// Most dotted parts an event name built from the wire may have.
+pub const MAX_NAME_PARTS: usize = 6;
+
+/// Whether `part` (one dotted part of an event name from the wire) is a short identifier:
+/// 1 to 64 ASCII letters, digits, `_` or `-`.
+pub fn is_name_part(part: &str) -> bool {
+    (1..=64).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Event {
+    /// The conversation the event belongs to (same bot, and the same group, or else the same
+    /// private peer): a script handles the events of one conversation in order, one at a time.
+    pub fn conversation(&self) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+        let mut h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+        (Arc::as_ptr(&self.bot) as usize).hash(&mut h);
+        let (kind, id) = if self.group_id.is_null() { (1u8, &self.user_id) } else { (2u8, &self.group_id) };
+        kind.hash(&mut h);
+        hash_id(id, &mut h);
+        h.finish()
+    }
+}
+
+/// Hashes an id so that `123` and `"123"` are the same id (implementations differ in which
+/// they send).
+pub fn hash_id(id: &Value, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    let number = match id {
+        Value::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
+        Value::String(s) => s.trim().parse::<i128>().ok(),
+        _ => None,
+    };
+    match (number, id) {
+        (Some(n), _) => (1u8, n).hash(h),
+        (None, Value::String(s)) => (2u8, s.trim()).hash(h),
+        (None, Value::Null) => 0u8.hash(h),
+        (None, other) => (3u8, other.to_string()).hash(h),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,10 +245,24 @@ mod tests {
     #[test]
     fn dedup_forgets_the_oldest_beyond_capacity() {
         let d = Dedup::new(2);
-        assert!(d.first_time(1) && d.first_time(2) && !d.first_time(1));
-        assert!(d.first_time(3));
-        assert!(d.first_time(1), "1 was forgotten when 3 came");
-        assert!(d.first_time(0) && d.first_time(0), "0 is never a duplicate");
+        let now = std::time::Instant::now();
+        let id = Identity::Id;
+        assert!(d.first_time_at(id(1), 1, now) && d.first_time_at(id(2), 1, now) && !d.first_time_at(id(1), 2, now));
+        assert!(d.first_time_at(id(3), 1, now));
+        assert!(d.first_time_at(id(1), 1, now), "1 was forgotten when 3 came");
+        assert!(d.first_time_at(Identity::None, 1, now) && d.first_time_at(Identity::None, 1, now));
+    }
+
+    #[test]
+    fn equal_content_is_a_duplicate_only_from_another_connection_within_the_window() {
+        let d = Dedup::new(16);
+        let t0 = std::time::Instant::now();
+        let poke = Identity::Content(9);
+        assert!(d.first_time_at(poke, 1, t0));
+        assert!(d.first_time_at(poke, 1, t0), "the same connection sent two equal pokes");
+        assert!(!d.first_time_at(poke, 2, t0), "another transport brought the same event");
+        let later = t0 + Dedup::CONTENT_WINDOW + std::time::Duration::from_millis(1);
+        assert!(d.first_time_at(poke, 2, later), "too late to be the same event");
     }
 
     #[test]
@@ -211,37 +271,83 @@ mod tests {
         let ev = Event::new(bot, "notice.group_ban.ban".into(), &["notice.ban"], Value::Null);
         assert_eq!(ev.keys(), ["notice_group_ban_ban", "notice_group_ban", "notice", "notice_ban"]);
     }
+
+    #[test]
+    fn keys_of_a_long_dotted_name_stay_bounded() {
+        let name = "a.".repeat(200_000) + "a";
+        let ev = Event::new(Bot::detached("t", Protocol::OneBot11), name.clone(), &[], Value::Null);
+        assert_eq!(ev.keys().len(), MAX_NAME_PARTS);
+        assert_eq!(ev.keys()[0].len(), name.len());
+        assert!(!is_name_part(&name) && !is_name_part("") && !is_name_part("a\nb") && is_name_part("group_ban"));
+    }
 }
 
-/// Remembers recently seen event keys so an event that arrives twice (two transports to one
-/// account, a resend after reconnect) is delivered once.
+/// How an event is recognised when it arrives a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// Never a duplicate (heartbeats, lifecycle).
+    None,
+    /// A protocol id (a message id with its account): the same id is the same event, whichever
+    /// connection brings it.
+    Id(u64),
+    /// No id: a hash of the whole content. Only the same content from another connection within
+    /// [`Dedup::CONTENT_WINDOW`] is the same event; one connection may well deliver two equal
+    /// events (two pokes in one second).
+    Content(u64),
+}
+
+/// Remembers recently seen events so one that arrives twice (two transports to one account, a
+/// resend after a reconnect) is delivered once.
 #[derive(Debug)]
 pub struct Dedup {
-    seen: std::sync::Mutex<(std::collections::HashSet<u64>, std::collections::VecDeque<u64>)>,
+    seen: std::sync::Mutex<Seen>,
     capacity: usize,
 }
 
+#[derive(Debug, Default)]
+struct Seen {
+    /// Key -> (connection, when), for the last `capacity` keys.
+    at: std::collections::HashMap<u64, (u64, std::time::Instant)>,
+    order: std::collections::VecDeque<u64>,
+}
+
 impl Dedup {
-    /// Remembers the last `capacity` keys.
+    /// How long content-identified events are remembered.
+    pub const CONTENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Remembers the last `capacity` events.
     pub fn new(capacity: usize) -> Dedup {
-        Dedup { seen: std::sync::Mutex::new(Default::default()), capacity }
+        Dedup { seen: std::sync::Mutex::new(Seen::default()), capacity }
     }
 
-    /// True the first time `key` is seen (and always for key 0).
-    pub fn first_time(&self, key: u64) -> bool {
-        if key == 0 {
-            return true;
-        }
+    /// True the first time `ev` is seen.
+    pub fn first_time(&self, ev: &Event) -> bool {
+        self.first_time_at(ev.identity, ev.via, std::time::Instant::now())
+    }
+
+    fn first_time_at(&self, identity: Identity, via: u64, now: std::time::Instant) -> bool {
+        let key = match identity {
+            Identity::None => return true,
+            Identity::Id(k) | Identity::Content(k) => k,
+        };
         let mut guard = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (set, order) = &mut *guard;
-        if !set.insert(key) {
-            return false;
+        let seen = &mut *guard;
+        if let Some((first_via, when)) = seen.at.get_mut(&key) {
+            let duplicate = match identity {
+                Identity::Content(_) => *first_via != via && now.duration_since(*when) < Self::CONTENT_WINDOW,
+                _ => true,
+            };
+            if !duplicate {
+                (*first_via, *when) = (via, now);
+            }
+            return !duplicate;
         }
-        order.push_back(key);
-        if order.len() > self.capacity
-            && let Some(old) = order.pop_front()
+        seen.at.insert(key, (via, now));
+        seen.order.push_back(key);
+        if seen.order.len() > self.capacity
+            && let Some(old) = seen.order.pop_front()
         {
-            set.remove(&old);
+            seen.at.remove(&old);
         }
         true
     }

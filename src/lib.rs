@@ -18,6 +18,7 @@ pub mod bindings;
 pub mod catalog;
 pub mod config;
 pub mod event;
+pub mod logsafe;
 pub mod runtime;
 pub mod scheduler;
 pub mod script;

@@ -232,6 +232,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Jobs { config } => {
             let config = load_config(config.as_ref())?;
+            // The running bot knows each job's real next time (an `every` job's moves on every
+            // run); the database is the fallback when none runs.
+            if let Ok(answer) = admin::request(&config.data_dir, &serde_json::json!({"cmd": "jobs"})) {
+                let jobs = answer["jobs"].as_array().cloned().unwrap_or_default();
+                if jobs.is_empty() {
+                    println!("no scheduled jobs");
+                }
+                for j in jobs {
+                    let next = j["next"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                    let next = next.map_or_else(
+                        || "-".to_owned(),
+                        |t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S%.3f %:z").to_string(),
+                    );
+                    let running = if j["running"] == true { "  (running)" } else { "" };
+                    println!(
+                        "{}  {}  [{}]  next {next}{running}",
+                        j["script"].as_str().unwrap_or("?"),
+                        j["name"].as_str().unwrap_or("?"),
+                        j["schedule"].as_str().unwrap_or("?")
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let store = Store::open_in(&config.data_dir)?;
             let show = |ms: Option<i64>| {
                 ms.and_then(chrono::DateTime::from_timestamp_millis).map_or_else(
@@ -298,7 +321,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn admin_command(cmd: &str, script: &str, config: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
     admin::request(&config.data_dir, &serde_json::json!({"cmd": cmd, "script": script})).map_err(anyhow::Error::msg)?;
-    println!("{script}: {cmd}d");
+    let done = match cmd {
+        "reload" => "reloaded",
+        "resume" => "resumed",
+        other => other,
+    };
+    println!("{script}: {done}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,9 +19,6 @@ use crate::scheduler::Scheduler;
 use crate::script::{Globals, Pool, ScriptHost, watch};
 use crate::storage::Store;
 
-/// How long in-flight callbacks get to finish at shutdown.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
-
 /// A runtime failure that prevents starting.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -39,6 +36,18 @@ pub enum RunError {
     /// The database could not be opened.
     #[error("{0}")]
     Storage(String),
+    /// Shutdown had to abandon callbacks still running at its deadline.
+    #[error(
+        "stopped with callbacks still running after {} ms (limits.shutdown_timeout_ms), abandoned: {}",
+        deadline.as_millis(),
+        callbacks.join(", ")
+    )]
+    Abandoned {
+        /// How long they were given.
+        deadline: Duration,
+        /// `script callback` of each.
+        callbacks: Vec<String>,
+    },
     /// Another runtime uses the data dir.
     #[error(
         "data dir {path} is in use by another rhaibot process (lock file {path}/rhaibot.lock); stop it or use another data_dir"
@@ -113,7 +122,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let sink_host = host.clone();
     let dedup = Dedup::new(4096);
     let sink: EventSink = Arc::new(move |ev| {
-        if dedup.first_time(ev.dedup_key) {
+        if dedup.first_time(&ev) {
             sink_host.dispatch(ev);
         } else {
             debug!(event = %ev.name, bot = %ev.bot.name, "duplicate event dropped");
@@ -133,13 +142,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     scheduler.stop();
     let _ = tokio::task::spawn_blocking(move || scheduler_thread.join()).await;
     let drain_host = host.clone();
-    let drained = tokio::task::spawn_blocking(move || drain_host.drain(DRAIN_DEADLINE)).await.unwrap_or(false);
-    if !drained {
-        warn!("some callbacks were still running after {}s", DRAIN_DEADLINE.as_secs());
-    }
+    let deadline = config.limits.shutdown_timeout;
+    let abandoned = tokio::task::spawn_blocking(move || drain_host.drain(deadline))
+        .await
+        .unwrap_or_else(|_| vec!["(the drain task failed)".into()]);
     connections.cancel();
     if tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await.is_err() {
         warn!("some connections did not close in time");
+    }
+    if !abandoned.is_empty() {
+        return Err(RunError::Abandoned { deadline, callbacks: abandoned });
     }
     info!("stopped");
     Ok(())

@@ -110,6 +110,7 @@ fn read_lines(bot: &Arc<Bot>, sink: &EventSink, input: impl BufRead) {
         println!("rhaibot console: you are user 10001 in a private chat with the bot.\n{HELP}");
     }
     let mut chat = Chat { group: None, user: 10001, next_id: 1 };
+    let via = crate::adapter::connection_id();
     for line in input.lines() {
         let Ok(line) = line else { break };
         let line = line.trim_end_matches('\r');
@@ -122,7 +123,10 @@ fn read_lines(bot: &Arc<Bot>, sink: &EventSink, input: impl BufRead) {
         if line.is_empty() {
             continue;
         }
-        sink(decode_event(bot, chat.message(line)));
+        match decode_event(bot, chat.message(line), via) {
+            Ok(ev) => sink(ev),
+            Err(e) => tracing::warn!("{e}"),
+        }
     }
 }
 

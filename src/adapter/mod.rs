@@ -6,10 +6,11 @@
 
 pub mod backoff;
 pub mod console;
+pub mod listener;
 pub mod onebot11;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -61,6 +62,13 @@ pub enum CallError {
         /// What it means.
         message: String,
     },
+    /// A reply to an event that names no chat to answer in (a malformed or unusual event: the
+    /// script did nothing wrong, so this does not count towards its quarantine).
+    #[error("reply: event `{event}` has no group or user to reply to")]
+    NoTarget {
+        /// The event's name.
+        event: String,
+    },
     /// The call was rejected before anything was sent.
     #[error("{action}: {reason}")]
     Invalid {
@@ -79,6 +87,7 @@ impl CallError {
             CallError::Timeout { .. } => -1,
             CallError::NotConnected { .. } => -2,
             CallError::Invalid { .. } => -3,
+            CallError::NoTarget { .. } => -4,
             CallError::Http { status, .. } => i64::from(*status),
         }
     }
@@ -91,6 +100,7 @@ impl CallError {
             | CallError::NotConnected { action, .. }
             | CallError::Http { action, .. }
             | CallError::Invalid { action, .. } => action,
+            CallError::NoTarget { .. } => "reply",
         }
     }
 }
@@ -104,6 +114,23 @@ pub struct Call {
     pub params: Value,
     /// Where the connection sends the result.
     pub reply: Reply,
+    /// When the caller gives up: a call still unsent then is answered with a timeout and never
+    /// sent (a reconnect must not deliver calls the script already saw fail).
+    pub deadline: Instant,
+}
+
+impl Call {
+    /// Whether nobody wants this call sent any more.
+    pub fn given_up(&self, now: Instant) -> bool {
+        now >= self.deadline || self.reply.is_abandoned()
+    }
+}
+
+/// A process-unique id for a new connection (a socket, a stream, a listener), so events can say
+/// which connection brought them.
+pub fn connection_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What receives a call's result: a caller waiting for it, or a function run when it comes
@@ -185,12 +212,26 @@ pub struct Bot {
     link: Link,
 }
 
+/// Picks the connection a bot's calls go to when that changes while running (a listener that
+/// several accounts connect to).
+pub trait Route: Send + Sync + std::fmt::Debug {
+    /// The channel of the connection that takes calls now, or why there is none.
+    fn sender(&self) -> Result<mpsc::Sender<Call>, String>;
+
+    /// The per-account handles behind this route, for `bot(self_id)`.
+    fn accounts(&self) -> Vec<Arc<Bot>> {
+        Vec::new()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Link {
     /// Calls are answered in-process by the console.
     Console(console::Output),
     /// Calls go to a connection task.
     Channel(mpsc::Sender<Call>),
+    /// Calls go to whichever connection the route picks at the time of the call.
+    Routed(Arc<dyn Route>),
     /// Calls are HTTP requests.
     Http(onebot11::http::Api),
     /// No backend (tests of pure logic).
@@ -210,6 +251,39 @@ impl Bot {
         })
     }
 
+    /// A handle like `template` (name, protocol, call timeout) whose calls go where `route`
+    /// says: one account of a listener that several accounts connect to.
+    pub fn routed(template: &Bot, route: Arc<dyn Route>) -> Bot {
+        Bot {
+            name: template.name.clone(),
+            protocol: template.protocol,
+            call_timeout: template.call_timeout,
+            self_id: Default::default(),
+            listening: Default::default(),
+            link: Link::Routed(route),
+        }
+    }
+
+    /// The per-account handles of a bot that serves several accounts (none otherwise).
+    pub fn accounts(&self) -> Vec<Arc<Bot>> {
+        match &self.link {
+            Link::Routed(route) => route.accounts(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The connection channel calls go to now, for socket links.
+    fn channel(&self, action: &str) -> Result<mpsc::Sender<Call>, CallError> {
+        match &self.link {
+            Link::Channel(tx) => Ok(tx.clone()),
+            Link::Routed(route) => route.sender().map_err(|reason| CallError::NotConnected {
+                action: action.to_owned(),
+                bot: format!("{} ({reason})", self.name),
+            }),
+            _ => Err(self.not_connected(action)),
+        }
+    }
+
     /// Whether this bot accepts OneBot 11 actions (`onebot::` functions).
     pub fn speaks_onebot(&self) -> bool {
         matches!(self.protocol, Protocol::OneBot11 | Protocol::Console)
@@ -217,22 +291,29 @@ impl Bot {
 
     /// Calls an action and waits for its result, at most `call_timeout`.
     pub async fn call(&self, action: &str, params: Value) -> Result<Value, CallError> {
+        self.call_within(action, params, self.call_timeout).await
+    }
+
+    /// Calls an action and waits for its result, at most `timeout`.
+    pub async fn call_within(&self, action: &str, params: Value, timeout: Duration) -> Result<Value, CallError> {
+        let deadline = Instant::now() + timeout;
         let exchange = async {
             match &self.link {
                 Link::Console(out) => out.call(action, &params),
                 Link::Http(api) => api.call(action, params).await,
-                Link::Channel(tx) => {
+                Link::Channel(_) | Link::Routed(_) => {
+                    let tx = self.channel(action)?;
                     let (reply, rx) = oneshot::channel();
-                    let call = Call { action: action.to_owned(), params, reply: Reply::Wait(reply) };
+                    let call = Call { action: action.to_owned(), params, reply: Reply::Wait(reply), deadline };
                     tx.send(call).await.map_err(|_| self.not_connected(action))?;
                     rx.await.map_err(|_| self.not_connected(action))?
                 }
                 Link::Detached => Err(self.not_connected(action)),
             }
         };
-        match tokio::time::timeout(self.call_timeout, exchange).await {
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout: self.call_timeout }),
+            Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
         }
     }
 
@@ -241,8 +322,13 @@ impl Bot {
     pub fn send(self: &Arc<Self>, rt: &tokio::runtime::Handle, action: &str, params: Value, done: Reply) {
         match &self.link {
             Link::Console(out) => done.send(out.call(action, &params)),
-            Link::Channel(tx) => {
-                let call = Call { action: action.to_owned(), params, reply: done };
+            Link::Channel(_) | Link::Routed(_) => {
+                let tx = match self.channel(action) {
+                    Ok(tx) => tx,
+                    Err(e) => return done.send(Err(e)),
+                };
+                let deadline = Instant::now() + self.call_timeout;
+                let call = Call { action: action.to_owned(), params, reply: done, deadline };
                 // A full channel means the connection is busy: wait for room, as a waiting call would.
                 let refused = match tx.try_send(call) {
                     Ok(()) => None,
@@ -284,7 +370,7 @@ pub struct Opened {
 #[derive(Debug)]
 enum Starter {
     Console,
-    OneBot(OneBotConfig, Option<mpsc::Receiver<Call>>),
+    OneBot(Box<OneBotConfig>, onebot11::Wiring),
 }
 
 /// Creates the handle of a configured bot.
@@ -294,11 +380,20 @@ pub fn open(cfg: &BotConfig, call_timeout: Duration) -> Opened {
         BotKind::OneBot(ob) => match &ob.transport {
             OneBotTransport::Http { url, .. } => {
                 let api = onebot11::http::Api::new(url, &ob.access_token);
-                (Protocol::OneBot11, Link::Http(api), Starter::OneBot(ob.clone(), None))
+                (Protocol::OneBot11, Link::Http(api), Starter::OneBot(Box::new(ob.clone()), onebot11::Wiring::Http))
             }
-            OneBotTransport::Ws { .. } | OneBotTransport::ReverseWs { .. } => {
+            OneBotTransport::Ws { .. } => {
                 let (tx, rx) = mpsc::channel(1024);
-                (Protocol::OneBot11, Link::Channel(tx), Starter::OneBot(ob.clone(), Some(rx)))
+                (
+                    Protocol::OneBot11,
+                    Link::Channel(tx),
+                    Starter::OneBot(Box::new(ob.clone()), onebot11::Wiring::Channel(rx)),
+                )
+            }
+            OneBotTransport::ReverseWs { .. } => {
+                let accounts = Arc::new(onebot11::reverse::Accounts::default());
+                let link = Link::Routed(accounts.clone());
+                (Protocol::OneBot11, link, Starter::OneBot(Box::new(ob.clone()), onebot11::Wiring::Accounts(accounts)))
             }
         },
     };
@@ -325,7 +420,7 @@ impl Opened {
     ) -> std::io::Result<()> {
         match self.starter {
             Starter::Console => console::spawn_reader(self.bot, sink, input_done),
-            Starter::OneBot(cfg, calls) => onebot11::start(self.bot, cfg, calls, sink, shutdown, tasks)?,
+            Starter::OneBot(cfg, calls) => onebot11::start(self.bot, *cfg, calls, sink, shutdown, tasks)?,
         }
         Ok(())
     }

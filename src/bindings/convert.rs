@@ -12,9 +12,21 @@ pub fn to_json(value: &Dynamic, what: &str) -> Result<Value, Box<EvalAltResult>>
         .map_err(|_| script_error(format!("{what}: a {} cannot be sent as JSON", value.type_name())))
 }
 
-/// A JSON value as a script value (objects become maps, integers `INT`).
+/// A JSON value as a script value: objects become maps, integers `INT`; an integer too large
+/// for `INT` (a message id above 2^63) becomes its exact decimal string, never a rounded float.
 pub fn to_dynamic(value: &Value) -> Dynamic {
-    rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into(),
+            (None, Some(u)) => u.to_string().into(),
+            (None, None) => n.as_f64().map_or(Dynamic::UNIT, Dynamic::from_float),
+        },
+        Value::String(s) => s.as_str().into(),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(to_dynamic).collect()),
+        Value::Object(map) => Dynamic::from_map(map.iter().map(|(k, v)| (k.as_str().into(), to_dynamic(v))).collect()),
+    }
 }
 
 /// A plain script error with a message.
@@ -30,6 +42,7 @@ pub fn call_error(e: CallError) -> Box<EvalAltResult> {
         CallError::Timeout { .. } => "timeout",
         CallError::NotConnected { .. } => "not_connected",
         CallError::Invalid { .. } => "invalid",
+        CallError::NoTarget { .. } => "no_target",
         CallError::Http { .. } => "http",
     };
     let mut map = Map::new();
@@ -38,4 +51,29 @@ pub fn call_error(e: CallError) -> Box<EvalAltResult> {
     map.insert("code".into(), e.code().into());
     map.insert("message".into(), e.to_string().into());
     EvalAltResult::ErrorRuntime(map.into(), Position::NONE).into()
+}
+
+/// Gives an error from a native function the position of the call, when it has none (Rhai
+/// leaves namespace-qualified calls such as `onebot::send_group_msg(..)` without one).
+pub fn at_call(mut e: Box<EvalAltResult>, ctx: &rhai::NativeCallContext) -> Box<EvalAltResult> {
+    if e.position().is_none() {
+        e.set_position(ctx.call_position());
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_beyond_i64_reach_scripts_exactly() {
+        let v: Value =
+            serde_json::from_str(r#"{"message_id": 18446744073709551615, "n": -3, "f": 1.5, "s": "x"}"#).unwrap();
+        let map = to_dynamic(&v).cast::<Map>();
+        assert_eq!(map["message_id"].clone().into_string().unwrap(), "18446744073709551615");
+        assert_eq!(map["n"].as_int().unwrap(), -3);
+        assert_eq!(map["f"].as_float().unwrap(), 1.5);
+        assert_eq!(map["s"].clone().into_string().unwrap(), "x");
+    }
 }

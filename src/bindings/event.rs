@@ -64,7 +64,7 @@ pub fn module(services: Arc<Services>) -> Module {
                 return Ok(());
             }
             let params = serde_json::json!({"context": e.raw, "operation": ops});
-            quick_services.call_blocking(&e.bot, ".handle_quick_operation", params).map(|_| ()).map_err(call_error)
+            quick_services.call_script(&e.bot, ".handle_quick_operation", params).map(|_| ())
         },
     );
     // Replies are the hot path: `reply` sends and returns at once (a failure is logged with the
@@ -84,7 +84,7 @@ pub fn module(services: Arc<Services>) -> Module {
         move |e: &mut EventRef, message: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
             let message = to_json(&message, "ev.reply_wait")?;
             let (action, params) = e.bot.reply_call(e, message).map_err(call_error)?;
-            services.call_blocking(&e.bot, action, params).map(|v| to_dynamic(&v)).map_err(call_error)
+            services.call_script(&e.bot, action, params)
         },
     );
     m

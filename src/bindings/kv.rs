@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, FuncRegistration, INT, Map, Module, NativeCallContext};
 
-use super::convert::{script_error, to_dynamic, to_json};
+use super::convert::{at_call, script_error, to_dynamic, to_json};
 use crate::storage::Store;
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -183,17 +183,26 @@ pub fn namespace(store: Arc<Store>, ns: &str) -> Module {
     macro_rules! reg {
         ($name:literal, |$s:ident $(, $a:ident : $t:ty)*| $body:expr) => {{
             let space = own.clone();
-            FuncRegistration::new($name).set_into_module(&mut m, move |$($a: $t),*| { let $s = &space; $body });
+            // Namespace-qualified calls get no position from Rhai: give errors the call's own.
+            FuncRegistration::new($name).set_into_module(&mut m, move |ctx: NativeCallContext, $($a: $t),*| {
+                let $s = &space;
+                $body.map_err(|e| at_call(e, &ctx))
+            });
         }};
     }
     kv_ops!(reg);
     // These call back into the script, so they take the call context (which must come first).
     let space = own.clone();
-    FuncRegistration::new("update")
-        .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str, f: FnPtr| space.update(&ctx, key, &f));
+    FuncRegistration::new("update").set_into_module(&mut m, move |ctx: NativeCallContext, key: &str, f: FnPtr| {
+        space.update(&ctx, key, &f).map_err(|e| at_call(e, &ctx))
+    });
     let space = own;
-    FuncRegistration::new("update_all")
-        .set_into_module(&mut m, move |ctx: NativeCallContext, keys: Array, f: FnPtr| space.update_all(&ctx, keys, &f));
+    FuncRegistration::new("update_all").set_into_module(
+        &mut m,
+        move |ctx: NativeCallContext, keys: Array, f: FnPtr| {
+            space.update_all(&ctx, keys, &f).map_err(|e| at_call(e, &ctx))
+        },
+    );
     let shared = store.clone();
     FuncRegistration::new("shared_space").set_into_module(&mut m, move || KvSpace {
         store: shared.clone(),

@@ -66,14 +66,41 @@ impl Services {
     }
 
     /// Calls `action` on `bot` from a worker thread, blocking only this thread. Time spent
-    /// waiting does not count against the callback's deadline (the call has its own timeout).
+    /// waiting does not count against the callback's running-time deadline (the call has its own
+    /// timeout), but it does against its total budget: a call never waits past it.
     pub fn call_blocking(&self, bot: &Bot, action: &str, params: Value) -> Result<Value, CallError> {
         let Some(rt) = &self.rt else {
             return Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() });
         };
+        let timeout = context::total_left().map_or(bot.call_timeout, |left| left.min(bot.call_timeout));
         let started = Instant::now();
-        let result = rt.block_on(bot.call(action, params));
+        let result = rt.block_on(bot.call_within(action, params, timeout));
         context::extend(started.elapsed());
         result
+    }
+
+    /// [`Services::call_blocking`] for a script: the result as a script value, a failure as a
+    /// catchable error, and a callback past its total budget stopped (not catchable).
+    pub fn call_script(
+        &self,
+        bot: &Bot,
+        action: &str,
+        params: Value,
+    ) -> Result<rhai::Dynamic, Box<rhai::EvalAltResult>> {
+        out_of_time()?;
+        let result = self.call_blocking(bot, action, params);
+        out_of_time()?;
+        result.map(|v| convert::to_dynamic(&v)).map_err(convert::call_error)
+    }
+}
+
+/// Stops a callback that used up its total budget (blocked in calls, it never reaches the
+/// engine's progress check), the way the engine stops a runaway.
+pub fn out_of_time() -> Result<(), Box<rhai::EvalAltResult>> {
+    match context::total_left() {
+        Some(left) if left.is_zero() => {
+            Err(rhai::EvalAltResult::ErrorTerminated(context::TOTAL_TOKEN.into(), rhai::Position::NONE).into())
+        }
+        _ => Ok(()),
     }
 }

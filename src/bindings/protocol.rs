@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use rhai::{Dynamic, FuncRegistration, Map, Module};
+use rhai::{Dynamic, FuncRegistration, Map, Module, NativeCallContext};
 use serde_json::Value;
 
 use super::Services;
-use super::convert::{call_error, script_error, to_dynamic, to_json};
+use super::convert::{at_call, script_error, to_json};
 use crate::adapter::Bot;
 use crate::api::Action;
 
@@ -38,10 +38,14 @@ pub fn module(ns: Namespace, services: Arc<Services>) -> Module {
         let entry: Entry = Arc::new(move |args| call_action(&services, ns, action, args));
         register_table_fn(&mut m, action, entry);
     }
-    let raw = move |action: &str, params: Map| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
-        let params = to_json(&params.into(), action)?;
-        let bot = services.pick_bot(ns.speaks, ns.name).map_err(|e| script_error(format!("{}::call: {e}", ns.name)))?;
-        services.call_blocking(&bot, action, params).map(|v| to_dynamic(&v)).map_err(call_error)
+    let raw = move |ctx: NativeCallContext, action: &str, params: Map| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+        let call = || {
+            let params = to_json(&params.into(), action)?;
+            let bot =
+                services.pick_bot(ns.speaks, ns.name).map_err(|e| script_error(format!("{}::call: {e}", ns.name)))?;
+            services.call_script(&bot, action, params)
+        };
+        call().map_err(|e| at_call(e, &ctx))
     };
     FuncRegistration::new("call").with_params_info(["action: string", "params: map"]).set_into_module(&mut m, raw);
     m
@@ -67,23 +71,30 @@ fn call_action(
     let args = args.iter().map(|a| to_json(a, &fq())).collect::<Result<Vec<Value>, _>>()?;
     let params = action.build_params(args).map_err(|e| script_error(format!("{}: {e}", fq())))?;
     let bot = services.pick_bot(ns.speaks, ns.name).map_err(|e| script_error(format!("{}: {e}", fq())))?;
-    services.call_blocking(&bot, action.name, params).map(|v| to_dynamic(&v)).map_err(call_error)
+    services.call_script(&bot, action.name, params)
 }
 
-/// Registers `f` as `name` taking `arity` arguments of any type.
+/// Registers `f` as `name` taking `arity` arguments of any type; errors carry the call's position.
 pub(crate) fn register_arity(m: &mut Module, name: &str, params: &[String], arity: usize, f: Entry) {
     let reg = FuncRegistration::new(name).with_params_info(params);
+    let call = move |ctx: &NativeCallContext, args: Vec<Dynamic>| f(args).map_err(|e| at_call(e, ctx));
+    type Ctx<'a> = NativeCallContext<'a>;
     match arity {
-        0 => reg.set_into_module(m, move || f(vec![])),
-        1 => reg.set_into_module(m, move |a: Dynamic| f(vec![a])),
-        2 => reg.set_into_module(m, move |a: Dynamic, b: Dynamic| f(vec![a, b])),
-        3 => reg.set_into_module(m, move |a: Dynamic, b: Dynamic, c: Dynamic| f(vec![a, b, c])),
-        4 => reg.set_into_module(m, move |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| f(vec![a, b, c, d])),
-        5 => reg.set_into_module(m, move |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic| {
-            f(vec![a, b, c, d, e])
+        0 => reg.set_into_module(m, move |ctx: Ctx| call(&ctx, vec![])),
+        1 => reg.set_into_module(m, move |ctx: Ctx, a: Dynamic| call(&ctx, vec![a])),
+        2 => reg.set_into_module(m, move |ctx: Ctx, a: Dynamic, b: Dynamic| call(&ctx, vec![a, b])),
+        3 => reg.set_into_module(m, move |ctx: Ctx, a: Dynamic, b: Dynamic, c: Dynamic| call(&ctx, vec![a, b, c])),
+        4 => reg.set_into_module(m, move |ctx: Ctx, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| {
+            call(&ctx, vec![a, b, c, d])
         }),
-        _ => reg.set_into_module(m, move |a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic, g: Dynamic| {
-            f(vec![a, b, c, d, e, g])
+        5 => reg.set_into_module(m, move |ctx: Ctx, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic| {
+            call(&ctx, vec![a, b, c, d, e])
         }),
+        _ => reg.set_into_module(
+            m,
+            move |ctx: Ctx, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic, g: Dynamic| {
+                call(&ctx, vec![a, b, c, d, e, g])
+            },
+        ),
     };
 }

@@ -37,6 +37,8 @@ struct Ctx {
     /// Numbers anonymous jobs: `cron#1`, `after#2`, ...
     counter: Arc<AtomicU64>,
     staged: Staged,
+    max_jobs: usize,
+    min_period: Duration,
 }
 
 /// Jobs a script's top level creates are held back until the load succeeds, then replace the
@@ -56,19 +58,32 @@ impl Staged {
 }
 
 impl Ctx {
-    fn add(&self, name: String, when: When, misfire: Misfire, f: FnPtr) -> String {
+    fn add(&self, name: String, when: When, misfire: Misfire, f: FnPtr) -> RhaiResult<String> {
         let (run, label) = (self.run.clone(), format!("job \"{name}\""));
         let action = Arc::new(move || run(&label, &f));
         let spec = JobSpec { owner: self.owner.to_string(), name: name.clone(), when, misfire, action };
         let mut staged = self.staged.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // A job replacing one of the same name does not add to the count.
+        let (count, replaces) = match staged.as_ref() {
+            Some(list) => (list.len(), list.iter().any(|s| s.name == name)),
+            None => (self.scheduler.count(&self.owner), self.scheduler.has(&self.owner, &name)),
+        };
+        if !replaces && count >= self.max_jobs {
+            return Err(script_error(format!(
+                "cannot add job \"{name}\": the script already has {count} jobs and timers (limits.max_jobs); cancel some first"
+            )));
+        }
         match staged.as_mut() {
-            Some(list) => list.push(spec),
+            Some(list) => {
+                list.retain(|s| s.name != name);
+                list.push(spec);
+            }
             None => {
                 drop(staged);
                 self.scheduler.add(spec, Utc::now());
             }
         }
-        name
+        Ok(name)
     }
 
     fn anonymous(&self, kind: &str) -> String {
@@ -93,7 +108,7 @@ impl Ctx {
         let spec = CronSpec::parse(expr, zone).map_err(fail)?;
         // Anonymous cron jobs are named by their expression so a restart finds their last run.
         let name = name.map_or_else(|| format!("cron {}", spec.expr), str::to_owned);
-        Ok(self.add(name, When::Cron(Box::new(spec)), misfire, f))
+        self.add(name, When::Cron(Box::new(spec)), misfire, f)
     }
 
     fn timer(&self, kind: &str, ms: INT, f: FnPtr) -> RhaiResult<String> {
@@ -101,17 +116,38 @@ impl Ctx {
             return Err(script_error(format!("{kind}({ms}): the delay must be a positive number of milliseconds")));
         }
         let d = Duration::from_millis(ms as u64);
+        if kind == "every" && d < self.min_period {
+            return Err(script_error(format!(
+                "every({ms}): the period must be at least {} ms (limits.min_timer_ms)",
+                self.min_period.as_millis()
+            )));
+        }
         let when = if kind == "after" { When::After(d) } else { When::Every(d) };
-        Ok(self.add(self.anonymous(kind), when, Misfire::Skip, f))
+        self.add(self.anonymous(kind), when, Misfire::Skip, f)
     }
 }
 
 /// Registers `cron`, `after`, `every`, `cancel` and `jobs` for the script `owner`; the jobs its
 /// top level creates wait in the returned [`Staged`].
-pub fn register(engine: &mut Engine, scheduler: Arc<Scheduler>, owner: &str, zone: Zone, run: JobRunner) -> Staged {
+pub fn register(
+    engine: &mut Engine,
+    scheduler: Arc<Scheduler>,
+    owner: &str,
+    zone: Zone,
+    limits: &crate::config::Limits,
+    run: JobRunner,
+) -> Staged {
     let staged = Staged::open();
-    let ctx =
-        Ctx { scheduler, owner: owner.into(), zone, run, counter: Arc::new(AtomicU64::new(0)), staged: staged.clone() };
+    let ctx = Ctx {
+        scheduler,
+        owner: owner.into(),
+        zone,
+        run,
+        counter: Arc::new(AtomicU64::new(0)),
+        staged: staged.clone(),
+        max_jobs: limits.max_jobs,
+        min_period: limits.min_timer,
+    };
     let c = ctx.clone();
     engine.register_fn("cron", move |expr: &str, f: FnPtr| c.cron(None, expr, None, f));
     let c = ctx.clone();

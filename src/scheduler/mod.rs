@@ -86,6 +86,8 @@ pub struct JobInfo {
     pub next: Option<DateTime<Utc>>,
     /// Whether it is running now.
     pub running: bool,
+    /// Whether its script is quarantined, so it does not fire.
+    pub paused: bool,
 }
 
 /// A job that is due: run `action` on a worker, then drop the guard.
@@ -116,11 +118,15 @@ struct Job {
     action: Action,
     next: Option<DateTime<Utc>>,
     running: Arc<AtomicBool>,
+    /// Keeps "skipped" and "late" warnings of a fast job to a few per window.
+    warnings: crate::logsafe::RateLimit,
 }
 
 #[derive(Default)]
 struct State {
     jobs: BTreeMap<(String, String), Job>,
+    /// Owners whose jobs are paused (their script is quarantined).
+    paused: std::collections::HashSet<String>,
     /// Bumped on every change, so the driver re-plans its sleep.
     version: u64,
     stopped: bool,
@@ -214,7 +220,29 @@ impl Scheduler {
             action: spec.action,
             next,
             running: Arc::new(AtomicBool::new(false)),
+            warnings: crate::logsafe::RateLimit::per_connection(),
         }
+    }
+
+    /// Pauses (or resumes) every job of `owner`: a paused job is not due and costs no wake-ups.
+    /// A resumed job that missed fire times runs once, then keeps its schedule.
+    pub fn pause(&self, owner: &str, paused: bool) {
+        let mut state = self.state();
+        let changed = if paused { state.paused.insert(owner.to_owned()) } else { state.paused.remove(owner) };
+        if changed {
+            state.version += 1;
+            self.changed.notify_all();
+        }
+    }
+
+    /// How many jobs `owner` has.
+    pub fn count(&self, owner: &str) -> usize {
+        self.state().jobs.keys().filter(|(o, _)| o == owner).count()
+    }
+
+    /// Whether `owner` has a job called `name`.
+    pub fn has(&self, owner: &str, name: &str) -> bool {
+        self.state().jobs.contains_key(&(owner.to_owned(), name.to_owned()))
     }
 
     /// Cancels `owner`'s job `name`; true when it existed.
@@ -238,7 +266,8 @@ impl Scheduler {
 
     /// Jobs of `owner` (or all), by owner and name.
     pub fn list(&self, owner: Option<&str>) -> Vec<JobInfo> {
-        self.state()
+        let state = self.state();
+        state
             .jobs
             .values()
             .filter(|j| owner.is_none_or(|o| o == j.owner))
@@ -248,6 +277,7 @@ impl Scheduler {
                 schedule: j.when.describe(),
                 next: j.next,
                 running: j.running.load(Ordering::Acquire),
+                paused: state.paused.contains(&j.owner),
             })
             .collect()
     }
@@ -258,8 +288,12 @@ impl Scheduler {
         let mut due = Vec::new();
         let mut ran = Vec::new();
         let mut finished = Vec::new();
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         for (key, job) in state.jobs.iter_mut() {
+            if state.paused.contains(&job.owner) {
+                continue;
+            }
             let Some(at) = job.next.filter(|t| *t <= now) else { continue };
             job.next = match &job.when {
                 When::Cron(c) => c.next_after(now),
@@ -278,11 +312,12 @@ impl Scheduler {
                 finished.push(key.clone());
             }
             if job.running.swap(true, Ordering::AcqRel) {
-                warn!(script = %job.owner, job = %job.name, "still running from its last time; this run is skipped");
+                crate::warn_limited!(job.warnings, script = %job.owner, job = %job.name, "still running from its last time; this run is skipped");
                 continue;
             }
             if now - at > LATE {
-                warn!(script = %job.owner, job = %job.name, late_ms = (now - at).num_milliseconds(), "job fired late");
+                let late_ms = (now - at).num_milliseconds();
+                crate::warn_limited!(job.warnings, script = %job.owner, job = %job.name, late_ms, "job fired late");
             }
             due.push(Due {
                 owner: job.owner.clone(),
@@ -297,8 +332,8 @@ impl Scheduler {
         for key in finished {
             state.jobs.remove(&key);
         }
-        let wake = state.jobs.values().filter_map(|j| j.next).min();
-        drop(state);
+        let wake = state.jobs.values().filter(|j| !state.paused.contains(&j.owner)).filter_map(|j| j.next).min();
+        drop(guard);
         for (owner, name, next) in ran {
             self.persist(|s| s.job_ran(&owner, &name, now.timestamp_millis(), next.map(|t| t.timestamp_millis())));
         }
@@ -420,6 +455,28 @@ mod tests {
         drop(first);
         let (third, _) = sched.take_due(t("2026-01-01T00:00:03Z"));
         assert_eq!(third.len(), 1);
+    }
+
+    #[test]
+    fn a_paused_owner_has_nothing_due_and_no_wake_up_until_resumed() {
+        let sched = Scheduler::new(None);
+        let n = Arc::new(AtomicUsize::new(0));
+        let now = t("2026-01-01T00:00:00Z");
+        let every = When::Every(Duration::from_millis(100));
+        let spec = JobSpec {
+            owner: "s".into(),
+            name: "tick".into(),
+            when: every,
+            misfire: Misfire::Skip,
+            action: counting(&n),
+        };
+        sched.add(spec, now);
+        sched.pause("s", true);
+        let (due, wake) = sched.take_due(t("2026-01-01T00:00:05Z"));
+        assert_eq!((due.len(), wake), (0, None));
+        sched.pause("s", false);
+        let (due, wake) = sched.take_due(t("2026-01-01T00:00:05.050Z"));
+        assert_eq!((run(due), wake), (1, Some(t("2026-01-01T00:00:05.100Z"))), "missed runs run once");
     }
 
     #[test]

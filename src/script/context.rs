@@ -1,5 +1,5 @@
-//! Per-thread state of the callback running on this worker: its wall-clock deadline and the bot
-//! that delivered its event. A worker runs one callback at a time, so a thread-local is exact
+//! Per-thread state of the callback running on this worker: its wall-clock deadlines (running
+//! time, and the total that includes time blocked in calls) and the bot that delivered its event. A worker runs one callback at a time, so a thread-local is exact
 //! and costs no lock.
 
 use std::cell::{Cell, RefCell};
@@ -10,6 +10,7 @@ use crate::adapter::Bot;
 
 thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static TOTAL: Cell<Option<Instant>> = const { Cell::new(None) };
     static EVENT_BOT: RefCell<Option<Arc<Bot>>> = const { RefCell::new(None) };
     static WHO: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
 }
@@ -19,22 +20,27 @@ thread_local! {
 #[must_use = "the callback context ends when this guard drops"]
 pub struct Running {
     deadline: Option<Instant>,
+    total: Option<Instant>,
     bot: Option<Arc<Bot>>,
     who: Option<Arc<str>>,
 }
 
-/// Starts a callback with `budget` of running time, answering to `bot` if given; `who` names
-/// the script and callback in logs written on its behalf later (a failed reply).
-pub fn enter(budget: Duration, bot: Option<Arc<Bot>>, who: Option<Arc<str>>) -> Running {
-    let deadline = DEADLINE.replace(Some(Instant::now() + budget));
+/// Starts a callback with `budget` of running time and `total` in all (blocked in calls or
+/// not), answering to `bot` if given; `who` names the script and callback in logs written on its
+/// behalf later (a failed reply).
+pub fn enter(budget: Duration, total: Duration, bot: Option<Arc<Bot>>, who: Option<Arc<str>>) -> Running {
+    let now = Instant::now();
+    let deadline = DEADLINE.replace(Some(now + budget));
+    let total = TOTAL.replace(Some(now + total));
     let bot = EVENT_BOT.replace(bot);
     let who = WHO.replace(who);
-    Running { deadline, bot, who }
+    Running { deadline, total, bot, who }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         DEADLINE.set(self.deadline);
+        TOTAL.set(self.total);
         EVENT_BOT.set(self.bot.take());
         WHO.set(self.who.take());
     }
@@ -45,9 +51,26 @@ pub fn who() -> Option<Arc<str>> {
     WHO.with_borrow(|w| w.clone())
 }
 
-/// Whether the running callback is past its deadline.
-pub fn expired() -> bool {
-    DEADLINE.get().is_some_and(|d| Instant::now() >= d)
+/// Which budget the running callback is past, if any: [`DEADLINE_TOKEN`] or [`TOTAL_TOKEN`].
+pub fn expired() -> Option<&'static str> {
+    let now = Instant::now();
+    if TOTAL.get().is_some_and(|t| now >= t) {
+        Some(TOTAL_TOKEN)
+    } else if DEADLINE.get().is_some_and(|d| now >= d) {
+        Some(DEADLINE_TOKEN)
+    } else {
+        None
+    }
+}
+
+/// Names a callback stopped at its running-time deadline.
+pub const DEADLINE_TOKEN: &str = "deadline";
+/// Names a callback stopped at its total budget.
+pub const TOTAL_TOKEN: &str = "total";
+
+/// What is left of the running callback's total budget (`None` outside callbacks).
+pub fn total_left() -> Option<Duration> {
+    TOTAL.get().map(|t| t.saturating_duration_since(Instant::now()))
 }
 
 /// Moves the deadline by `waited`: time blocked in an API call is bounded by the call timeout,

@@ -80,7 +80,7 @@ impl Globals {
             .set_max_call_levels(l.max_call_depth)
             .set_max_expr_depths(l.max_call_depth * 2, l.max_call_depth * 2);
         // Checking the clock on every operation would be slow; every 1024th is within microseconds.
-        engine.on_progress(|ops| (ops & 0x3FF == 0 && context::expired()).then(|| "deadline".into()));
+        engine.on_progress(|ops| if ops & 0x3FF == 0 { context::expired().map(Into::into) } else { None });
         let (p, d) = (name.to_owned(), name.to_owned());
         engine.on_print(move |s| tracing::info!(script = %p, "{s}"));
         engine.on_debug(move |s, _, pos| tracing::debug!(script = %d, %pos, "{s}"));
@@ -105,7 +105,7 @@ impl Globals {
             engine.register_static_module("kv", Shared::new(kv::namespace(store.clone(), ns)));
         }
         match &self.scheduler {
-            Some(scheduler) => schedule::register(engine, scheduler.clone(), script, self.zone, run),
+            Some(scheduler) => schedule::register(engine, scheduler.clone(), script, self.zone, &self.limits, run),
             None => Staged::default(),
         }
     }
@@ -114,10 +114,13 @@ impl Globals {
 /// `bot("name")` / `bot(self_id)`: the rest of this callback's calls go to that bot.
 fn bot_module(services: Arc<Services>) -> Module {
     let pick = move |key: String| -> Result<String, Box<rhai::EvalAltResult>> {
-        let is_it = |b: &&Arc<crate::adapter::Bot>| {
+        let is_it = |b: &Arc<crate::adapter::Bot>| {
             b.name == key || b.self_id.load(std::sync::atomic::Ordering::Relaxed).to_string() == key
         };
-        let bot = services.bots.iter().find(is_it).ok_or_else(|| {
+        // A configured bot by name or account, else one account of a listener serving several.
+        let found = services.bots.iter().find(|b| is_it(b)).cloned();
+        let found = found.or_else(|| services.bots.iter().flat_map(|b| b.accounts()).find(|a| is_it(a)));
+        let bot = found.ok_or_else(|| {
             let known: Vec<&str> = services.bots.iter().map(|b| b.name.as_str()).collect();
             crate::bindings::convert::script_error(format!("bot(\"{key}\"): no such bot (configured: {known:?})"))
         })?;

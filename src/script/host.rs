@@ -21,7 +21,7 @@ use super::supervise::{Outcome, Quarantine, Supervisor};
 use crate::bindings::convert::script_error;
 use crate::bindings::event::EventRef;
 use crate::event::{Event, normalize_name};
-use crate::scheduler::JobSpec;
+use crate::scheduler::{Due, JobSpec};
 
 /// Why a script could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,14 @@ impl LoadError {
     }
 }
 
+/// What a script's lane carries.
+pub enum Work {
+    /// An event for the script's handlers.
+    Event(EventRef),
+    /// A due run of one of its jobs.
+    Job(Due),
+}
+
 enum Handler {
     /// `on("event", |ev| ...)`.
     Closure(FnPtr),
@@ -124,8 +132,8 @@ impl Registered {
 pub struct Script {
     /// Counters and quarantine.
     pub supervisor: Supervisor,
-    /// Events waiting for this script.
-    pub lane: Lane<EventRef>,
+    /// Events and job runs waiting for this script, keyed by conversation.
+    pub lane: Lane<Work>,
     /// When this version was loaded.
     pub loaded_at: SystemTime,
     /// File name, e.g. `hello.rhai`; names the script in logs.
@@ -249,7 +257,8 @@ impl Script {
         let mut ast = engine.compile(source).map_err(|e| syntax_error(&shown, e))?;
         ast.set_source(shown.as_str());
         {
-            let _running = context::enter(globals.limits.callback_timeout, None, Some(who(&name, "top level")));
+            let l = &globals.limits;
+            let _running = context::enter(l.callback_timeout, l.callback_total, None, Some(who(&name, "top level")));
             engine.run_ast(&ast).map_err(|e| {
                 let pos = locate(&e, Position::NONE);
                 LoadError::TopLevel {
@@ -327,14 +336,22 @@ impl Script {
         self.invoke(label, &who(&self.name, label), Position::NONE, None, |s| f.call::<Dynamic>(&s.engine, &s.ast, ()));
     }
 
-    /// Handles queued events until the lane is empty, or until `budget` events were handled
-    /// (then returns false so the caller can yield the worker to other scripts).
+    /// Handles queued work until the lane has nothing ready, or until `budget` items were
+    /// handled (then returns false so the caller can yield the worker to other scripts).
     pub fn drain(&self, budget: usize) -> bool {
+        let mut held = None;
         for _ in 0..budget {
-            let Some(ev) = self.lane.next() else { return true };
-            if !self.supervisor.is_quarantined() {
-                self.handle(&ev);
+            let Some((key, work)) = self.lane.next(held) else { return true };
+            held = Some(key);
+            match work {
+                Work::Event(ev) if !self.supervisor.is_quarantined() => self.handle(&ev),
+                Work::Event(_) => {}
+                // The job's guard drops after its run: it is never started twice at once.
+                Work::Job(due) => (due.action)(),
             }
+        }
+        if let Some(key) = held {
+            self.lane.release(key);
         }
         false
     }
@@ -349,18 +366,24 @@ impl Script {
         ev: Option<&EventRef>,
         call: impl FnOnce(&Self) -> Result<Dynamic, Box<EvalAltResult>>,
     ) {
+        let l = &self.globals.limits;
         let _running =
-            context::enter(self.globals.limits.callback_timeout, ev.map(|e| e.bot.clone()), Some(who.clone()));
+            context::enter(l.callback_timeout, l.callback_total, ev.map(|e| e.bot.clone()), Some(who.clone()));
+        let _active = self.supervisor.enter(who);
         let event = ev.map_or("", |e| e.name.as_str());
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| call(self)));
         let outcome = match &result {
             Ok(Ok(_)) => Outcome::Ok,
+            // The event, not the script, was at fault: logged, not counted towards quarantine.
+            Ok(Err(e)) if error_kind(e) == Some("no_target") => Outcome::Ok,
             Ok(Err(e)) if is_limit(e) => Outcome::Timeout,
             _ => Outcome::Error,
         };
         if self.supervisor.record(outcome, started.elapsed()) {
-            let l = &self.globals.limits;
+            if let Some(scheduler) = &self.globals.scheduler {
+                scheduler.pause(&self.name, true);
+            }
             error!(
                 script = %self.name,
                 "quarantined: {} failed callbacks within {}s; its callbacks and jobs stop until the file changes or `rhaibot resume {}`",
@@ -396,13 +419,26 @@ fn job_runner(this: &Arc<OnceLock<Weak<Script>>>) -> crate::bindings::schedule::
     })
 }
 
-/// Whether an error is a script being stopped at one of its limits.
-fn is_limit(e: &EvalAltResult) -> bool {
+/// The error an error wraps, looking through nested function calls.
+fn innermost(e: &EvalAltResult) -> &EvalAltResult {
     let mut inner = e;
     while let EvalAltResult::ErrorInFunctionCall(_, _, next, _) = inner {
         inner = next;
     }
-    matches!(inner, EvalAltResult::ErrorTerminated(..) | EvalAltResult::ErrorTooManyOperations(_))
+    inner
+}
+
+/// Whether an error is a script being stopped at one of its limits.
+fn is_limit(e: &EvalAltResult) -> bool {
+    matches!(innermost(e), EvalAltResult::ErrorTerminated(..) | EvalAltResult::ErrorTooManyOperations(_))
+}
+
+/// The `kind` of a call error (see [`crate::bindings::convert::call_error`]), if it is one.
+fn error_kind(e: &EvalAltResult) -> Option<&'static str> {
+    let EvalAltResult::ErrorRuntime(value, _) = innermost(e) else { return None };
+    let map = value.read_lock::<rhai::Map>()?;
+    let kind = map.get("kind")?.clone().into_immutable_string().ok()?;
+    ["no_target"].into_iter().find(|k| *k == kind.as_str())
 }
 
 fn syntax_error(path: &str, e: ParseError) -> LoadError {
@@ -434,12 +470,12 @@ pub fn describe(
     e: &EvalAltResult,
     limits: &crate::config::Limits,
 ) -> String {
-    let pos = locate(e, fallback);
-    let mut inner = e;
-    while let EvalAltResult::ErrorInFunctionCall(_, _, next, _) = inner {
-        inner = next;
-    }
-    let reason = match inner {
+    let pos = locate(e, Position::NONE);
+    let reason = match innermost(e) {
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == context::TOTAL_TOKEN => format!(
+            "stopped: took longer than its total budget of {} ms, time blocked in calls included (limits.callback_total_ms)",
+            limits.callback_total.as_millis()
+        ),
         EvalAltResult::ErrorTerminated(..) => format!(
             "stopped: ran past its deadline of {} ms (limits.callback_timeout_ms)",
             limits.callback_timeout.as_millis()
@@ -458,7 +494,14 @@ pub fn describe(
             text.strip_suffix(&suffix).map(str::to_owned).unwrap_or(text)
         }
     };
-    format!("{}: in {callback}: {reason}", location(path, pos))
+    if pos.is_none() && !fallback.is_none() && !is_limit(e) {
+        // Rhai gives no position for some errors (stack overflow, size limits).
+        return format!(
+            "{}: in {callback} (which starts here; Rhai gives no line for this error): {reason}",
+            location(path, fallback)
+        );
+    }
+    format!("{}: in {callback}: {reason}", location(path, if pos.is_none() { fallback } else { pos }))
 }
 
 /// Resolves the top-level `import "path" as alias;` lines of `source` and registers each module

@@ -21,7 +21,7 @@ pub mod pool;
 pub mod supervise;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -31,7 +31,7 @@ use serde::Serialize;
 use tracing::{debug, error, info, warn};
 
 pub use engine::Globals;
-pub use host::{LoadError, Script};
+pub use host::{LoadError, Script, Work};
 pub use pool::Pool;
 
 use crate::bindings::event::EventRef;
@@ -49,8 +49,11 @@ pub struct ScriptHost {
     scripts: RwLock<Arc<Vec<Arc<Script>>>>,
     /// Scripts whose latest version failed to load, by file name: when and why.
     failed: Mutex<BTreeMap<String, (SystemTime, String)>>,
-    /// Serialises reloads: one file at a time, so swaps never interleave.
-    reloading: Mutex<()>,
+    /// One lock per file: loads of one file never overlap, loads of different files run side
+    /// by side (a script whose top level blocks holds up only itself).
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Serialises the swaps themselves (short: no script code runs under it).
+    swapping: Mutex<()>,
     pool: Arc<Pool>,
     accepting: AtomicBool,
 }
@@ -83,7 +86,8 @@ impl ScriptHost {
             scripts_dir,
             scripts: RwLock::new(Arc::new(Vec::new())),
             failed: Mutex::new(BTreeMap::new()),
-            reloading: Mutex::new(()),
+            loading: Mutex::new(HashMap::new()),
+            swapping: Mutex::new(()),
             pool: Arc::new(pool),
             accepting: AtomicBool::new(true),
         })
@@ -103,30 +107,52 @@ impl ScriptHost {
         self.scripts.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Loads every `*.rhai` file of the scripts dir (sorted by name); returns how many loaded.
+    /// Loads every script file of the scripts dir, side by side; returns how many loaded.
     pub fn load_all(&self) -> usize {
-        match script_files(&self.scripts_dir) {
-            Ok(files) => files.iter().filter(|f| self.reload(f)).count(),
+        let files = match script_files(&self.scripts_dir) {
+            Ok(files) => files,
             Err(e) => {
                 error!("cannot read scripts dir {}: {e}", self.scripts_dir.display());
-                0
+                return 0;
             }
-        }
+        };
+        std::thread::scope(|scope| {
+            let loads: Vec<_> = files
+                .iter()
+                .map(|f| {
+                    // Top levels recurse on the native stack like callbacks: give them a worker's room.
+                    let thread = std::thread::Builder::new().stack_size(pool::STACK_SIZE);
+                    thread.spawn_scoped(scope, || self.reload(f)).map_err(|_| f)
+                })
+                .collect();
+            let loaded = |l: Result<std::thread::ScopedJoinHandle<'_, bool>, &PathBuf>| match l {
+                Ok(h) => h.join().unwrap_or(false),
+                Err(f) => self.reload(f),
+            };
+            loads.into_iter().map(loaded).filter(|ok| *ok).count()
+        })
     }
 
     /// (Re)loads one script file, or unloads it when the file is gone. Returns true when a new
     /// version now runs.
     pub fn reload(&self, path: &Path) -> bool {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
         let name = file_name(path);
+        let file_lock =
+            self.loading.lock().unwrap_or_else(PoisonError::into_inner).entry(name.clone()).or_default().clone();
+        let _this_file = file_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let Ok(source) = std::fs::read_to_string(path) else {
             self.unload(&name);
             return false;
         };
+        let running = self.snapshot().iter().any(|s| s.name == name);
+        if running && source.trim().is_empty() {
+            // Editors that truncate and then write leave an empty file for a moment.
+            warn!(script = %name, "the file is empty; the previous version keeps running until it has content");
+            return false;
+        }
         let (script, jobs) = match Script::load_source(path, &source, &self.globals) {
             Ok(loaded) => loaded,
             Err(e) => {
-                let running = self.snapshot().iter().any(|s| s.name == name);
                 let keeps = if running { "; the previous version keeps running" } else { "" };
                 error!("{e}{keeps}\n{}", e.snippet());
                 self.failed
@@ -136,8 +162,11 @@ impl ScriptHost {
                 return false;
             }
         };
+        let _swap = self.swapping.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(scheduler) = &self.globals.scheduler {
             scheduler.replace_owner(&name, jobs, chrono::Utc::now());
+            // A new version starts out of quarantine.
+            scheduler.pause(&name, false);
         }
         {
             let mut scripts = self.scripts.write().unwrap_or_else(PoisonError::into_inner);
@@ -152,6 +181,7 @@ impl ScriptHost {
     }
 
     fn unload(&self, name: &str) {
+        let _swap = self.swapping.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(scheduler) = &self.globals.scheduler {
             scheduler.remove_owner(name);
         }
@@ -167,7 +197,7 @@ impl ScriptHost {
     /// and every script that imports it as a module.
     pub fn affected_by(&self, changed: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        let is_script = changed.parent() == Some(self.scripts_dir.as_path());
+        let is_script = changed.parent() == Some(self.scripts_dir.as_path()) && is_script_file_name(changed);
         if is_script {
             out.push(changed.to_path_buf());
         }
@@ -191,15 +221,21 @@ impl ScriptHost {
         }
         let scripts = self.snapshot();
         let ev: EventRef = Arc::new(ev);
+        let mut conversation = None;
         for script in scripts.iter().filter(|s| s.wants(&ev) && !s.supervisor.is_quarantined()) {
-            match script.lane.push(ev.clone()) {
-                Pushed::Queued => {}
-                Pushed::StartDrainer => self.start_drainer(script.clone()),
-                Pushed::Full => {
-                    let n = script.supervisor.dropped();
-                    if n.is_power_of_two() {
-                        warn!(script = %script.name, dropped = n, "script queue full; events dropped");
-                    }
+            let key = *conversation.get_or_insert_with(|| ev.conversation());
+            self.push(script, key, Work::Event(ev.clone()));
+        }
+    }
+
+    fn push(&self, script: &Arc<Script>, key: u64, work: Work) {
+        match script.lane.push(key, work) {
+            Pushed::Queued => {}
+            Pushed::StartDrainer => self.start_drainer(script.clone()),
+            Pushed::Full => {
+                let n = script.supervisor.dropped();
+                if n.is_power_of_two() {
+                    warn!(script = %script.name, dropped = n, "script queue full; events and job runs dropped");
                 }
             }
         }
@@ -217,12 +253,17 @@ impl ScriptHost {
         }
     }
 
-    /// Runs a due scheduled job on the pool; a full queue skips this run with a warning.
+    /// Queues a due job run in its script's lane, so jobs count against the script's
+    /// concurrency like its events; runs of one job never overlap (its guard lives as long as
+    /// the run). A quarantined or unloaded script's run is dropped.
     pub fn submit_job(&self, due: crate::scheduler::Due) {
-        let (owner, name) = (due.owner.clone(), due.name.clone());
-        if self.pool.submit(Box::new(move || (due.action)())).is_err() {
-            warn!(script = %owner, job = %name, "worker queue full; this run of the job is skipped");
+        let scripts = self.snapshot();
+        let Some(script) = scripts.iter().find(|s| s.name == due.owner) else { return };
+        if script.supervisor.is_quarantined() {
+            return;
         }
+        let key = job_key(&due.name);
+        self.push(script, key, Work::Job(due));
     }
 
     /// Every script with its state and counters.
@@ -266,6 +307,9 @@ impl ScriptHost {
         match self.snapshot().iter().find(|s| s.name == name) {
             Some(s) => {
                 s.supervisor.resume();
+                if let Some(scheduler) = &self.globals.scheduler {
+                    scheduler.pause(&s.name, false);
+                }
                 info!(script = %name, "resumed");
                 true
             }
@@ -273,10 +317,21 @@ impl ScriptHost {
         }
     }
 
-    /// Stops intake and lets queued and running callbacks finish within `deadline`.
-    pub fn drain(&self, deadline: Duration) -> bool {
+    /// Every scheduled job with its next fire time.
+    pub fn jobs(&self) -> Vec<crate::scheduler::JobInfo> {
+        self.globals.scheduler.as_ref().map_or_else(Vec::new, |s| s.list(None))
+    }
+
+    /// Stops intake and lets queued and running callbacks finish within `deadline`. Returns the
+    /// callbacks still running at the deadline (`script callback`), which are abandoned.
+    pub fn drain(&self, deadline: Duration) -> Vec<String> {
         self.accepting.store(false, Ordering::Relaxed);
-        self.pool.shutdown(deadline)
+        if self.pool.shutdown(deadline) {
+            return Vec::new();
+        }
+        let running: Vec<String> =
+            self.snapshot().iter().flat_map(|s| s.supervisor.running()).map(|who| who.to_string()).collect();
+        if running.is_empty() { vec!["(a worker between callbacks)".into()] } else { running }
     }
 }
 
@@ -294,16 +349,30 @@ fn drain(script: Arc<Script>, pool: Arc<Pool>) {
     }
 }
 
+/// The lane key of a job's runs: one job's runs are serialised, different jobs run in parallel.
+fn job_key(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(("job", name))
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// The `.rhai` files directly inside `dir`, sorted.
+/// Whether `path` names a script or module: `*.rhai`, but not an editor's hidden or temporary
+/// file (`.x.rhai`, `.#x.rhai`, `#x.rhai#`, `x.rhai~`, `.x.rhai.swp`), which would otherwise load
+/// as a second copy of the script.
+pub fn is_script_file_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    name.ends_with(".rhai") && name.len() > ".rhai".len() && !name.starts_with(['.', '#', '~'])
+}
+
+/// The script files directly inside `dir`, sorted.
 pub fn script_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rhai") && p.is_file())
+        .filter(|p| is_script_file_name(p) && p.is_file())
         .collect();
     files.sort();
     Ok(files)

@@ -14,6 +14,9 @@ use crossbeam_channel::{Sender, TrySendError, bounded};
 /// A unit of work for a worker.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// Stack size of a worker: deeply nested scripts recurse on the native stack.
+pub const STACK_SIZE: usize = 8 << 20;
+
 /// The queue was full; the job was not accepted.
 #[derive(Debug)]
 pub struct QueueFull;
@@ -35,16 +38,14 @@ impl Pool {
         for i in 0..workers {
             let rx = rx.clone();
             let exit_tx = exit_tx.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("rhaibot-worker-{i}"))
-                // Deeply nested scripts recurse on the native stack; give them room.
-                .stack_size(8 << 20)
-                .spawn(move || {
+            let handle = std::thread::Builder::new().name(format!("rhaibot-worker-{i}")).stack_size(STACK_SIZE).spawn(
+                move || {
                     for job in rx.iter() {
                         job();
                     }
                     drop(exit_tx);
-                })?;
+                },
+            )?;
             threads.push(handle);
         }
         Ok(Pool { queue: RwLock::new(Some(tx)), exited: Mutex::new(exited), threads: Mutex::new(threads) })

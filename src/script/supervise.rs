@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -31,6 +31,24 @@ pub struct Supervisor {
     quarantined: AtomicBool,
     recent_failures: Mutex<VecDeque<Instant>>,
     policy: Quarantine,
+    /// Callbacks running now, by name: shutdown says which it had to abandon.
+    running: Mutex<Vec<Arc<str>>>,
+}
+
+/// Counts a callback as running while alive (see [`Supervisor::enter`]).
+#[must_use = "the callback counts as running while this guard lives"]
+pub struct Active<'s> {
+    supervisor: &'s Supervisor,
+    who: Arc<str>,
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        let mut running = self.supervisor.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = running.iter().position(|w| Arc::ptr_eq(w, &self.who)) {
+            running.swap_remove(i);
+        }
+    }
 }
 
 /// When a script is quarantined: `failures` failed callbacks within `window`.
@@ -72,7 +90,19 @@ impl Supervisor {
             quarantined: AtomicBool::new(false),
             recent_failures: Mutex::new(VecDeque::new()),
             policy,
+            running: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Marks the callback `who` as running until the guard drops.
+    pub fn enter(&self, who: &Arc<str>) -> Active<'_> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).push(who.clone());
+        Active { supervisor: self, who: who.clone() }
+    }
+
+    /// The callbacks running now.
+    pub fn running(&self) -> Vec<Arc<str>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Records a finished callback; returns true when this failure put the script into

@@ -15,7 +15,7 @@ use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 use tracing::{debug, info, warn};
 
-use super::{ScriptHost, script_files};
+use super::{ScriptHost, is_script_file_name, script_files};
 
 /// How long a file must be quiet before it is reloaded.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -70,9 +70,9 @@ pub fn watch(host: Arc<ScriptHost>, dirs: &[PathBuf]) -> Result<Watcher, String>
 struct Seen(HashMap<PathBuf, Option<u64>>);
 
 impl Seen {
-    /// Whether `path` is a `.rhai` file whose content (or existence) differs from last time.
+    /// Whether `path` is a script file whose content (or existence) differs from last time.
     fn changed(&mut self, path: &Path) -> bool {
-        if path.extension().is_none_or(|x| x != "rhai") {
+        if !is_script_file_name(path) {
             return false;
         }
         let now = std::fs::read(path).ok().map(|bytes| {
@@ -84,8 +84,9 @@ impl Seen {
     }
 }
 
-/// Reloads every script affected by the changed `paths`, each once.
-pub fn reload_changed(host: &ScriptHost, paths: &[PathBuf]) {
+/// Reloads every script affected by the changed `paths`, each once, each on a thread of its
+/// own: a top level that blocks holds up only its own file.
+pub fn reload_changed(host: &Arc<ScriptHost>, paths: &[PathBuf]) {
     let mut targets: Vec<PathBuf> = Vec::new();
     for path in paths {
         for t in host.affected_by(path) {
@@ -96,6 +97,10 @@ pub fn reload_changed(host: &ScriptHost, paths: &[PathBuf]) {
     }
     for t in targets {
         info!(file = %t.display(), "changed; reloading");
-        host.reload(&t);
+        let h = host.clone();
+        let thread = std::thread::Builder::new().name("rhaibot-load".into()).stack_size(super::pool::STACK_SIZE);
+        if let Err(e) = thread.spawn(move || h.reload(&t)) {
+            warn!("cannot start a reload thread: {e}");
+        }
     }
 }

@@ -104,26 +104,27 @@ impl Store {
     /// Opens the database file `path` with `clock`.
     pub fn open(path: &Path, clock: Clock) -> Result<Store, StorageError> {
         let fail = |message: String| StorageError::Open { path: path.to_owned(), message };
-        let conn = Connection::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(|e| fail(e.to_string()))?;
+        let conn = Connection::open(path).map_err(|e| fail(explain(&e, path, "cannot open")))?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(|e| fail(explain(&e, path, "cannot use")))?;
         // Reading the header first turns a corrupt or foreign file into a clear error.
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| {
-            fail(match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::NotADatabase) => {
-                    "not a SQLite database (corrupt or foreign file); move it away to start fresh".into()
-                }
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                    "locked by another process; stop it or use another data_dir".into()
-                }
-                _ => format!("cannot use: {e}"),
-            })
-        })?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| fail(explain(&e, path, "cannot use")))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(fail(format!("cannot switch to WAL mode (got {mode})")));
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(|e| fail(e.to_string()))?;
-        migrate(&conn).map_err(fail)?;
+            .map_err(|e| fail(explain(&e, path, "cannot use")))?;
+        // Damage past the header shows only when its page is read: find it now rather than as
+        // "malformed" errors in scripts later, and before a migration writes to the file.
+        // Reads the whole file, which is quick at a bot's sizes.
+        let problem = conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get::<_, String>(0))
+            .map_err(|e| fail(explain(&e, path, "cannot check")))?;
+        if problem != "ok" {
+            return Err(fail(corrupt(path, &problem)));
+        }
+        migrate(&conn, path).map_err(fail)?;
         Ok(Store { path: path.to_owned(), conn: Mutex::new(conn), clock })
     }
 
@@ -146,8 +147,9 @@ impl Store {
     }
 }
 
-fn migrate(conn: &Connection) -> Result<(), String> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+fn migrate(conn: &Connection, path: &Path) -> Result<(), String> {
+    let version: i64 =
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| explain(&e, path, "cannot read"))?;
     let version = usize::try_from(version).unwrap_or(usize::MAX);
     if version > MIGRATIONS.len() {
         return Err(format!(
@@ -157,9 +159,36 @@ fn migrate(conn: &Connection) -> Result<(), String> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let batch = format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1);
-        conn.execute_batch(&batch).map_err(|e| format!("migration {} failed: {e}", i + 1))?;
+        conn.execute_batch(&batch).map_err(|e| explain(&e, path, &format!("migration {} failed", i + 1)))?;
     }
     Ok(())
+}
+
+/// What an error while opening means for the user: corrupt and locked files get advice,
+/// anything else is `doing: error`.
+fn explain(e: &rusqlite::Error, path: &Path, doing: &str) -> String {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(NotADatabase) => corrupt(path, "not a SQLite database: a damaged header or another kind of file"),
+        Some(DatabaseCorrupt) => corrupt(path, &e.to_string()),
+        Some(DatabaseBusy | DatabaseLocked) => "locked by another process; stop it or use another data_dir".into(),
+        _ => format!("{doing}: {e}"),
+    }
+}
+
+/// The message for a damaged file: the first problem SQLite named, and what to do.
+fn corrupt(path: &Path, problem: &str) -> String {
+    // quick_check may start with a "*** in database main ***" heading line.
+    let first = problem.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("***")).unwrap_or(problem);
+    let first = match first.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &first[..cut]),
+        None => first.to_owned(),
+    };
+    format!(
+        "corrupt ({first}); restore it from a backup, or move it away to start with an empty store \
+         (`sqlite3 {} .recover | sqlite3 recovered.db` may save the data)",
+        path.display()
+    )
 }
 
 #[cfg(test)]
@@ -182,6 +211,32 @@ mod tests {
         let store = Store::open_in(dir.path()).unwrap();
         let v: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn damage_inside_the_file_is_found_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).unwrap();
+        let value = format!("\"{}\"", "v".repeat(1000));
+        for i in 0..200 {
+            store.kv_set("test", &format!("key{i}"), &value, None).unwrap();
+        }
+        let path = store.path().to_owned();
+        drop(store);
+        // Everything in the main file, so the damage below is not papered over by the WAL.
+        Connection::open(&path).unwrap().execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 8 * 4096, "the rows span several pages");
+        let mut x = 0x2545_f491_u32;
+        for b in &mut bytes[4096..5120] {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let e = Store::open_in(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("rhaibot.db") && e.contains("corrupt"), "{e}");
     }
 
     #[test]

@@ -117,3 +117,73 @@ fn sigterm_lets_the_callback_in_flight_finish_and_exits_0_and_status_shows_the_s
     assert!(exit.success(), "exit {exit:?}");
     assert!(stdout.contains("bot: finished"), "{stdout}");
 }
+
+/// Hardening 12: a failing call is logged at its own line, not at the `on(` that registered it.
+#[test]
+fn errors_are_logged_at_the_failing_call() {
+    let script = "// 1\n// 2\n// 3\n// 4\non(\"message\", |ev| {\n    if ev.text == \"a\" {\n        // 7\n        onebot::get_group_info(#{ group_id: \"x\" });\n    }\n    if ev.text == \"b\" {\n        kv::set(\"s\", \"t\");\n        kv::incr(\"s\");\n    }\n});\n";
+    let dir = BotDir::new(&[("p.rhai", script)]);
+    let out = run_with_stdin(&["run"], "a\nb\n", dir.path());
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("p.rhai:8:17: in on(\"message\"): uncaught error: onebot::get_group_info"), "{stderr}");
+    assert!(stderr.contains("p.rhai:12:13: in on(\"message\"): uncaught error: kv::incr"), "{stderr}");
+    assert!(!stderr.contains("p.rhai:5:1"), "{stderr}");
+}
+
+/// Hardening 16: a shutdown that abandons a running callback exits non-zero and names it.
+#[test]
+fn a_shutdown_that_abandons_a_callback_exits_non_zero_and_says_which() {
+    let spin = "on(\"message\", |ev| {\n    let t = timestamp();\n    while t.elapsed < 5.0 { }\n});\n";
+    let dir = BotDir::new(&[("spin.rhai", spin)])
+        .file("rhaibot.toml", "[limits]\ncallback_timeout_ms = 20000\nshutdown_timeout_ms = 200\n");
+    let out = run_with_stdin(&["run", "--config", "rhaibot.toml"], "go\n", dir.path());
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("abandoned: spin.rhai on(\"message\")"), "{stderr}");
+}
+
+/// Hardening 16: `rhaibot reload` says what it did, in English.
+#[test]
+fn reload_and_jobs_report_what_the_running_bot_has() {
+    let ticking = "every(100, || print(\"tick\"));\non(\"message\", |ev| ev.reply(\"hi\"));\n";
+    let dir = BotDir::new(&[("tick.rhai", ticking)]);
+    let mut bot = dir.spawn(&["run"]);
+    bot.wait_for_log("scripts loaded");
+    let reload = dir.run(&["reload", "tick"]);
+    assert_eq!(text(&reload.stdout).trim(), "tick: reloaded", "{}", text(&reload.stderr));
+    // An `every` job's next time moves with each run: shown as the bot has it, not as first planned.
+    for _ in 0..5 {
+        bot.wait_for_log("tick");
+    }
+    let before = chrono::Local::now();
+    let jobs = text(&dir.run(&["jobs"]).stdout);
+    let next = jobs.split("next ").nth(1).expect("a next time").trim();
+    let next = chrono::DateTime::parse_from_str(next, "%Y-%m-%d %H:%M:%S%.3f %:z").expect("a time");
+    assert!(next > before - chrono::TimeDelta::milliseconds(100), "{jobs}");
+    assert!(jobs.contains("tick.rhai  every#1  [every 100ms]"), "{jobs}");
+}
+
+/// Hardening 15: a database damaged inside is refused at start-up with a clear message.
+#[test]
+fn a_damaged_database_is_refused_at_start() {
+    let fill = "let v = \"x\";\nv.pad(1000, 'x');\nfor i in 0..200 { kv::set(`k${i}`, v); }\n";
+    let dir = BotDir::new(&[("k.rhai", fill)]);
+    let first = run_with_stdin(&["run"], "", dir.path());
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let db = dir.path().join("data/rhaibot.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    }
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 8192, "the data spans several pages");
+    for (i, b) in bytes[4096..5120].iter_mut().enumerate() {
+        *b = (i * 7 + 13) as u8;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let out = run_with_stdin(&["run"], "", dir.path());
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("rhaibot.db") && stderr.contains("corrupt"), "{stderr}");
+}

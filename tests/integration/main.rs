@@ -7,6 +7,7 @@ mod support;
 mod catalog;
 mod cli;
 mod examples;
+mod hardening;
 mod onebot_ws;
 mod reload;
 mod storage;

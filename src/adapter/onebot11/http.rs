@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,11 +13,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::session::preview;
 use super::{decode_event, decode_response, prepare_params};
-use crate::adapter::{Bot, CallError, EventSink};
-use crate::config::Secret;
+use crate::adapter::{Bot, CallError, EventSink, connection_id};
+use crate::config::{OneBotConfig, Secret};
 use crate::event::QuickSlot;
+use crate::logsafe::{RateLimit, preview};
 
 /// The HTTP API client of one bot.
 #[derive(Debug)]
@@ -80,54 +79,75 @@ struct Receiver {
     secret: Secret,
     max_body: usize,
     quick_timeout: Duration,
+    body_timeout: Duration,
+    /// The receiver is one source of events for deduplication.
+    via: u64,
+    warnings: Arc<std::sync::Mutex<RateLimit>>,
 }
 
 /// Serves the HTTP POST receiver on `listen` at `path` until `shutdown`.
 #[allow(clippy::too_many_arguments)]
 pub fn serve_post(
     bot: Arc<Bot>,
+    cfg: &OneBotConfig,
     listen: &str,
     path: &str,
     secret: Secret,
     quick_timeout: Duration,
-    max_body: usize,
     sink: EventSink,
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
     let listener = super::bind(&bot, listen)?;
-    let state = Receiver { bot, sink, secret, max_body, quick_timeout };
-    let app = axum::Router::new()
-        .route(path, axum::routing::post(receive))
-        .layer(axum::extract::DefaultBodyLimit::max(max_body.saturating_add(1)))
-        .with_state(state);
-    tasks.spawn(async move {
-        let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
-        if let Err(e) = serving.await {
-            warn!("HTTP POST receiver stopped: {e}");
-        }
-    });
+    let name = bot.name.clone();
+    let state = Receiver {
+        bot,
+        sink,
+        secret,
+        max_body: cfg.max_frame_bytes,
+        quick_timeout,
+        body_timeout: cfg.listener.header_timeout,
+        via: connection_id(),
+        warnings: Arc::new(std::sync::Mutex::new(RateLimit::per_connection())),
+    };
+    let app = axum::Router::new().route(path, axum::routing::post(receive)).with_state(state);
+    tasks.spawn(crate::adapter::listener::serve(name, listener, app, cfg.listener, shutdown));
     Ok(())
 }
 
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    if body.len() > r.max_body {
-        warn!(bot = %r.bot.name, size = body.len(), "oversized event body refused");
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-    }
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    let warnings = || r.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The body must arrive in time and in size, like the headers before it.
+    let body = match tokio::time::timeout(r.body_timeout, axum::body::to_bytes(body, r.max_body)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            crate::warn_limited!(warnings(), bot = %r.bot.name, limit = r.max_body, "event body too large or cut off; refused with 413 (max_frame_bytes)");
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        }
+        Err(_) => {
+            crate::warn_limited!(warnings(), bot = %r.bot.name, "event body did not arrive in time; refused with 408");
+            return StatusCode::REQUEST_TIMEOUT.into_response();
+        }
+    };
     if !r.secret.0.is_empty() && !signature_ok(&r.secret.0, &headers, &body) {
-        warn!(bot = %r.bot.name, "event with a missing or wrong X-Signature refused");
+        crate::warn_limited!(warnings(), bot = %r.bot.name, "event with a missing or wrong X-Signature refused");
         return StatusCode::FORBIDDEN.into_response();
     }
     let raw: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) if v.get("post_type").is_some() => v,
         Ok(_) | Err(_) => {
-            warn!(bot = %r.bot.name, "POST body is not a OneBot event, skipped: {}", preview(&body));
+            crate::warn_limited!(warnings(), bot = %r.bot.name, "POST body is not a OneBot event, skipped: {}", preview(&body));
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+    };
+    let mut ev = match decode_event(&r.bot, raw, r.via) {
+        Ok(ev) => ev,
+        Err(e) => {
+            crate::warn_limited!(warnings(), bot = %r.bot.name, "{e}; skipped");
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
     let (done, ops) = tokio::sync::oneshot::channel();
-    let mut ev = decode_event(&r.bot, raw);
     ev.quick = Some(QuickSlot::new(done));
     (r.sink)(ev);
     // The answer goes when every callback is done with the event (or no script wanted it).

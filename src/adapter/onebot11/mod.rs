@@ -17,45 +17,47 @@ use serde_json::{Value, json};
 
 use super::{Bot, Call, CallError, EventSink};
 use crate::config::{HttpEvents, OneBotConfig, OneBotTransport};
-use crate::event::Event;
+use crate::event::{Event, Identity, hash_id, is_name_part};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Starts a OneBot 11 bot's transport. `calls` is the bot's call channel for the socket
-/// transports (`None` for HTTP, whose calls are requests made by the caller).
+/// How a OneBot 11 bot's calls reach its connections.
+#[derive(Debug)]
+pub enum Wiring {
+    /// The forward WebSocket task takes them from this channel.
+    Channel(mpsc::Receiver<Call>),
+    /// The reverse WebSocket listener routes them to the account's connection.
+    Accounts(Arc<reverse::Accounts>),
+    /// They are HTTP requests the caller makes.
+    Http,
+}
+
+/// Starts a OneBot 11 bot's transport.
 pub fn start(
     bot: Arc<Bot>,
     cfg: OneBotConfig,
-    calls: Option<mpsc::Receiver<Call>>,
+    wiring: Wiring,
     sink: EventSink,
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
-    match (cfg.transport.clone(), calls) {
-        (OneBotTransport::Ws { url, split }, Some(calls)) => {
+    match (cfg.transport.clone(), wiring) {
+        (OneBotTransport::Ws { url, split }, Wiring::Channel(calls)) => {
             ws::spawn(bot, cfg, url, split, calls, sink, shutdown, tasks)
         }
-        (OneBotTransport::ReverseWs { listen, self_id }, Some(calls)) => {
-            reverse::serve(bot, cfg, &listen, self_id, calls, sink, shutdown, tasks)?
+        (OneBotTransport::ReverseWs { listen, self_id }, Wiring::Accounts(accounts)) => {
+            reverse::serve(bot, cfg, &listen, self_id, accounts, sink, shutdown, tasks)?
         }
         (OneBotTransport::Http { url, events }, _) => match events {
             HttpEvents::None => {}
             HttpEvents::Sse => {
                 tasks.spawn(sse::run(bot, cfg, url, sink, shutdown));
             }
-            HttpEvents::Post { listen, path, secret, quick_timeout } => http::serve_post(
-                bot,
-                &listen,
-                &path,
-                secret,
-                quick_timeout,
-                cfg.max_frame_bytes,
-                sink,
-                shutdown,
-                tasks,
-            )?,
+            HttpEvents::Post { listen, path, secret, quick_timeout } => {
+                http::serve_post(bot, &cfg, &listen, &path, secret, quick_timeout, sink, shutdown, tasks)?
+            }
         },
-        (_, None) => tracing::error!(bot = %bot.name, "socket transport without a call channel"),
+        (_, wiring) => tracing::error!(bot = %bot.name, ?wiring, "transport and call wiring do not match"),
     }
     Ok(())
 }
@@ -113,16 +115,43 @@ pub fn decode_response(mut v: Value) -> Result<Value, (i64, String)> {
         .iter()
         .filter_map(|k| v.get(*k).and_then(Value::as_str))
         .find(|s| !s.is_empty())
-        .unwrap_or("no error message given")
-        .to_owned();
+        .unwrap_or("no error message given");
+    // It reaches logs: control characters from the wire are escaped.
+    let message = crate::logsafe::escape(message).into_owned();
     Err((if retcode == 0 { -1 } else { retcode }, message))
+}
+
+/// An event object that breaks the protocol's rules: logged (once per kind, rate-limited) and
+/// not delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("malformed {post_type} event: {problem}")]
+pub struct Malformed {
+    /// The event's `post_type` (escaped, shortened).
+    pub post_type: String,
+    /// What is wrong.
+    pub problem: String,
 }
 
 /// Turns a OneBot 11 event object into an [`Event`]. The native name is
 /// `post_type.<detail>[.sub_type]`, where `<detail>` is `message_type`, `notice_type`,
-/// `request_type` or `meta_event_type`.
-pub fn decode_event(bot: &Arc<Bot>, mut raw: Value) -> Event {
-    let post_type = raw.get("post_type").and_then(Value::as_str).unwrap_or("unknown");
+/// `request_type` or `meta_event_type`. `via` names the connection that delivered it.
+///
+/// Fields the protocol requires are checked here, so a script never sees, say, a group
+/// message without a group: name parts must be short identifiers; messages need `user_id`
+/// (and `group_id` in a group); requests need a `flag`; `group_*` notices need `group_id`.
+pub fn decode_event(bot: &Arc<Bot>, mut raw: Value, via: u64) -> Result<Event, Malformed> {
+    let malformed =
+        |post_type: &str, problem: String| Malformed { post_type: crate::logsafe::short(post_type), problem };
+    let post_type = match raw.get("post_type") {
+        Some(Value::String(p)) if is_name_part(p) => p.as_str(),
+        Some(other) => {
+            return Err(malformed(
+                "?",
+                format!("post_type {} is not a short name", crate::logsafe::short(&other.to_string())),
+            ));
+        }
+        None => return Err(malformed("?", "no post_type".into())),
+    };
     let detail_key = match post_type {
         "message" | "message_sent" => Some("message_type"),
         "notice" => Some("notice_type"),
@@ -132,12 +161,40 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value) -> Event {
     };
     let mut name = post_type.to_owned();
     for key in detail_key.into_iter().chain(Some("sub_type")) {
-        if let Some(part) = raw.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()) {
-            name.push('.');
-            name.push_str(part);
+        match raw.get(key) {
+            Some(Value::String(part)) if is_name_part(part) => {
+                name.push('.');
+                name.push_str(part);
+            }
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(other) => {
+                let shown = crate::logsafe::short(&other.to_string());
+                return Err(malformed(post_type, format!("{key} {shown} is not a short name")));
+            }
         }
     }
     let is_message = matches!(post_type, "message" | "message_sent");
+    let has = |k: &str| raw.get(k).is_some_and(|v| v.is_number() || v.as_str().is_some_and(|s| !s.is_empty()));
+    let message_type = raw.get("message_type").and_then(Value::as_str);
+    let missing = match post_type {
+        _ if is_message && message_type.is_none() => Some("message_type"),
+        _ if is_message && !has("user_id") => Some("user_id"),
+        _ if is_message && message_type == Some("group") && !has("group_id") => Some("group_id"),
+        _ if is_message && raw.get("message").is_none() => Some("message"),
+        "request" if !has("flag") => Some("flag"),
+        "notice"
+            if raw.get("notice_type").and_then(Value::as_str).is_some_and(|t| t.starts_with("group_"))
+                && !has("group_id") =>
+        {
+            Some("group_id")
+        }
+        _ => None,
+    };
+    if let Some(field) = missing {
+        return Err(malformed(post_type, format!("`{name}` has no {field}")));
+    }
+    let identity = identity(&raw, post_type);
     // A CQ-string message is parsed once here; array messages stay in `raw` untouched.
     let parsed = match raw.get_mut("message") {
         Some(Value::String(s)) if is_message => Some(Value::Array(cq::parse(s))),
@@ -157,13 +214,13 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value) -> Event {
         Some(Value::Array(segs)) if is_message => mentions(segs, self_id),
         _ => (false, Value::Null),
     };
-    let dedup_key = dedup_key(&raw);
     let mut ev = Event::new(bot.clone(), name, &[], raw);
     // Leading and trailing blanks (left around an @-mention) are not part of what was said.
     ev.text = text.trim().to_owned();
     ev.at_me = at_me;
     ev.reply_to = reply_to;
-    ev.dedup_key = dedup_key;
+    ev.identity = identity;
+    ev.via = via;
     ev.user_id = user_id;
     ev.group_id = group_id;
     ev.message_id = message_id;
@@ -172,7 +229,7 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value) -> Event {
         ev.segments_at = "/message";
         ev.sender_at = "/sender";
     }
-    ev
+    Ok(ev)
 }
 
 /// Whether `segs` @-mention `self_id`, and the id of the message they reply to.
@@ -196,40 +253,36 @@ fn mentions(segs: &[Value], self_id: i64) -> (bool, Value) {
     (at_me, reply_to)
 }
 
-/// The same event delivered twice (two transports, a resend) hashes to the same key: a
-/// message by its id, anything else by the fields that identify it.
-fn dedup_key(raw: &Value) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    let post_type = raw.get("post_type").and_then(Value::as_str).unwrap_or_default();
-    let fields: &[&str] = match post_type {
-        "message" | "message_sent" => &["self_id", "message_id", "message_type"],
-        _ => &[
-            "self_id",
-            "time",
-            "meta_event_type",
-            "notice_type",
-            "request_type",
-            "sub_type",
-            "user_id",
-            "group_id",
-            "operator_id",
-            "target_id",
-            "message_id",
-            "flag",
-            "duration",
-        ],
-    };
-    post_type.hash(&mut h);
-    for f in fields {
-        match raw.get(*f) {
-            Some(Value::Number(n)) => (f, n.as_i64(), n.as_u64()).hash(&mut h),
-            Some(Value::String(s)) => (f, s).hash(&mut h),
-            Some(other) => (f, other.to_string()).hash(&mut h),
-            None => {}
+/// How the event is recognised when delivered twice: a message by its account and id (`123`
+/// and `"123"` alike); meta events never; anything else by its whole content.
+fn identity(raw: &Value, post_type: &str) -> Identity {
+    use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+    let mut h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    match post_type {
+        "meta_event" => Identity::None,
+        "message" | "message_sent" if raw.get("message_id").is_some_and(|id| !id.is_null()) => {
+            post_type.hash(&mut h);
+            for key in ["self_id", "message_type", "message_id"] {
+                hash_id(raw.get(key).unwrap_or(&Value::Null), &mut h);
+            }
+            Identity::Id(h.finish())
+        }
+        _ => {
+            // Objects serialise with sorted keys: equal content, equal bytes.
+            struct Feed<'h, H>(&'h mut H);
+            impl<H: Hasher> std::io::Write for Feed<'_, H> {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    self.0.write(buf);
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let _ = serde_json::to_writer(Feed(&mut h), raw);
+            Identity::Content(h.finish())
         }
     }
-    h.finish().max(1)
 }
 
 /// Turns a script's message value into the array form every implementation accepts:
@@ -265,10 +318,7 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
     if !ev.user_id.is_null() {
         return Ok(("send_private_msg", json!({"user_id": ev.user_id, "message": message})));
     }
-    Err(CallError::Invalid {
-        action: "reply".into(),
-        reason: format!("event `{}` has no group or user to reply to", ev.name),
-    })
+    Err(CallError::NoTarget { event: ev.name.clone() })
 }
 
 #[cfg(test)]
@@ -280,43 +330,82 @@ mod tests {
         Bot::detached("t", Protocol::OneBot11)
     }
 
+    fn decode(raw: Value) -> Event {
+        decode_event(&bot(), raw, 1).expect("a well-formed event")
+    }
+
     #[test]
     fn names_events_and_reads_cq_strings() {
-        let ev = decode_event(
-            &bot(),
-            json!({"post_type": "message", "message_type": "group", "sub_type": "normal",
+        let ev = decode(json!({"post_type": "message", "message_type": "group", "sub_type": "normal",
                    "group_id": 5, "user_id": 7, "message_id": 9, "message": "hi [CQ:face,id=1]",
-                   "sender": {"nickname": "n"}}),
-        );
+                   "sender": {"nickname": "n"}}));
         assert_eq!(ev.name, "message.group.normal");
         assert_eq!(ev.keys(), ["message_group_normal", "message_group", "message"]);
         assert_eq!(ev.text, "hi");
         assert_eq!(ev.segments()[1]["type"], "face");
         assert_eq!(ev.sender()["nickname"], "n");
-        let ev = decode_event(&bot(), json!({"post_type": "notice", "notice_type": "notify", "sub_type": "poke"}));
+        let ev = decode(json!({"post_type": "notice", "notice_type": "notify", "sub_type": "poke"}));
         assert_eq!(ev.name, "notice.notify.poke");
         assert!(ev.segments().is_null());
     }
 
     #[test]
     fn at_me_and_reply_are_read_from_segments() {
-        let ev = decode_event(
-            &bot(),
-            json!({"post_type": "message", "message_type": "group", "self_id": 99, "group_id": 1, "user_id": 2,
-                   "message": "[CQ:reply,id=55][CQ:at,qq=99] ping "}),
-        );
+        let ev =
+            decode(json!({"post_type": "message", "message_type": "group", "self_id": 99, "group_id": 1, "user_id": 2,
+                   "message": "[CQ:reply,id=55][CQ:at,qq=99] ping "}));
         assert!(ev.at_me);
         assert_eq!(ev.reply_to, json!(55));
         assert_eq!(ev.text, "ping");
     }
 
     #[test]
-    fn the_same_event_twice_has_the_same_key() {
+    fn the_same_event_twice_has_the_same_identity() {
         let a = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 7, "time": 1});
-        let b = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 7, "time": 2});
+        let b = json!({"post_type": "message", "message_type": "group", "self_id": "1", "message_id": "7", "time": 2});
         let c = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 8, "time": 1});
-        assert_eq!(dedup_key(&a), dedup_key(&b));
-        assert_ne!(dedup_key(&a), dedup_key(&c));
+        assert_eq!(identity(&a, "message"), identity(&b, "message"), "ids as numbers or strings are one id");
+        assert_ne!(identity(&a, "message"), identity(&c, "message"));
+        let poke = |target: i64| json!({"post_type": "notice", "notice_type": "notify", "sub_type": "poke", "time": 1, "target_id": target});
+        assert!(matches!(identity(&poke(1), "notice"), Identity::Content(_)));
+        assert_eq!(identity(&poke(1), "notice"), identity(&poke(1), "notice"));
+        assert_ne!(identity(&poke(1), "notice"), identity(&poke(2), "notice"));
+        assert_eq!(identity(&json!({"post_type": "meta_event"}), "meta_event"), Identity::None);
+    }
+
+    #[test]
+    fn names_from_the_wire_are_bounded_and_checked() {
+        // 400,000 characters of dots once cost memory and time with the square of the length.
+        let dots = json!({"time": 1, "self_id": 10001, "post_type": "a.".repeat(200_000)});
+        assert!(decode_event(&bot(), dots, 1).is_err());
+        let bad_sub = json!({"post_type": "notice", "notice_type": "notify", "sub_type": "x\n2026 ERROR forged"});
+        let e = decode_event(&bot(), bad_sub, 1).expect_err("malformed");
+        assert!(!e.to_string().contains('\n'), "escaped for the log: {e}");
+        assert!(decode_event(&bot(), json!({"post_type": 5}), 1).is_err());
+        assert!(decode_event(&bot(), json!({"post_type": "notice", "notice_type": ["x"]}), 1).is_err());
+    }
+
+    #[test]
+    fn required_fields_are_checked_at_decode() {
+        let group = |extra: Value| {
+            let mut v = json!({"post_type": "message", "message_type": "group", "message": "hi", "message_id": 1});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            decode_event(&bot(), v, 1)
+        };
+        assert!(group(json!({"user_id": 2})).is_err(), "a group message without a group");
+        assert!(group(json!({"group_id": 3})).is_err(), "a message without a sender");
+        assert!(group(json!({"group_id": 3, "user_id": 2})).is_ok());
+        assert!(
+            decode_event(&bot(), json!({"post_type": "request", "request_type": "friend", "user_id": 2}), 1).is_err()
+        );
+        let recall = json!({"post_type": "notice", "notice_type": "group_recall", "user_id": 2, "message_id": 1});
+        assert!(decode_event(&bot(), recall, 1).is_err());
+    }
+
+    #[test]
+    fn a_reply_without_a_target_is_its_own_error() {
+        let ev = decode(json!({"post_type": "notice", "notice_type": "notify", "sub_type": "poke"}));
+        assert!(matches!(reply_call(&ev, json!("x")), Err(CallError::NoTarget { .. })));
     }
 
     #[test]
@@ -329,7 +418,7 @@ mod tests {
 
     #[test]
     fn message_sent_never_looks_like_message() {
-        let ev = decode_event(&bot(), json!({"post_type": "message_sent", "message_type": "private", "message": []}));
+        let ev = decode(json!({"post_type": "message_sent", "message_type": "private", "user_id": 1, "message": []}));
         assert!(!ev.keys().iter().any(|k| k == "message"));
     }
 
@@ -347,12 +436,98 @@ mod tests {
 
     #[test]
     fn replies_go_where_the_event_came_from() {
-        let ev = decode_event(
-            &bot(),
-            json!({"post_type": "message", "message_type": "private", "user_id": 7, "message": []}),
-        );
+        let ev = decode(json!({"post_type": "message", "message_type": "private", "user_id": 7, "message": []}));
         let (action, params) = reply_call(&ev, json!("pong")).unwrap();
         assert_eq!(action, "send_private_msg");
         assert_eq!(params, json!({"user_id": 7, "message": [{"type": "text", "data": {"text": "pong"}}]}));
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels, with the keys decoders look at most likely.
+        fn json() -> impl Strategy<Value = Value> {
+            let key = prop_oneof![
+                Just("post_type".to_owned()),
+                Just("message_type".to_owned()),
+                Just("notice_type".to_owned()),
+                Just("sub_type".to_owned()),
+                Just("message".to_owned()),
+                Just("user_id".to_owned()),
+                Just("group_id".to_owned()),
+                Just("message_id".to_owned()),
+                Just("echo".to_owned()),
+                Just("retcode".to_owned()),
+                Just("status".to_owned()),
+                Just("data".to_owned()),
+                "[a-z_.]{0,12}",
+            ];
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+                prop_oneof![
+                    Just("message".to_owned()),
+                    Just("group".to_owned()),
+                    Just("notice".to_owned()),
+                    Just("a.a.a".to_owned()),
+                    ".*",
+                    "\\[CQ:[a-z]{0,5}(,[a-z]{0,3}=[^\\]]{0,5}){0,3}\\]",
+                ]
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 64, 8, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(key.clone(), inner, 0..8)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic_a_frame_decoder(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                    decode_any(v);
+                }
+            }
+
+            #[test]
+            fn arbitrary_json_never_panics_and_keys_stay_bounded(v in json()) {
+                decode_any(v.clone());
+                let mut event = v;
+                if let Some(map) = event.as_object_mut() {
+                    map.entry("post_type").or_insert(json!("message"));
+                }
+                decode_any(event);
+            }
+
+            #[test]
+            fn arbitrary_cq_strings_parse_without_panic_into_bounded_output(s in ".{0,200}|(\\[CQ:[a-z,=&#;\\[\\]]{0,30}){0,5}") {
+                let segs = cq::parse(&s);
+                prop_assert!(segs.len() <= s.len() + 1);
+                let _ = cq::plain_text(&segs);
+                let _ = cq::format(&segs);
+            }
+        }
+
+        /// Runs every decoder a frame can reach, as the session does.
+        fn decode_any(v: Value) {
+            let _ = decode_response(v.clone());
+            match classify(v) {
+                Frame::Event(raw) => {
+                    if let Ok(ev) = decode_event(&bot(), raw, 1) {
+                        assert!(ev.keys().len() <= crate::event::MAX_NAME_PARTS + 1);
+                        let _ = ev.segments();
+                        let _ = reply_call(&ev, json!("x"));
+                    }
+                }
+                Frame::Response { .. } | Frame::Unknown(_) => {}
+            }
+        }
     }
 }

@@ -3,7 +3,15 @@
 //! who it is in `X-Self-ID`. With an access token configured, `Authorization: Bearer <token>`
 //! (or `?access_token=`) must match: a missing token gets 401, a wrong one 403, before the
 //! upgrade. Without one, anything is accepted (LLBot and NapCat then send a bare `Bearer `).
+//!
+//! Several accounts may connect to one listener. Each account (by `X-Self-ID`; a connection
+//! without one is an account of its own) gets its own bot handle: its events carry it, so calls
+//! made while handling them go back to the same account, and `bot(self_id)` picks it. An
+//! account's `API` and `Event` connections pair up; a newer connection of the same role
+//! replaces the older one. The configured bot's handle reaches the one connected account, and
+//! says so when several are connected.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -16,8 +24,144 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::session::{self, End, Incoming};
-use crate::adapter::{Bot, Call, EventSink};
+use crate::adapter::{Bot, Call, EventSink, Route, connection_id};
 use crate::config::OneBotConfig;
+
+/// The accounts connected to one reverse WebSocket listener, and where their calls go.
+#[derive(Debug, Default)]
+pub struct Accounts {
+    by_key: Mutex<HashMap<Key, Account>>,
+    /// The configured bot, whose name and settings each account's handle copies.
+    template: std::sync::OnceLock<std::sync::Weak<Bot>>,
+}
+
+/// Who an account is: its `X-Self-ID`, or for a connection without one, the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    SelfId(i64),
+    Connection(u64),
+}
+
+#[derive(Debug)]
+struct Account {
+    handle: Arc<Bot>,
+    route: Arc<AccountRoute>,
+    /// Live connections by role, newest per role: id, close token, where its calls go.
+    roles: HashMap<Role, (u64, CancellationToken, mpsc::Sender<Call>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Role {
+    Universal,
+    Api,
+    Event,
+}
+
+impl Role {
+    fn parse(header: Option<&str>) -> Role {
+        match header.map(str::to_ascii_lowercase).as_deref() {
+            Some("api") => Role::Api,
+            Some("event") => Role::Event,
+            _ => Role::Universal,
+        }
+    }
+
+    fn takes_calls(self) -> bool {
+        self != Role::Event
+    }
+}
+
+/// Where one account's calls go: the newest connection of it that takes calls.
+#[derive(Debug, Default)]
+struct AccountRoute(Mutex<Option<(u64, mpsc::Sender<Call>)>>);
+
+impl Route for AccountRoute {
+    fn sender(&self) -> Result<mpsc::Sender<Call>, String> {
+        match &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((_, tx)) => Ok(tx.clone()),
+            None => Err("no API connection of this account is open".into()),
+        }
+    }
+}
+
+impl Route for Accounts {
+    fn sender(&self) -> Result<mpsc::Sender<Call>, String> {
+        let accounts = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = accounts.values().filter_map(|a| a.route.sender().ok());
+        match (open.next(), open.next()) {
+            (Some(tx), None) => Ok(tx),
+            (None, _) => Err("no implementation is connected".into()),
+            (Some(_), Some(_)) => Err(format!(
+                "{} accounts are connected; outside an event callback pick one with bot(self_id)",
+                accounts.len()
+            )),
+        }
+    }
+
+    fn accounts(&self) -> Vec<Arc<Bot>> {
+        self.by_key.lock().unwrap_or_else(PoisonError::into_inner).values().map(|a| a.handle.clone()).collect()
+    }
+}
+
+impl Accounts {
+    /// Remembers the configured bot; accounts copy its name and call timeout.
+    pub fn set_template(&self, bot: &Arc<Bot>) {
+        let _ = self.template.set(Arc::downgrade(bot));
+    }
+
+    /// Registers a new connection of `key` in `role`: returns the account's handle and the
+    /// connection's close token. A connection of the same role it replaces is closed.
+    fn join(
+        &self,
+        key: Key,
+        role: Role,
+        conn: u64,
+        calls: mpsc::Sender<Call>,
+        parent: &CancellationToken,
+    ) -> Option<(Arc<Bot>, CancellationToken)> {
+        let template = self.template.get().and_then(std::sync::Weak::upgrade)?;
+        let mut accounts = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
+        let account = accounts.entry(key).or_insert_with(|| {
+            let route = Arc::new(AccountRoute::default());
+            let handle = Arc::new(Bot::routed(&template, route.clone()));
+            if let Key::SelfId(id) = key {
+                handle.self_id.store(id, std::sync::atomic::Ordering::Relaxed);
+            }
+            Account { handle, route, roles: HashMap::new() }
+        });
+        let close = parent.child_token();
+        if let Some((old, old_close, _)) = account.roles.insert(role, (conn, close.clone(), calls.clone())) {
+            warn!(bot = %template.name, ?role, ?key, "a newer connection of this account replaces connection {old}");
+            old_close.cancel();
+        }
+        if role.takes_calls() {
+            *account.route.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((conn, calls));
+        }
+        Some((account.handle.clone(), close))
+    }
+
+    /// Forgets a closed connection; the account goes with its last connection.
+    fn leave(&self, key: Key, role: Role, conn: u64) {
+        let mut accounts = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(account) = accounts.get_mut(&key) else { return };
+        if account.roles.get(&role).is_some_and(|(id, _, _)| *id == conn) {
+            account.roles.remove(&role);
+        }
+        let mut route = account.route.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if route.as_ref().is_some_and(|(id, _)| *id == conn) {
+            // Calls go to the account's other connection that takes them, if one is left.
+            *route = account
+                .roles
+                .iter()
+                .find(|(role, _)| role.takes_calls())
+                .map(|(_, (id, _, calls))| (*id, calls.clone()));
+        }
+        drop(route);
+        if account.roles.is_empty() {
+            accounts.remove(&key);
+        }
+    }
+}
 
 #[derive(Clone)]
 struct Server {
@@ -26,59 +170,38 @@ struct Server {
     self_id: Option<i64>,
     sink: EventSink,
     shutdown: CancellationToken,
-    /// Where calls go: the newest connection that takes them (Universal or API).
-    api: Arc<Mutex<Option<mpsc::Sender<Call>>>>,
+    accounts: Arc<Accounts>,
 }
 
-/// Listens on `listen` and routes the bot's `calls` to the current API-capable connection.
+/// Listens on `listen` and serves every account that connects.
 #[allow(clippy::too_many_arguments)]
 pub fn serve(
     bot: Arc<Bot>,
     cfg: OneBotConfig,
     listen: &str,
     self_id: Option<i64>,
-    mut calls: mpsc::Receiver<Call>,
+    accounts: Arc<Accounts>,
     sink: EventSink,
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
     let listener = super::bind(&bot, listen)?;
-    let api: Arc<Mutex<Option<mpsc::Sender<Call>>>> = Arc::default();
-    let server = Server { bot: bot.clone(), cfg, self_id, sink, shutdown: shutdown.clone(), api: api.clone() };
+    accounts.set_template(&bot);
+    let guard = cfg.listener;
+    let name = bot.name.clone();
+    let server = Server { bot, cfg, self_id, sink, shutdown: shutdown.clone(), accounts };
     let app = axum::Router::new()
         .route("/", axum::routing::any(upgrade))
         .route("/{*path}", axum::routing::any(upgrade))
         .with_state(server);
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-            warn!("reverse WebSocket server stopped: {e}");
-        }
-    });
-    tasks.spawn(async move {
-        loop {
-            let call = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                call = calls.recv() => match call { Some(c) => c, None => return },
-            };
-            let target = api.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            match target {
-                Some(tx) => {
-                    if let Err(mpsc::error::SendError(call)) = tx.send(call).await {
-                        session::fail(call.reply, &call.action, &bot);
-                    }
-                }
-                None => session::fail(call.reply, &call.action, &bot),
-            }
-        }
-    });
+    tasks.spawn(crate::adapter::listener::serve(name, listener, app, guard, shutdown));
     Ok(())
 }
 
 async fn upgrade(
     State(server): State<Server>,
     headers: HeaderMap,
-    Query(query): Query<std::collections::HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
@@ -105,14 +228,17 @@ async fn upgrade(
         warn!(bot = %server.bot.name, ?self_id, expected, "reverse WebSocket refused: another account");
         return StatusCode::FORBIDDEN.into_response();
     }
-    let role = header("x-client-role").unwrap_or("Universal").to_ascii_lowercase();
+    let role = Role::parse(header("x-client-role"));
     let backstop = server.cfg.max_frame_bytes.saturating_mul(4).max(64 << 20);
     ws.max_message_size(backstop).on_upgrade(move |socket| connection(server, socket, role, self_id))
 }
 
-async fn connection(server: Server, socket: WebSocket, role: String, self_id: Option<i64>) {
-    let bot = &server.bot;
-    info!(bot = %bot.name, %role, ?self_id, "reverse WebSocket connected");
+async fn connection(server: Server, socket: WebSocket, role: Role, self_id: Option<i64>) {
+    let conn = connection_id();
+    let key = self_id.map_or(Key::Connection(conn), Key::SelfId);
+    let (call_tx, mut call_rx) = mpsc::channel(1024);
+    let Some((account, close)) = server.accounts.join(key, role, conn, call_tx, &server.shutdown) else { return };
+    info!(bot = %account.name, ?role, ?self_id, conn, "reverse WebSocket connected");
     let (tx, rx) = socket.split();
     let tx = Box::pin(tx.with(|text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) }));
     let rx = rx.map(|m| match m {
@@ -122,21 +248,16 @@ async fn connection(server: Server, socket: WebSocket, role: String, self_id: Op
         Ok(_) => Incoming::Alive,
         Err(e) => Incoming::Closed(e.to_string()),
     });
-    let takes_calls = role != "event";
-    let (call_tx, mut call_rx) = mpsc::channel(1024);
-    if takes_calls {
-        *server.api.lock().unwrap_or_else(PoisonError::into_inner) = Some(call_tx.clone());
-    }
-    let calls = takes_calls.then_some(&mut call_rx);
-    let end = session::run(bot, server.cfg.max_frame_bytes, rx, tx, calls, &server.sink, &server.shutdown, || {}).await;
-    if takes_calls {
-        let mut api = server.api.lock().unwrap_or_else(PoisonError::into_inner);
-        if api.as_ref().is_some_and(|current| current.same_channel(&call_tx)) {
-            *api = None;
-        }
+    let calls = role.takes_calls().then_some(&mut call_rx);
+    let end = session::run(&account, server.cfg.max_frame_bytes, rx, tx, calls, &server.sink, &close, || {}).await;
+    server.accounts.leave(key, role, conn);
+    // Calls routed here that the session never took fail now rather than at their timeout.
+    call_rx.close();
+    while let Ok(call) = call_rx.try_recv() {
+        session::fail(call.reply, &call.action, &account);
     }
     if let End::Lost(why) = end {
-        warn!(bot = %bot.name, %role, "reverse WebSocket closed: {why}");
+        warn!(bot = %account.name, ?role, conn, "reverse WebSocket closed: {why}");
     }
 }
 

@@ -15,10 +15,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use super::{Frame, classify, decode_event, prepare_params};
-use crate::adapter::{Bot, Call, CallError, EventSink, Reply};
+use crate::adapter::{Bot, Call, CallError, EventSink, Reply, connection_id};
+use crate::logsafe::RateLimit;
+pub use crate::logsafe::preview;
 
 /// What the socket delivered.
 pub enum Incoming {
@@ -66,6 +67,8 @@ where
     K::Error: Display,
 {
     let mut pending = Pending::new();
+    let via = connection_id();
+    let mut warnings = RateLimit::per_connection();
     let mut next_echo = 0u64;
     let mut heartbeat: Option<Duration> = None;
     let mut last_frame = Instant::now();
@@ -110,38 +113,53 @@ where
                     expire(bot, &mut pending);
                 }
                 // Calls that queued up meanwhile go out together: one write for the batch.
-                let mut sent = Ok(());
-                for written in 1.. {
-                    next_echo += 1;
-                    let frame = encode_call(&call.action, &prepare_params(call.params), next_echo);
-                    pending.insert(next_echo, (call.action, call.reply, Instant::now()));
-                    sent = tx.feed(frame).await;
-                    if sent.is_err() || written == WRITE_BATCH {
-                        break;
+                let batch = async {
+                    for written in 1.. {
+                        if call.given_up(std::time::Instant::now()) {
+                            // The caller saw it fail already: never send it late.
+                            call.reply.send(Err(CallError::Timeout { action: call.action, timeout: bot.call_timeout }));
+                        } else {
+                            next_echo += 1;
+                            let frame = encode_call(&call.action, &prepare_params(call.params), next_echo);
+                            pending.insert(next_echo, (call.action, call.reply, Instant::now()));
+                            tx.feed(frame).await?;
+                        }
+                        if written == WRITE_BATCH {
+                            break;
+                        }
+                        match calls.as_deref_mut().map(|c| c.try_recv()) {
+                            Some(Ok(more)) => call = more,
+                            _ => break,
+                        }
                     }
-                    match calls.as_deref_mut().map(|c| c.try_recv()) {
-                        Some(Ok(more)) => call = more,
-                        _ => break,
-                    }
+                    tx.flush().await
+                };
+                // A peer that stopped reading blocks the write: give up on the connection by the
+                // write timeout, or sooner when the watchdog would have fired meanwhile.
+                let mut write_by = Instant::now() + bot.call_timeout;
+                if let Some(interval) = heartbeat {
+                    write_by = write_by.min(last_frame + interval * 3);
                 }
-                if let Err(e) = sent.and(tx.flush().await) {
-                    break End::Lost(format!("send failed: {e}"));
+                match tokio::time::timeout_at(write_by, batch).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break End::Lost(format!("send failed: {}", crate::logsafe::short(&e.to_string()))),
+                    Err(_) => break End::Lost("a write stalled: the other end stopped reading".into()),
                 }
             }
             frame = rx.next() => {
                 let bytes = match frame {
                     None => break End::Lost("closed by the other end".into()),
-                    Some(Incoming::Closed(why)) => break End::Lost(why),
+                    Some(Incoming::Closed(why)) => break End::Lost(crate::logsafe::short(&why)),
                     Some(Incoming::Alive) => { last_frame = Instant::now(); continue; }
                     Some(Incoming::Data(bytes)) => bytes,
                 };
                 last_frame = Instant::now();
                 on_frame();
                 if bytes.len() > max_frame_bytes {
-                    warn!(bot = %bot.name, size = bytes.len(), limit = max_frame_bytes, "oversized frame skipped");
+                    crate::warn_limited!(warnings, bot = %bot.name, size = bytes.len(), limit = max_frame_bytes, "oversized frame skipped");
                     continue;
                 }
-                handle_frame(bot, &bytes, &mut pending, &mut heartbeat, sink);
+                handle_frame(bot, &bytes, &mut pending, &mut heartbeat, sink, via, &mut warnings);
             }
         }
     };
@@ -184,11 +202,13 @@ fn handle_frame(
     pending: &mut Pending,
     heartbeat: &mut Option<Duration>,
     sink: &EventSink,
+    via: u64,
+    warnings: &mut RateLimit,
 ) {
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
-            warn!(bot = %bot.name, "malformed frame skipped: {e}: {}", preview(bytes));
+            crate::warn_limited!(warnings, bot = %bot.name, "malformed frame skipped: {e}: {}", preview(bytes));
             return;
         }
     };
@@ -198,18 +218,22 @@ fn handle_frame(
                 *heartbeat =
                     raw.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis);
             }
-            sink(decode_event(bot, raw));
+            match decode_event(bot, raw, via) {
+                Ok(ev) => sink(ev),
+                Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
+            }
         }
         Frame::Response { echo, result } => {
             let Some((action, reply, _)) = echo_id(&echo).and_then(|id| pending.remove(&id)) else {
-                warn!(bot = %bot.name, %echo, "response with unknown echo skipped");
+                let echo = crate::logsafe::short(&echo.to_string());
+                crate::warn_limited!(warnings, bot = %bot.name, %echo, "response with unknown echo skipped");
                 return;
             };
             let result = result.map_err(|(retcode, message)| CallError::Failed { action, retcode, message });
             reply.send(result);
         }
         Frame::Unknown(v) => {
-            warn!(bot = %bot.name, "frame of unknown shape skipped: {}", preview(v.to_string().as_bytes()))
+            crate::warn_limited!(warnings, bot = %bot.name, "frame of unknown shape skipped: {}", preview(v.to_string().as_bytes()))
         }
     }
 }
@@ -225,10 +249,4 @@ fn echo_id(echo: &Value) -> Option<u64> {
 /// Answers a call with `NotConnected`.
 pub fn fail(reply: Reply, action: &str, bot: &Bot) {
     reply.send(Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() }));
-}
-
-/// The start of a frame, for log lines.
-pub fn preview(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
-    if bytes.len() > 200 { format!("{s}…") } else { s.into_owned() }
 }

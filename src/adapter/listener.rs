@@ -1,0 +1,131 @@
+//! The HTTP listener every receiving transport shares (reverse WebSocket, HTTP POST): an axum
+//! router served over HTTP/1 with a header timeout (which also closes keep-alive connections
+//! idle for that long) and a cap on open connections, WebSockets included.
+//!
+//! Without these, clients that send half a request and wait pile up until the process runs out
+//! of file descriptors and legitimate clients time out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::logsafe::RateLimit;
+
+/// How a listener guards itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard {
+    /// A request's headers (and an idle keep-alive connection's next request) must arrive
+    /// within this; a request body too.
+    pub header_timeout: Duration,
+    /// Open connections at most; more are closed at once, with one log line per burst.
+    pub max_connections: usize,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard { header_timeout: Duration::from_secs(10), max_connections: 256 }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown`, under `guard`. `name` names the bot in logs.
+pub async fn serve(name: String, listener: TcpListener, app: axum::Router, guard: Guard, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(guard.max_connections));
+    let mut refusals = RateLimit::per_connection();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    crate::warn_limited!(refusals, bot = %name, "cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            crate::warn_limited!(
+                refusals,
+                bot = %name,
+                %peer,
+                limit = guard.max_connections,
+                "connection cap reached; connection closed (listener max_connections)"
+            );
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(Capped { stream, _permit: permit });
+        let service = TowerToHyperService::new(app.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(guard.header_timeout).keep_alive(true);
+            let conn = http.serve_connection(io, service).with_upgrades();
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// A connection holding its place under the cap until it closes, also after an upgrade to a
+/// WebSocket (the upgraded socket keeps this wrapper).
+struct Capped {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Capped {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Capped {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// Logs when a listener refuses a request for its size (413), which axum alone answers silently.
+pub fn too_large(bot: &str, size: Option<usize>, limit: usize) {
+    warn!(bot, ?size, limit, "request body too large; refused with 413 (max_frame_bytes)");
+}
