@@ -38,6 +38,9 @@ use crate::bindings::event::EventRef;
 use crate::event::Event;
 use lane::Pushed;
 
+/// Threads that load scripts at start.
+const LOADERS: usize = 8;
+
 /// Events one drainer handles before it yields its worker to other scripts.
 const DRAIN_BATCH: usize = 64;
 
@@ -116,21 +119,28 @@ impl ScriptHost {
                 return 0;
             }
         };
+        // A few loader threads share the files: a top level that blocks holds up one of them,
+        // not the others' files.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let loaded = std::sync::atomic::AtomicUsize::new(0);
+        let load_next = || {
+            while let Some(f) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                if self.reload(f) {
+                    loaded.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
         std::thread::scope(|scope| {
-            let loads: Vec<_> = files
-                .iter()
-                .map(|f| {
-                    // Top levels recurse on the native stack like callbacks: give them a worker's room.
-                    let thread = std::thread::Builder::new().stack_size(pool::STACK_SIZE);
-                    thread.spawn_scoped(scope, || self.reload(f)).map_err(|_| f)
-                })
-                .collect();
-            let loaded = |l: Result<std::thread::ScopedJoinHandle<'_, bool>, &PathBuf>| match l {
-                Ok(h) => h.join().unwrap_or(false),
-                Err(f) => self.reload(f),
-            };
-            loads.into_iter().map(loaded).filter(|ok| *ok).count()
-        })
+            for _ in 1..files.len().min(LOADERS) {
+                // Top levels recurse on the native stack like callbacks: give them a worker's room.
+                let thread = std::thread::Builder::new().name("rhaibot-load".into()).stack_size(pool::STACK_SIZE);
+                if thread.spawn_scoped(scope, load_next).is_err() {
+                    break;
+                }
+            }
+            load_next();
+        });
+        loaded.into_inner()
     }
 
     /// (Re)loads one script file, or unloads it when the file is gone. Returns true when a new

@@ -488,3 +488,47 @@ async fn a_panicking_fake_fails_the_test_with_its_message() {
     fake.next_action().await;
     rt.stop().await;
 }
+
+/// 8, 16. The HTTP POST receiver refuses an oversized body (413) and one that stalls (408).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_post_receiver_refuses_oversized_and_stalled_bodies() {
+    let fake = crate::support::onebot_http::FakeHttp::start(None).await;
+    let cfg = format!(
+        "[[bot]]\nname = \"main\"\nprotocol = \"onebot11\"\ntransport = \"http\"\nurl = \"{}\"\nevents = \"post\"\nlisten = \"127.0.0.1:0\"\nmax_frame_bytes = 1000\nheader_timeout_ms = 300\n",
+        fake.url
+    );
+    let rt = Running::start(&cfg, &[("p.rhai", PING)]);
+    let addr = rt.listen_addr("main").await;
+    let big = format!("{{\"post_type\": \"notice\", \"pad\": \"{}\"}}", "x".repeat(2000));
+    let answer = reqwest::Client::new().post(format!("http://{addr}/")).body(big).send().await.expect("answered");
+    assert_eq!(answer.status().as_u16(), 413);
+
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    stalled.write_all(head.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    within("the body timeout", stalled.read_to_end(&mut response)).await.expect("read");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    rt.stop().await;
+}
+
+/// 9. An SSE event without an end is dropped at the size cap; the stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_sse_event_is_dropped_and_the_stream_goes_on() {
+    let mut fake = crate::support::onebot_http::FakeHttp::start(None).await;
+    let cfg = format!(
+        "[[bot]]\nname = \"main\"\nprotocol = \"onebot11\"\ntransport = \"http\"\nurl = \"{}\"\nevents = \"sse\"\nmax_frame_bytes = 65536\n",
+        fake.url
+    );
+    let rt = Running::start(&cfg, &[("p.rhai", PING)]);
+    fake.stream_opened().await;
+    let line = format!("data: {}\n", "x".repeat(1000));
+    for _ in 0..64 {
+        fake.push_raw(line.repeat(64)); // 4 MiB in all, no blank line
+    }
+    fake.push_raw("\n".into());
+    fake.push(group_message(1, 2, "ping"));
+    assert_eq!(message_text(&fake.next_action().await.params), "pong");
+    rt.stop().await;
+}
