@@ -73,12 +73,12 @@ fn handle(host: &ScriptHost, line: &str) -> Value {
                 .bots
                 .iter()
                 .map(|b| {
-                    let listen = *b.listening.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     json!({
                         "name": b.name,
-                        "protocol": b.protocol.as_str(),
-                        "self_id": b.self_id.load(std::sync::atomic::Ordering::Relaxed),
-                        "listen": listen.map(|a| a.to_string()),
+                        "protocol": b.protocol.name,
+                        "self_id": b.self_id().map(|id| id.to_string()),
+                        "accounts": b.accounts().iter().filter_map(|a| a.self_id()).map(|id| id.to_string()).collect::<Vec<_>>(),
+                        "listen": b.listening().map(|a| a.to_string()),
                     })
                 })
                 .collect();

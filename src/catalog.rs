@@ -61,7 +61,7 @@ pub fn api_list() -> ApiList {
             doc: (*d).into(),
         })
         .collect();
-    for ns in protocol::NAMESPACES {
+    for ns in protocol::namespaces() {
         functions.push(FunctionInfo {
             name: format!("{}::call", ns.name),
             params: vec!["action".into(), "params".into()],

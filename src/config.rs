@@ -60,7 +60,7 @@ pub struct RawConfig {
     pub limits: RawLimits,
     /// Bots to connect; none means the console backend.
     #[serde(default, rename = "bot")]
-    pub bots: Vec<RawBot>,
+    pub bots: Vec<toml::Spanned<toml::Table>>,
 }
 
 /// `[log]` as written.
@@ -124,82 +124,55 @@ pub struct RawLimits {
     pub quarantine_window_secs: Option<u64>,
 }
 
-/// Which protocol a bot speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProtocolName {
+/// One `[[bot]]` table as written, checked against its protocol's own keys (`protocol`
+/// picks the shape; see [`RawBot::parse`]).
+#[derive(Debug)]
+pub enum RawBot {
     /// The embedded terminal chat.
-    Console,
+    Console(RawConsoleBot),
     /// OneBot 11 (LLBot, NapCat, Lagrange, go-cqhttp).
-    Onebot11,
+    Onebot11(Box<crate::adapter::onebot11::config::RawBot>),
 }
 
-/// How a OneBot 11 bot is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TransportName {
-    /// Forward WebSocket: the runtime connects to the implementation's universal endpoint.
-    Ws,
-    /// Forward WebSocket with split endpoints: `<url>/api` for calls, `<url>/event` for events.
-    WsSplit,
-    /// Reverse WebSocket: the implementation connects to the runtime (`listen`).
-    ReverseWs,
-    /// HTTP API for calls (`url`), events by HTTP POST to `listen`, by SSE, or not at all.
-    Http,
+/// The `protocol` values a `[[bot]]` may have.
+const PROTOCOLS: &str = "\"console\" or \"onebot11\"";
+
+impl RawBot {
+    /// Reads a `[[bot]]` table into its protocol's shape; the error names the key at fault.
+    pub fn parse(mut table: toml::Table) -> Result<RawBot, String> {
+        fn shape<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.message().trim().to_owned())
+        }
+        let protocol = match table.remove("protocol") {
+            Some(toml::Value::String(p)) => p,
+            Some(other) => return Err(format!("`protocol` must be {PROTOCOLS}, got {other}")),
+            None => {
+                let keys: Vec<&String> = table.keys().collect();
+                return Err(format!("missing `protocol` ({PROTOCOLS}); the table has {keys:?}"));
+            }
+        };
+        match protocol.as_str() {
+            "console" => shape(table).map(RawBot::Console),
+            "onebot11" => shape(table).map(RawBot::Onebot11),
+            other => Err(format!("unknown protocol \"{other}\", expected {PROTOCOLS}")),
+        }
+    }
+
+    /// The `name` key, whatever the protocol.
+    fn name(&self) -> Option<&str> {
+        match self {
+            RawBot::Console(b) => b.name.as_deref(),
+            RawBot::Onebot11(b) => b.name.as_deref(),
+        }
+    }
 }
 
-/// How an HTTP bot receives events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventsName {
-    /// The implementation POSTs events to `listen` (HTTP POST / webhook).
-    Post,
-    /// The runtime reads `GET <url>/_events` (server-sent events).
-    Sse,
-    /// No events (calls only).
-    None,
-}
-
-/// One `[[bot]]` table as written.
-#[derive(Debug, Deserialize)]
+/// A console `[[bot]]` as written.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawBot {
+pub struct RawConsoleBot {
     /// Name used in logs and by scripts to pick a bot.
     pub name: Option<String>,
-    /// The protocol.
-    pub protocol: ProtocolName,
-    /// The transport (OneBot 11 only; defaults to `ws`).
-    pub transport: Option<TransportName>,
-    /// Endpoint URL, e.g. `ws://127.0.0.1:3001/` or `http://127.0.0.1:3000`.
-    pub url: Option<String>,
-    /// Address the runtime listens on (reverse WebSocket, HTTP POST), e.g. `127.0.0.1:8080`.
-    pub listen: Option<String>,
-    /// Path the HTTP POST receiver serves (default `/`).
-    pub path: Option<String>,
-    /// Only this account may connect (reverse WebSocket `X-Self-ID`).
-    pub self_id: Option<i64>,
-    /// How an HTTP bot receives events: `post`, `sse` or `none`.
-    pub events: Option<EventsName>,
-    /// HMAC-SHA1 secret of HTTP POST events (`X-Signature`).
-    pub secret: Option<String>,
-    /// Environment variable holding the secret (wins over `secret`).
-    pub secret_env: Option<String>,
-    /// How long an HTTP POST waits for callbacks to ask for a quick operation.
-    pub quick_timeout_ms: Option<u64>,
-    /// Access token sent as `Authorization: Bearer`.
-    pub access_token: Option<String>,
-    /// Environment variable holding the access token (wins over `access_token`).
-    pub access_token_env: Option<String>,
-    /// First reconnect delay in milliseconds.
-    pub reconnect_min_ms: Option<u64>,
-    /// Longest reconnect delay in milliseconds.
-    pub reconnect_max_ms: Option<u64>,
-    /// Largest frame accepted from the wire, in bytes.
-    pub max_frame_bytes: Option<usize>,
-    /// Milliseconds a listener waits for a request's headers or body (reverse WS, HTTP POST).
-    pub header_timeout_ms: Option<u64>,
-    /// Connections a listener keeps open at most (reverse WS, HTTP POST).
-    pub max_connections: Option<usize>,
 }
 
 /// A secret string whose `Debug` never shows the value.
@@ -311,68 +284,7 @@ pub enum BotKind {
     /// The terminal chat.
     Console,
     /// OneBot 11.
-    OneBot(OneBotConfig),
-}
-
-/// Settings of a OneBot 11 bot.
-#[derive(Debug, Clone)]
-pub struct OneBotConfig {
-    /// How it is reached.
-    pub transport: OneBotTransport,
-    /// Bearer token (sent, or required from the other end), empty when none.
-    pub access_token: Secret,
-    /// Reconnect back-off bounds.
-    pub backoff: Backoff,
-    /// Largest accepted frame or body.
-    pub max_frame_bytes: usize,
-    /// Timeouts and connection cap of a receiving transport's listener.
-    pub listener: crate::adapter::listener::Guard,
-}
-
-/// A OneBot 11 transport.
-#[derive(Debug, Clone)]
-pub enum OneBotTransport {
-    /// Forward WebSocket to `url` (universal, or split into `/api` and `/event`).
-    Ws {
-        /// Endpoint.
-        url: String,
-        /// Split endpoints.
-        split: bool,
-    },
-    /// Reverse WebSocket server.
-    ReverseWs {
-        /// Listen address.
-        listen: String,
-        /// Only this account may connect.
-        self_id: Option<i64>,
-    },
-    /// HTTP API at `url`, with events from `events`.
-    Http {
-        /// API base URL.
-        url: String,
-        /// Event source.
-        events: HttpEvents,
-    },
-}
-
-/// Where an HTTP bot's events come from.
-#[derive(Debug, Clone)]
-pub enum HttpEvents {
-    /// None.
-    None,
-    /// `GET <url>/_events`.
-    Sse,
-    /// POSTed to the runtime.
-    Post {
-        /// Listen address.
-        listen: String,
-        /// Path served.
-        path: String,
-        /// HMAC-SHA1 secret; empty accepts unsigned events.
-        secret: Secret,
-        /// How long to wait for a quick operation.
-        quick_timeout: Duration,
-    },
+    OneBot11(crate::adapter::onebot11::config::OneBotConfig),
 }
 
 /// Exponential back-off bounds.
@@ -397,17 +309,18 @@ impl Config {
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::validate(raw, path, base, |name| std::env::var(name).ok())
+        Self::validate(raw, text, path, base, |name| std::env::var(name).ok())
     }
 
     /// The configuration used when no file is given: the console bot and `./scripts`.
     pub fn console_default() -> Config {
-        Self::validate(RawConfig::default(), Path::new("<defaults>"), Path::new("."), |_| None)
+        Self::validate(RawConfig::default(), "", Path::new("<defaults>"), Path::new("."), |_| None)
             .expect("the built-in defaults are valid")
     }
 
     fn validate(
         raw: RawConfig,
+        text: &str,
         path: &Path,
         base: &Path,
         env: impl Fn(&str) -> Option<String>,
@@ -469,15 +382,20 @@ impl Config {
         };
 
         let mut bots = Vec::new();
-        for (i, b) in raw.bots.into_iter().enumerate() {
-            let key = |k: &str| format!("bot[{i}].{k}");
-            let name = b.name.clone().unwrap_or_else(|| format!("bot{i}"));
+        for (i, table) in raw.bots.into_iter().enumerate() {
+            let keys = BotKeys { index: i, path, env: &env };
+            let line = text.get(..table.span().start).map_or(0, |t| t.matches('\n').count() + 1);
+            let b = RawBot::parse(table.into_inner()).map_err(|e| {
+                let at = if line > 0 { format!(" (the table at line {line})") } else { String::new() };
+                ConfigError::Invalid { path: path.to_owned(), key: format!("bot[{i}]{at}"), expected: e }
+            })?;
+            let name = b.name().map_or_else(|| format!("bot{i}"), str::to_owned);
             if bots.iter().any(|x: &BotConfig| x.name == name) {
-                return Err(invalid(key("name"), format!("a unique name, `{name}` is used twice")));
+                return Err(keys.invalid("name", format!("a unique name, `{name}` is used twice")));
             }
-            let kind = match b.protocol {
-                ProtocolName::Console => BotKind::Console,
-                ProtocolName::Onebot11 => BotKind::OneBot(onebot(&b, &key, &invalid, &env)?),
+            let kind = match b {
+                RawBot::Console(_) => BotKind::Console,
+                RawBot::Onebot11(b) => BotKind::OneBot11(crate::adapter::onebot11::config::validate(&b, &keys)?),
             };
             bots.push(BotConfig { name, kind });
         }
@@ -500,86 +418,58 @@ impl Config {
     }
 }
 
-/// Validates the OneBot 11 keys of one `[[bot]]`.
-fn onebot(
-    b: &RawBot,
-    key: &dyn Fn(&str) -> String,
-    invalid: &dyn Fn(String, String) -> ConfigError,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<OneBotConfig, ConfigError> {
-    let secret = |value: &Option<String>, var: &Option<String>, name: &str| match var {
-        Some(var) => env(var)
-            .map(Secret)
-            .ok_or_else(|| invalid(key(&format!("{name}_env")), format!("environment variable {var} to be set"))),
-        None => Ok(Secret(value.clone().unwrap_or_default())),
-    };
-    let access_token = secret(&b.access_token, &b.access_token_env, "access_token")?;
-    let url = |schemes: &[&str], example: &str| -> Result<String, ConfigError> {
-        let url = b
-            .url
-            .clone()
-            .ok_or_else(|| invalid(key("url"), format!("the implementation's URL, e.g. \"{example}\"")))?;
-        if !schemes.iter().any(|s| url.starts_with(&format!("{s}://"))) {
-            let what = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
-            return Err(invalid(
-                key("url"),
-                format!(
-                    "a {what} URL, got \"{url}\" (TLS is not built in: use a local address or a TLS-terminating proxy)"
-                ),
-            ));
+/// The context of one `[[bot]]` being checked: its place for error messages and the
+/// environment secrets come from. Each protocol's `validate` uses it.
+pub struct BotKeys<'a> {
+    /// Its index among the `[[bot]]` tables.
+    pub index: usize,
+    /// The config file.
+    pub path: &'a Path,
+    /// Reads an environment variable.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl BotKeys<'_> {
+    /// An error for key `key` of this bot: `bot[i].key: expected`.
+    pub fn invalid(&self, key: &str, expected: String) -> ConfigError {
+        ConfigError::Invalid { path: self.path.to_owned(), key: format!("bot[{}].{key}", self.index), expected }
+    }
+
+    /// A secret from `value`, or from the environment variable named by `var` (which wins);
+    /// `name` is the key, for the error when the variable is unset.
+    pub fn secret(&self, value: &Option<String>, var: &Option<String>, name: &str) -> Result<Secret, ConfigError> {
+        match var {
+            Some(var) => (self.env)(var)
+                .map(Secret)
+                .ok_or_else(|| self.invalid(&format!("{name}_env"), format!("environment variable {var} to be set"))),
+            None => Ok(Secret(value.clone().unwrap_or_default())),
         }
-        Ok(url)
-    };
-    let listen = || -> Result<String, ConfigError> {
-        let listen = b
-            .listen
+    }
+
+    /// A `host:port` to listen on from `value`.
+    pub fn listen(&self, value: &Option<String>) -> Result<String, ConfigError> {
+        let listen = value
             .clone()
-            .ok_or_else(|| invalid(key("listen"), "an address to listen on, e.g. \"127.0.0.1:8080\"".into()))?;
+            .ok_or_else(|| self.invalid("listen", "an address to listen on, e.g. \"127.0.0.1:8080\"".into()))?;
         listen
             .parse::<std::net::SocketAddr>()
-            .map_err(|_| invalid(key("listen"), format!("host:port, e.g. \"127.0.0.1:8080\", got \"{listen}\"")))?;
+            .map_err(|_| self.invalid("listen", format!("host:port, e.g. \"127.0.0.1:8080\", got \"{listen}\"")))?;
         Ok(listen)
-    };
-    let transport = match b.transport.unwrap_or(TransportName::Ws) {
-        TransportName::Ws => OneBotTransport::Ws { url: url(&["ws"], "ws://127.0.0.1:3001/")?, split: false },
-        TransportName::WsSplit => OneBotTransport::Ws { url: url(&["ws"], "ws://127.0.0.1:3001")?, split: true },
-        TransportName::ReverseWs => OneBotTransport::ReverseWs { listen: listen()?, self_id: b.self_id },
-        TransportName::Http => {
-            let events = match b.events.unwrap_or(EventsName::None) {
-                EventsName::None => HttpEvents::None,
-                EventsName::Sse => HttpEvents::Sse,
-                EventsName::Post => HttpEvents::Post {
-                    listen: listen()?,
-                    path: b.path.clone().unwrap_or_else(|| "/".into()),
-                    secret: secret(&b.secret, &b.secret_env, "secret")?,
-                    quick_timeout: Duration::from_millis(b.quick_timeout_ms.unwrap_or(3000)),
-                },
-            };
-            OneBotTransport::Http { url: url(&["http"], "http://127.0.0.1:3000")?, events }
+    }
+
+    /// Reconnect back-off bounds from `min_ms` and `max_ms` (defaults 1 s and 60 s).
+    pub fn backoff(&self, min_ms: Option<u64>, max_ms: Option<u64>) -> Result<Backoff, ConfigError> {
+        let backoff = Backoff {
+            min: Duration::from_millis(min_ms.unwrap_or(1000)),
+            max: Duration::from_millis(max_ms.unwrap_or(60_000)),
+        };
+        if backoff.min.is_zero() || backoff.min > backoff.max {
+            return Err(
+                self.invalid("reconnect_min_ms", "a delay greater than 0 and not above reconnect_max_ms".into())
+            );
         }
-    };
-    let backoff = Backoff {
-        min: Duration::from_millis(b.reconnect_min_ms.unwrap_or(1000)),
-        max: Duration::from_millis(b.reconnect_max_ms.unwrap_or(60_000)),
-    };
-    if backoff.min.is_zero() || backoff.min > backoff.max {
-        return Err(invalid(key("reconnect_min_ms"), "a delay greater than 0 and not above reconnect_max_ms".into()));
+        Ok(backoff)
     }
-    let d = crate::adapter::listener::Guard::default();
-    let listener = crate::adapter::listener::Guard {
-        header_timeout: b.header_timeout_ms.map_or(d.header_timeout, Duration::from_millis),
-        max_connections: b.max_connections.unwrap_or(d.max_connections),
-    };
-    if listener.header_timeout.is_zero() || listener.max_connections == 0 {
-        return Err(invalid(key("header_timeout_ms"), "header_timeout_ms and max_connections greater than 0".into()));
-    }
-    Ok(OneBotConfig {
-        transport,
-        access_token,
-        backoff,
-        max_frame_bytes: b.max_frame_bytes.unwrap_or(16 << 20),
-        listener,
-    })
 }
 
 #[cfg(test)]
@@ -601,6 +491,18 @@ mod tests {
     fn unknown_key_names_the_key_and_file() {
         let e = parse("[[bot]]\nprotocl = \"onebot11\"\n").unwrap_err().to_string();
         assert!(e.contains("/etc/rhaibot.toml") && e.contains("protocl"), "{e}");
+    }
+
+    #[test]
+    fn each_protocol_has_its_own_keys() {
+        let e = parse("[[bot]]\nprotocol = \"console\"\nurl = \"ws://x/\"\n").unwrap_err().to_string();
+        assert!(e.contains("bot[0]") && e.contains("unknown field `url`"), "{e}");
+        let e = parse("\n[[bot]]\nprotocol = \"onebot11\"\nurl = \"ws://x/\"\nacess_token = \"t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("acess_token") && e.contains("access_token"), "{e}");
+        let e = parse("[[bot]]\nprotocol = \"milk\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown protocol \"milk\"") && e.contains("onebot11"), "{e}");
     }
 
     #[test]
@@ -626,16 +528,16 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rhaibot.example.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let raw: RawConfig = toml::from_str(&text).unwrap();
-        let c = Config::validate(raw, &path, Path::new("."), |_| Some("t".into())).unwrap();
-        assert!(matches!(c.bots[0].kind, BotKind::OneBot(_)));
+        let c = Config::validate(raw, &text, &path, Path::new("."), |_| Some("t".into())).unwrap();
+        assert!(matches!(c.bots[0].kind, BotKind::OneBot11(_)));
     }
 
     #[test]
     fn token_from_env() {
         let raw: RawConfig =
             toml::from_str("[[bot]]\nprotocol = \"onebot11\"\nurl = \"ws://h/\"\naccess_token_env = \"T\"\n").unwrap();
-        let c = Config::validate(raw, Path::new("f"), Path::new("."), |_| Some("s3".into())).unwrap();
-        let BotKind::OneBot(ws) = &c.bots[0].kind else { panic!() };
+        let c = Config::validate(raw, "", Path::new("f"), Path::new("."), |_| Some("s3".into())).unwrap();
+        let BotKind::OneBot11(ws) = &c.bots[0].kind else { panic!() };
         assert_eq!(ws.access_token.0, "s3");
         assert_eq!(format!("{:?}", ws.access_token), "<redacted>");
     }

@@ -8,29 +8,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::adapter::Bot;
-
-/// The protocol family an event or bot belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// The embedded terminal chat (speaks OneBot 11 shapes).
-    Console,
-    /// OneBot 11 and its LLBot/NapCat extensions.
-    OneBot11,
-}
-
-impl Protocol {
-    /// The name used in logs and in `ev.protocol`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Console => "console",
-            Protocol::OneBot11 => "onebot11",
-        }
-    }
-}
+use crate::bot::Bot;
 
 /// One event from a bot, ready for dispatch.
-#[derive(Debug)]
 pub struct Event {
     /// The bot that delivered it; replies and calls inside the callback go here.
     pub bot: Arc<Bot>,
@@ -62,66 +42,14 @@ pub struct Event {
     pub raw: Value,
     /// Normalised names handlers can subscribe to: every dotted prefix of `name` plus aliases.
     keys: Vec<String>,
-    /// Where quick operations go when the transport can answer the event itself (OneBot HTTP
-    /// POST): collected while callbacks run, sent when the last handle to the event drops.
-    pub quick: Option<QuickSlot>,
+    /// State the protocol attaches to an event it produced and reads back when a script
+    /// answers it (OneBot's quick-operation slot); dropped with the last handle to the event.
+    pub state: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-/// Collects the quick operations callbacks ask for on an event (`ev.quick(#{reply: ...})`),
-/// and hands them over when every callback is done with the event.
-#[derive(Debug)]
-pub struct QuickSlot {
-    ops: std::sync::Mutex<serde_json::Map<String, Value>>,
-    done: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<serde_json::Map<String, Value>>>>,
-    /// Runs the `.handle_quick_operation` fallback when the answer could not wait any longer.
-    rt: tokio::runtime::Handle,
-}
-
-impl QuickSlot {
-    /// A slot whose operations go to `done`; must be made inside the async runtime.
-    pub fn new(done: tokio::sync::oneshot::Sender<serde_json::Map<String, Value>>) -> QuickSlot {
-        QuickSlot {
-            ops: Default::default(),
-            done: std::sync::Mutex::new(Some(done)),
-            rt: tokio::runtime::Handle::current(),
-        }
-    }
-
-    /// Adds operations; false when the answer already went (too late: use the action instead).
-    pub fn add(&self, ops: serde_json::Map<String, Value>) -> bool {
-        let done = self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if done.as_ref().is_none_or(|tx| tx.is_closed()) {
-            return false;
-        }
-        self.ops.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(ops);
-        true
-    }
-
-    /// Hands the operations over; the ones that arrived after the answer went out (the callbacks
-    /// outlived the receiver's timeout) are returned.
-    fn finish(&self) -> Option<serde_json::Map<String, Value>> {
-        let done = self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        let ops = std::mem::take(&mut *self.ops.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        match done {
-            Some(tx) => tx.send(ops).err().filter(|ops| !ops.is_empty()),
-            None => None,
-        }
-    }
-}
-
-impl Drop for Event {
-    fn drop(&mut self) {
-        let Some(q) = &self.quick else { return };
-        // Nothing is lost: late operations go through the `.handle_quick_operation` action.
-        if let Some(ops) = q.finish() {
-            let (bot, context) = (self.bot.clone(), self.raw.clone());
-            q.rt.spawn(async move {
-                let params = serde_json::json!({"context": context, "operation": ops});
-                if let Err(e) = bot.call(".handle_quick_operation", params).await {
-                    tracing::warn!(bot = %bot.name, "late quick operation failed: {e}");
-                }
-            });
-        }
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event").field("name", &self.name).field("bot", &self.bot.name).finish_non_exhaustive()
     }
 }
 
@@ -163,7 +91,7 @@ impl Event {
             sender_at: "",
             raw,
             keys,
-            quick: None,
+            state: None,
         }
     }
 
@@ -267,7 +195,7 @@ mod tests {
 
     #[test]
     fn keys_are_every_prefix_plus_aliases() {
-        let bot = Bot::detached("t", Protocol::OneBot11);
+        let bot = Bot::detached("t", &crate::adapter::onebot11::PROTOCOL);
         let ev = Event::new(bot, "notice.group_ban.ban".into(), &["notice.ban"], Value::Null);
         assert_eq!(ev.keys(), ["notice_group_ban_ban", "notice_group_ban", "notice", "notice_ban"]);
     }
@@ -275,7 +203,7 @@ mod tests {
     #[test]
     fn keys_of_a_long_dotted_name_stay_bounded() {
         let name = "a.".repeat(200_000) + "a";
-        let ev = Event::new(Bot::detached("t", Protocol::OneBot11), name.clone(), &[], Value::Null);
+        let ev = Event::new(Bot::detached("t", &crate::adapter::onebot11::PROTOCOL), name.clone(), &[], Value::Null);
         assert_eq!(ev.keys().len(), MAX_NAME_PARTS);
         assert_eq!(ev.keys()[0].len(), name.len());
         assert!(!is_name_part(&name) && !is_name_part("") && !is_name_part("a\nb") && is_name_part("group_ban"));

@@ -130,8 +130,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     });
     for o in opened {
         let name = o.bot.name.clone();
-        o.start(sink.clone(), connections.clone(), shutdown.clone(), &tasks)
-            .map_err(|e| RunError::Listen { bot: name, message: e.to_string() })?;
+        let start = adapter::Start {
+            sink: sink.clone(),
+            shutdown: connections.clone(),
+            input_done: shutdown.clone(),
+            tasks: &tasks,
+        };
+        o.start(start).map_err(|e| RunError::Listen { bot: name, message: e.to_string() })?;
     }
     tasks.close();
     let job_host = host.clone();

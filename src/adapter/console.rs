@@ -14,7 +14,27 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::onebot11::decode_event;
-use super::{Bot, CallError, EventSink};
+use super::{Adapter, EventSink, Opened, Start};
+use crate::bot::{Bot, CallError, InProcess, Link, Protocol};
+
+/// The console: its events and actions are OneBot 11's, so it accepts `onebot::` calls.
+pub static PROTOCOL: Protocol = Protocol { name: "console", namespace: "onebot" };
+
+/// The console adapter (its events are OneBot 11 message events; OneBot's table lists them).
+pub static ADAPTER: Adapter =
+    Adapter { protocol: &PROTOCOL, actions: &[], events: &[], reply: super::onebot11::reply_call };
+
+/// Creates the console bot; starting it starts reading stdin.
+pub fn open(name: &str, call_timeout: std::time::Duration) -> Opened {
+    let bot = Bot::new(name, &PROTOCOL, call_timeout, Link::InProcess(Arc::new(Output::default())));
+    Opened::new(
+        bot,
+        Box::new(|bot, s: Start<'_>| {
+            spawn_reader(bot, s.sink, s.input_done);
+            Ok(())
+        }),
+    )
+}
 
 /// The bot's own user id on the console.
 pub const SELF_ID: i64 = 10000;
@@ -26,9 +46,9 @@ pub struct Output {
     next_message_id: AtomicI64,
 }
 
-impl Output {
+impl InProcess for Output {
     /// Executes a OneBot 11 action locally.
-    pub fn call(&self, action: &str, params: &Value) -> Result<Value, CallError> {
+    fn call(&self, action: &str, params: &Value) -> Result<Value, CallError> {
         let target = match action {
             "send_private_msg" => format!("private {}", params["user_id"]),
             "send_group_msg" => format!("group {}", params["group_id"]),
@@ -47,8 +67,9 @@ impl Output {
             _ => {
                 return Err(CallError::Failed {
                     action: action.to_owned(),
-                    retcode: 1404,
+                    code: 1404,
                     message: "not available on the console backend".into(),
+                    trace_id: None,
                 });
             }
         };
@@ -88,11 +109,6 @@ fn render(message: &Value) -> String {
     out
 }
 
-/// Creates the console output half of a bot.
-pub(crate) fn link() -> super::Link {
-    super::Link::Console(Output::default())
-}
-
 /// Reads stdin on its own thread until EOF or `:quit`, then cancels `done`.
 pub fn spawn_reader(bot: Arc<Bot>, sink: EventSink, done: CancellationToken) {
     let spawned = std::thread::Builder::new().name("rhaibot-console".into()).spawn(move || {
@@ -110,7 +126,7 @@ fn read_lines(bot: &Arc<Bot>, sink: &EventSink, input: impl BufRead) {
         println!("rhaibot console: you are user 10001 in a private chat with the bot.\n{HELP}");
     }
     let mut chat = Chat { group: None, user: 10001, next_id: 1 };
-    let via = crate::adapter::connection_id();
+    let via = crate::bot::connection_id();
     for line in input.lines() {
         let Ok(line) = line else { break };
         let line = line.trim_end_matches('\r');

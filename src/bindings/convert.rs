@@ -3,7 +3,7 @@
 use rhai::{Dynamic, EvalAltResult, Map, Position};
 use serde_json::Value;
 
-use crate::adapter::CallError;
+use crate::bot::CallError;
 
 /// A script value as JSON; values that have no JSON form (functions, custom types) are a
 /// clear script error naming `what`.

@@ -23,7 +23,7 @@ pub fn module(services: Arc<Services>) -> Module {
         };
     }
     get!("name", |e| e.name.clone());
-    get!("protocol", |e| e.bot.protocol.as_str());
+    get!("protocol", |e| e.bot.protocol.name);
     get!("bot", |e| e.bot.name.clone());
     get!("text", |e| e.text.clone());
     get!("user_id", |e| to_dynamic(&e.user_id));
@@ -38,7 +38,11 @@ pub fn module(services: Arc<Services>) -> Module {
     get!("is_group", |e| !e.group_id.is_null());
     get!("at_me", |e| e.at_me);
     get!("reply_to", |e| to_dynamic(&e.reply_to));
-    get!("self_id", |e| e.bot.self_id.load(std::sync::atomic::Ordering::Relaxed));
+    get!("self_id", |e| match e.bot.self_id() {
+        Some(crate::bot::BotId::Number(n)) => Dynamic::from_int(n),
+        Some(crate::bot::BotId::Text(s)) => Dynamic::from(s.to_string()),
+        None => Dynamic::UNIT,
+    });
     FuncRegistration::new_index_getter()
         .in_global_namespace()
         .set_into_module(&mut m, |e: &mut EventRef, key: &str| {
@@ -60,7 +64,7 @@ pub fn module(services: Arc<Services>) -> Module {
                 _ => serde_json::Map::new(),
             };
             // In the HTTP POST answer when the transport can still give one; else as an action.
-            if e.quick.as_ref().is_some_and(|q| q.add(ops.clone())) {
+            if crate::adapter::onebot11::quick::slot(e).is_some_and(|q| q.add(ops.clone())) {
                 return Ok(());
             }
             let params = serde_json::json!({"context": e.raw, "operation": ops});
@@ -74,7 +78,7 @@ pub fn module(services: Arc<Services>) -> Module {
         &mut m,
         move |e: &mut EventRef, message: Dynamic| -> Result<(), Box<EvalAltResult>> {
             let message = to_json(&message, "ev.reply")?;
-            let (action, params) = e.bot.reply_call(e, message).map_err(call_error)?;
+            let (action, params) = crate::adapter::reply_call(e, message).map_err(call_error)?;
             send_services.send_logged(&e.bot, action, params);
             Ok(())
         },
@@ -83,7 +87,7 @@ pub fn module(services: Arc<Services>) -> Module {
         &mut m,
         move |e: &mut EventRef, message: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
             let message = to_json(&message, "ev.reply_wait")?;
-            let (action, params) = e.bot.reply_call(e, message).map_err(call_error)?;
+            let (action, params) = crate::adapter::reply_call(e, message).map_err(call_error)?;
             services.call_script(&e.bot, action, params)
         },
     );

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::adapter::{Bot, CallError};
+use crate::bot::{Bot, CallError};
 use crate::script::context;
 
 /// The runtime's bots and the reactor that drives their connections.
@@ -35,12 +35,12 @@ impl Services {
     }
 
     /// The bot a call from a script goes to: the one that delivered the current event, or else
-    /// the only bot that speaks the protocol.
-    pub fn pick_bot(&self, speaks: fn(&Bot) -> bool, namespace: &str) -> Result<Arc<Bot>, String> {
-        if let Some(bot) = context::event_bot().filter(|b| speaks(b)) {
+    /// the only bot that accepts the `namespace`'s actions.
+    pub fn pick_bot(&self, namespace: &str) -> Result<Arc<Bot>, String> {
+        if let Some(bot) = context::event_bot().filter(|b| b.speaks(namespace)) {
             return Ok(bot);
         }
-        let mut fitting = self.bots.iter().filter(|b| speaks(b));
+        let mut fitting = self.bots.iter().filter(|b| b.speaks(namespace));
         match (fitting.next(), fitting.next()) {
             (Some(bot), None) => Ok(bot.clone()),
             (None, _) => Err(format!("no configured bot speaks {namespace}")),
@@ -54,7 +54,7 @@ impl Services {
     /// callback that sent it.
     pub fn send_logged(&self, bot: &Arc<Bot>, action: &str, params: Value) {
         let who = context::who();
-        let done = crate::adapter::Reply::Detached(crate::adapter::Detached::new(move |result| {
+        let done = crate::bot::Reply::Detached(crate::bot::Detached::new(move |result| {
             if let Err(e) = result {
                 tracing::error!(callback = who.as_deref().unwrap_or("?"), "{e}");
             }

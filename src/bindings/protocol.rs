@@ -8,23 +8,24 @@ use serde_json::Value;
 
 use super::Services;
 use super::convert::{at_call, script_error, to_json};
-use crate::adapter::Bot;
 use crate::api::Action;
 
-/// A protocol namespace: its name, its action table, and which bots accept it.
+/// A protocol namespace: its name and its action table; bots whose protocol names it accept it.
 #[derive(Debug, Clone, Copy)]
 pub struct Namespace {
     /// The Rhai namespace, e.g. `onebot`.
     pub name: &'static str,
     /// Every action.
     pub actions: &'static [Action],
-    /// Whether a bot accepts these actions.
-    pub speaks: fn(&Bot) -> bool,
 }
 
-/// Every protocol namespace scripts can use.
-pub const NAMESPACES: &[Namespace] =
-    &[Namespace { name: "onebot", actions: crate::adapter::onebot11::actions::ACTIONS, speaks: Bot::speaks_onebot }];
+/// Every protocol namespace scripts can use: one per adapter with an action table.
+pub fn namespaces() -> impl Iterator<Item = Namespace> {
+    crate::adapter::ADAPTERS
+        .iter()
+        .filter(|a| !a.actions.is_empty())
+        .map(|a| Namespace { name: a.protocol.namespace, actions: a.actions })
+}
 
 /// One table-driven function: takes the script's arguments as they came.
 pub(crate) type Entry = Arc<dyn Fn(Vec<Dynamic>) -> Result<Dynamic, Box<rhai::EvalAltResult>> + Send + Sync>;
@@ -41,8 +42,7 @@ pub fn module(ns: Namespace, services: Arc<Services>) -> Module {
     let raw = move |ctx: NativeCallContext, action: &str, params: Map| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
         let call = || {
             let params = to_json(&params.into(), action)?;
-            let bot =
-                services.pick_bot(ns.speaks, ns.name).map_err(|e| script_error(format!("{}::call: {e}", ns.name)))?;
+            let bot = services.pick_bot(ns.name).map_err(|e| script_error(format!("{}::call: {e}", ns.name)))?;
             services.call_script(&bot, action, params)
         };
         call().map_err(|e| at_call(e, &ctx))
@@ -70,7 +70,7 @@ fn call_action(
     let fq = || format!("{}::{}", ns.name, action.fn_name());
     let args = args.iter().map(|a| to_json(a, &fq())).collect::<Result<Vec<Value>, _>>()?;
     let params = action.build_params(args).map_err(|e| script_error(format!("{}: {e}", fq())))?;
-    let bot = services.pick_bot(ns.speaks, ns.name).map_err(|e| script_error(format!("{}: {e}", fq())))?;
+    let bot = services.pick_bot(ns.name).map_err(|e| script_error(format!("{}: {e}", fq())))?;
     services.call_script(&bot, action.name, params)
 }
 

@@ -50,9 +50,8 @@ impl Globals {
         scheduler: Option<Arc<Scheduler>>,
         zone: Zone,
     ) -> Arc<Globals> {
-        let mut modules: Vec<(&'static str, Shared<Module>)> = protocol::NAMESPACES
-            .iter()
-            .map(|ns| (ns.name, shared_module(ns.name, protocol::module(*ns, services.clone()))))
+        let mut modules: Vec<(&'static str, Shared<Module>)> = protocol::namespaces()
+            .map(|ns| (ns.name, shared_module(ns.name, protocol::module(ns, services.clone()))))
             .collect();
         modules.push(("msg", shared_module("msg", msg::module())));
         let global = vec![
@@ -114,12 +113,9 @@ impl Globals {
 /// `bot("name")` / `bot(self_id)`: the rest of this callback's calls go to that bot.
 fn bot_module(services: Arc<Services>) -> Module {
     let pick = move |key: String| -> Result<String, Box<rhai::EvalAltResult>> {
-        let is_it = |b: &Arc<crate::adapter::Bot>| {
-            b.name == key || b.self_id.load(std::sync::atomic::Ordering::Relaxed).to_string() == key
-        };
         // A configured bot by name or account, else one account of a listener serving several.
-        let found = services.bots.iter().find(|b| is_it(b)).cloned();
-        let found = found.or_else(|| services.bots.iter().flat_map(|b| b.accounts()).find(|a| is_it(a)));
+        let found = services.bots.iter().find(|b| b.is_named(&key)).cloned();
+        let found = found.or_else(|| services.bots.iter().flat_map(|b| b.accounts()).find(|a| a.is_named(&key)));
         let bot = found.ok_or_else(|| {
             let known: Vec<&str> = services.bots.iter().map(|b| b.name.as_str()).collect();
             crate::bindings::convert::script_error(format!("bot(\"{key}\"): no such bot (configured: {known:?})"))

@@ -13,10 +13,12 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::config::OneBotConfig;
+use super::quick::QuickSlot;
 use super::{decode_event, decode_response, prepare_params};
-use crate::adapter::{Bot, CallError, EventSink, connection_id};
-use crate::config::{OneBotConfig, Secret};
-use crate::event::QuickSlot;
+use crate::adapter::EventSink;
+use crate::bot::{Bot, CallError, CallFuture, Requests, connection_id};
+use crate::config::Secret;
 use crate::logsafe::{RateLimit, preview};
 
 /// The HTTP API client of one bot.
@@ -34,7 +36,7 @@ impl Api {
     }
 
     /// `POST <base>/<action>` with the params as JSON.
-    pub async fn call(&self, action: &str, params: Value) -> Result<Value, CallError> {
+    async fn post(&self, action: &str, params: Value) -> Result<Value, CallError> {
         let mut request = self.client.post(format!("{}/{action}", self.base)).json(&prepare_params(params));
         if !self.token.0.is_empty() {
             request = request.bearer_auth(&self.token.0);
@@ -63,11 +65,18 @@ impl Api {
         }
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| http_error(status.as_u16(), format!("the answer is not JSON ({e}): {}", preview(&body))))?;
-        decode_response(value).map_err(|(retcode, message)| CallError::Failed {
+        decode_response(value).map_err(|(code, message)| CallError::Failed {
             action: action.to_owned(),
-            retcode,
+            code,
             message,
+            trace_id: None,
         })
+    }
+}
+
+impl Requests for Api {
+    fn call<'a>(&'a self, action: &'a str, params: Value) -> CallFuture<'a> {
+        Box::pin(self.post(action, params))
     }
 }
 
@@ -148,7 +157,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
         }
     };
     let (done, ops) = tokio::sync::oneshot::channel();
-    ev.quick = Some(QuickSlot::new(done));
+    ev.state = Some(Box::new(QuickSlot::new(done, ev.bot.clone(), ev.raw.clone())));
     (r.sink)(ev);
     // The answer goes when every callback is done with the event (or no script wanted it).
     match tokio::time::timeout(r.quick_timeout, ops).await {

@@ -2,9 +2,11 @@
 //! and the transports that carry them.
 
 pub mod actions;
+pub mod config;
 pub mod cq;
 pub mod events;
 pub mod http;
+pub mod quick;
 pub mod reverse;
 pub mod segments;
 pub mod session;
@@ -15,11 +17,19 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Bot, Call, CallError, EventSink};
-use crate::config::{HttpEvents, OneBotConfig, OneBotTransport};
+use super::{Adapter, EventSink, Opened, Start};
+use crate::bot::{Bot, Call, CallError, Link, Protocol};
 use crate::event::{Event, Identity, hash_id, is_name_part};
+use config::{HttpEvents, OneBotConfig, OneBotTransport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// OneBot 11: its bots accept the `onebot::` actions.
+pub static PROTOCOL: Protocol = Protocol { name: "onebot11", namespace: "onebot" };
+
+/// The OneBot 11 adapter.
+pub static ADAPTER: Adapter =
+    Adapter { protocol: &PROTOCOL, actions: actions::ACTIONS, events: events::EVENTS, reply: reply_call };
 
 /// How a OneBot 11 bot's calls reach its connections.
 #[derive(Debug)]
@@ -32,8 +42,28 @@ pub enum Wiring {
     Http,
 }
 
+/// Creates the handle of a OneBot 11 bot and what starts its transport.
+pub fn open(name: &str, cfg: &OneBotConfig, call_timeout: std::time::Duration) -> Opened {
+    let (link, wiring) = match &cfg.transport {
+        OneBotTransport::Http { url, .. } => {
+            (Link::Requests(Arc::new(http::Api::new(url, &cfg.access_token))), Wiring::Http)
+        }
+        OneBotTransport::Ws { .. } => {
+            let (tx, rx) = mpsc::channel(1024);
+            (Link::Channel(tx), Wiring::Channel(rx))
+        }
+        OneBotTransport::ReverseWs { .. } => {
+            let accounts = Arc::new(reverse::Accounts::default());
+            (Link::Routed(accounts.clone()), Wiring::Accounts(accounts))
+        }
+    };
+    let cfg = cfg.clone();
+    let bot = Bot::new(name, &PROTOCOL, call_timeout, link);
+    Opened::new(bot, Box::new(move |bot, s: Start<'_>| start(bot, cfg, wiring, s.sink, s.shutdown, s.tasks)))
+}
+
 /// Starts a OneBot 11 bot's transport.
-pub fn start(
+fn start(
     bot: Arc<Bot>,
     cfg: OneBotConfig,
     wiring: Wiring,
@@ -208,7 +238,7 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value, via: u64) -> Result<Event, M
     let (user_id, group_id, message_id) = (field("user_id"), field("group_id"), field("message_id"));
     let self_id = raw.get("self_id").and_then(Value::as_i64).unwrap_or(0);
     if self_id != 0 {
-        bot.self_id.store(self_id, std::sync::atomic::Ordering::Relaxed);
+        bot.set_self_id(crate::bot::BotId::Number(self_id));
     }
     let (at_me, reply_to) = match parsed.as_ref().or_else(|| raw.get("message")) {
         Some(Value::Array(segs)) if is_message => mentions(segs, self_id),
@@ -324,10 +354,8 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Protocol;
-
     fn bot() -> Arc<Bot> {
-        Bot::detached("t", Protocol::OneBot11)
+        Bot::detached("t", &PROTOCOL)
     }
 
     fn decode(raw: Value) -> Event {

@@ -23,9 +23,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::config::OneBotConfig;
 use super::session::{self, End, Incoming};
-use crate::adapter::{Bot, Call, EventSink, Route, connection_id};
-use crate::config::OneBotConfig;
+use crate::adapter::EventSink;
+use crate::bot::{Bot, BotId, Call, Route, connection_id};
 
 /// The accounts connected to one reverse WebSocket listener, and where their calls go.
 #[derive(Debug, Default)]
@@ -125,7 +126,7 @@ impl Accounts {
             let route = Arc::new(AccountRoute::default());
             let handle = Arc::new(Bot::routed(&template, route.clone()));
             if let Key::SelfId(id) = key {
-                handle.self_id.store(id, std::sync::atomic::Ordering::Relaxed);
+                handle.set_self_id(BotId::Number(id));
             }
             Account { handle, route, roles: HashMap::new() }
         });

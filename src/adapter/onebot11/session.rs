@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Frame, classify, decode_event, prepare_params};
-use crate::adapter::{Bot, Call, CallError, EventSink, Reply, connection_id};
+use crate::adapter::EventSink;
+use crate::bot::{Bot, Call, CallError, Reply, connection_id};
 use crate::logsafe::RateLimit;
 pub use crate::logsafe::preview;
 
@@ -229,7 +230,7 @@ fn handle_frame(
                 crate::warn_limited!(warnings, bot = %bot.name, %echo, "response with unknown echo skipped");
                 return;
             };
-            let result = result.map_err(|(retcode, message)| CallError::Failed { action, retcode, message });
+            let result = result.map_err(|(code, message)| CallError::Failed { action, code, message, trace_id: None });
             reply.send(result);
         }
         Frame::Unknown(v) => {

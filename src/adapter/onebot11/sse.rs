@@ -11,11 +11,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::config::OneBotConfig;
 use super::decode_event;
 use super::session::preview;
+use crate::adapter::EventSink;
 use crate::adapter::backoff::Retry;
-use crate::adapter::{Bot, EventSink};
-use crate::config::OneBotConfig;
+use crate::bot::Bot;
 use crate::logsafe::RateLimit;
 
 /// Reads `<url>/_events` until `shutdown`.
@@ -63,7 +64,7 @@ async fn read(
     retry: &mut Retry,
 ) -> Option<String> {
     let mut body = response.bytes_stream();
-    let via = crate::adapter::connection_id();
+    let via = crate::bot::connection_id();
     let mut parser = SseParser::new(cfg.max_frame_bytes);
     let mut warnings = RateLimit::per_connection();
     let mut heartbeat: Option<Duration> = None;

@@ -17,10 +17,11 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::config::OneBotConfig;
 use super::session::{self, End, Incoming};
+use crate::adapter::EventSink;
 use crate::adapter::backoff::Retry;
-use crate::adapter::{Bot, Call, EventSink};
-use crate::config::OneBotConfig;
+use crate::bot::{Bot, Call};
 
 /// Starts the bot's sockets: one universal socket, or an API and an event socket.
 #[allow(clippy::too_many_arguments)]

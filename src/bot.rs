@@ -1,0 +1,418 @@
+//! What every protocol shares: the [`Bot`] handle scripts and replies use, a [`Call`] on its
+//! way to a connection, where its result goes ([`Reply`]), and [`CallError`] with the
+//! protocol's code, message and trace id.
+//!
+//! This module knows no protocol and no event: adapters build bots with a [`Link`] (a
+//! connection's channel, a [`Route`] picked per call, an in-process or request-based
+//! transport), and the bindings call them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+/// Which protocol family a bot speaks: its name (`ev.protocol`, logs) and the script
+/// namespace whose actions it accepts (`onebot` for OneBot 11 and the console).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Protocol {
+    /// `console`, `onebot11`, ...
+    pub name: &'static str,
+    /// The namespace of the actions it accepts, e.g. `onebot`.
+    pub namespace: &'static str,
+}
+
+/// A bot's own account id, shaped as its protocol gives it: a number (OneBot, Milky) or a
+/// string (the official platform's openids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotId {
+    /// A QQ number.
+    Number(i64),
+    /// A string id.
+    Text(Arc<str>),
+}
+
+impl std::fmt::Display for BotId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BotId::Number(n) => write!(f, "{n}"),
+            BotId::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A failed protocol call, with everything a script or a log line needs.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The other end answered with an error.
+    #[error("{action} failed: retcode {code}: {message}")]
+    Failed {
+        /// The action called.
+        action: String,
+        /// The protocol's error code (OneBot `retcode`).
+        code: i64,
+        /// The protocol's message.
+        message: String,
+        /// The protocol's trace id of the request, when it gives one.
+        trace_id: Option<String>,
+    },
+    /// No answer within the call timeout.
+    #[error("{action} timed out after {}ms", timeout.as_millis())]
+    Timeout {
+        /// The action called.
+        action: String,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// The connection is down or was lost while waiting.
+    #[error("{action}: bot `{bot}` is not connected")]
+    NotConnected {
+        /// The action called.
+        action: String,
+        /// The bot's name.
+        bot: String,
+    },
+    /// The other end answered with an HTTP error status.
+    #[error("{action}: HTTP {status}: {message}")]
+    Http {
+        /// The action called.
+        action: String,
+        /// The HTTP status.
+        status: u16,
+        /// What it means.
+        message: String,
+    },
+    /// A reply to an event that names no chat to answer in (a malformed or unusual event: the
+    /// script did nothing wrong, so this does not count towards its quarantine).
+    #[error("reply: event `{event}` has no group or user to reply to")]
+    NoTarget {
+        /// The event's name.
+        event: String,
+    },
+    /// The call was rejected before anything was sent.
+    #[error("{action}: {reason}")]
+    Invalid {
+        /// The action called.
+        action: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl CallError {
+    /// The protocol error code, or a negative code for local failures.
+    pub fn code(&self) -> i64 {
+        match self {
+            CallError::Failed { code, .. } => *code,
+            CallError::Timeout { .. } => -1,
+            CallError::NotConnected { .. } => -2,
+            CallError::Invalid { .. } => -3,
+            CallError::NoTarget { .. } => -4,
+            CallError::Http { status, .. } => i64::from(*status),
+        }
+    }
+
+    /// The protocol's trace id of the failed request, when it gave one.
+    pub fn trace_id(&self) -> Option<&str> {
+        match self {
+            CallError::Failed { trace_id, .. } => trace_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The action this error belongs to.
+    pub fn action(&self) -> &str {
+        match self {
+            CallError::Failed { action, .. }
+            | CallError::Timeout { action, .. }
+            | CallError::NotConnected { action, .. }
+            | CallError::Http { action, .. }
+            | CallError::Invalid { action, .. } => action,
+            CallError::NoTarget { .. } => "reply",
+        }
+    }
+}
+
+/// One API call on its way to a connection task.
+#[derive(Debug)]
+pub struct Call {
+    /// Action name, e.g. `send_group_msg`.
+    pub action: String,
+    /// Parameters as a JSON object.
+    pub params: Value,
+    /// Where the connection sends the result.
+    pub reply: Reply,
+    /// When the caller gives up: a call still unsent then is answered with a timeout and never
+    /// sent (a reconnect must not deliver calls the script already saw fail).
+    pub deadline: Instant,
+}
+
+impl Call {
+    /// Whether nobody wants this call sent any more.
+    pub fn given_up(&self, now: Instant) -> bool {
+        now >= self.deadline || self.reply.is_abandoned()
+    }
+}
+
+/// A process-unique id for a new connection (a socket, a stream, a listener), so events can say
+/// which connection brought them.
+pub fn connection_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What receives a call's result: a caller waiting for it, or a function run when it comes
+/// (on the connection task, so it must be quick: it logs a failure, for example).
+pub enum Reply {
+    /// A caller waits.
+    Wait(oneshot::Sender<Result<Value, CallError>>),
+    /// Nobody waits; the function gets the result.
+    Detached(Detached),
+}
+
+/// The function a detached call reports to. If the call is dropped unanswered (it never
+/// reached a connection), the function still hears of it: nothing fails silently.
+pub struct Detached(Option<Done>);
+
+/// The function a detached call reports its result to.
+type Done = Box<dyn FnOnce(Result<Value, CallError>) + Send>;
+
+impl Detached {
+    /// Wraps `done`.
+    pub fn new(done: impl FnOnce(Result<Value, CallError>) + Send + 'static) -> Detached {
+        Detached(Some(Box::new(done)))
+    }
+
+    fn send(mut self, result: Result<Value, CallError>) {
+        if let Some(done) = self.0.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(CallError::Invalid { action: "reply".into(), reason: "dropped before it was sent".into() }));
+        }
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reply::Wait(_) => "Reply::Wait",
+            Reply::Detached(_) => "Reply::Detached",
+        })
+    }
+}
+
+impl Reply {
+    /// Delivers the result.
+    pub fn send(self, result: Result<Value, CallError>) {
+        match self {
+            Reply::Wait(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Detached(done) => done.send(result),
+        }
+    }
+
+    /// A waiting caller that gave up (timed out): its result has nowhere to go.
+    pub fn is_abandoned(&self) -> bool {
+        matches!(self, Reply::Wait(tx) if tx.is_closed())
+    }
+}
+
+/// A handle to one configured bot: its identity and the way to call its API.
+#[derive(Debug)]
+pub struct Bot {
+    /// Configured name.
+    pub name: String,
+    /// Protocol family.
+    pub protocol: &'static Protocol,
+    /// Timeout applied to every call.
+    pub call_timeout: Duration,
+    /// The account's own id as the protocol reports it, once known.
+    self_id: RwLock<Option<BotId>>,
+    /// The address a receiving transport listens on, once bound.
+    pub listening: Mutex<Option<std::net::SocketAddr>>,
+    link: Link,
+}
+
+/// Picks the connection a bot's calls go to when that changes while running (a listener that
+/// several accounts connect to).
+pub trait Route: Send + Sync + std::fmt::Debug {
+    /// The channel of the connection that takes calls now, or why there is none.
+    fn sender(&self) -> Result<mpsc::Sender<Call>, String>;
+
+    /// The per-account handles behind this route, for `bot(self_id)`.
+    fn accounts(&self) -> Vec<Arc<Bot>> {
+        Vec::new()
+    }
+}
+
+/// Answers calls in-process, on the caller's thread (the console).
+pub trait InProcess: Send + Sync + std::fmt::Debug {
+    /// Executes `action` and returns its result.
+    fn call(&self, action: &str, params: &Value) -> Result<Value, CallError>;
+}
+
+/// The future of a request-based call.
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, CallError>> + Send + 'a>>;
+
+/// Answers each call with a request of its own (an HTTP API).
+pub trait Requests: Send + Sync + std::fmt::Debug {
+    /// Sends `action` and waits for its answer (the caller applies the timeout).
+    fn call<'a>(&'a self, action: &'a str, params: Value) -> CallFuture<'a>;
+}
+
+/// How a bot's calls reach the other end.
+#[derive(Debug)]
+pub enum Link {
+    /// Calls are answered in-process.
+    InProcess(Arc<dyn InProcess>),
+    /// Calls go to a connection task.
+    Channel(mpsc::Sender<Call>),
+    /// Calls go to whichever connection the route picks at the time of the call.
+    Routed(Arc<dyn Route>),
+    /// Calls are requests.
+    Requests(Arc<dyn Requests>),
+    /// No backend (tests of pure logic).
+    Detached,
+}
+
+impl Bot {
+    /// A bot called `name` speaking `protocol` whose calls go over `link`.
+    pub fn new(name: &str, protocol: &'static Protocol, call_timeout: Duration, link: Link) -> Bot {
+        Bot {
+            name: name.to_owned(),
+            protocol,
+            call_timeout,
+            self_id: RwLock::new(None),
+            listening: Mutex::new(None),
+            link,
+        }
+    }
+
+    /// A bot with no backend; every call fails with `NotConnected`.
+    pub fn detached(name: &str, protocol: &'static Protocol) -> Arc<Bot> {
+        Arc::new(Bot::new(name, protocol, Duration::from_secs(1), Link::Detached))
+    }
+
+    /// The account's own id, once the protocol told it.
+    pub fn self_id(&self) -> Option<BotId> {
+        self.self_id.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Records the account's own id (cheap when unchanged: every event repeats it).
+    pub fn set_self_id(&self, id: BotId) {
+        if self.self_id.read().unwrap_or_else(PoisonError::into_inner).as_ref() != Some(&id) {
+            *self.self_id.write().unwrap_or_else(PoisonError::into_inner) = Some(id);
+        }
+    }
+
+    /// Whether `key` names this bot: its configured name or its account id.
+    pub fn is_named(&self, key: &str) -> bool {
+        self.name == key || self.self_id().is_some_and(|id| id.to_string() == key)
+    }
+
+    /// Where a receiving transport listens, once bound.
+    pub fn listening(&self) -> Option<std::net::SocketAddr> {
+        *self.listening.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A handle like `template` (name, protocol, call timeout) whose calls go where `route`
+    /// says: one account of a listener that several accounts connect to.
+    pub fn routed(template: &Bot, route: Arc<dyn Route>) -> Bot {
+        Bot::new(&template.name, template.protocol, template.call_timeout, Link::Routed(route))
+    }
+
+    /// The per-account handles of a bot that serves several accounts (none otherwise).
+    pub fn accounts(&self) -> Vec<Arc<Bot>> {
+        match &self.link {
+            Link::Routed(route) => route.accounts(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The connection channel calls go to now, for socket links.
+    fn channel(&self, action: &str) -> Result<mpsc::Sender<Call>, CallError> {
+        match &self.link {
+            Link::Channel(tx) => Ok(tx.clone()),
+            Link::Routed(route) => route.sender().map_err(|reason| CallError::NotConnected {
+                action: action.to_owned(),
+                bot: format!("{} ({reason})", self.name),
+            }),
+            _ => Err(self.not_connected(action)),
+        }
+    }
+
+    /// Whether this bot accepts the actions of the script namespace `namespace`.
+    pub fn speaks(&self, namespace: &str) -> bool {
+        self.protocol.namespace == namespace
+    }
+
+    /// Calls an action and waits for its result, at most `call_timeout`.
+    pub async fn call(&self, action: &str, params: Value) -> Result<Value, CallError> {
+        self.call_within(action, params, self.call_timeout).await
+    }
+
+    /// Calls an action and waits for its result, at most `timeout`.
+    pub async fn call_within(&self, action: &str, params: Value, timeout: Duration) -> Result<Value, CallError> {
+        let deadline = Instant::now() + timeout;
+        let exchange = async {
+            match &self.link {
+                Link::InProcess(local) => local.call(action, &params),
+                Link::Requests(requests) => requests.call(action, params).await,
+                Link::Channel(_) | Link::Routed(_) => {
+                    let tx = self.channel(action)?;
+                    let (reply, rx) = oneshot::channel();
+                    let call = Call { action: action.to_owned(), params, reply: Reply::Wait(reply), deadline };
+                    tx.send(call).await.map_err(|_| self.not_connected(action))?;
+                    rx.await.map_err(|_| self.not_connected(action))?
+                }
+                Link::Detached => Err(self.not_connected(action)),
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
+        }
+    }
+
+    /// Sends a call without waiting for its result, from a worker thread (not the reactor);
+    /// `done` gets the result when it comes (connection calls time out after `call_timeout`).
+    pub fn send(self: &Arc<Self>, rt: &tokio::runtime::Handle, action: &str, params: Value, done: Reply) {
+        match &self.link {
+            Link::InProcess(local) => done.send(local.call(action, &params)),
+            Link::Channel(_) | Link::Routed(_) => {
+                let tx = match self.channel(action) {
+                    Ok(tx) => tx,
+                    Err(e) => return done.send(Err(e)),
+                };
+                let deadline = Instant::now() + self.call_timeout;
+                let call = Call { action: action.to_owned(), params, reply: done, deadline };
+                // A full channel means the connection is busy: wait for room, as a waiting call would.
+                let refused = match tx.try_send(call) {
+                    Ok(()) => None,
+                    Err(mpsc::error::TrySendError::Full(call)) => tx.blocking_send(call).err().map(|e| e.0),
+                    Err(mpsc::error::TrySendError::Closed(call)) => Some(call),
+                };
+                if let Some(call) = refused {
+                    call.reply.send(Err(self.not_connected(action)));
+                }
+            }
+            Link::Requests(_) | Link::Detached => {
+                let (bot, action) = (self.clone(), action.to_owned());
+                rt.spawn(async move { done.send(bot.call(&action, params).await) });
+            }
+        }
+    }
+
+    fn not_connected(&self, action: &str) -> CallError {
+        CallError::NotConnected { action: action.to_owned(), bot: self.name.clone() }
+    }
+}
