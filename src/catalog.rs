@@ -3,15 +3,40 @@
 
 use serde::Serialize;
 
-use crate::bindings::{kv, msg, protocol, schedule};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
-/// One script function.
+use serde_json::Value;
+
+use crate::bindings::Services;
+use crate::script::Globals;
+
+/// What kind of name a [`FunctionInfo`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `name(args)` or `ns::name(args)`.
+    Function,
+    /// `value.name(args)`.
+    Method,
+    /// `value.name`.
+    Property,
+    /// `value[key]`.
+    Index,
+}
+
+/// One script function, method or property.
 #[derive(Debug, Serialize)]
 pub struct FunctionInfo {
-    /// Qualified name, e.g. `onebot::send_group_msg`.
+    /// Qualified name, e.g. `onebot::send_group_msg`, `Event.reply`, `Event.text`.
     pub name: String,
+    /// Function, method, property or index.
+    pub kind: Kind,
     /// Parameter names (with `?` for optional ones) in order.
     pub params: Vec<String>,
+    /// Each parameter's type as scripts see it (`int`, `string`, `map`, `Fn`, `Event`, ...).
+    pub types: Vec<String>,
     /// One-line description.
     pub doc: String,
 }
@@ -36,14 +61,6 @@ pub struct ApiList {
     pub events: Vec<EventInfo>,
 }
 
-const BUILTINS: &[(&str, &[&str], &str)] = &[
-    ("on", &["event", "callback"], "register a callback for an event name or prefix (top level only)"),
-    ("command", &["name_or_names", "callback"], "register a callback for `/name args` messages; it gets (ev, args)"),
-    ("bot", &["name"], "send the rest of this callback's calls to the named bot"),
-    ("print", &["value"], "log a line as this script"),
-    ("Event.reply", &["message"], "answer where the event came from"),
-];
-
 /// Cross-protocol aliases every protocol delivers its messages under.
 pub const ALIASES: &[(&str, &str)] = &[
     ("message", "any message to the bot"),
@@ -51,46 +68,106 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("message.group", "a group message"),
 ];
 
-/// Builds the listing from the tables.
-pub fn api_list() -> ApiList {
-    let mut functions: Vec<FunctionInfo> = BUILTINS
-        .iter()
-        .map(|(n, ps, d)| FunctionInfo {
-            name: (*n).into(),
-            params: ps.iter().map(|p| (*p).into()).collect(),
-            doc: (*d).into(),
-        })
-        .collect();
-    for ns in protocol::namespaces() {
-        functions.push(FunctionInfo {
-            name: format!("{}::call", ns.name),
-            params: vec!["action".into(), "params".into()],
-            doc: "call any action by name".into(),
-        });
-        for a in ns.actions {
-            functions.push(FunctionInfo {
-                name: format!("{}::{}", ns.name, a.fn_name()),
-                params: a.params.iter().map(|p| format!("{}{}", p.name, if p.required { "" } else { "?" })).collect(),
-                doc: a.doc.into(),
-            });
-        }
-    }
-    for (name, params) in kv::FUNCTIONS.iter().chain(schedule::FUNCTIONS) {
-        functions.push(FunctionInfo {
-            name: (*name).into(),
-            params: params.iter().map(|p| (*p).into()).collect(),
-            doc: if name.starts_with("kv::") { "key-value store" } else { "scheduling" }.into(),
-        });
-    }
-    for (name, params) in msg::function_names() {
-        functions.push(FunctionInfo { name, params, doc: "message segment builder".into() });
+/// Builds the listing from the registrations themselves: every function a script's engine
+/// has (with the parameters and description it was registered with), the public functions of
+/// the modules in `stdlib_dir`, and every event name the adapters produce.
+pub fn api_list(stdlib_dir: Option<&Path>) -> ApiList {
+    let engine = listing_engine();
+    let mut functions = registered_functions(&engine);
+    if let Some(dir) = stdlib_dir {
+        functions.extend(stdlib_functions(&engine, dir));
     }
     let mut events: Vec<EventInfo> =
         ALIASES.iter().map(|(n, d)| EventInfo { name: (*n).into(), protocol: "any", doc: (*d).into() }).collect();
-    events.extend(crate::adapter::onebot11::events::EVENTS.iter().map(|(n, d)| EventInfo {
-        name: (*n).into(),
-        protocol: "onebot11",
-        doc: (*d).into(),
-    }));
+    for adapter in crate::adapter::ADAPTERS {
+        events.extend(adapter.events.iter().map(|(n, d)| EventInfo {
+            name: (*n).into(),
+            protocol: adapter.protocol.name,
+            doc: (*d).into(),
+        }));
+    }
     ApiList { functions, events }
+}
+
+/// An engine with every registration a script gets, offline (no bots; an in-memory store).
+pub fn listing_engine() -> rhai::Engine {
+    let store = crate::storage::Store::in_memory().ok().map(Arc::new);
+    let scheduler = crate::scheduler::Scheduler::new(None);
+    let zone =
+        crate::scheduler::Zone::parse("UTC").unwrap_or_else(|_| crate::config::Config::console_default().timezone);
+    let globals = Globals::new(Services::offline(), Default::default(), None, store, Some(scheduler), zone);
+    crate::script::full_engine(&globals)
+}
+
+/// The functions of a script's engine as its metadata describes them, one entry per name: the
+/// overload with the most parameters (registrations mark optional ones `name?`).
+fn registered_functions(engine: &rhai::Engine) -> Vec<FunctionInfo> {
+    let metadata = engine.gen_fn_metadata_to_json(false).unwrap_or_default();
+    let metadata: Value = serde_json::from_str(&metadata).unwrap_or_default();
+    let mut by_name: BTreeMap<String, FunctionInfo> = BTreeMap::new();
+    let mut add = |namespace: Option<&str>, f: &Value| {
+        let Some(raw_name) = f["name"].as_str() else { return };
+        let params: Vec<(String, String)> = f["params"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| (p["name"].as_str().unwrap_or("_").to_owned(), p["type"].as_str().unwrap_or("?").to_owned()))
+            .collect();
+        let doc: String = f["docComments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|c| c.trim_start_matches('/').trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        // Methods and properties are listed on their type: `Event.reply`, `Event.text`.
+        let receiver = params.first().filter(|(_, ty)| TYPES.contains(&ty.as_str())).map(|(_, ty)| ty.clone());
+        let (name, kind, params) = match (namespace, &receiver) {
+            (Some(ns), _) => (format!("{ns}::{raw_name}"), Kind::Function, params),
+            (None, Some(ty)) if raw_name == "index$get$" => (format!("{ty}[]"), Kind::Index, params[1..].to_vec()),
+            (None, Some(ty)) => match raw_name.strip_prefix("get$") {
+                Some(property) => (format!("{ty}.{property}"), Kind::Property, Vec::new()),
+                None => (format!("{ty}.{raw_name}"), Kind::Method, params[1..].to_vec()),
+            },
+            (None, None) => (raw_name.to_owned(), Kind::Function, params),
+        };
+        let (params, types): (Vec<String>, Vec<String>) = params.into_iter().unzip();
+        if by_name.get(&name).is_some_and(|kept| kept.params.len() >= params.len()) {
+            return;
+        }
+        by_name.insert(name.clone(), FunctionInfo { name, kind, params, types, doc });
+    };
+    for f in metadata["functions"].as_array().into_iter().flatten() {
+        add(None, f);
+    }
+    for (ns, module) in metadata["modules"].as_object().into_iter().flatten() {
+        for f in module["functions"].as_array().into_iter().flatten() {
+            add(Some(ns), f);
+        }
+    }
+    by_name.into_values().collect()
+}
+
+/// The types whose methods are listed as `Type.method`.
+const TYPES: &[&str] = &["Event", "KvSpace"];
+
+/// The public functions of the `.rhai` modules in `dir`, as `module::function`.
+fn stdlib_functions(engine: &rhai::Engine, dir: &Path) -> Vec<FunctionInfo> {
+    let mut out = Vec::new();
+    for file in crate::script::script_files(dir).unwrap_or_default() {
+        let Some(module) = file.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
+        let Ok(ast) = engine.compile_file(file.clone()) else { continue };
+        for f in ast.iter_functions().filter(|f| f.access == rhai::FnAccess::Public) {
+            let doc = f.comments.iter().map(|c| c.trim_start_matches('/').trim()).collect::<Vec<_>>().join(" ");
+            out.push(FunctionInfo {
+                name: format!("{module}::{}", f.name),
+                kind: Kind::Function,
+                params: f.params.iter().map(|p| p.to_string()).collect(),
+                types: f.params.iter().map(|_| "any".to_owned()).collect(),
+                doc,
+            });
+        }
+    }
+    out
 }

@@ -302,12 +302,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume { script, config } => admin_command("resume", &script, config.as_ref()),
         Command::Reload { script, config } => admin_command("reload", &script, config.as_ref()),
         Command::Api { command: ApiCommand::List { json } } => {
-            let list = rhaibot::catalog::api_list();
+            let list = rhaibot::catalog::api_list(Some(&Config::console_default().stdlib_dir));
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for f in &list.functions {
-                    println!("{}({})  {}", f.name, f.params.join(", "), f.doc);
+                    let call = match f.kind {
+                        rhaibot::catalog::Kind::Property => f.name.clone(),
+                        rhaibot::catalog::Kind::Index => {
+                            format!("{}[{}]", f.name.trim_end_matches("[]"), f.params.join(", "))
+                        }
+                        _ => format!("{}({})", f.name, f.params.join(", ")),
+                    };
+                    println!("{call}  {}", f.doc);
                 }
                 for e in &list.events {
                     println!("on(\"{}\")  [{}] {}", e.name, e.protocol, e.doc);

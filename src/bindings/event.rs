@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, EvalAltResult, FuncRegistration, Module};
 
-use super::Services;
 use super::convert::{call_error, to_dynamic, to_json};
+use super::{Services, documented};
 use crate::event::Event;
 
 /// The script-side handle of an event.
@@ -16,47 +16,52 @@ pub type EventRef = Arc<Event>;
 pub fn module(services: Arc<Services>) -> Module {
     let mut m = Module::new();
     macro_rules! get {
-        ($name:literal, |$e:ident| $body:expr) => {
+        ($name:literal, $doc:literal, |$e:ident| $body:expr) => {
             FuncRegistration::new_getter($name)
+                .with_params_info(["ev: Event"])
+                .with_comments([concat!("/// ", $doc)])
                 .in_global_namespace()
                 .set_into_module(&mut m, |$e: &mut EventRef| $body);
         };
     }
-    get!("name", |e| e.name.clone());
-    get!("protocol", |e| e.bot.protocol.name);
-    get!("bot", |e| e.bot.name.clone());
-    get!("text", |e| e.text.clone());
-    get!("user_id", |e| to_dynamic(&e.user_id));
-    get!("group_id", |e| to_dynamic(&e.group_id));
-    get!("message_id", |e| to_dynamic(&e.message_id));
-    get!("segments", |e| match e.segments() {
+    get!("name", "the event's native dotted name, e.g. `message.group.normal`", |e| e.name.clone());
+    get!("protocol", "the protocol of the bot that delivered it (`console`, `onebot11`, ...)", |e| e.bot.protocol.name);
+    get!("bot", "the configured name of the bot that delivered it", |e| e.bot.name.clone());
+    get!("text", "a message's plain text, trimmed (empty for other events)", |e| e.text.clone());
+    get!("user_id", "the sender or subject user, `()` when none", |e| to_dynamic(&e.user_id));
+    get!("group_id", "the group, `()` outside groups", |e| to_dynamic(&e.group_id));
+    get!("message_id", "the message's id, `()` when none", |e| to_dynamic(&e.message_id));
+    get!("segments", "a message's segments as `[#{type, data}]`", |e| match e.segments() {
         serde_json::Value::Null => Dynamic::from_array(Vec::new()),
         segs => to_dynamic(segs),
     });
-    get!("sender", |e| to_dynamic(e.sender()));
-    get!("raw", |e| to_dynamic(&e.raw));
-    get!("is_group", |e| !e.group_id.is_null());
-    get!("at_me", |e| e.at_me);
-    get!("reply_to", |e| to_dynamic(&e.reply_to));
-    get!("self_id", |e| match e.bot.self_id() {
+    get!("sender", "the sender as the protocol describes it (nickname, card, role, ...)", |e| to_dynamic(e.sender()));
+    get!("raw", "the event exactly as received, as a map", |e| to_dynamic(&e.raw));
+    get!("is_group", "whether the event happened in a group", |e| !e.group_id.is_null());
+    get!("at_me", "whether the message @-mentions the bot", |e| e.at_me);
+    get!("reply_to", "the id of the message this one replies to, `()` when none", |e| to_dynamic(&e.reply_to));
+    get!("self_id", "the account id of the bot that delivered it", |e| match e.bot.self_id() {
         Some(crate::bot::BotId::Number(n)) => Dynamic::from_int(n),
         Some(crate::bot::BotId::Text(s)) => Dynamic::from(s.to_string()),
         None => Dynamic::UNIT,
     });
     FuncRegistration::new_index_getter()
+        .with_params_info(["ev: Event", "key: string"])
+        .with_comments(["/// `ev[\"key\"]`: a field of the raw event, `()` when absent"])
         .in_global_namespace()
         .set_into_module(&mut m, |e: &mut EventRef, key: &str| {
             to_dynamic(e.raw.get(key).unwrap_or(&serde_json::Value::Null))
         });
-    FuncRegistration::new("to_string")
+    documented("to_string", &["ev: Event"], "`Event(name)`, for printing")
         .in_global_namespace()
         .set_into_module(&mut m, |e: &mut EventRef| format!("Event({})", e.name));
-    FuncRegistration::new("to_debug")
+    documented("to_debug", &["ev: Event"], "the event's name and raw JSON, for debugging")
         .in_global_namespace()
         .set_into_module(&mut m, |e: &mut EventRef| format!("Event({}) {}", e.name, e.raw));
 
     let quick_services = services.clone();
-    FuncRegistration::new("quick").in_global_namespace().set_into_module(
+    let doc = "OneBot HTTP POST: answer the event in the HTTP response (`#{reply, at_sender, delete, kick, ban, approve, ...}`), or by `.handle_quick_operation` when too late";
+    documented("quick", &["ev: Event", "operations: map"], doc).in_global_namespace().set_into_module(
         &mut m,
         move |e: &mut EventRef, ops: rhai::Map| -> Result<(), Box<EvalAltResult>> {
             let ops = match to_json(&ops.into(), "ev.quick")? {
@@ -74,7 +79,8 @@ pub fn module(services: Arc<Services>) -> Module {
     // Replies are the hot path: `reply` sends and returns at once (a failure is logged with the
     // script and callback); `reply_wait` waits, returns the result and raises on failure.
     let send_services = services.clone();
-    FuncRegistration::new("reply").in_global_namespace().set_into_module(
+    let doc = "answer where the event came from (group or private chat); returns at once, a failure is logged";
+    documented("reply", &["ev: Event", "message: message"], doc).in_global_namespace().set_into_module(
         &mut m,
         move |e: &mut EventRef, message: Dynamic| -> Result<(), Box<EvalAltResult>> {
             let message = to_json(&message, "ev.reply")?;
@@ -83,7 +89,8 @@ pub fn module(services: Arc<Services>) -> Module {
             Ok(())
         },
     );
-    FuncRegistration::new("reply_wait").in_global_namespace().set_into_module(
+    let doc = "answer like `reply`, wait for the result and return it; a failure raises a catchable error";
+    documented("reply_wait", &["ev: Event", "message: message"], doc).in_global_namespace().set_into_module(
         &mut m,
         move |e: &mut EventRef, message: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
             let message = to_json(&message, "ev.reply_wait")?;

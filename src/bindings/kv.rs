@@ -14,9 +14,10 @@
 
 use std::sync::Arc;
 
-use rhai::{Array, Dynamic, EvalAltResult, FnPtr, FuncRegistration, INT, Map, Module, NativeCallContext};
+use rhai::{Array, Dynamic, EvalAltResult, FnPtr, INT, Map, Module, NativeCallContext};
 
 use super::convert::{at_call, script_error, to_dynamic, to_json};
+use super::documented;
 use crate::storage::Store;
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -158,21 +159,72 @@ impl KvSpace {
 /// script and into the methods of `KvSpace` values.
 macro_rules! kv_ops {
     ($reg:ident) => {
-        $reg!("get", |s, key: &str| s.get(key, Dynamic::UNIT));
-        $reg!("get", |s, key: &str, default: Dynamic| s.get(key, default));
-        $reg!("set", |s, key: &str, value: Dynamic| s.set(key, &value, None));
-        $reg!("set", |s, key: &str, value: Dynamic, ttl_secs: INT| s.set(key, &value, Some(ttl_secs)));
-        $reg!("delete", |s, key: &str| s.delete(key));
-        $reg!("exists", |s, key: &str| s.read(key).map(|v| v.is_some()));
-        $reg!("incr", |s, key: &str| s.incr(key, 1));
-        $reg!("incr", |s, key: &str, by: INT| s.incr(key, by));
-        $reg!("decr", |s, key: &str| s.incr(key, -1));
-        $reg!("decr", |s, key: &str, by: INT| s.incr(key, by.saturating_neg()));
-        $reg!("keys", |s, prefix: &str| s.keys(prefix, DEFAULT_PAGE as INT, ""));
-        $reg!("keys", |s, prefix: &str, limit: INT| s.keys(prefix, limit, ""));
-        $reg!("keys", |s, prefix: &str, limit: INT, after: &str| s.keys(prefix, limit, after));
-        $reg!("cas", |s, key: &str, expected: Dynamic, new: Dynamic| s.cas(key, &expected, &new));
-        $reg!("set_all", |s, entries: Map| s.set_all(entries));
+        $reg!("get", ["key: string"], "the value under `key`, `()` when none", |s, key: &str| s
+            .get(key, Dynamic::UNIT));
+        $reg!(
+            "get",
+            ["key: string", "default?: any"],
+            "the value under `key`, or `default`",
+            |s, key: &str, default: Dynamic| s.get(key, default)
+        );
+        $reg!(
+            "set",
+            ["key: string", "value: any"],
+            "store `value` (any data) under `key`; on disk when it returns",
+            |s, key: &str, value: Dynamic| s.set(key, &value, None)
+        );
+        $reg!(
+            "set",
+            ["key: string", "value: any", "ttl_secs?: int"],
+            "store `value` under `key`, gone after `ttl_secs` seconds",
+            |s, key: &str, value: Dynamic, ttl_secs: INT| s.set(key, &value, Some(ttl_secs))
+        );
+        $reg!("delete", ["key: string"], "remove `key`; true when it existed", |s, key: &str| s.delete(key));
+        $reg!("exists", ["key: string"], "whether `key` holds a value", |s, key: &str| s
+            .read(key)
+            .map(|v| v.is_some()));
+        $reg!(
+            "incr",
+            ["key: string"],
+            "add 1 to the integer under `key` (0 when none) and return it",
+            |s, key: &str| s.incr(key, 1)
+        );
+        $reg!(
+            "incr",
+            ["key: string", "by?: int"],
+            "add `by` to the integer under `key` and return it",
+            |s, key: &str, by: INT| s.incr(key, by)
+        );
+        $reg!("decr", ["key: string"], "subtract 1 from the integer under `key` and return it", |s, key: &str| s
+            .incr(key, -1));
+        $reg!(
+            "decr",
+            ["key: string", "by?: int"],
+            "subtract `by` from the integer under `key` and return it",
+            |s, key: &str, by: INT| s.incr(key, by.saturating_neg())
+        );
+        $reg!("keys", ["prefix: string"], "keys starting with `prefix`, sorted, the first 100", |s, prefix: &str| s
+            .keys(prefix, DEFAULT_PAGE as INT, ""));
+        $reg!(
+            "keys",
+            ["prefix: string", "limit: int"],
+            "keys starting with `prefix`, sorted, at most `limit`",
+            |s, prefix: &str, limit: INT| s.keys(prefix, limit, "")
+        );
+        $reg!(
+            "keys",
+            ["prefix: string", "limit?: int", "after?: string"],
+            "the next page of keys, those sorting after `after`",
+            |s, prefix: &str, limit: INT, after: &str| s.keys(prefix, limit, after)
+        );
+        $reg!(
+            "cas",
+            ["key: string", "expected: any", "new: any"],
+            "set `new` only if `key` holds `expected` (`()`: absent); true when it did",
+            |s, key: &str, expected: Dynamic, new: Dynamic| s.cas(key, &expected, &new)
+        );
+        $reg!("set_all", ["entries: map"], "store every entry of `entries` in one transaction", |s, entries: Map| s
+            .set_all(entries));
     };
 }
 
@@ -181,10 +233,10 @@ pub fn namespace(store: Arc<Store>, ns: &str) -> Module {
     let own = KvSpace { store: store.clone(), ns: ns.into() };
     let mut m = Module::new();
     macro_rules! reg {
-        ($name:literal, |$s:ident $(, $a:ident : $t:ty)*| $body:expr) => {{
+        ($name:literal, [$($p:literal),*], $doc:literal, |$s:ident $(, $a:ident : $t:ty)*| $body:expr) => {{
             let space = own.clone();
             // Namespace-qualified calls get no position from Rhai: give errors the call's own.
-            FuncRegistration::new($name).set_into_module(&mut m, move |ctx: NativeCallContext, $($a: $t),*| {
+            documented($name, &[$($p),*], $doc).set_into_module(&mut m, move |ctx: NativeCallContext, $($a: $t),*| {
                 let $s = &space;
                 $body.map_err(|e| at_call(e, &ctx))
             });
@@ -193,27 +245,32 @@ pub fn namespace(store: Arc<Store>, ns: &str) -> Module {
     kv_ops!(reg);
     // These call back into the script, so they take the call context (which must come first).
     let space = own.clone();
-    FuncRegistration::new("update").set_into_module(&mut m, move |ctx: NativeCallContext, key: &str, f: FnPtr| {
-        space.update(&ctx, key, &f).map_err(|e| at_call(e, &ctx))
-    });
+    documented("update", &["key: string", "callback: Fn"], UPDATE_DOC)
+        .set_into_module(&mut m, move |ctx: NativeCallContext, key: &str, f: FnPtr| {
+            space.update(&ctx, key, &f).map_err(|e| at_call(e, &ctx))
+        });
     let space = own;
-    FuncRegistration::new("update_all").set_into_module(
+    documented("update_all", &["keys: array", "callback: Fn"], UPDATE_ALL_DOC).set_into_module(
         &mut m,
         move |ctx: NativeCallContext, keys: Array, f: FnPtr| {
             space.update_all(&ctx, keys, &f).map_err(|e| at_call(e, &ctx))
         },
     );
     let shared = store.clone();
-    FuncRegistration::new("shared_space").set_into_module(&mut m, move || KvSpace {
-        store: shared.clone(),
-        ns: format!("{SHARED_PREFIX}shared").into(),
-    });
-    FuncRegistration::new("space").set_into_module(&mut m, move |name: &str| -> RhaiResult<KvSpace> {
-        if name.is_empty() {
-            return Err(script_error("kv::space(name): the name must not be empty".into()));
-        }
-        Ok(KvSpace { store: store.clone(), ns: format!("{SHARED_PREFIX}{name}").into() })
-    });
+    documented("shared_space", &[], "the namespace every script shares, as a `KvSpace` with the same methods")
+        .set_into_module(&mut m, move || KvSpace {
+            store: shared.clone(),
+            ns: format!("{SHARED_PREFIX}shared").into(),
+        });
+    documented("space", &["name: string"], "a named namespace scripts can share, as a `KvSpace`").set_into_module(
+        &mut m,
+        move |name: &str| -> RhaiResult<KvSpace> {
+            if name.is_empty() {
+                return Err(script_error("kv::space(name): the name must not be empty".into()));
+            }
+            Ok(KvSpace { store: store.clone(), ns: format!("{SHARED_PREFIX}{name}").into() })
+        },
+    );
     m
 }
 
@@ -221,19 +278,19 @@ pub fn namespace(store: Arc<Store>, ns: &str) -> Module {
 pub fn methods() -> Module {
     let mut m = Module::new();
     macro_rules! reg {
-        ($name:literal, |$s:ident $(, $a:ident : $t:ty)*| $body:expr) => {{
-            FuncRegistration::new($name)
+        ($name:literal, [$($p:literal),*], $doc:literal, |$s:ident $(, $a:ident : $t:ty)*| $body:expr) => {{
+            documented($name, &["space: KvSpace", $($p),*], $doc)
                 .in_global_namespace()
                 .set_into_module(&mut m, |$s: &mut KvSpace $(, $a: $t)*| { let $s = &*$s; $body });
         }};
     }
     kv_ops!(reg);
-    FuncRegistration::new("update")
+    documented("update", &["space: KvSpace", "key: string", "callback: Fn"], UPDATE_DOC)
         .in_global_namespace()
         .set_into_module(&mut m, |ctx: NativeCallContext, s: &mut KvSpace, key: &str, f: FnPtr| {
             s.update(&ctx, key, &f)
         });
-    FuncRegistration::new("update_all")
+    documented("update_all", &["space: KvSpace", "keys: array", "callback: Fn"], UPDATE_ALL_DOC)
         .in_global_namespace()
         .set_into_module(&mut m, |ctx: NativeCallContext, s: &mut KvSpace, keys: Array, f: FnPtr| {
             s.update_all(&ctx, keys, &f)
@@ -241,19 +298,9 @@ pub fn methods() -> Module {
     m
 }
 
-/// Names and parameters of every `kv::` function, for `api list`.
-pub const FUNCTIONS: &[(&str, &[&str])] = &[
-    ("kv::get", &["key", "default?"]),
-    ("kv::set", &["key", "value", "ttl_secs?"]),
-    ("kv::delete", &["key"]),
-    ("kv::exists", &["key"]),
-    ("kv::incr", &["key", "by?"]),
-    ("kv::decr", &["key", "by?"]),
-    ("kv::keys", &["prefix", "limit?", "after?"]),
-    ("kv::cas", &["key", "expected", "new"]),
-    ("kv::set_all", &["map"]),
-    ("kv::update", &["key", "callback"]),
-    ("kv::update_all", &["keys", "callback"]),
-    ("kv::shared_space", &[]),
-    ("kv::space", &["name"]),
-];
+/// What `update` does.
+const UPDATE_DOC: &str =
+    "replace the value under `key` with `callback(old)`, retried when another callback changed it meanwhile";
+/// What `update_all` does.
+const UPDATE_ALL_DOC: &str =
+    "replace the values under `keys` with the map `callback(#{key: old})` returns, all or none, retried on conflict";

@@ -19,6 +19,13 @@ use serde_json::Value;
 use crate::bot::{Bot, CallError};
 use crate::script::context;
 
+/// A registration that carries its parameters (`name: type`, `name?` when optional) and a
+/// one-line description into the engine's metadata, which `rhaibot api list` and the docs read:
+/// what a script can call and what is listed come from the same place.
+pub fn documented(name: &str, params: &[&str], doc: &str) -> rhai::FuncRegistration {
+    rhai::FuncRegistration::new(name).with_params_info(params).with_comments([format!("/// {doc}")])
+}
+
 /// The runtime's bots and the reactor that drives their connections.
 #[derive(Debug)]
 pub struct Services {

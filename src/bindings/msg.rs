@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use rhai::{Dynamic, FuncRegistration, Map, Module};
+use rhai::{Dynamic, Map, Module};
+
+use super::documented;
 
 use super::convert::{script_error, to_dynamic, to_json};
 use super::protocol::{Entry, register_table_fn};
@@ -39,27 +41,12 @@ pub fn module() -> Module {
         let entry: Entry = Arc::new(move |args| build(seg, args));
         register_table_fn(&mut m, seg, entry);
     }
-    FuncRegistration::new("segment")
-        .with_params_info(["type: string", "data: map"])
+    documented("segment", &["type: string", "data: map"], "a segment of any type: `#{type, data}`")
         .set_into_module(&mut m, |kind: &str, data: Map| segment(kind, data));
-    FuncRegistration::new("at_all").set_into_module(&mut m, || {
+    documented("at_all", &[], "an @-mention of everyone in the group").set_into_module(&mut m, || {
         let mut data = Map::new();
         data.insert("qq".into(), "all".into());
         segment("at", data)
     });
     m
-}
-
-/// Names and parameters of every `msg::` function, for `api list`.
-pub fn function_names() -> Vec<(String, Vec<String>)> {
-    let mut out: Vec<(String, Vec<String>)> = SEGMENTS
-        .iter()
-        .map(|s| {
-            let params = s.params.iter().map(|p| format!("{}{}", p.name, if p.required { "" } else { "?" })).collect();
-            (format!("msg::{}", s.name), params)
-        })
-        .collect();
-    out.push(("msg::segment".into(), vec!["type".into(), "data".into()]));
-    out.push(("msg::at_all".into(), vec![]));
-    out
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use rhai::{Dynamic, FuncRegistration, Map, Module, NativeCallContext};
 use serde_json::Value;
 
-use super::Services;
 use super::convert::{at_call, script_error, to_json};
+use super::{Services, documented};
 use crate::api::Action;
 
 /// A protocol namespace: its name and its action table; bots whose protocol names it accept it.
@@ -47,16 +47,21 @@ pub fn module(ns: Namespace, services: Arc<Services>) -> Module {
         };
         call().map_err(|e| at_call(e, &ctx))
     };
-    FuncRegistration::new("call").with_params_info(["action: string", "params: map"]).set_into_module(&mut m, raw);
+    documented("call", &["action: string", "params: map"], "call any action by name, also one the table lacks")
+        .set_into_module(&mut m, raw);
     m
 }
 
 /// Registers a table entry under its name with every arity it accepts: 0..=n positional
 /// arguments (one map argument is covered by arity 1).
 pub(crate) fn register_table_fn(m: &mut Module, action: &Action, entry: Entry) {
-    let names: Vec<String> = action.params.iter().map(|p| format!("{}: {}", p.name, p.ty.as_str())).collect();
+    let names: Vec<String> = action
+        .params
+        .iter()
+        .map(|p| format!("{}{}: {}", p.name, if p.required { "" } else { "?" }, p.ty.as_str()))
+        .collect();
     for arity in 0..=action.params.len().max(1) {
-        register_arity(m, action.fn_name(), &names[..arity.min(names.len())], arity, entry.clone());
+        register_arity(m, action.fn_name(), &names[..arity.min(names.len())], arity, action.doc, entry.clone());
     }
 }
 
@@ -75,10 +80,15 @@ fn call_action(
 }
 
 /// Registers `f` as `name` taking `arity` arguments of any type; errors carry the call's position.
-pub(crate) fn register_arity(m: &mut Module, name: &str, params: &[String], arity: usize, f: Entry) {
-    let reg = FuncRegistration::new(name).with_params_info(params);
+pub(crate) fn register_arity(m: &mut Module, name: &str, params: &[String], arity: usize, doc: &str, f: Entry) {
+    let reg = FuncRegistration::new(name).with_params_info(params).with_comments([format!("/// {doc}")]);
     let call = move |ctx: &NativeCallContext, args: Vec<Dynamic>| f(args).map_err(|e| at_call(e, ctx));
     type Ctx<'a> = NativeCallContext<'a>;
+    // Tables have at most 7 parameters (`msg::image`); a longer one takes a map.
+    if arity > 7 {
+        tracing::error!(name, arity, "more positional parameters than registered; pass a map instead");
+        return;
+    }
     match arity {
         0 => reg.set_into_module(m, move |ctx: Ctx| call(&ctx, vec![])),
         1 => reg.set_into_module(m, move |ctx: Ctx, a: Dynamic| call(&ctx, vec![a])),
@@ -90,10 +100,16 @@ pub(crate) fn register_arity(m: &mut Module, name: &str, params: &[String], arit
         5 => reg.set_into_module(m, move |ctx: Ctx, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic| {
             call(&ctx, vec![a, b, c, d, e])
         }),
-        _ => reg.set_into_module(
+        6 => reg.set_into_module(
             m,
             move |ctx: Ctx, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic, g: Dynamic| {
                 call(&ctx, vec![a, b, c, d, e, g])
+            },
+        ),
+        _ => reg.set_into_module(
+            m,
+            move |ctx: Ctx, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic, g: Dynamic, h: Dynamic| {
+                call(&ctx, vec![a, b, c, d, e, g, h])
             },
         ),
     };

@@ -21,6 +21,7 @@ use chrono::Utc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, INT, Map};
 
 use super::convert::script_error;
+use super::documented;
 use crate::scheduler::{CronSpec, JobSpec, Misfire, Scheduler, When, Zone};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -148,43 +149,47 @@ pub fn register(
         max_jobs: limits.max_jobs,
         min_period: limits.min_timer,
     };
+    let cron_doc =
+        "run `callback` on a cron schedule (seconds first: `sec min hour day month weekday`); returns the job's name";
     let c = ctx.clone();
-    engine.register_fn("cron", move |expr: &str, f: FnPtr| c.cron(None, expr, None, f));
+    documented("cron", &["expr: string", "callback: Fn"], cron_doc)
+        .register_into_engine(engine, move |expr: &str, f: FnPtr| c.cron(None, expr, None, f));
     let c = ctx.clone();
-    engine.register_fn("cron", move |name: &str, expr: &str, f: FnPtr| c.cron(Some(name), expr, None, f));
+    documented("cron", &["name: string", "expr: string", "callback: Fn"], cron_doc)
+        .register_into_engine(engine, move |name: &str, expr: &str, f: FnPtr| c.cron(Some(name), expr, None, f));
     let c = ctx.clone();
-    engine.register_fn("cron", move |name: &str, expr: &str, options: Map, f: FnPtr| {
-        c.cron(Some(name), expr, Some(options), f)
-    });
+    let options_doc =
+        "run `callback` on a cron schedule, optionally named and with `#{tz, misfire: \"skip\"|\"run_once\"}`";
+    documented("cron", &["name?: string", "expr: string", "options?: map", "callback: Fn"], options_doc)
+        .register_into_engine(engine, move |name: &str, expr: &str, options: Map, f: FnPtr| {
+            c.cron(Some(name), expr, Some(options), f)
+        });
     let c = ctx.clone();
-    engine.register_fn("after", move |ms: INT, f: FnPtr| c.timer("after", ms, f));
+    documented("after", &["ms: int", "callback: Fn"], "run `callback` once after `ms` milliseconds; returns its name")
+        .register_into_engine(engine, move |ms: INT, f: FnPtr| c.timer("after", ms, f));
     let c = ctx.clone();
-    engine.register_fn("every", move |ms: INT, f: FnPtr| c.timer("every", ms, f));
+    documented("every", &["ms: int", "callback: Fn"], "run `callback` every `ms` milliseconds; returns its name")
+        .register_into_engine(engine, move |ms: INT, f: FnPtr| c.timer("every", ms, f));
     let c = ctx.clone();
-    engine.register_fn("cancel", move |name: &str| c.scheduler.cancel(&c.owner, name));
+    documented("cancel", &["name: string"], "cancel this script's job or timer `name`; false when there was none")
+        .register_into_engine(engine, move |name: &str| c.scheduler.cancel(&c.owner, name));
     let c = ctx;
-    engine.register_fn("jobs", move || -> Array {
-        c.scheduler
-            .list(Some(&c.owner))
-            .into_iter()
-            .map(|j| {
-                let mut m = Map::new();
-                m.insert("name".into(), j.name.into());
-                m.insert("schedule".into(), j.schedule.into());
-                m.insert("next".into(), j.next.map_or(Dynamic::UNIT, |t| t.to_rfc3339().into()));
-                m.insert("running".into(), j.running.into());
-                m.into()
-            })
-            .collect()
-    });
+    documented("jobs", &[], "this script's jobs: `[#{name, schedule, next, running}]`").register_into_engine(
+        engine,
+        move || -> Array {
+            c.scheduler
+                .list(Some(&c.owner))
+                .into_iter()
+                .map(|j| {
+                    let mut m = Map::new();
+                    m.insert("name".into(), j.name.into());
+                    m.insert("schedule".into(), j.schedule.into());
+                    m.insert("next".into(), j.next.map_or(Dynamic::UNIT, |t| t.to_rfc3339().into()));
+                    m.insert("running".into(), j.running.into());
+                    m.into()
+                })
+                .collect()
+        },
+    );
     staged
 }
-
-/// Names and parameters of the scheduling functions, for `api list`.
-pub const FUNCTIONS: &[(&str, &[&str])] = &[
-    ("cron", &["name?", "expr", "options?", "callback"]),
-    ("after", &["ms", "callback"]),
-    ("every", &["ms", "callback"]),
-    ("cancel", &["name"]),
-    ("jobs", &[]),
-];

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
 use rhai::packages::{Package, StandardPackage};
-use rhai::{Engine, FuncRegistration, Module, Shared};
+use rhai::{Engine, Module, Shared};
 
 use super::context;
 use crate::bindings::event::EventRef;
@@ -125,10 +125,11 @@ fn bot_module(services: Arc<Services>) -> Module {
     };
     let mut m = Module::new();
     let by_name = pick.clone();
-    FuncRegistration::new("bot")
+    let doc = "send the rest of this callback's calls to the bot with this name or account id; returns its name";
+    crate::bindings::documented("bot", &["name_or_self_id: string"], doc)
         .in_global_namespace()
         .set_into_module(&mut m, move |name: &str| by_name(name.to_owned()));
-    FuncRegistration::new("bot")
+    crate::bindings::documented("bot", &["name_or_self_id: int"], doc)
         .in_global_namespace()
         .set_into_module(&mut m, move |self_id: rhai::INT| pick(self_id.to_string()));
     m

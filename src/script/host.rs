@@ -19,6 +19,7 @@ use super::engine::Globals;
 use super::lane::Lane;
 use super::supervise::{Outcome, Quarantine, Supervisor};
 use crate::bindings::convert::script_error;
+use crate::bindings::documented;
 use crate::bindings::event::EventRef;
 use crate::event::{Event, normalize_name};
 use crate::scheduler::{Due, JobSpec};
@@ -189,19 +190,31 @@ impl Registry {
     /// Registers `on` and `command` on `engine`.
     fn install(&self, engine: &mut Engine) {
         let reg = self.clone();
-        engine.register_fn("on", move |ctx: NativeCallContext, event: &str, f: FnPtr| {
-            let label = format!("on(\"{event}\")");
-            reg.add(event, Registered::new(&reg.script, label, ctx.call_position(), Handler::Closure(f)))
-        });
+        let doc = "run `callback(ev)` for every event named `event` or under it (`message`, `notice.group_ban`, ...); top level only";
+        documented("on", &["event: string", "callback: Fn"], doc).register_into_engine(
+            engine,
+            move |ctx: NativeCallContext, event: &str, f: FnPtr| {
+                let label = format!("on(\"{event}\")");
+                reg.add(event, Registered::new(&reg.script, label, ctx.call_position(), Handler::Closure(f)))
+            },
+        );
         let reg = self.clone();
-        engine.register_fn("command", move |ctx: NativeCallContext, name: &str, f: FnPtr| {
-            reg.add_command(vec![name.to_owned()], ctx.call_position(), f)
-        });
+        let doc =
+            "run `callback(ev, args)` for messages `/name args` (one name, or an array of aliases); top level only";
+        documented("command", &["name_or_names: string", "callback: Fn"], doc).register_into_engine(
+            engine,
+            move |ctx: NativeCallContext, name: &str, f: FnPtr| {
+                reg.add_command(vec![name.to_owned()], ctx.call_position(), f)
+            },
+        );
         let reg = self.clone();
-        engine.register_fn("command", move |ctx: NativeCallContext, names: rhai::Array, f: FnPtr| {
-            let names = names.iter().map(|n| n.to_string()).collect();
-            reg.add_command(names, ctx.call_position(), f)
-        });
+        documented("command", &["name_or_names: array", "callback: Fn"], doc).register_into_engine(
+            engine,
+            move |ctx: NativeCallContext, names: rhai::Array, f: FnPtr| {
+                let names = names.iter().map(|n| n.to_string()).collect();
+                reg.add_command(names, ctx.call_position(), f)
+            },
+        );
     }
 
     fn add_command(&self, names: Vec<String>, at: Position, f: FnPtr) -> Result<(), Box<EvalAltResult>> {
@@ -449,6 +462,16 @@ fn syntax_error(path: &str, e: ParseError) -> LoadError {
         column: pos.position().unwrap_or(0),
         message: e.err_type().to_string(),
     }
+}
+
+/// An engine with everything a script's engine has (registrations, kv, scheduling, `on`,
+/// `command`), for listing and checking the script surface. `globals` should have a store and
+/// a scheduler, or `kv::` and the scheduling functions are missing.
+pub fn full_engine(globals: &Arc<Globals>) -> Engine {
+    let mut engine = globals.engine("listing", globals.stdlib_dir.clone());
+    Registry::open("listing").install(&mut engine);
+    let _ = globals.install_script_services(&mut engine, "listing", Arc::new(|_: &str, _: &FnPtr| {}));
+    engine
 }
 
 /// Checks a file's syntax with `globals`' engine; the error carries file:line:col.

@@ -31,7 +31,7 @@ use serde::Serialize;
 use tracing::{debug, error, info, warn};
 
 pub use engine::Globals;
-pub use host::{LoadError, Script, Work};
+pub use host::{LoadError, Script, Work, full_engine};
 pub use pool::Pool;
 
 use crate::bindings::event::EventRef;

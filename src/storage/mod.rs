@@ -128,6 +128,16 @@ impl Store {
         Ok(Store { path: path.to_owned(), conn: Mutex::new(conn), clock })
     }
 
+    /// A store in memory, gone with the process: for listing the script surface and for tests
+    /// of logic, never for a bot's data.
+    pub fn in_memory() -> Result<Store, StorageError> {
+        let path = Path::new(":memory:");
+        let fail = |message: String| StorageError::Open { path: path.to_owned(), message };
+        let conn = Connection::open_in_memory().map_err(|e| fail(e.to_string()))?;
+        migrate(&conn, path).map_err(fail)?;
+        Ok(Store { path: path.to_owned(), conn: Mutex::new(conn), clock: system_clock() })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -161,3 +161,80 @@ mod wire {
         rt.stop().await;
     }
 }
+
+/// `rhaibot api list` is the engine's own registrations: everything a script's engine has is
+/// listed with a description, and everything listed resolves when a script calls it.
+mod surface {
+    use std::sync::Arc;
+
+    use rhai::{Dynamic, EvalAltResult, Scope};
+    use rhaibot::bot::Bot;
+    use rhaibot::catalog::{Kind, api_list, listing_engine};
+    use rhaibot::event::Event;
+
+    #[test]
+    fn everything_registered_is_listed_with_a_description() {
+        let engine = listing_engine();
+        let list = api_list(None);
+        let listed: Vec<&str> = list.functions.iter().map(|f| f.name.as_str()).collect();
+        for f in &list.functions {
+            assert!(!f.doc.is_empty(), "{} is registered without a description", f.name);
+        }
+        for signature in engine.gen_fn_signatures(false) {
+            // `ns::name(..)`, `name(..)`, `get$name(ev: Event)`, `name(ev: Event, ..)`
+            let (name, rest) = signature.split_once('(').expect("a signature");
+            let name = name.trim_start_matches("get$");
+            let on_type = ["Event", "KvSpace"]
+                .into_iter()
+                .find(|t| rest.starts_with(&format!("ev: {t}")) || rest.starts_with(&format!("space: {t}")));
+            let expected = match (on_type, name) {
+                (Some(t), "index$get$") => format!("{t}[]"),
+                (Some(t), n) => format!("{t}.{n}"),
+                (None, n) => n.to_owned(),
+            };
+            assert!(listed.contains(&expected.as_str()), "{signature} is callable but `{expected}` is not listed");
+        }
+    }
+
+    #[test]
+    fn everything_listed_resolves_in_a_script() {
+        let engine = listing_engine();
+        let bot = Bot::detached("t", &rhaibot::adapter::onebot11::PROTOCOL);
+        let ev = Event::new(bot, "message.private".into(), &[], serde_json::json!({"post_type": "message"}));
+        let mut scope = Scope::new();
+        scope.push("ev", Arc::new(ev));
+        scope.push("space", engine.eval::<Dynamic>("kv::shared_space()").expect("kv::shared_space"));
+        let dummy = |ty: &str| match ty {
+            "string" | "message" => "\"\"",
+            "int" => "0",
+            "bool" => "false",
+            "number" => "0.0",
+            "array" => "[]",
+            "map" => "#{}",
+            "Fn" => "|a| ()",
+            _ => "()",
+        };
+        for f in api_list(None).functions {
+            let args: Vec<&str> = f.types.iter().map(|t| dummy(t)).collect();
+            let (receiver, name) = match f.name.split_once('.') {
+                Some((ty, name)) => (if ty == "Event" { "ev" } else { "space" }, name),
+                None => ("", f.name.as_str()),
+            };
+            let code = match f.kind {
+                Kind::Function => format!("{name}({})", args.join(", ")),
+                Kind::Method => format!("{receiver}.{name}({})", args.join(", ")),
+                Kind::Property => format!("{receiver}.{name}"),
+                Kind::Index => format!("{}[\"x\"]", if f.name.starts_with("Event") { "ev" } else { "space" }),
+            };
+            if let Err(e) = engine.eval_with_scope::<Dynamic>(&mut scope, &code) {
+                let mut inner = &*e;
+                while let EvalAltResult::ErrorInFunctionCall(_, _, next, _) = inner {
+                    inner = next;
+                }
+                let missing = matches!(inner, EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.contains(name.trim_end_matches("[]")))
+                    || matches!(inner, EvalAltResult::ErrorDotExpr(..) | EvalAltResult::ErrorPropertyNotFound(..));
+                assert!(!missing, "`{}` is listed but `{code}` does not resolve: {e}", f.name);
+            }
+        }
+    }
+}
