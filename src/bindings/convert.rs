@@ -50,6 +50,7 @@ pub fn call_error(e: CallError) -> Box<EvalAltResult> {
     map.insert("action".into(), e.action().into());
     map.insert("code".into(), e.code().into());
     map.insert("message".into(), e.to_string().into());
+    map.insert("trace_id".into(), e.trace_id().map_or(Dynamic::UNIT, |t| t.to_owned().into()));
     EvalAltResult::ErrorRuntime(map.into(), Position::NONE).into()
 }
 
