@@ -63,9 +63,15 @@ pub struct ApiList {
 
 /// Cross-protocol aliases every protocol delivers its messages under.
 pub const ALIASES: &[(&str, &str)] = &[
-    ("message", "any message to the bot"),
-    ("message.private", "a private (direct) message"),
+    ("message", "any message to the bot (never the bot's own)"),
+    ("message.private", "a private (direct or temporary) message"),
     ("message.group", "a group message"),
+    ("request.friend", "someone asks to be the bot's friend"),
+    ("request.group", "someone asks to join a group, or invites the bot"),
+    ("member.increase", "someone joined a group"),
+    ("member.decrease", "someone left or was removed from a group"),
+    ("recall", "a message was recalled"),
+    ("poke", "someone poked (nudged) someone"),
 ];
 
 /// Builds the listing from the registrations themselves: every function a script's engine

@@ -132,10 +132,12 @@ pub enum RawBot {
     Console(RawConsoleBot),
     /// OneBot 11 (LLBot, NapCat, Lagrange, go-cqhttp).
     Onebot11(Box<crate::adapter::onebot11::config::RawBot>),
+    /// Milky (LLBot, Lagrange.Milky).
+    Milky(Box<crate::adapter::milky::config::RawBot>),
 }
 
 /// The `protocol` values a `[[bot]]` may have.
-const PROTOCOLS: &str = "\"console\" or \"onebot11\"";
+const PROTOCOLS: &str = "\"console\", \"onebot11\" or \"milky\"";
 
 impl RawBot {
     /// Reads a `[[bot]]` table into its protocol's shape; the error names the key at fault.
@@ -154,6 +156,7 @@ impl RawBot {
         match protocol.as_str() {
             "console" => shape(table).map(RawBot::Console),
             "onebot11" => shape(table).map(RawBot::Onebot11),
+            "milky" => shape(table).map(RawBot::Milky),
             other => Err(format!("unknown protocol \"{other}\", expected {PROTOCOLS}")),
         }
     }
@@ -163,6 +166,7 @@ impl RawBot {
         match self {
             RawBot::Console(b) => b.name.as_deref(),
             RawBot::Onebot11(b) => b.name.as_deref(),
+            RawBot::Milky(b) => b.name.as_deref(),
         }
     }
 }
@@ -285,6 +289,8 @@ pub enum BotKind {
     Console,
     /// OneBot 11.
     OneBot11(crate::adapter::onebot11::config::OneBotConfig),
+    /// Milky.
+    Milky(crate::adapter::milky::config::MilkyConfig),
 }
 
 /// Exponential back-off bounds.
@@ -396,6 +402,7 @@ impl Config {
             let kind = match b {
                 RawBot::Console(_) => BotKind::Console,
                 RawBot::Onebot11(b) => BotKind::OneBot11(crate::adapter::onebot11::config::validate(&b, &keys)?),
+                RawBot::Milky(b) => BotKind::Milky(crate::adapter::milky::config::validate(&b, &keys)?),
             };
             bots.push(BotConfig { name, kind });
         }

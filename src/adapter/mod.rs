@@ -9,7 +9,9 @@
 pub mod backoff;
 pub mod console;
 pub mod listener;
+pub mod milky;
 pub mod onebot11;
+pub mod sse;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +46,7 @@ pub struct Adapter {
 }
 
 /// Every adapter: the one registration point of a protocol.
-pub const ADAPTERS: &[&Adapter] = &[&console::ADAPTER, &onebot11::ADAPTER];
+pub const ADAPTERS: &[&Adapter] = &[&console::ADAPTER, &onebot11::ADAPTER, &milky::ADAPTER];
 
 /// The adapter of `protocol`.
 pub fn adapter(protocol: &Protocol) -> Option<&'static Adapter> {
@@ -108,5 +110,6 @@ pub fn open(cfg: &BotConfig, call_timeout: Duration) -> Opened {
     match &cfg.kind {
         BotKind::Console => console::open(&cfg.name, call_timeout),
         BotKind::OneBot11(ob) => onebot11::open(&cfg.name, ob, call_timeout),
+        BotKind::Milky(m) => milky::open(&cfg.name, m, call_timeout),
     }
 }

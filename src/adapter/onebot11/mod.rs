@@ -244,7 +244,8 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value, via: u64) -> Result<Event, M
         Some(Value::Array(segs)) if is_message => mentions(segs, self_id),
         _ => (false, Value::Null),
     };
-    let mut ev = Event::new(bot.clone(), name, &[], raw);
+    let aliases = aliases(&name);
+    let mut ev = Event::new(bot.clone(), name, aliases, raw);
     // Leading and trailing blanks (left around an @-mention) are not part of what was said.
     ev.text = text.trim().to_owned();
     ev.at_me = at_me;
@@ -260,6 +261,23 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value, via: u64) -> Result<Event, M
         ev.sender_at = "/sender";
     }
     Ok(ev)
+}
+
+/// The cross-protocol names of a OneBot event beyond its own dotted prefixes (`message`,
+/// `request.friend` and `request.group` already are prefixes).
+fn aliases(name: &str) -> &'static [&'static str] {
+    let under = |prefix: &str| name == prefix || name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.'));
+    if under("notice.group_increase") {
+        &["member.increase"]
+    } else if under("notice.group_decrease") {
+        &["member.decrease"]
+    } else if under("notice.group_recall") || under("notice.friend_recall") {
+        &["recall"]
+    } else if under("notice.notify.poke") {
+        &["poke"]
+    } else {
+        &[]
+    }
 }
 
 /// Whether `segs` @-mention `self_id`, and the id of the message they reply to.

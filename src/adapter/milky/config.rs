@@ -1,0 +1,135 @@
+//! The keys of a Milky `[[bot]]`, as written and validated.
+
+use serde::Deserialize;
+
+use crate::adapter::listener::Guard;
+use crate::config::{Backoff, BotKeys, ConfigError, Secret};
+
+/// How a Milky bot receives events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsName {
+    /// WebSocket `GET <url>/event` (the default).
+    Ws,
+    /// Server-sent events, `GET <url>/event` without an upgrade.
+    Sse,
+    /// The implementation POSTs events to `listen` (webhook).
+    Webhook,
+    /// No events (calls only).
+    None,
+}
+
+/// A Milky `[[bot]]` table as written (`protocol = "milky"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBot {
+    /// Name used in logs and by scripts to pick a bot.
+    pub name: Option<String>,
+    /// The implementation's base URL, e.g. `http://127.0.0.1:3000`: calls go to
+    /// `<url>/api/<action>`, events come from `<url>/event`.
+    pub url: Option<String>,
+    /// How events arrive: `ws` (default), `sse`, `webhook` or `none`.
+    pub events: Option<EventsName>,
+    /// Access token: `Authorization: Bearer` on calls and event connections, and required
+    /// from the webhook sender.
+    pub access_token: Option<String>,
+    /// Environment variable holding the access token (wins over `access_token`).
+    pub access_token_env: Option<String>,
+    /// Send the token on the event connection as `?access_token=` instead of a header.
+    pub token_in_query: Option<bool>,
+    /// Webhook: the address to listen on, e.g. `127.0.0.1:8082`.
+    pub listen: Option<String>,
+    /// Webhook: the path served (default `/`).
+    pub path: Option<String>,
+    /// First reconnect delay in milliseconds.
+    pub reconnect_min_ms: Option<u64>,
+    /// Longest reconnect delay in milliseconds.
+    pub reconnect_max_ms: Option<u64>,
+    /// Largest event accepted, in bytes.
+    pub max_frame_bytes: Option<usize>,
+    /// Webhook: milliseconds a request's headers and body may take.
+    pub header_timeout_ms: Option<u64>,
+    /// Webhook: connections kept open at most.
+    pub max_connections: Option<usize>,
+}
+
+/// A Milky bot's settings.
+#[derive(Debug, Clone)]
+pub struct MilkyConfig {
+    /// The implementation's base URL, without a trailing `/`.
+    pub url: String,
+    /// How events arrive.
+    pub events: Events,
+    /// Bearer token, empty when none.
+    pub access_token: Secret,
+    /// Token in the event connection's query instead of a header.
+    pub token_in_query: bool,
+    /// Reconnect back-off bounds.
+    pub backoff: Backoff,
+    /// Largest accepted event.
+    pub max_frame_bytes: usize,
+}
+
+/// Where a Milky bot's events come from.
+#[derive(Debug, Clone)]
+pub enum Events {
+    /// WebSocket `<url>/event`.
+    Ws,
+    /// SSE `<url>/event`.
+    Sse,
+    /// POSTed to the runtime.
+    Webhook {
+        /// Listen address.
+        listen: String,
+        /// Path served.
+        path: String,
+        /// Timeouts and connection cap.
+        guard: Guard,
+    },
+    /// None.
+    None,
+}
+
+/// Checks the keys of a Milky `[[bot]]`.
+pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<MilkyConfig, ConfigError> {
+    let access_token = keys.secret(&b.access_token, &b.access_token_env, "access_token")?;
+    let url = b
+        .url
+        .clone()
+        .ok_or_else(|| keys.invalid("url", "the implementation's base URL, e.g. \"http://127.0.0.1:3000\"".into()))?;
+    if !url.starts_with("http://") {
+        return Err(keys.invalid(
+            "url",
+            format!("an http:// URL, got \"{url}\" (TLS is not built in yet: use a local address or a TLS-terminating proxy)"),
+        ));
+    }
+    let events = match b.events.unwrap_or(EventsName::Ws) {
+        EventsName::Ws => Events::Ws,
+        EventsName::Sse => Events::Sse,
+        EventsName::None => Events::None,
+        EventsName::Webhook => {
+            let listen = keys.listen(&b.listen)?;
+            let loopback = listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+            if !loopback && access_token.0.is_empty() {
+                return Err(keys.invalid(
+                    "access_token",
+                    format!("a token: a webhook listening on {listen} (not loopback) would accept events from anyone"),
+                ));
+            }
+            let d = Guard::default();
+            let guard = Guard {
+                header_timeout: b.header_timeout_ms.map_or(d.header_timeout, std::time::Duration::from_millis),
+                max_connections: b.max_connections.unwrap_or(d.max_connections),
+            };
+            Events::Webhook { listen, path: b.path.clone().unwrap_or_else(|| "/".into()), guard }
+        }
+    };
+    Ok(MilkyConfig {
+        url: url.trim_end_matches('/').to_owned(),
+        events,
+        access_token,
+        token_in_query: b.token_in_query.unwrap_or(false),
+        backoff: keys.backoff(b.reconnect_min_ms, b.reconnect_max_ms)?,
+        max_frame_bytes: b.max_frame_bytes.unwrap_or(16 << 20),
+    })
+}

@@ -1,0 +1,243 @@
+//! Milky (seed 001's `/api/...` sections): calls over HTTP, events over WebSocket, SSE or a
+//! webhook, each event `{time, self_id, event_type, data}`.
+//!
+//! Events are named `milky.<event_type>` and carry the cross-protocol aliases (`message`,
+//! `message.private`, `message.group`, `request.friend`, `request.group`, `member.increase`,
+//! `member.decrease`, `recall`, `poke`). Milky's compatibility rules hold: an unknown event type
+//! is delivered raw under its name with one warning, an unknown segment reads as text, and an
+//! item of an array that is not what it should be is skipped.
+
+pub mod actions;
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod segments;
+pub mod transport;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Value, json};
+
+use super::{Adapter, Opened, Start};
+use crate::bot::{Bot, BotId, CallError, Link, Protocol};
+use crate::event::{Event, Identity, hash_id, is_name_part};
+use config::MilkyConfig;
+
+/// Milky: its bots accept the `milky::` actions.
+pub static PROTOCOL: Protocol = Protocol { name: "milky", namespace: "milky" };
+
+/// The Milky adapter.
+pub static ADAPTER: Adapter =
+    Adapter { protocol: &PROTOCOL, actions: actions::ACTIONS, events: events::EVENTS, reply: reply_call };
+
+/// Creates the handle of a Milky bot and what starts its event transport.
+pub fn open(name: &str, cfg: &MilkyConfig, call_timeout: std::time::Duration) -> Opened {
+    let link = Link::Requests(Arc::new(http::Api::new(&cfg.url, &cfg.access_token)));
+    let bot = Bot::new(name, &PROTOCOL, call_timeout, link);
+    let cfg = cfg.clone();
+    Opened::new(bot, Box::new(move |bot, s: Start<'_>| transport::start(bot, cfg, s)))
+}
+
+/// An event object that breaks Milky's rules: logged (rate-limited) and not delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("malformed Milky event: {0}")]
+pub struct Malformed(String);
+
+/// Turns a Milky event object into an [`Event`] (`via` names the connection).
+pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
+    let kind = match raw.get("event_type") {
+        Some(Value::String(k)) if is_name_part(k) => k.clone(),
+        Some(other) => {
+            return Err(Malformed(format!(
+                "event_type {} is not a short name",
+                crate::logsafe::short(&other.to_string())
+            )));
+        }
+        None => return Err(Malformed("no event_type".into())),
+    };
+    if !raw.get("data").is_none_or(Value::is_object) {
+        return Err(Malformed(format!("`{kind}` has a data member that is not an object")));
+    }
+    let self_id = raw.get("self_id").and_then(Value::as_i64);
+    if let Some(id) = self_id {
+        bot.set_self_id(BotId::Number(id));
+    }
+    if !events::EVENTS.iter().any(|(name, _)| name.strip_prefix("milky.") == Some(kind.as_str())) {
+        warn_unknown(&kind);
+    }
+    let data = raw.get("data").cloned().unwrap_or_else(|| json!({}));
+    let field = |k: &str| data.get(k).filter(|v| !v.is_null()).cloned();
+    let scene = data.get("message_scene").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut aliases: Vec<&str> = Vec::new();
+    let (mut user_id, mut group_id) = (field("user_id"), field("group_id"));
+    let mut message_id = None;
+    match kind.as_str() {
+        "message_receive" => {
+            for required in ["message_scene", "peer_id", "sender_id", "message_seq"] {
+                if field(required).is_none() {
+                    return Err(Malformed(format!("`message_receive` has no {required}")));
+                }
+            }
+            user_id = field("sender_id");
+            if scene == "group" {
+                group_id = field("peer_id");
+            }
+            message_id = field("message_seq");
+            // The bot's own messages never trigger `message` (no self-reply loops).
+            let own = self_id.is_some() && data.get("sender_id").and_then(Value::as_i64) == self_id;
+            if !own {
+                aliases.push("message");
+                aliases.push(if scene == "group" { "message.group" } else { "message.private" });
+            }
+        }
+        "message_recall" => {
+            user_id = field("sender_id");
+            if scene == "group" {
+                group_id = field("peer_id");
+            } else {
+                user_id = field("peer_id").or(user_id);
+            }
+            message_id = field("message_seq");
+            aliases.push("recall");
+        }
+        "friend_request" => {
+            user_id = field("initiator_id");
+            aliases.push("request.friend");
+        }
+        "group_join_request" | "group_invited_join_request" | "group_invitation" => {
+            user_id = field("initiator_id");
+            aliases.push("request.group");
+        }
+        "friend_nudge" => aliases.push("poke"),
+        "group_nudge" => {
+            user_id = field("sender_id");
+            aliases.push("poke");
+        }
+        "group_member_increase" => aliases.push("member.increase"),
+        "group_member_decrease" => aliases.push("member.decrease"),
+        _ => {}
+    }
+    let identity = identity(&raw, &kind, &data);
+    let parsed = (kind == "message_receive").then(|| Value::Array(segments::incoming(&data["segments"])));
+    let (text, at_me, reply_to) = match parsed.as_ref().and_then(Value::as_array) {
+        Some(segs) => {
+            let mut at_me = false;
+            let mut reply_to = Value::Null;
+            for seg in segs {
+                match seg["type"].as_str() {
+                    Some("mention") => at_me |= self_id.is_some() && seg["data"]["user_id"].as_i64() == self_id,
+                    Some("mention_all") => at_me = true,
+                    Some("reply") => reply_to = seg["data"]["message_seq"].clone(),
+                    _ => {}
+                }
+            }
+            (segments::plain_text(segs).trim().to_owned(), at_me, reply_to)
+        }
+        None => (String::new(), false, Value::Null),
+    };
+    let sender_at = match scene.as_str() {
+        "group" => "/data/group_member",
+        "friend" => "/data/friend",
+        _ => "",
+    };
+    let mut ev = Event::new(bot.clone(), format!("milky.{kind}"), &aliases, raw);
+    ev.text = text;
+    ev.at_me = at_me;
+    ev.reply_to = reply_to;
+    ev.user_id = user_id.unwrap_or(Value::Null);
+    ev.group_id = group_id.unwrap_or(Value::Null);
+    ev.message_id = message_id.unwrap_or(Value::Null);
+    ev.identity = identity;
+    ev.via = via;
+    if parsed.is_some() {
+        ev.parsed_segments = parsed;
+        ev.sender_at = sender_at;
+    }
+    Ok(ev)
+}
+
+/// One warning per unknown event type, however often it comes.
+fn warn_unknown(kind: &str) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if seen.len() < 256 && seen.insert(kind.to_owned()) {
+        tracing::warn!(event_type = kind, "unknown Milky event type; delivered raw as milky.{kind}");
+    }
+}
+
+/// A message by scene, peer and sequence; anything else by its whole content.
+fn identity(raw: &Value, kind: &str, data: &Value) -> Identity {
+    use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+    let mut h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    if kind == "message_receive" {
+        ("milky", kind).hash(&mut h);
+        hash_id(raw.get("self_id").unwrap_or(&Value::Null), &mut h);
+        for key in ["message_scene", "peer_id", "message_seq"] {
+            hash_id(data.get(key).unwrap_or(&Value::Null), &mut h);
+        }
+        return Identity::Id(h.finish());
+    }
+    raw.to_string().hash(&mut h);
+    Identity::Content(h.finish())
+}
+
+/// The call that answers `ev`: to its group, or privately to its user (friend or temporary
+/// chat: Milky's `send_private_message` serves both).
+pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), CallError> {
+    if !ev.group_id.is_null() {
+        return Ok(("send_group_message", json!({"group_id": ev.group_id, "message": message})));
+    }
+    let peer = ev.raw.pointer("/data/peer_id").filter(|p| !p.is_null()).cloned();
+    match peer.or_else(|| (!ev.user_id.is_null()).then(|| ev.user_id.clone())) {
+        Some(user) => Ok(("send_private_message", json!({"user_id": user, "message": message}))),
+        None => Err(CallError::NoTarget { event: ev.name.clone() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bot() -> Arc<Bot> {
+        Bot::detached("m", &PROTOCOL)
+    }
+
+    fn group_message(sender: i64, segments: Value) -> Value {
+        json!({"time": 1, "self_id": 10001, "event_type": "message_receive", "data": {
+            "message_scene": "group", "peer_id": 20001, "message_seq": 30001, "sender_id": sender, "time": 1,
+            "segments": segments,
+            "group": {"group_id": 20001, "group_name": "g", "member_count": 2, "max_member_count": 200},
+            "group_member": {"user_id": sender, "nickname": "n", "card": "", "role": "admin"}}})
+    }
+
+    #[test]
+    fn a_group_message_has_its_names_and_fields() {
+        let segs = json!([{"type": "reply", "data": {"message_seq": 29999}}, {"type": "mention", "data": {"user_id": 10001}},
+                          {"type": "text", "data": {"text": " hi "}}]);
+        let ev = decode_event(&bot(), group_message(10002, segs), 1).unwrap();
+        assert_eq!(ev.keys(), ["milky_message_receive", "milky", "message", "message_group"]);
+        assert_eq!((ev.text.as_str(), ev.at_me, &ev.reply_to), ("hi", true, &json!(29999)));
+        assert_eq!((&ev.user_id, &ev.group_id, &ev.message_id), (&json!(10002), &json!(20001), &json!(30001)));
+        assert_eq!(ev.sender()["role"], "admin");
+        let (action, params) = reply_call(&ev, json!("pong")).unwrap();
+        assert_eq!((action, &params["group_id"]), ("send_group_message", &json!(20001)));
+    }
+
+    #[test]
+    fn the_bots_own_message_never_looks_like_a_message() {
+        let ev = decode_event(&bot(), group_message(10001, json!([])), 1).unwrap();
+        assert!(!ev.keys().iter().any(|k| k == "message" || k == "message_group"));
+    }
+
+    #[test]
+    fn unknown_events_are_delivered_raw_and_broken_ones_refused() {
+        let ev =
+            decode_event(&bot(), json!({"time": 1, "self_id": 10001, "event_type": "brand_new", "data": {"x": 1}}), 1);
+        assert_eq!(ev.unwrap().name, "milky.brand_new");
+        assert!(decode_event(&bot(), json!({"event_type": "a.b"}), 1).is_err());
+        assert!(decode_event(&bot(), json!({"event_type": "message_receive", "data": {"peer_id": 1}}), 1).is_err());
+        assert!(decode_event(&bot(), json!({"event_type": "bot_offline", "data": 5}), 1).is_err());
+    }
+}

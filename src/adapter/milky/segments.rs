@@ -1,0 +1,171 @@
+//! Milky message segments: incoming ones made safe to read (Milky's compatibility rules: an
+//! unknown segment type reads as text, an item that is not a segment is skipped), and the
+//! messages scripts build (`msg::` builders make OneBot-shaped segments) turned into Milky's
+//! outgoing segments. A builder Milky cannot express is a clear error naming the protocol.
+
+use serde_json::{Map, Value, json};
+
+use crate::bot::CallError;
+
+/// Incoming segment types this runtime knows; others read as text.
+const KNOWN_INCOMING: &[&str] = &[
+    "text",
+    "mention",
+    "mention_all",
+    "face",
+    "reply",
+    "image",
+    "record",
+    "video",
+    "file",
+    "forward",
+    "market_face",
+    "light_app",
+    "xml",
+];
+
+/// `segments` of an incoming message, normalised: unknown types become a `text` segment
+/// carrying their summary (or `[type]`), and items that are not segments are dropped.
+pub fn incoming(segments: &Value) -> Vec<Value> {
+    let items = segments.as_array().map(Vec::as_slice).unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|seg| {
+            let kind = seg.get("type")?.as_str()?;
+            let data = seg.get("data").filter(|d| d.is_object()).cloned().unwrap_or_else(|| json!({}));
+            if KNOWN_INCOMING.contains(&kind) {
+                return Some(json!({"type": kind, "data": data}));
+            }
+            let text = data.get("summary").and_then(Value::as_str).map_or_else(|| format!("[{kind}]"), str::to_owned);
+            Some(json!({"type": "text", "data": {"text": text}}))
+        })
+        .collect()
+}
+
+/// The plain text of incoming segments.
+pub fn plain_text(segments: &[Value]) -> String {
+    segments.iter().filter(|s| s["type"] == "text").filter_map(|s| s["data"]["text"].as_str()).collect()
+}
+
+/// Converts the `message` parameter of an action, if it has one, into Milky outgoing segments.
+pub fn prepare_params(action: &str, mut params: Value) -> Result<Value, CallError> {
+    if let Some(message) = params.get_mut("message") {
+        *message = Value::Array(outgoing(action, message.take())?);
+    }
+    Ok(params)
+}
+
+/// A script's message as Milky outgoing segments: a string is text; a segment or an array of
+/// segments is converted one by one (OneBot-shaped `msg::` segments and Milky's own alike).
+pub fn outgoing(action: &str, message: Value) -> Result<Vec<Value>, CallError> {
+    let items = match message {
+        Value::String(text) => return Ok(vec![json!({"type": "text", "data": {"text": text}})]),
+        Value::Object(_) => vec![message],
+        Value::Array(items) => items,
+        other => {
+            return Err(invalid(action, format!("a message is a string, a segment or an array of them, not {other}")));
+        }
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(text) => Ok(json!({"type": "text", "data": {"text": text}})),
+            Value::Object(seg) => segment(action, seg),
+            other => Err(invalid(action, format!("{other} is not a message segment"))),
+        })
+        .collect()
+}
+
+fn segment(action: &str, seg: Map<String, Value>) -> Result<Value, CallError> {
+    let kind = seg.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let data = seg.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+    let get = |keys: &[&str]| keys.iter().find_map(|k| data.get(*k).filter(|v| !v.is_null()).cloned());
+    let int = |v: Value| match v {
+        Value::String(s) => s.trim().parse::<i64>().map(Value::from).unwrap_or(Value::String(s)),
+        other => other,
+    };
+    let string = |v: Value| match v {
+        Value::String(s) => Value::String(s),
+        other => Value::String(other.to_string()),
+    };
+    let need =
+        |what: &str, v: Option<Value>| v.ok_or_else(|| invalid(action, format!("a `{kind}` segment needs `{what}`")));
+    let out = match kind.as_str() {
+        "text" => json!({"type": "text", "data": {"text": need("text", get(&["text"]))?}}),
+        "at" | "mention" => match get(&["qq", "user_id"]) {
+            Some(Value::String(all)) if all == "all" => json!({"type": "mention_all", "data": {}}),
+            qq => json!({"type": "mention", "data": {"user_id": int(need("qq", qq)?)}}),
+        },
+        "mention_all" => json!({"type": "mention_all", "data": {}}),
+        "face" => json!({"type": "face", "data": {"face_id": string(need("id", get(&["id", "face_id"]))?)}}),
+        "reply" => json!({"type": "reply", "data": {"message_seq": int(need("id", get(&["id", "message_seq"]))?)}}),
+        "image" => {
+            let uri = need("file", get(&["uri", "file", "url"]))?;
+            let mut data = json!({"uri": uri});
+            if let Some(summary) = get(&["summary"]) {
+                data["summary"] = summary;
+            }
+            json!({"type": "image", "data": data})
+        }
+        "record" => json!({"type": "record", "data": {"uri": need("file", get(&["uri", "file", "url"]))?}}),
+        "video" => json!({"type": "video", "data": {"uri": need("file", get(&["uri", "file", "url"]))?}}),
+        "forward" if data.contains_key("messages") => json!({"type": "forward", "data": data}),
+        other => {
+            return Err(invalid(
+                action,
+                format!(
+                    "a `{other}` segment cannot be sent over Milky (it has text, mention, face, reply, image, record, video and forward)"
+                ),
+            ));
+        }
+    };
+    Ok(out)
+}
+
+fn invalid(action: &str, reason: String) -> CallError {
+    CallError::Invalid { action: action.to_owned(), reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msg_builders_become_milky_segments() {
+        let message = json!([
+            {"type": "text", "data": {"text": "hi "}},
+            {"type": "at", "data": {"qq": "10086"}},
+            {"type": "at", "data": {"qq": "all"}},
+            {"type": "face", "data": {"id": 14}},
+            {"type": "reply", "data": {"id": "55"}},
+            {"type": "image", "data": {"file": "base64://AAAA"}},
+        ]);
+        assert_eq!(
+            outgoing("send_group_message", message).unwrap(),
+            vec![
+                json!({"type": "text", "data": {"text": "hi "}}),
+                json!({"type": "mention", "data": {"user_id": 10086}}),
+                json!({"type": "mention_all", "data": {}}),
+                json!({"type": "face", "data": {"face_id": "14"}}),
+                json!({"type": "reply", "data": {"message_seq": 55}}),
+                json!({"type": "image", "data": {"uri": "base64://AAAA"}}),
+            ]
+        );
+        assert_eq!(outgoing("x", json!("plain")).unwrap(), vec![json!({"type": "text", "data": {"text": "plain"}})]);
+        let e = outgoing("x", json!([{"type": "dice", "data": {}}])).unwrap_err().to_string();
+        assert!(e.contains("`dice`") && e.contains("Milky"), "{e}");
+    }
+
+    #[test]
+    fn unknown_incoming_segments_read_as_text_and_junk_is_skipped() {
+        let segs = incoming(&json!([
+            {"type": "text", "data": {"text": "a"}},
+            {"type": "shiny_new", "data": {"summary": "[新东西]"}},
+            {"type": "other_new", "data": {}},
+            42,
+            {"no_type": true},
+        ]));
+        assert_eq!(segs.len(), 3);
+        assert_eq!(plain_text(&segs), "a[新东西][other_new]");
+    }
+}

@@ -1,0 +1,250 @@
+//! How Milky events arrive: a WebSocket (`GET <url>/event` with an upgrade), server-sent
+//! events (the same path without one), or a webhook the implementation POSTs to. The
+//! connections heal like OneBot's (back-off with jitter; the shared SSE reader; the shared
+//! listener with its timeouts and cap), and the implementation is asked who it is
+//! (`get_impl_info`) when a connection opens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::config::{Events, MilkyConfig};
+use super::decode_event;
+use crate::adapter::backoff::Retry;
+use crate::adapter::sse::{self, Source};
+use crate::adapter::{EventSink, Start};
+use crate::bot::{Bot, connection_id};
+use crate::logsafe::{RateLimit, preview};
+
+/// A silent WebSocket is pinged after this long, and given up after three times it.
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// Starts the bot's event transport.
+pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<()> {
+    match cfg.events.clone() {
+        Events::None => {
+            s.tasks.spawn(log_impl_info(bot));
+        }
+        Events::Ws => {
+            s.tasks.spawn(run_ws(bot, cfg, s.sink, s.shutdown));
+        }
+        Events::Sse => {
+            let source = Source {
+                url: format!("{}/event", cfg.url),
+                token: cfg.access_token.clone(),
+                token_in_query: cfg.token_in_query,
+                backoff: cfg.backoff,
+                max_frame_bytes: cfg.max_frame_bytes,
+            };
+            s.tasks.spawn(log_impl_info(bot.clone()));
+            let (sink, shutdown) = (s.sink, s.shutdown);
+            s.tasks.spawn(async move {
+                let handler_bot = bot.clone();
+                let mut handle = move |data: &[u8], via: u64, warnings: &mut RateLimit| {
+                    deliver(&handler_bot, data, via, &sink, warnings);
+                    None
+                };
+                sse::run(bot, source, &mut handle, shutdown).await;
+            });
+        }
+        Events::Webhook { listen, path, guard } => {
+            let listener = crate::adapter::onebot11::bind(&bot, &listen)?;
+            s.tasks.spawn(log_impl_info(bot.clone()));
+            let receiver = Receiver {
+                bot: bot.clone(),
+                sink: s.sink,
+                token: cfg.access_token.0.clone(),
+                via: connection_id(),
+                max_body: cfg.max_frame_bytes,
+                body_timeout: guard.header_timeout,
+                warnings: Arc::new(std::sync::Mutex::new(RateLimit::per_connection())),
+            };
+            let app = axum::Router::new().route(&path, axum::routing::post(receive)).with_state(receiver);
+            s.tasks.spawn(crate::adapter::listener::serve(bot.name.clone(), listener, app, guard, s.shutdown));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one event's JSON and hands it on; what is not an event is one rate-limited line.
+fn deliver(bot: &Arc<Bot>, data: &[u8], via: u64, sink: &EventSink, warnings: &mut RateLimit) {
+    match serde_json::from_slice::<Value>(data) {
+        Ok(raw @ Value::Object(_)) => match decode_event(bot, raw, via) {
+            Ok(ev) => sink(ev),
+            Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
+        },
+        Ok(_) => {
+            crate::warn_limited!(warnings, bot = %bot.name, "Milky event is not an object, skipped: {}", preview(data))
+        }
+        Err(e) => {
+            crate::warn_limited!(warnings, bot = %bot.name, "malformed Milky event skipped: {e}: {}", preview(data))
+        }
+    }
+}
+
+/// Asks the implementation who it is and logs it.
+async fn log_impl_info(bot: Arc<Bot>) {
+    match bot.call("get_impl_info", Value::Null).await {
+        Ok(info) => info!(bot = %bot.name, implementation = %info, "Milky implementation"),
+        Err(e) => warn!(bot = %bot.name, "cannot ask the Milky implementation who it is: {e}"),
+    }
+}
+
+/// Reads `<url>/event` over a WebSocket until `shutdown`, reconnecting with back-off.
+async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: CancellationToken) {
+    let url = format!("{}/event", cfg.url.replacen("http://", "ws://", 1));
+    let mut retry = Retry::new(cfg.backoff);
+    loop {
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = connect(&cfg, &url) => c,
+        };
+        match connected {
+            Ok(ws) => {
+                info!(bot = %bot.name, %url, "event socket open");
+                tokio::spawn(log_impl_info(bot.clone()));
+                match read_ws(&bot, &cfg, ws, &sink, &shutdown, &mut retry).await {
+                    None => return,
+                    Some(why) => warn!(bot = %bot.name, %url, "event socket lost: {why}; reconnecting"),
+                }
+            }
+            Err(e) => warn!(bot = %bot.name, %url, "cannot open the event socket: {e}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(retry.next_delay()) => {}
+        }
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(cfg: &MilkyConfig, url: &str) -> Result<Socket, String> {
+    let token = &cfg.access_token.0;
+    let url =
+        if cfg.token_in_query && !token.is_empty() { format!("{url}?access_token={token}") } else { url.to_owned() };
+    let mut request = url.as_str().into_client_request().map_err(|e| e.to_string())?;
+    if !cfg.token_in_query && !token.is_empty() {
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+        request.headers_mut().insert("Authorization", value);
+    }
+    let backstop = cfg.max_frame_bytes.saturating_mul(4).max(64 << 20);
+    let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(backstop))
+        .max_frame_size(Some(backstop))
+        .read_buffer_size(16 << 10);
+    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            Err(format!("HTTP {} (check access_token and url)", response.status().as_u16()))
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Reads events until the socket ends (`Some(reason)`) or shutdown (`None`).
+async fn read_ws(
+    bot: &Arc<Bot>,
+    cfg: &MilkyConfig,
+    mut ws: Socket,
+    sink: &EventSink,
+    shutdown: &CancellationToken,
+    retry: &mut Retry,
+) -> Option<String> {
+    let via = connection_id();
+    let mut warnings = RateLimit::per_connection();
+    let mut silent_for = 0u32;
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                return None;
+            }
+            frame = tokio::time::timeout(PING_EVERY, ws.next()) => frame,
+        };
+        let message = match frame {
+            // Silence: ping, and give up after three silent periods.
+            Err(_) => {
+                silent_for += 1;
+                if silent_for >= 3 {
+                    return Some("silent for 3 ping intervals".into());
+                }
+                let ping = tokio::time::timeout(PING_EVERY, ws.send(Message::Ping(Vec::new().into()))).await;
+                if !matches!(ping, Ok(Ok(()))) {
+                    return Some("cannot ping".into());
+                }
+                continue;
+            }
+            Ok(None) => return Some("closed by the other end".into()),
+            Ok(Some(Err(e))) => return Some(crate::logsafe::short(&e.to_string())),
+            Ok(Some(Ok(message))) => message,
+        };
+        silent_for = 0;
+        retry.reset();
+        let data = match message {
+            Message::Text(t) => t.as_bytes().to_vec(),
+            Message::Binary(b) => b.to_vec(),
+            Message::Close(c) => return Some(format!("close frame {c:?}")),
+            _ => continue,
+        };
+        if data.len() > cfg.max_frame_bytes {
+            crate::warn_limited!(warnings, bot = %bot.name, size = data.len(), limit = cfg.max_frame_bytes, "oversized event skipped");
+            continue;
+        }
+        deliver(bot, &data, via, sink, &mut warnings);
+    }
+}
+
+/// What the webhook receiver needs.
+#[derive(Clone)]
+struct Receiver {
+    bot: Arc<Bot>,
+    sink: EventSink,
+    token: String,
+    via: u64,
+    max_body: usize,
+    body_timeout: Duration,
+    warnings: Arc<std::sync::Mutex<RateLimit>>,
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    let warnings = || r.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !r.token.is_empty() {
+        let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let status = match given {
+            None => Some(StatusCode::UNAUTHORIZED),
+            Some(g)
+                if !crate::adapter::onebot11::reverse::constant_time_eq(g.trim().as_bytes(), r.token.as_bytes()) =>
+            {
+                Some(StatusCode::FORBIDDEN)
+            }
+            Some(_) => None,
+        };
+        if let Some(status) = status {
+            crate::warn_limited!(warnings(), bot = %r.bot.name, status = status.as_u16(), "webhook event refused: missing or wrong access token");
+            return status.into_response();
+        }
+    }
+    let body = match tokio::time::timeout(r.body_timeout, axum::body::to_bytes(body, r.max_body)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            crate::warn_limited!(warnings(), bot = %r.bot.name, limit = r.max_body, "webhook body too large or cut off; refused with 413");
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        }
+        Err(_) => return StatusCode::REQUEST_TIMEOUT.into_response(),
+    };
+    deliver(&r.bot, &body, r.via, &r.sink, &mut warnings());
+    StatusCode::NO_CONTENT.into_response()
+}
