@@ -84,8 +84,8 @@ pub(crate) fn register_arity(m: &mut Module, name: &str, params: &[String], arit
     let reg = FuncRegistration::new(name).with_params_info(params).with_comments([format!("/// {doc}")]);
     let call = move |ctx: &NativeCallContext, args: Vec<Dynamic>| f(args).map_err(|e| at_call(e, ctx));
     type Ctx<'a> = NativeCallContext<'a>;
-    // Tables have at most 7 parameters (`msg::image`); a longer one takes a map.
-    if arity > 7 {
+    // Tables have at most 8 parameters (`msg::image`); a longer one takes a map.
+    if arity > 8 {
         tracing::error!(name, arity, "more positional parameters than registered; pass a map instead");
         return;
     }
@@ -106,11 +106,23 @@ pub(crate) fn register_arity(m: &mut Module, name: &str, params: &[String], arit
                 call(&ctx, vec![a, b, c, d, e, g])
             },
         ),
-        _ => reg.set_into_module(
+        7 => reg.set_into_module(
             m,
             move |ctx: Ctx, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic, g: Dynamic, h: Dynamic| {
                 call(&ctx, vec![a, b, c, d, e, g, h])
             },
+        ),
+        _ => reg.set_into_module(
+            m,
+            move |ctx: Ctx,
+                  a: Dynamic,
+                  b: Dynamic,
+                  c: Dynamic,
+                  d: Dynamic,
+                  e: Dynamic,
+                  g: Dynamic,
+                  h: Dynamic,
+                  i: Dynamic| { call(&ctx, vec![a, b, c, d, e, g, h, i]) },
         ),
     };
 }

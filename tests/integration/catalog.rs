@@ -47,6 +47,34 @@ fn every_catalog_event_is_listed() {
     assert_eq!(ours, names);
 }
 
+#[test]
+fn every_milky_action_and_event_is_in_the_tables_in_order() {
+    use rhaibot::adapter::milky;
+    let cat = catalog("milky.json");
+    let theirs: Vec<(String, Vec<String>)> = cat["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let ps = a["params"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+            (a["action"].as_str().unwrap().to_owned(), ps)
+        })
+        .collect();
+    let mine: Vec<(String, Vec<String>)> = milky::actions::ACTIONS
+        .iter()
+        .map(|a| (a.name.to_owned(), a.params.iter().map(|p| p.name.to_owned()).collect()))
+        .collect();
+    assert_eq!(mine, theirs, "rerun tools/gen_milky.py");
+    let events: Vec<String> = catalog("events.json")["milky"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("milky.{}", e["event_type"].as_str().unwrap()))
+        .collect();
+    let ours: Vec<String> = milky::events::EVENTS.iter().map(|(n, _)| (*n).to_owned()).take(events.len()).collect();
+    assert_eq!(ours, events, "rerun tools/gen_milky.py");
+}
+
 mod wire {
     use rhaibot::adapter::onebot11::actions::ACTIONS;
     use rhaibot::api::Ty;
@@ -179,6 +207,19 @@ mod surface {
         let listed: Vec<&str> = list.functions.iter().map(|f| f.name.as_str()).collect();
         for f in &list.functions {
             assert!(!f.doc.is_empty(), "{} is registered without a description", f.name);
+        }
+        // Every parameter of a table can be given positionally.
+        let tables = [
+            ("onebot", rhaibot::adapter::onebot11::actions::ACTIONS),
+            ("milky", rhaibot::adapter::milky::actions::ACTIONS),
+            ("msg", rhaibot::adapter::onebot11::segments::SEGMENTS),
+        ];
+        for (ns, table) in tables {
+            for a in table {
+                let name = format!("{ns}::{}", a.fn_name());
+                let f = list.functions.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name} not listed"));
+                assert_eq!(f.params.len(), a.params.len(), "{name}: not every parameter can be given positionally");
+            }
         }
         for signature in engine.gen_fn_signatures(false) {
             // `ns::name(..)`, `name(..)`, `get$name(ev: Event)`, `name(ev: Event, ..)`

@@ -63,3 +63,57 @@ async fn the_hello_example_answers_over_onebot_too() {
     }
     rt.stop().await;
 }
+
+/// The same hello.rhai runs unchanged on OneBot 11 (above, and its welcome by the cross-protocol
+/// `member.increase`), on Milky, and on the console (tests/integration/cli.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hello_example_runs_unchanged_on_milky_and_welcomes_on_both_protocols() {
+    use crate::support::milky::{self, FakeMilky};
+    let hello = include_str!("../../scripts/hello.rhai");
+    let args = include_str!("../../stdlib/args.rhai");
+
+    let mut ob = FakeOneBot::start(None).await;
+    let rt = Running::start(&config(&ob.url), &[("hello.rhai", hello), ("stdlib/args.rhai", args)]);
+    ob.accept().await;
+    ob.push(json!({"time": 1, "self_id": SELF_ID, "post_type": "notice", "notice_type": "group_increase",
+                   "sub_type": "approve", "group_id": 100, "user_id": 8, "operator_id": 1}));
+    let call = ob.next_action().await;
+    assert_eq!(
+        call.params["message"],
+        json!([{"type": "text", "data": {"text": "welcome "}}, {"type": "at", "data": {"qq": "8"}}])
+    );
+    rt.stop().await;
+
+    let mut mk = FakeMilky::start(None).await;
+    let cfg = format!("[[bot]]\nname = \"mk\"\nprotocol = \"milky\"\nurl = \"{}\"\nreconnect_min_ms = 20\n", mk.url);
+    let rt = Running::start(&cfg, &[("hello.rhai", hello), ("stdlib/args.rhai", args)]);
+    mk.opened().await;
+    for (seq, (text, expected)) in
+        [("ping", "pong"), ("/add 2 40", "42"), ("/echo [b] & c", "[b] & c")].into_iter().enumerate()
+    {
+        mk.push(milky::group_message(20001, 10002, 30001 + seq as i64, milky::text(text)));
+        let call = next_send(&mut mk).await;
+        let sent: String =
+            call.body["message"].as_array().unwrap().iter().filter_map(|s| s["data"]["text"].as_str()).collect();
+        assert_eq!(sent, expected, "{text}");
+    }
+    mk.push(json!({"time": 1, "self_id": milky::SELF_ID, "event_type": "group_member_increase",
+                   "data": {"group_id": 20001, "user_id": 10009, "operator_id": null, "invitor_id": null}}));
+    let call = next_send(&mut mk).await;
+    assert_eq!((call.action.as_str(), &call.body["group_id"]), ("send_group_message", &json!(20001)));
+    assert_eq!(
+        call.body["message"],
+        json!([{"type": "text", "data": {"text": "welcome "}}, {"type": "mention", "data": {"user_id": 10009}}])
+    );
+    rt.stop().await;
+}
+
+/// The next message the bot sent through a Milky fake (its get_impl_info and the like skipped).
+async fn next_send(mk: &mut crate::support::milky::FakeMilky) -> crate::support::milky::ApiCall {
+    loop {
+        let call = mk.next_call().await;
+        if call.action.starts_with("send_") {
+            return call;
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod examples;
 mod hardening;
+mod milky;
 mod onebot_ws;
 mod reload;
 mod storage;

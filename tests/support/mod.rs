@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod milky;
 pub mod onebot;
 pub mod onebot_http;
 pub mod process;
