@@ -21,8 +21,13 @@ use crate::bot::{Bot, CallError, InProcess, Link, Protocol};
 pub static PROTOCOL: Protocol = Protocol { name: "console", namespace: "onebot" };
 
 /// The console adapter (its events are OneBot 11 message events; OneBot's table lists them).
-pub static ADAPTER: Adapter =
-    Adapter { protocol: &PROTOCOL, actions: &[], events: &[], reply: super::onebot11::reply_call };
+pub static ADAPTER: Adapter = Adapter {
+    protocol: &PROTOCOL,
+    actions: &[],
+    events: &[],
+    reply: super::onebot11::reply_call,
+    verb: super::onebot11::verb_call,
+};
 
 /// Creates the console bot; starting it starts reading stdin.
 pub fn open(name: &str, call_timeout: std::time::Duration) -> Opened {

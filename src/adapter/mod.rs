@@ -31,6 +31,93 @@ pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 /// The call that answers an event with a message, in the event's protocol.
 pub type ReplyCall = fn(&Event, Value) -> Result<(&'static str, Value), CallError>;
 
+/// A cross-protocol verb: what a script asks for, whatever the protocol (`chat::`).
+#[derive(Debug)]
+pub enum Verb<'a> {
+    /// Send `message` to a group.
+    SendGroup {
+        /// The group.
+        group: Value,
+        /// The message.
+        message: Value,
+    },
+    /// Send `message` to a user.
+    SendPrivate {
+        /// The user.
+        user: Value,
+        /// The message.
+        message: Value,
+    },
+    /// Recall message `id` of a group.
+    RecallGroup {
+        /// The group.
+        group: Value,
+        /// The message's id (OneBot `message_id`, Milky `message_seq`).
+        id: Value,
+    },
+    /// Recall message `id` of a private chat.
+    RecallPrivate {
+        /// The user.
+        user: Value,
+        /// The message's id.
+        id: Value,
+    },
+    /// Mute a member for `seconds` (0 lifts it).
+    Mute {
+        /// The group.
+        group: Value,
+        /// The member.
+        user: Value,
+        /// How long.
+        seconds: i64,
+    },
+    /// Remove a member from a group.
+    Kick {
+        /// The group.
+        group: Value,
+        /// The member.
+        user: Value,
+    },
+    /// A member's information.
+    MemberInfo {
+        /// The group.
+        group: Value,
+        /// The member.
+        user: Value,
+    },
+    /// Approve or reject the friend or group request `event` is about.
+    Answer {
+        /// The request event.
+        event: &'a Event,
+        /// Approve (true) or reject.
+        approve: bool,
+    },
+}
+
+impl Verb<'_> {
+    /// The verb's script name, for errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verb::SendGroup { .. } => "chat::send_group",
+            Verb::SendPrivate { .. } => "chat::send_private",
+            Verb::RecallGroup { .. } => "chat::recall_group",
+            Verb::RecallPrivate { .. } => "chat::recall_private",
+            Verb::Mute { .. } => "chat::mute",
+            Verb::Kick { .. } => "chat::kick",
+            Verb::MemberInfo { .. } => "chat::member_info",
+            Verb::Answer { .. } => "chat::approve",
+        }
+    }
+
+    /// The error for a verb a protocol cannot carry out.
+    pub fn unsupported(&self, protocol: &Protocol, why: &str) -> CallError {
+        CallError::Invalid { action: self.name().into(), reason: format!("not available on {}: {why}", protocol.name) }
+    }
+}
+
+/// The action that carries out a verb, in one protocol.
+pub type VerbCall = fn(&Verb<'_>) -> Result<(&'static str, Value), CallError>;
+
 /// One protocol's adapter, described once.
 #[derive(Debug)]
 pub struct Adapter {
@@ -43,6 +130,8 @@ pub struct Adapter {
     pub events: &'static [(&'static str, &'static str)],
     /// How to reply to an event it produced.
     pub reply: ReplyCall,
+    /// How it carries out the cross-protocol verbs.
+    pub verb: VerbCall,
 }
 
 /// Every adapter: the one registration point of a protocol.
@@ -61,6 +150,14 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
             action: "reply".into(),
             reason: format!("no adapter for protocol {}", ev.bot.protocol.name),
         }),
+    }
+}
+
+/// The action that carries out `verb` on `bot`'s protocol.
+pub fn verb_call(bot: &Bot, verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
+    match adapter(bot.protocol) {
+        Some(a) => (a.verb)(verb),
+        None => Err(verb.unsupported(bot.protocol, "no adapter")),
     }
 }
 

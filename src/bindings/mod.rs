@@ -4,6 +4,7 @@
 //! [`Services`] is the one shared handle the bindings use to reach bots; it is built once per
 //! runtime and captured by every script's engine.
 
+pub mod chat;
 pub mod convert;
 pub mod event;
 pub mod kv;

@@ -12,7 +12,7 @@ use super::context;
 use crate::bindings::event::EventRef;
 use crate::bindings::kv::KvSpace;
 use crate::bindings::schedule::{self, JobRunner, Staged};
-use crate::bindings::{Services, event, kv, msg, protocol};
+use crate::bindings::{Services, chat, event, kv, msg, protocol};
 use crate::config::Limits;
 use crate::scheduler::{Scheduler, Zone};
 use crate::storage::Store;
@@ -54,6 +54,7 @@ impl Globals {
             .map(|ns| (ns.name, shared_module(ns.name, protocol::module(ns, services.clone()))))
             .collect();
         modules.push(("msg", shared_module("msg", msg::module())));
+        modules.push(("chat", shared_module("chat", chat::module(services.clone()))));
         let global = vec![
             StandardPackage::new().as_shared_module(),
             Shared::new(event::module(services.clone())),

@@ -228,6 +228,7 @@ mod surface {
             let on_type = ["Event", "KvSpace"]
                 .into_iter()
                 .find(|t| rest.starts_with(&format!("ev: {t}")) || rest.starts_with(&format!("space: {t}")));
+            let on_type = on_type.filter(|_| !name.contains("::"));
             let expected = match (on_type, name) {
                 (Some(t), "index$get$") => format!("{t}[]"),
                 (Some(t), n) => format!("{t}.{n}"),
@@ -253,6 +254,7 @@ mod surface {
             "array" => "[]",
             "map" => "#{}",
             "Fn" => "|a| ()",
+            "Event" => "ev",
             _ => "()",
         };
         for f in api_list(None).functions {

@@ -13,3 +13,4 @@ mod onebot_ws;
 mod reload;
 mod storage;
 mod transports;
+mod verbs;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Value, json};
 
-use super::{Adapter, Opened, Start};
+use super::{Adapter, Opened, Start, Verb};
 use crate::bot::{Bot, BotId, CallError, Link, Protocol};
 use crate::event::{Event, Identity, hash_id, is_name_part};
 use config::MilkyConfig;
@@ -28,8 +28,53 @@ use config::MilkyConfig;
 pub static PROTOCOL: Protocol = Protocol { name: "milky", namespace: "milky" };
 
 /// The Milky adapter.
-pub static ADAPTER: Adapter =
-    Adapter { protocol: &PROTOCOL, actions: actions::ACTIONS, events: events::EVENTS, reply: reply_call };
+pub static ADAPTER: Adapter = Adapter {
+    protocol: &PROTOCOL,
+    actions: actions::ACTIONS,
+    events: events::EVENTS,
+    reply: reply_call,
+    verb: verb_call,
+};
+
+/// The Milky action of each cross-protocol verb.
+pub fn verb_call(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
+    Ok(match verb {
+        Verb::SendGroup { group, message } => ("send_group_message", json!({"group_id": group, "message": message})),
+        Verb::SendPrivate { user, message } => ("send_private_message", json!({"user_id": user, "message": message})),
+        Verb::RecallGroup { group, id } => ("recall_group_message", json!({"group_id": group, "message_seq": id})),
+        Verb::RecallPrivate { user, id } => ("recall_private_message", json!({"user_id": user, "message_seq": id})),
+        Verb::Mute { group, user, seconds } => {
+            ("set_group_member_mute", json!({"group_id": group, "user_id": user, "duration": seconds}))
+        }
+        Verb::Kick { group, user } => ("kick_group_member", json!({"group_id": group, "user_id": user})),
+        Verb::MemberInfo { group, user } => ("get_group_member_info", json!({"group_id": group, "user_id": user})),
+        Verb::Answer { event, approve } => {
+            let data = event.raw.get("data").cloned().unwrap_or(Value::Null);
+            let kind = event.raw.get("event_type").and_then(Value::as_str).unwrap_or_default();
+            let pick = |yes, no| if *approve { yes } else { no };
+            match kind {
+                "friend_request" => (
+                    pick("accept_friend_request", "reject_friend_request"),
+                    json!({"initiator_uid": data["initiator_uid"]}),
+                ),
+                "group_join_request" | "group_invited_join_request" => {
+                    let notification_type =
+                        if kind == "group_join_request" { "join_request" } else { "invited_join_request" };
+                    (
+                        pick("accept_group_request", "reject_group_request"),
+                        json!({"notification_seq": data["notification_seq"], "notification_type": notification_type,
+                               "group_id": data["group_id"]}),
+                    )
+                }
+                "group_invitation" => (
+                    pick("accept_group_invitation", "reject_group_invitation"),
+                    json!({"group_id": data["group_id"], "invitation_seq": data["invitation_seq"]}),
+                ),
+                _ => return Err(verb.unsupported(&PROTOCOL, &format!("`{}` is not a request", event.name))),
+            }
+        }
+    })
+}
 
 /// Creates the handle of a Milky bot and what starts its event transport.
 pub fn open(name: &str, cfg: &MilkyConfig, call_timeout: std::time::Duration) -> Opened {

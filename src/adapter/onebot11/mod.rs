@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Adapter, EventSink, Opened, Start};
+use super::{Adapter, EventSink, Opened, Start, Verb};
 use crate::bot::{Bot, Call, CallError, Link, Protocol};
 use crate::event::{Event, Identity, hash_id, is_name_part};
 use config::{HttpEvents, OneBotConfig, OneBotTransport};
@@ -28,8 +28,38 @@ use tokio_util::sync::CancellationToken;
 pub static PROTOCOL: Protocol = Protocol { name: "onebot11", namespace: "onebot" };
 
 /// The OneBot 11 adapter.
-pub static ADAPTER: Adapter =
-    Adapter { protocol: &PROTOCOL, actions: actions::ACTIONS, events: events::EVENTS, reply: reply_call };
+pub static ADAPTER: Adapter = Adapter {
+    protocol: &PROTOCOL,
+    actions: actions::ACTIONS,
+    events: events::EVENTS,
+    reply: reply_call,
+    verb: verb_call,
+};
+
+/// The OneBot 11 action of each cross-protocol verb.
+pub fn verb_call(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
+    Ok(match verb {
+        Verb::SendGroup { group, message } => ("send_group_msg", json!({"group_id": group, "message": message})),
+        Verb::SendPrivate { user, message } => ("send_private_msg", json!({"user_id": user, "message": message})),
+        Verb::RecallGroup { id, .. } | Verb::RecallPrivate { id, .. } => ("delete_msg", json!({"message_id": id})),
+        Verb::Mute { group, user, seconds } => {
+            ("set_group_ban", json!({"group_id": group, "user_id": user, "duration": seconds}))
+        }
+        Verb::Kick { group, user } => ("set_group_kick", json!({"group_id": group, "user_id": user})),
+        Verb::MemberInfo { group, user } => ("get_group_member_info", json!({"group_id": group, "user_id": user})),
+        Verb::Answer { event, approve } => {
+            let flag = event.raw.get("flag").cloned().unwrap_or(Value::Null);
+            match event.raw.get("request_type").and_then(Value::as_str) {
+                Some("friend") => ("set_friend_add_request", json!({"flag": flag, "approve": approve})),
+                Some("group") => {
+                    let sub_type = event.raw.get("sub_type").cloned().unwrap_or(Value::Null);
+                    ("set_group_add_request", json!({"flag": flag, "sub_type": sub_type, "approve": approve}))
+                }
+                _ => return Err(verb.unsupported(&PROTOCOL, &format!("`{}` is not a request", event.name))),
+            }
+        }
+    })
+}
 
 /// How a OneBot 11 bot's calls reach its connections.
 #[derive(Debug)]
