@@ -286,3 +286,31 @@ fn a_webhook_on_a_public_address_needs_a_token() {
     let e = rhaibot::config::Config::parse(toml, std::path::Path::new("r.toml")).unwrap_err().to_string();
     assert!(e.contains("bot[0].access_token") && e.contains("not loopback"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_a_clear_error_on_calls() {
+    let mut fake = FakeMilky::start(Some("right")).await;
+    let script = r#"
+        after(1, || {
+            let seen = "";
+            bot("mk");
+            try { milky::get_login_info(); } catch (e) { seen = `${e.code} ${e.message}`; }
+            bot("good");
+            milky::send_private_message(10001, seen);
+        });
+    "#;
+    let cfg = format!(
+        "{}\n[[bot]]\nname = \"good\"\nprotocol = \"milky\"\nurl = \"{}\"\naccess_token = \"right\"\nevents = \"none\"\n",
+        config(&fake.url, "access_token = \"wrong\""),
+        fake.url
+    );
+    let rt = Running::start(&cfg, &[("t.rhai", script)]);
+    let call = loop {
+        let call = fake.next_call().await;
+        if call.action == "send_private_message" {
+            break call;
+        }
+    };
+    assert_eq!(sent_text(&call.body), "401 get_login_info: HTTP 401: no or wrong access token (check access_token)");
+    rt.stop().await;
+}
