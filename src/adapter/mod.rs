@@ -12,6 +12,7 @@ pub mod listener;
 pub mod milky;
 pub mod onebot11;
 pub mod sse;
+pub mod ws_client;
 
 use std::sync::Arc;
 use std::time::Duration;

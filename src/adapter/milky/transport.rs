@@ -13,8 +13,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -22,6 +20,7 @@ use super::config::{Events, MilkyConfig};
 use super::decode_event;
 use crate::adapter::backoff::Retry;
 use crate::adapter::sse::{self, Source};
+use crate::adapter::ws_client::{self, Socket, TokenIn};
 use crate::adapter::{EventSink, Start};
 use crate::bot::{Bot, connection_id};
 use crate::logsafe::{RateLimit, preview};
@@ -103,11 +102,12 @@ async fn log_impl_info(bot: Arc<Bot>) {
 /// Reads `<url>/event` over a WebSocket until `shutdown`, reconnecting with back-off.
 async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: CancellationToken) {
     let url = format!("{}/event", cfg.url.replacen("http://", "ws://", 1));
+    let token_in = if cfg.token_in_query { TokenIn::Query } else { TokenIn::Header };
     let mut retry = Retry::new(cfg.backoff);
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = connect(&cfg, &url) => c,
+            c = ws_client::connect(&url, &cfg.access_token.0, token_in, cfg.max_frame_bytes) => c,
         };
         match connected {
             Ok(ws) => {
@@ -124,33 +124,6 @@ async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: Canc
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(retry.next_delay()) => {}
         }
-    }
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(cfg: &MilkyConfig, url: &str) -> Result<Socket, String> {
-    let token = &cfg.access_token.0;
-    let url =
-        if cfg.token_in_query && !token.is_empty() { format!("{url}?access_token={token}") } else { url.to_owned() };
-    let mut request = url.as_str().into_client_request().map_err(|e| e.to_string())?;
-    if !cfg.token_in_query && !token.is_empty() {
-        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
-        request.headers_mut().insert("Authorization", value);
-    }
-    let backstop = cfg.max_frame_bytes.saturating_mul(4).max(64 << 20);
-    let ws_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(backstop))
-        .max_frame_size(Some(backstop))
-        .read_buffer_size(16 << 10);
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
-    match tokio::time::timeout(Duration::from_secs(10), connecting).await {
-        Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
-            Err(format!("HTTP {} (check access_token and url)", response.status().as_u16()))
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
     }
 }
 

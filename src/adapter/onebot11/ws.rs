@@ -5,14 +5,10 @@
 //! session's heartbeat watchdog.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -21,6 +17,7 @@ use super::config::OneBotConfig;
 use super::session::{self, End, Incoming};
 use crate::adapter::EventSink;
 use crate::adapter::backoff::Retry;
+use crate::adapter::ws_client::{self, TokenIn};
 use crate::bot::{Bot, Call};
 
 /// Starts the bot's sockets: one universal socket, or an API and an event socket.
@@ -59,7 +56,7 @@ async fn run(
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = connect(&cfg, &url) => c,
+            c = ws_client::connect(&url, &cfg.access_token.0, TokenIn::Header, cfg.max_frame_bytes) => c,
         };
         match connected {
             Ok(ws) => {
@@ -102,29 +99,4 @@ async fn run(
             }
         }
     }
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(cfg: &OneBotConfig, url: &str) -> Result<Socket, WsError> {
-    let mut request = url.into_client_request()?;
-    if !cfg.access_token.0.is_empty() {
-        let value = HeaderValue::from_str(&format!("Bearer {}", cfg.access_token.0))
-            .map_err(|e| WsError::HttpFormat(e.into()))?;
-        request.headers_mut().insert("Authorization", value);
-    }
-    // The frame limit is enforced per message by the session, so an oversized frame is skipped
-    // with a log line instead of killing the connection; tungstenite's own cap is a backstop.
-    let backstop = cfg.max_frame_bytes.saturating_mul(4).max(64 << 20);
-    // A 16 KiB read buffer: tungstenite zero-fills the buffer's free space on every read, and
-    // events are far smaller than its 128 KiB default.
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(backstop))
-        .max_frame_size(Some(backstop))
-        .read_buffer_size(16 << 10);
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
-    let (ws, _response) = tokio::time::timeout(Duration::from_secs(10), connecting)
-        .await
-        .map_err(|_| WsError::Io(std::io::ErrorKind::TimedOut.into()))??;
-    Ok(ws)
 }
