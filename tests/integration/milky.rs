@@ -246,6 +246,7 @@ async fn missing_apis_and_failures_are_clear_catchable_errors() {
     let responder: milky::Responder = std::sync::Arc::new(|action, body| match action {
         "get_cookies" => milky::Reply::Missing,
         "get_group_info" => milky::Reply::Fail(-403, "offline".into()),
+        "set_bio" => milky::Reply::Status(415),
         a => milky::default_response(a, body),
     });
     let mut fake = FakeMilky::with_responder(None, responder).await;
@@ -255,7 +256,8 @@ async fn missing_apis_and_failures_are_clear_catchable_errors() {
             try { milky::get_cookies("qq.com"); } catch (e) { out.push(`${e.code} ${e.message}`); }
             try { milky::get_group_info(20001); } catch (e) { out.push(`${e.code} ${e.message}`); }
             try { ev.reply_wait([msg::poke(1, 2)]); } catch (e) { out.push(e.message); }
-            ev.reply(out[0] + " | " + out[1] + " | " + out[2]);
+            try { milky::set_bio("x"); } catch (e) { out.push(`${e.code} ${e.message}`); }
+            ev.reply(out[0] + " | " + out[1] + " | " + out[2] + " | " + out[3]);
         });
     "#;
     let rt = Running::start(&config(&fake.url, ""), &[("e.rhai", script)]);
@@ -277,6 +279,7 @@ async fn missing_apis_and_failures_are_clear_catchable_errors() {
         "{text}"
     );
     assert!(text.contains("a `poke` segment cannot be sent over Milky"), "{text}");
+    assert!(text.contains("415 set_bio: HTTP 415: the implementation refused the request's content type"), "{text}");
     rt.stop().await;
 }
 

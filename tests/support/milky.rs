@@ -27,6 +27,8 @@ pub enum Reply {
     Fail(i64, String),
     /// HTTP 404: the implementation lacks this API.
     Missing,
+    /// Any other HTTP status, e.g. 415 from an implementation that dislikes the request.
+    Status(u16),
 }
 
 /// Chooses the answer to each API call.
@@ -177,6 +179,7 @@ async fn api(State(shared): State<Shared>, Path(action): Path<String>, headers: 
             axum::Json(json!({"status": "failed", "retcode": retcode, "message": message})).into_response()
         }
         Reply::Missing => StatusCode::NOT_FOUND.into_response(),
+        Reply::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response(),
     }
 }
 
