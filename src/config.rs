@@ -58,6 +58,9 @@ pub struct RawConfig {
     /// Script limits.
     #[serde(default)]
     pub limits: RawLimits,
+    /// TLS for outgoing https:// and wss:// connections.
+    #[serde(default)]
+    pub tls: RawTls,
     /// Bots to connect; none means the console backend.
     #[serde(default, rename = "bot")]
     pub bots: Vec<toml::Spanned<toml::Table>>,
@@ -71,6 +74,15 @@ pub struct RawLog {
     pub level: Option<String>,
     /// `text` or `json`.
     pub format: Option<LogFormat>,
+}
+
+/// `[tls]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// A PEM file of extra certificate authorities to trust (private deployments), besides the
+    /// bundled public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Log line format.
@@ -208,6 +220,8 @@ pub struct Config {
     pub limits: Limits,
     /// Bots, at least one.
     pub bots: Vec<BotConfig>,
+    /// TLS for outgoing connections.
+    pub tls: crate::tls::ClientTls,
 }
 
 /// Script limits with defaults applied.
@@ -387,9 +401,11 @@ impl Config {
             )?),
         };
 
+        let ca_file = raw.tls.ca_file.map(|p| if p.is_absolute() { p } else { base.join(p) });
+        let tls = crate::tls::client(ca_file.as_deref()).map_err(|e| invalid("tls.ca_file".into(), e.to_string()))?;
         let mut bots = Vec::new();
         for (i, table) in raw.bots.into_iter().enumerate() {
-            let keys = BotKeys { index: i, path, env: &env };
+            let keys = BotKeys { index: i, tls: &tls, path, env: &env };
             let line = text.get(..table.span().start).map_or(0, |t| t.matches('\n').count() + 1);
             let b = RawBot::parse(table.into_inner()).map_err(|e| {
                 let at = if line > 0 { format!(" (the table at line {line})") } else { String::new() };
@@ -421,6 +437,7 @@ impl Config {
             log_format: raw.log.format.unwrap_or_default(),
             limits,
             bots,
+            tls,
         })
     }
 }
@@ -430,6 +447,8 @@ impl Config {
 pub struct BotKeys<'a> {
     /// Its index among the `[[bot]]` tables.
     pub index: usize,
+    /// TLS for its outgoing connections.
+    pub tls: &'a crate::tls::ClientTls,
     /// The config file.
     pub path: &'a Path,
     /// Reads an environment variable.
@@ -510,6 +529,12 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("acess_token") && e.contains("access_token"), "{e}");
         let e = parse("[[bot]]\nprotocol = \"milk\"\n").unwrap_err().to_string();
         assert!(e.contains("unknown protocol \"milk\"") && e.contains("onebot11"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_named() {
+        let e = parse("[tls]\nca_file = \"/nonexistent/ca.pem\"\n").unwrap_err().to_string();
+        assert!(e.contains("tls.ca_file") && e.contains("/nonexistent/ca.pem"), "{e}");
     }
 
     #[test]

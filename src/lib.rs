@@ -26,3 +26,4 @@ pub mod runtime;
 pub mod scheduler;
 pub mod script;
 pub mod storage;
+pub mod tls;

@@ -37,6 +37,22 @@ pub fn preview(bytes: &[u8]) -> String {
     short(&String::from_utf8_lossy(&bytes[..bytes.len().min(SHOWN * 4)]))
 }
 
+/// An error with its causes, `outer: inner: innermost` (reqwest's own message hides a refused
+/// certificate or a refused connection in its sources).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    short(&text)
+}
+
 /// Lets through at most `burst` warnings per `window`, then one line saying how many were held
 /// back: the log stays readable however fast the other end misbehaves.
 #[derive(Debug)]

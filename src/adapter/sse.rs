@@ -29,6 +29,8 @@ pub struct Source {
     pub backoff: Backoff,
     /// Largest event accepted.
     pub max_frame_bytes: usize,
+    /// TLS for an `https://` URL.
+    pub tls: crate::tls::ClientTls,
 }
 
 /// Handles one event's data (`via` names the connection); returns a heartbeat interval when the
@@ -37,7 +39,7 @@ pub type Handler<'a> = dyn FnMut(&[u8], u64, &mut RateLimit) -> Option<Duration>
 
 /// Reads `source` until `shutdown`, reconnecting when it ends or goes quiet.
 pub async fn run(bot: Arc<Bot>, source: Source, handle: &mut Handler<'_>, shutdown: CancellationToken) {
-    let client = reqwest::Client::new();
+    let client = crate::tls::http_client(&source.tls);
     let mut retry = Retry::new(source.backoff);
     let url = source.url.clone();
     loop {
@@ -64,7 +66,7 @@ pub async fn run(bot: Arc<Bot>, source: Source, handle: &mut Handler<'_>, shutdo
             Ok(r) => {
                 warn!(bot = %bot.name, %url, status = r.status().as_u16(), "event stream refused (check access_token and url)")
             }
-            Err(e) => warn!(bot = %bot.name, %url, "cannot open the event stream: {e}"),
+            Err(e) => warn!(bot = %bot.name, %url, "cannot open the event stream: {}", crate::logsafe::chain(&e)),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

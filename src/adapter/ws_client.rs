@@ -1,6 +1,6 @@
 //! Opening a client WebSocket, for every protocol that connects out (OneBot's forward
 //! WebSocket, Milky's event socket): the access token as a Bearer header or in the query, a
-//! frame-size backstop, a small read buffer, and a connect timeout.
+//! frame-size backstop, a small read buffer, a connect timeout, and TLS for `wss://`.
 
 use std::time::Duration;
 
@@ -24,7 +24,13 @@ pub enum TokenIn {
 /// Connects to `url`, sending `token` (when not empty) as `token_in` says. Frames are limited
 /// per message by the caller (an oversized one is skipped with a log line, not a dropped
 /// connection); tungstenite's own cap is a backstop of four times `max_frame_bytes`.
-pub async fn connect(url: &str, token: &str, token_in: TokenIn, max_frame_bytes: usize) -> Result<Socket, String> {
+pub async fn connect(
+    url: &str,
+    token: &str,
+    token_in: TokenIn,
+    max_frame_bytes: usize,
+    tls: &crate::tls::ClientTls,
+) -> Result<Socket, String> {
     let url = match token_in {
         TokenIn::Query if !token.is_empty() => {
             let sep = if url.contains('?') { '&' } else { '?' };
@@ -44,7 +50,8 @@ pub async fn connect(url: &str, token: &str, token_in: TokenIn, max_frame_bytes:
         .max_message_size(Some(backstop))
         .max_frame_size(Some(backstop))
         .read_buffer_size(16 << 10);
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let connector = tokio_tungstenite::Connector::Rustls(tls.clone());
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector));
     match tokio::time::timeout(Duration::from_secs(10), connecting).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(WsError::Http(response))) => {

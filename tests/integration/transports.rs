@@ -177,3 +177,71 @@ async fn sse_events_arrive_and_the_stream_reconnects() {
     assert_eq!(fake.next_action().await.params["group_id"], 4);
     rt.stop().await;
 }
+
+/// wss:// and https:// work, trusting a private authority from `[tls] ca_file`; without it the
+/// connection is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_and_https_connect_through_tls_with_a_private_authority() {
+    use crate::support::milky::{self, FakeMilky};
+    use crate::support::tls::TlsFront;
+
+    // OneBot 11 over wss://.
+    let mut fake = FakeOneBot::start(Some("t")).await;
+    let plain: std::net::SocketAddr = fake.url.trim_start_matches("ws://").trim_end_matches('/').parse().unwrap();
+    let front = TlsFront::start(plain).await;
+    let cfg = format!(
+        "[tls]\nca_file = {:?}\n{}",
+        front.ca_file,
+        bot(&format!("url = \"wss://localhost:{}/\"\naccess_token = \"t\"", front.port))
+    );
+    let rt = Running::start(&cfg, &[("p.rhai", PING)]);
+    fake.accept().await;
+    fake.push(group_message(1, 2, "ping"));
+    assert_eq!(message_text(&fake.next_action().await.params), "pong");
+    rt.stop().await;
+
+    // Milky over https:// (calls) and wss:// (events).
+    let mut mk = FakeMilky::start(None).await;
+    let plain: std::net::SocketAddr = mk.url.trim_start_matches("http://").parse().unwrap();
+    let front = TlsFront::start(plain).await;
+    let cfg = format!(
+        "[tls]\nca_file = {:?}\n[[bot]]\nname = \"mk\"\nprotocol = \"milky\"\nurl = \"https://127.0.0.1:{}\"\nreconnect_min_ms = 20\n",
+        front.ca_file, front.port
+    );
+    let rt = Running::start(&cfg, &[("p.rhai", PING)]);
+    mk.opened().await;
+    mk.push(milky::group_message(20001, 10002, 30001, milky::text("ping")));
+    loop {
+        let call = mk.next_call().await;
+        if call.action == "send_group_message" {
+            break;
+        }
+    }
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_refused() {
+    use crate::support::tls::TlsFront;
+    let mut fake = FakeHttp::start(None).await;
+    let plain: std::net::SocketAddr = fake.url.trim_start_matches("http://").parse().unwrap();
+    let front = TlsFront::start(plain).await;
+    // No ca_file: the private authority is not trusted.
+    let cfg = format!(
+        "{}\n[[bot]]\nname = \"good\"\nprotocol = \"onebot11\"\ntransport = \"http\"\nurl = \"{}\"\n",
+        bot(&format!("transport = \"http\"\nurl = \"https://localhost:{}\"", front.port)),
+        fake.url
+    );
+    let script = r#"
+        after(1, || {
+            bot("main");
+            let seen = "";
+            try { onebot::get_login_info(); } catch (e) { seen = e.kind; }
+            bot("good");
+            onebot::send_private_msg(1, seen);
+        });
+    "#;
+    let rt = Running::start(&cfg, &[("h.rhai", script)]);
+    assert_eq!(message_text(&fake.next_action().await.params), "not_connected");
+    rt.stop().await;
+}

@@ -7,6 +7,7 @@ pub mod milky;
 pub mod onebot;
 pub mod onebot_http;
 pub mod process;
+pub mod tls;
 
 use std::path::Path;
 use std::time::Duration;

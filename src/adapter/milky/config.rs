@@ -68,6 +68,8 @@ pub struct MilkyConfig {
     pub backoff: Backoff,
     /// Largest accepted event.
     pub max_frame_bytes: usize,
+    /// TLS for an `https://` URL.
+    pub tls: crate::tls::ClientTls,
 }
 
 /// Where a Milky bot's events come from.
@@ -97,11 +99,8 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<MilkyConfig, ConfigErr
         .url
         .clone()
         .ok_or_else(|| keys.invalid("url", "the implementation's base URL, e.g. \"http://127.0.0.1:3000\"".into()))?;
-    if !url.starts_with("http://") {
-        return Err(keys.invalid(
-            "url",
-            format!("an http:// URL, got \"{url}\" (TLS is not built in yet: use a local address or a TLS-terminating proxy)"),
-        ));
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(keys.invalid("url", format!("an http:// or https:// URL, got \"{url}\"")));
     }
     let events = match b.events.unwrap_or(EventsName::Ws) {
         EventsName::Ws => Events::Ws,
@@ -131,5 +130,6 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<MilkyConfig, ConfigErr
         token_in_query: b.token_in_query.unwrap_or(false),
         backoff: keys.backoff(b.reconnect_min_ms, b.reconnect_max_ms)?,
         max_frame_bytes: b.max_frame_bytes.unwrap_or(16 << 20),
+        tls: keys.tls.clone(),
     })
 }

@@ -19,8 +19,8 @@ pub struct Api {
 
 impl Api {
     /// A client for the implementation at `base`.
-    pub fn new(base: &str, token: &Secret) -> Api {
-        Api { client: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token: token.clone() }
+    pub fn new(base: &str, token: &Secret, tls: &crate::tls::ClientTls) -> Api {
+        Api { client: crate::tls::http_client(tls), base: base.trim_end_matches('/').to_owned(), token: token.clone() }
     }
 
     async fn post(&self, action: &str, params: Value) -> Result<Value, CallError> {
@@ -32,7 +32,7 @@ impl Api {
         }
         let http = |status: u16, message: String| CallError::Http { action: action.to_owned(), status, message };
         let response = request.send().await.map_err(|e| {
-            warn!(url = %self.base, "Milky API unreachable: {e}");
+            warn!(url = %self.base, "Milky API unreachable: {}", crate::logsafe::chain(&e));
             CallError::NotConnected { action: action.to_owned(), bot: self.base.clone() }
         })?;
         let status = response.status().as_u16();

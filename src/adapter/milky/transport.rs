@@ -44,6 +44,7 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
                 token_in_query: cfg.token_in_query,
                 backoff: cfg.backoff,
                 max_frame_bytes: cfg.max_frame_bytes,
+                tls: cfg.tls.clone(),
             };
             s.tasks.spawn(log_impl_info(bot.clone()));
             let (sink, shutdown) = (s.sink, s.shutdown);
@@ -101,13 +102,14 @@ async fn log_impl_info(bot: Arc<Bot>) {
 
 /// Reads `<url>/event` over a WebSocket until `shutdown`, reconnecting with back-off.
 async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: CancellationToken) {
-    let url = format!("{}/event", cfg.url.replacen("http://", "ws://", 1));
+    // http://host -> ws://host, https://host -> wss://host.
+    let url = format!("{}/event", cfg.url.replacen("http", "ws", 1));
     let token_in = if cfg.token_in_query { TokenIn::Query } else { TokenIn::Header };
     let mut retry = Retry::new(cfg.backoff);
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = ws_client::connect(&url, &cfg.access_token.0, token_in, cfg.max_frame_bytes) => c,
+            c = ws_client::connect(&url, &cfg.access_token.0, token_in, cfg.max_frame_bytes, &cfg.tls) => c,
         };
         match connected {
             Ok(ws) => {

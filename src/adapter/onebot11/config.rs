@@ -86,6 +86,8 @@ pub struct OneBotConfig {
     pub max_frame_bytes: usize,
     /// Timeouts and connection cap of a receiving transport's listener.
     pub listener: Guard,
+    /// TLS for `wss://` and `https://` URLs.
+    pub tls: crate::tls::ClientTls,
 }
 
 /// A OneBot 11 transport.
@@ -144,19 +146,14 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<OneBotConfig, ConfigEr
             .ok_or_else(|| keys.invalid("url", format!("the implementation's URL, e.g. \"{example}\"")))?;
         if !schemes.iter().any(|s| url.starts_with(&format!("{s}://"))) {
             let what = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
-            return Err(keys.invalid(
-                "url",
-                format!(
-                    "a {what} URL, got \"{url}\" (TLS is not built in: use a local address or a TLS-terminating proxy)"
-                ),
-            ));
+            return Err(keys.invalid("url", format!("a {what} URL, got \"{url}\"")));
         }
         Ok(url)
     };
     let listen = || keys.listen(&b.listen);
     let transport = match b.transport.unwrap_or(TransportName::Ws) {
-        TransportName::Ws => OneBotTransport::Ws { url: url(&["ws"], "ws://127.0.0.1:3001/")?, split: false },
-        TransportName::WsSplit => OneBotTransport::Ws { url: url(&["ws"], "ws://127.0.0.1:3001")?, split: true },
+        TransportName::Ws => OneBotTransport::Ws { url: url(&["ws", "wss"], "ws://127.0.0.1:3001/")?, split: false },
+        TransportName::WsSplit => OneBotTransport::Ws { url: url(&["ws", "wss"], "ws://127.0.0.1:3001")?, split: true },
         TransportName::ReverseWs => OneBotTransport::ReverseWs { listen: listen()?, self_id: b.self_id },
         TransportName::Http => {
             let events = match b.events.unwrap_or(EventsName::None) {
@@ -169,7 +166,7 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<OneBotConfig, ConfigEr
                     quick_timeout: Duration::from_millis(b.quick_timeout_ms.unwrap_or(3000)),
                 },
             };
-            OneBotTransport::Http { url: url(&["http"], "http://127.0.0.1:3000")?, events }
+            OneBotTransport::Http { url: url(&["http", "https"], "http://127.0.0.1:3000")?, events }
         }
     };
     let backoff = keys.backoff(b.reconnect_min_ms, b.reconnect_max_ms)?;
@@ -187,5 +184,6 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<OneBotConfig, ConfigEr
         backoff,
         max_frame_bytes: b.max_frame_bytes.unwrap_or(16 << 20),
         listener,
+        tls: keys.tls.clone(),
     })
 }

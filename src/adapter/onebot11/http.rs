@@ -31,8 +31,8 @@ pub struct Api {
 
 impl Api {
     /// A client for the API at `base`, sending `token` as a Bearer token when set.
-    pub fn new(base: &str, token: &Secret) -> Api {
-        Api { client: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token: token.clone() }
+    pub fn new(base: &str, token: &Secret, tls: &crate::tls::ClientTls) -> Api {
+        Api { client: crate::tls::http_client(tls), base: base.trim_end_matches('/').to_owned(), token: token.clone() }
     }
 
     /// `POST <base>/<action>` with the params as JSON.
@@ -43,7 +43,7 @@ impl Api {
         }
         let http_error = |status: u16, message: String| CallError::Http { action: action.to_owned(), status, message };
         let response = request.send().await.map_err(|e| {
-            warn!(url = %self.base, "HTTP API unreachable: {e}");
+            warn!(url = %self.base, "HTTP API unreachable: {}", crate::logsafe::chain(&e));
             CallError::NotConnected { action: action.to_owned(), bot: self.base.clone() }
         })?;
         let status = response.status();

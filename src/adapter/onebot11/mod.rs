@@ -76,7 +76,7 @@ pub enum Wiring {
 pub fn open(name: &str, cfg: &OneBotConfig, call_timeout: std::time::Duration) -> Opened {
     let (link, wiring) = match &cfg.transport {
         OneBotTransport::Http { url, .. } => {
-            (Link::Requests(Arc::new(http::Api::new(url, &cfg.access_token))), Wiring::Http)
+            (Link::Requests(Arc::new(http::Api::new(url, &cfg.access_token, &cfg.tls))), Wiring::Http)
         }
         OneBotTransport::Ws { .. } => {
             let (tx, rx) = mpsc::channel(1024);

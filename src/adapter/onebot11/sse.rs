@@ -23,6 +23,7 @@ pub async fn run(bot: Arc<Bot>, cfg: OneBotConfig, url: String, sink: EventSink,
         token_in_query: false,
         backoff: cfg.backoff,
         max_frame_bytes: cfg.max_frame_bytes,
+        tls: cfg.tls.clone(),
     };
     let handler_bot = bot.clone();
     let mut handle = move |data: &[u8], via: u64, warnings: &mut RateLimit| -> Option<Duration> {

@@ -56,7 +56,7 @@ async fn run(
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = ws_client::connect(&url, &cfg.access_token.0, TokenIn::Header, cfg.max_frame_bytes) => c,
+            c = ws_client::connect(&url, &cfg.access_token.0, TokenIn::Header, cfg.max_frame_bytes, &cfg.tls) => c,
         };
         match connected {
             Ok(ws) => {
