@@ -11,6 +11,7 @@ pub mod console;
 pub mod listener;
 pub mod milky;
 pub mod onebot11;
+pub mod qq;
 pub mod sse;
 pub mod ws_client;
 
