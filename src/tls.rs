@@ -28,8 +28,9 @@ pub enum TlsError {
     Setup(String),
 }
 
-/// Makes ring the process's rustls provider, for whatever builds a TLS setup on its own.
-fn ensure_provider() {
+/// Makes ring the process's rustls provider, for whatever builds a TLS setup on its own (a
+/// plain `reqwest::Client::new()` in a program that embeds rhaibot, or in its tests).
+pub fn ensure_provider() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -500,7 +500,8 @@ async fn the_post_receiver_refuses_oversized_and_stalled_bodies() {
     let rt = Running::start(&cfg, &[("p.rhai", PING)]);
     let addr = rt.listen_addr("main").await;
     let big = format!("{{\"post_type\": \"notice\", \"pad\": \"{}\"}}", "x".repeat(2000));
-    let answer = reqwest::Client::new().post(format!("http://{addr}/")).body(big).send().await.expect("answered");
+    let answer =
+        crate::support::http_client().post(format!("http://{addr}/")).body(big).send().await.expect("answered");
     assert_eq!(answer.status().as_u16(), 413);
 
     let mut stalled = tokio::net::TcpStream::connect(addr).await.expect("connect");

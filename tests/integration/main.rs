@@ -10,6 +10,7 @@ mod examples;
 mod hardening;
 mod milky;
 mod onebot_ws;
+mod qq;
 mod reload;
 mod storage;
 mod transports;

@@ -67,7 +67,7 @@ fn signed(secret: &str, body: &str) -> String {
 }
 
 async fn post_event(port: u16, body: &str, signature: Option<String>) -> reqwest::Response {
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     loop {
         let mut request = client
             .post(format!("http://127.0.0.1:{port}/"))

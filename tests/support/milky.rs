@@ -221,7 +221,7 @@ async fn event(
 
 /// POSTs `event` to a webhook receiver as an implementation does; returns the HTTP status.
 pub async fn post_webhook(url: &str, token: Option<&str>, event: &Value) -> u16 {
-    let client = reqwest::Client::new();
+    let client = super::http_client();
     loop {
         let mut request = client.post(url).header("content-type", "application/json").body(event.to_string());
         if let Some(t) = token {

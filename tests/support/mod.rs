@@ -7,6 +7,7 @@ pub mod milky;
 pub mod onebot;
 pub mod onebot_http;
 pub mod process;
+pub mod qq;
 pub mod tls;
 
 use std::path::Path;
@@ -220,6 +221,12 @@ impl Reporter {
     pub fn report(&self, message: String) {
         let _ = self.0.send(message);
     }
+}
+
+/// An HTTP client for tests (the runtime's TLS provider installed first, as reqwest needs).
+pub fn http_client() -> reqwest::Client {
+    rhaibot::tls::ensure_provider();
+    reqwest::Client::new()
 }
 
 /// A WebSocket client connection.

@@ -3,3 +3,4 @@
 //! layer) is not registered yet.
 
 pub mod sign;
+pub mod token;

@@ -1,0 +1,102 @@
+//! The official platform's AccessToken: `POST <token host>/app/getAppAccessToken` with
+//! `{appId, clientSecret}` answers `{access_token, expires_in}` (`expires_in` arrives as a
+//! string of seconds). Calls carry `Authorization: QQBot <token>` and `X-Union-Appid`.
+//!
+//! The platform only issues a fresh token in the last 60 s of the old one's life, so the token
+//! is renewed once it has less than that left; a token error answered with HTTP 200 (codes
+//! 11241–11244) drops it, and the next call fetches a new one. Concurrent callers share one
+//! fetch.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::config::Secret;
+
+/// How long before expiry the token is renewed: the platform issues a fresh one only then.
+pub const RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// The platform's codes for a missing, wrong or expired token (answered with HTTP 200).
+pub fn is_token_error(code: i64) -> bool {
+    (11241..=11244).contains(&code)
+}
+
+/// Why no token could be had.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot get an AccessToken from {url}: {reason}")]
+pub struct TokenError {
+    /// The token endpoint.
+    pub url: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Keeps one bot's AccessToken fresh.
+#[derive(Debug)]
+pub struct Tokens {
+    client: reqwest::Client,
+    url: String,
+    app_id: String,
+    secret: Secret,
+    current: Mutex<Option<(String, Instant)>>,
+}
+
+impl Tokens {
+    /// Tokens of app `app_id` from `<host>/app/getAppAccessToken`.
+    pub fn new(client: reqwest::Client, host: &str, app_id: &str, secret: Secret) -> Tokens {
+        let url = format!("{}/app/getAppAccessToken", host.trim_end_matches('/'));
+        Tokens { client, url, app_id: app_id.to_owned(), secret, current: Mutex::new(None) }
+    }
+
+    /// A token valid now, fetched when there is none or the one held is in its last minute.
+    pub async fn get(&self) -> Result<String, TokenError> {
+        self.get_at(Instant::now()).await
+    }
+
+    /// Like [`Tokens::get`], as of `now` (tests move the clock).
+    pub async fn get_at(&self, now: Instant) -> Result<String, TokenError> {
+        let mut current = self.current.lock().await;
+        if let Some((token, expires)) = current.as_ref()
+            && now + RENEW_BEFORE < *expires
+        {
+            return Ok(token.clone());
+        }
+        let (token, lifetime) = self.fetch().await?;
+        *current = Some((token.clone(), now + lifetime));
+        Ok(token)
+    }
+
+    /// Forgets the token (the platform refused it); the next call fetches another.
+    pub async fn invalidate(&self) {
+        *self.current.lock().await = None;
+    }
+
+    /// The headers a call carries.
+    pub fn headers(&self, token: &str) -> [(&'static str, String); 2] {
+        [("Authorization", format!("QQBot {token}")), ("X-Union-Appid", self.app_id.clone())]
+    }
+
+    async fn fetch(&self) -> Result<(String, Duration), TokenError> {
+        let fail = |reason: String| TokenError { url: self.url.clone(), reason };
+        let body = json!({"appId": self.app_id, "clientSecret": self.secret.0});
+        let response =
+            self.client.post(&self.url).json(&body).send().await.map_err(|e| fail(crate::logsafe::chain(&e)))?;
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.map_err(|e| fail(format!("HTTP {status}, not JSON: {e}")))?;
+        let token = answer.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+        // `expires_in` is a string of seconds on the wire; a number is accepted too.
+        let lifetime = match answer.get("expires_in") {
+            Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        };
+        match (token, lifetime) {
+            (Some(token), Some(secs)) => Ok((token.to_owned(), Duration::from_secs(secs))),
+            _ => {
+                let said = answer.get("message").and_then(Value::as_str).unwrap_or("no access_token in the answer");
+                Err(fail(format!("HTTP {status}: {} (check app_id and secret)", crate::logsafe::short(said))))
+            }
+        }
+    }
+}
