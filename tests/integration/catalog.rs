@@ -75,6 +75,20 @@ fn every_milky_action_and_event_is_in_the_tables_in_order() {
     assert_eq!(ours, events, "rerun tools/gen_milky.py");
 }
 
+#[test]
+fn every_official_platform_event_is_in_the_table_with_its_intent() {
+    let cat = catalog("events.json");
+    let theirs: Vec<(String, Option<u64>)> = cat["qq_official"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (format!("qq.{}", e["t"].as_str().unwrap()), e["intent_bit"].as_u64()))
+        .collect();
+    let mine: Vec<(String, Option<u64>)> =
+        rhaibot::adapter::qq::events::EVENTS.iter().map(|e| (e.name.to_owned(), e.intent_bit.map(u64::from))).collect();
+    assert_eq!(mine, theirs, "rerun tools/gen_qq.py");
+}
+
 mod wire {
     use rhaibot::adapter::onebot11::actions::ACTIONS;
     use rhaibot::api::Ty;
