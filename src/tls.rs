@@ -1,7 +1,7 @@
-//! TLS for outgoing connections (`https://`, `wss://`) of every protocol: rustls with the ring
-//! provider, the bundled Mozilla roots (webpki-roots, so it works on a bare container), plus
-//! the certificate authorities of a PEM file from config (`[tls] ca_file`) for private
-//! deployments and tests.
+//! TLS: for outgoing connections (`https://`, `wss://`) of every protocol, rustls with the
+//! ring provider, the bundled Mozilla roots (webpki-roots, so it works on a bare container),
+//! plus the certificate authorities of a PEM file from config (`[tls] ca_file`) for private
+//! deployments and tests; and for listeners that serve HTTPS themselves, a certificate and key.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +15,8 @@ pub type ClientTls = Arc<rustls::ClientConfig>;
 /// Why the TLS setup could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// The CA file could not be read or holds no certificate.
-    #[error("ca_file {path}: {message}")]
+    /// A certificate or key file could not be read or holds nothing usable.
+    #[error("{path}: {message}")]
     CaFile {
         /// The file.
         path: String,
@@ -70,4 +70,28 @@ pub fn http_client(tls: &ClientTls) -> reqwest::Client {
         tracing::error!("cannot set up TLS for HTTP ({e}); https:// will not work");
         reqwest::Client::new()
     })
+}
+
+/// A TLS acceptor serving the certificate chain of `cert_file` with the private key of
+/// `key_file` (both PEM), for a listener that terminates HTTPS itself.
+pub fn server(cert_file: &Path, key_file: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use rustls::pki_types::PrivateKeyDer;
+    ensure_provider();
+    let fail = |path: &Path, message: String| TlsError::CaFile { path: path.display().to_string(), message };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .map_err(|e| fail(cert_file, format!("cannot read: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(cert_file, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(fail(cert_file, "holds no certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| fail(key_file, format!("no private key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Setup(format!("certificate and key do not go together: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

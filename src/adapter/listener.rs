@@ -1,6 +1,7 @@
-//! The HTTP listener every receiving transport shares (reverse WebSocket, HTTP POST): an axum
-//! router served over HTTP/1 with a header timeout (which also closes keep-alive connections
-//! idle for that long) and a cap on open connections, WebSockets included.
+//! The HTTP listener every receiving transport shares (reverse WebSocket, HTTP POST, webhooks):
+//! an axum router served over HTTP/1 (or HTTPS) with a header timeout (which also closes
+//! keep-alive connections idle for that long) and a cap on open connections, WebSockets
+//! included.
 //!
 //! Without these, clients that send half a request and wait pile up until the process runs out
 //! of file descriptors and legitimate clients time out.
@@ -36,8 +37,16 @@ impl Default for Guard {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown`, under `guard`. `name` names the bot in logs.
-pub async fn serve(name: String, listener: TcpListener, app: axum::Router, guard: Guard, shutdown: CancellationToken) {
+/// Serves `app` on `listener` until `shutdown`, under `guard`; over TLS when `tls` is given.
+/// `name` names the bot in logs.
+pub async fn serve(
+    name: String,
+    listener: TcpListener,
+    app: axum::Router,
+    guard: Guard,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(guard.max_connections));
     let mut refusals = RateLimit::per_connection();
     loop {
@@ -64,25 +73,48 @@ pub async fn serve(name: String, listener: TcpListener, app: axum::Router, guard
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Capped { stream, _permit: permit });
-        let service = TowerToHyperService::new(app.clone());
-        let stop = shutdown.clone();
+        let capped = Capped { stream, _permit: permit };
+        let (app, stop, tls) = (app.clone(), shutdown.clone(), tls.clone());
         tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(guard.header_timeout).keep_alive(true);
-            let conn = http.serve_connection(io, service).with_upgrades();
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match tls {
+                None => serve_connection(TokioIo::new(capped), app, guard, peer, stop).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like the headers that follow it.
+                    match tokio::time::timeout(guard.header_timeout, acceptor.accept(capped)).await {
+                        Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), app, guard, peer, stop).await,
+                        Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
-            };
-            if let Err(e) = result {
-                debug!(%peer, "connection ended: {e}");
             }
         });
+    }
+}
+
+/// Serves HTTP/1 (with upgrades) on one connection until it ends or `stop`.
+async fn serve_connection<I>(
+    io: I,
+    app: axum::Router,
+    guard: Guard,
+    peer: std::net::SocketAddr,
+    stop: CancellationToken,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(guard.header_timeout).keep_alive(true);
+    let conn = http.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, "connection ended: {e}");
     }
 }
 

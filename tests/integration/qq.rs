@@ -44,3 +44,112 @@ async fn wrong_credentials_are_a_clear_error() {
     assert!(e.contains("invalid appid or secret") && e.contains("check app_id and secret"), "{e}");
     assert!(rhaibot::adapter::qq::token::is_token_error(11244) && !rhaibot::adapter::qq::token::is_token_error(11245));
 }
+
+mod webhook {
+    use std::sync::Arc;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use rhaibot::adapter::listener::Guard;
+    use rhaibot::adapter::qq::sign::WebhookKey;
+    use rhaibot::adapter::qq::webhook::{Listen, serve};
+    use rhaibot::bot::Bot;
+    use rhaibot::event::Event;
+    use serde_json::{Value, json};
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use crate::support::tls::Certificates;
+    use crate::support::within;
+
+    const SECRET: &str = "DG5g3B4j9X2KOErG";
+
+    struct Receiver {
+        url: String,
+        events: mpsc::UnboundedReceiver<Event>,
+        shutdown: CancellationToken,
+        client: reqwest::Client,
+    }
+
+    async fn start(tls: Option<&Certificates>) -> Receiver {
+        let bot: Arc<Bot> = Bot::detached("qq", &rhaibot::adapter::qq::PROTOCOL);
+        let (tx, events) = mpsc::unbounded_channel();
+        let sink: rhaibot::adapter::EventSink = Arc::new(move |ev| {
+            let _ = tx.send(ev);
+        });
+        let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let acceptor = tls.map(|c| rhaibot::tls::server(&c.cert_file, &c.key_file).expect("server TLS"));
+        let listen = Listen { addr: "127.0.0.1:0".into(), path: "/qq".into(), guard: Guard::default(), tls: acceptor };
+        serve(bot.clone(), WebhookKey::from_secret(SECRET).unwrap(), listen, 1 << 20, sink, shutdown.clone(), &tasks)
+            .expect("listens");
+        let port = bot.listening().expect("bound").port();
+        let (scheme, host, client) = match tls {
+            Some(c) => {
+                let trust = rhaibot::tls::client(Some(&c.ca_file)).expect("client TLS");
+                ("https", "localhost", rhaibot::tls::http_client(&trust))
+            }
+            None => ("http", "127.0.0.1", crate::support::http_client()),
+        };
+        Receiver { url: format!("{scheme}://{host}:{port}/qq"), events, shutdown, client }
+    }
+
+    impl Receiver {
+        async fn post(&self, body: &Value, signed_by: Option<(&str, u64)>) -> (u16, Value) {
+            let body = body.to_string();
+            let mut request = self.client.post(&self.url).header("content-type", "application/json").body(body.clone());
+            if let Some((secret, ts)) = signed_by {
+                let sig = WebhookKey::from_secret(secret).unwrap().sign(&[ts.to_string().as_bytes(), body.as_bytes()]);
+                request = request.header("X-Signature-Timestamp", ts.to_string()).header("X-Signature-Ed25519", sig);
+            }
+            let response = within("the webhook's answer", request.send()).await.expect("answered");
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+    }
+
+    fn now() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    fn group_at(id: &str) -> Value {
+        json!({"op": 0, "s": 1, "id": id, "t": "GROUP_AT_MESSAGE_CREATE", "d": {
+            "id": format!("msg-{id}"), "content": " hi", "group_openid": "G", "author": {"member_openid": "M"}}})
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn validation_signed_events_forgeries_and_replays() {
+        let mut r = start(None).await;
+        let validation = json!({"op": 13, "d": {"plain_token": "Arq0D5A61EgUu4OxUvOp", "event_ts": "1725442341"}});
+        let (status, answer) = r.post(&validation, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["plain_token"], "Arq0D5A61EgUu4OxUvOp");
+        assert_eq!(
+            answer["signature"],
+            "87befc99c42c651b3aac0278e71ada338433ae26fcb24307bdc5ad38c1adc2d01bcfcadc0842edac85e85205028a1132afe09280305f13aa6909ffc2d652c706"
+        );
+        // A validation that would make the answer a signature over an event body is refused.
+        let forged = json!({"op": 13, "d": {"plain_token": "{\"op\":0}", "event_ts": "1"}});
+        assert_eq!(r.post(&forged, None).await.0, 400);
+
+        assert_eq!(r.post(&group_at("e1"), Some((SECRET, now()))).await, (200, json!({"op": 12, "d": 0})));
+        let ev = within("the event", r.events.recv()).await.expect("delivered");
+        assert_eq!((ev.name.as_str(), ev.text.as_str()), ("qq.GROUP_AT_MESSAGE_CREATE", "hi"));
+
+        assert_eq!(r.post(&group_at("e2"), Some(("another-secret", now()))).await.0, 401, "forged");
+        assert_eq!(r.post(&group_at("e3"), None).await.0, 401, "unsigned");
+        assert_eq!(r.post(&group_at("e4"), Some((SECRET, now() - 3600))).await.0, 401, "replayed an hour later");
+        assert!(r.events.try_recv().is_err(), "nothing refused was delivered");
+        r.shutdown.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_webhook_serves_https_from_cert_and_key_files() {
+        let certs = Certificates::new();
+        let mut r = start(Some(&certs)).await;
+        assert!(r.url.starts_with("https://"));
+        assert_eq!(r.post(&group_at("t1"), Some((SECRET, now()))).await.0, 200);
+        let ev = within("the event", r.events.recv()).await.expect("delivered");
+        assert_eq!(ev.user_id, json!("M"));
+        r.shutdown.cancel();
+    }
+}

@@ -17,12 +17,26 @@ pub struct TlsFront {
     pub port: u16,
     /// The authority's certificate as a PEM file, for `[tls] ca_file`.
     pub ca_file: PathBuf,
+    _certs: Certificates,
+}
+
+/// A certificate authority and a server certificate for `localhost`/`127.0.0.1` it signed, as
+/// PEM files in a temporary directory.
+pub struct Certificates {
+    /// The authority's certificate.
+    pub ca_file: PathBuf,
+    /// The server's certificate.
+    pub cert_file: PathBuf,
+    /// The server's private key.
+    pub key_file: PathBuf,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
     _dir: tempfile::TempDir,
 }
 
-impl TlsFront {
-    /// Terminates TLS on a free loopback port and forwards each connection to `target`.
-    pub async fn start(target: SocketAddr) -> TlsFront {
+impl Certificates {
+    /// Makes a fresh authority and server certificate.
+    pub fn new() -> Certificates {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -31,18 +45,35 @@ impl TlsFront {
         let key = KeyPair::generate().expect("server key");
         let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("params");
         let cert = params.signed_by(&key, &issuer).expect("server certificate");
-
         let dir = tempfile::tempdir().expect("temp dir");
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).expect("write CA");
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write PEM");
+            path
+        };
+        Certificates {
+            ca_file: write("ca.pem", ca_cert.pem()),
+            cert_file: write("cert.pem", cert.pem()),
+            key_file: write("key.pem", key.serialize_pem()),
+            cert_der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
+            _dir: dir,
+        }
+    }
+}
+
+impl TlsFront {
+    /// Terminates TLS on a free loopback port and forwards each connection to `target`.
+    pub async fn start(target: SocketAddr) -> TlsFront {
+        let certs = Certificates::new();
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
             .with_no_client_auth()
             .with_single_cert(
-                vec![CertificateDer::from(cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+                vec![CertificateDer::from(certs.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certs.key_der.clone())),
             )
             .expect("server config");
         let acceptor = TlsAcceptor::from(Arc::new(config));
@@ -58,6 +89,6 @@ impl TlsFront {
                 });
             }
         });
-        TlsFront { port, ca_file, _dir: dir }
+        TlsFront { port, ca_file: certs.ca_file.clone(), _certs: certs }
     }
 }

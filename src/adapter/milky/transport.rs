@@ -70,7 +70,7 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
                 warnings: Arc::new(std::sync::Mutex::new(RateLimit::per_connection())),
             };
             let app = axum::Router::new().route(&path, axum::routing::post(receive)).with_state(receiver);
-            s.tasks.spawn(crate::adapter::listener::serve(bot.name.clone(), listener, app, guard, s.shutdown));
+            s.tasks.spawn(crate::adapter::listener::serve(bot.name.clone(), listener, app, guard, None, s.shutdown));
         }
     }
     Ok(())

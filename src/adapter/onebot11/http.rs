@@ -120,7 +120,7 @@ pub fn serve_post(
         warnings: Arc::new(std::sync::Mutex::new(RateLimit::per_connection())),
     };
     let app = axum::Router::new().route(path, axum::routing::post(receive)).with_state(state);
-    tasks.spawn(crate::adapter::listener::serve(name, listener, app, cfg.listener, shutdown));
+    tasks.spawn(crate::adapter::listener::serve(name, listener, app, cfg.listener, None, shutdown));
     Ok(())
 }
 

@@ -195,7 +195,7 @@ pub fn serve(
         .route("/", axum::routing::any(upgrade))
         .route("/{*path}", axum::routing::any(upgrade))
         .with_state(server);
-    tasks.spawn(crate::adapter::listener::serve(name, listener, app, guard, shutdown));
+    tasks.spawn(crate::adapter::listener::serve(name, listener, app, guard, None, shutdown));
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The official QQ bot platform (seed 000, seeds 002–004). Built so far, each tested on its
 //! own: the webhook signatures ([`sign`]), the AccessToken ([`token`]), the gateway's state
-//! machine ([`gateway`]), and dispatch events read into events with intents computed from the
-//! handlers ([`decode`], [`events`]). Not registered as an adapter yet: the REST functions, the socket and
+//! machine ([`gateway`]), dispatch events read into events with intents computed from the
+//! handlers ([`decode`], [`events`]), and the webhook receiver, over HTTPS or behind a proxy
+//! ([`webhook`]). Not registered as an adapter yet: the REST functions, the socket and
 //! webhook transports, the events and the reply layer are still to come, so no `[[bot]]` can
 //! use this protocol.
 
@@ -10,6 +11,7 @@ pub mod events;
 pub mod gateway;
 pub mod sign;
 pub mod token;
+pub mod webhook;
 
 use crate::bot::Protocol;
 
