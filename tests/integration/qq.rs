@@ -153,3 +153,75 @@ mod webhook {
         r.shutdown.cancel();
     }
 }
+
+mod rest {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rhaibot::adapter::qq::rest::{Request, Rest};
+    use rhaibot::adapter::qq::token::Tokens;
+    use rhaibot::config::Secret;
+    use serde_json::json;
+
+    use crate::support::qq::FakePlatform;
+
+    fn rest(fake: &FakePlatform) -> Rest {
+        let client = crate::support::http_client();
+        let tokens = Arc::new(Tokens::new(client.clone(), &fake.url, "10001", Secret("s".into())));
+        Rest::new(client, &fake.url, tokens, 4).with_retry_delay(Duration::from_millis(1))
+    }
+
+    fn get(path: &str) -> Request {
+        Request { method: reqwest::Method::GET, path: path.into(), query: vec![], body: None }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_have_the_sdk_shape_and_a_refused_token_is_renewed_once() {
+        let mut fake =
+            FakePlatform::with_api("10001", "s", 7200, Arc::new(|req, _| (200, json!({"path": req.uri})))).await;
+        let rest = rest(&fake);
+        let answer = rest.send("get_bot_info", &get("/users/@me")).await.unwrap();
+        assert_eq!(
+            answer.to_value(),
+            json!({"data": {"path": "/users/@me"}, "http_code": 200, "trace_id": "trace-0", "result": true})
+        );
+        assert_eq!(fake.next_request().await.uri, "/users/@me");
+        // The platform forgets the token (a newer one was issued elsewhere): renewed, retried, once.
+        let other = Tokens::new(crate::support::http_client(), &fake.url, "10001", Secret("s".into()));
+        other.get().await.unwrap();
+        let answer = rest.send("get_bot_info", &get("/users/@me")).await.unwrap();
+        assert!(answer.result, "{answer:?}");
+        assert_eq!(fake.issued(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idempotent_calls_retry_on_5xx_and_429_but_posts_do_not() {
+        let fake = FakePlatform::with_api(
+            "10001",
+            "s",
+            7200,
+            Arc::new(|req, n| match (req.method.as_str(), n) {
+                ("GET", 0) => (502, json!({"code": 502, "message": "bad gateway"})),
+                ("GET", 1) => (429, json!({"code": 429, "message": "slow down"})),
+                ("GET", _) => (200, json!({"ok": true})),
+                _ => (500, json!({"code": 500, "message": "oops"})),
+            }),
+        )
+        .await;
+        let rest = rest(&fake);
+        let answer = rest.send("get_guild_info", &get("/guilds/G")).await.unwrap();
+        assert_eq!((answer.result, answer.http_code), (true, 200));
+        let post = Request {
+            method: reqwest::Method::POST,
+            path: "/v2/groups/G/messages".into(),
+            query: vec![],
+            body: Some(json!({"content": "x"})),
+        };
+        let answer = rest.send("send_group_msg", &post).await.unwrap();
+        assert_eq!(
+            (answer.result, answer.http_code, answer.code()),
+            (false, 500, Some(500)),
+            "a POST is never repeated"
+        );
+    }
+}

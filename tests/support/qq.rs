@@ -1,6 +1,9 @@
-//! A fake of the official platform's token endpoint (`POST /app/getAppAccessToken`), written
-//! from the platform's docs: `{appId, clientSecret}` in, `{access_token, expires_in}` out, with
-//! `expires_in` as a string of seconds; wrong credentials get an error message.
+//! A fake of the official platform, written from its docs: the token endpoint (`POST
+//! /app/getAppAccessToken`: `{appId, clientSecret}` in, `{access_token, expires_in}` out, with
+//! `expires_in` as a string of seconds; wrong credentials get an error message), and the
+//! OpenAPI, which checks `Authorization: QQBot <token>` (refusing it with code 11244 when it is
+//! not the newest) and `X-Union-Appid`, answers with an `X-Tps-trace-ID`, and lets the test
+//! choose each answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,11 +13,26 @@ use serde_json::{Value, json};
 
 use super::Faults;
 
+/// One OpenAPI request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    /// The method.
+    pub method: String,
+    /// The path and query.
+    pub uri: String,
+    /// The JSON body (`null` without one).
+    pub body: Value,
+}
+
+/// Chooses an OpenAPI answer: `(status, body)` for a request and how many came before it.
+pub type ApiResponder = Arc<dyn Fn(&ApiRequest, u64) -> (u16, Value) + Send + Sync>;
+
 /// The fake.
 pub struct FakePlatform {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     issued: Arc<AtomicU64>,
+    requests: tokio::sync::mpsc::UnboundedReceiver<ApiRequest>,
     _faults: Faults,
 }
 
@@ -24,19 +42,45 @@ struct Shared {
     secret: String,
     lifetime_secs: u64,
     issued: Arc<AtomicU64>,
+    api_calls: Arc<AtomicU64>,
+    responder: ApiResponder,
+    requests: tokio::sync::mpsc::UnboundedSender<ApiRequest>,
 }
 
 impl FakePlatform {
-    /// Issues tokens living `lifetime_secs` to app `app_id` with `secret`.
+    /// Issues tokens living `lifetime_secs` to app `app_id` with `secret`; the OpenAPI answers
+    /// `{}` to everything.
     pub async fn start(app_id: &str, secret: &str, lifetime_secs: u64) -> FakePlatform {
+        Self::with_api(app_id, secret, lifetime_secs, Arc::new(|_, _| (200, json!({})))).await
+    }
+
+    /// Like [`FakePlatform::start`], the OpenAPI answering with `responder`.
+    pub async fn with_api(app_id: &str, secret: &str, lifetime_secs: u64, responder: ApiResponder) -> FakePlatform {
         let issued = Arc::new(AtomicU64::new(0));
-        let shared = Shared { app_id: app_id.into(), secret: secret.into(), lifetime_secs, issued: issued.clone() };
-        let app = axum::Router::new().route("/app/getAppAccessToken", axum::routing::post(token)).with_state(shared);
+        let (tx, requests) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Shared {
+            app_id: app_id.into(),
+            secret: secret.into(),
+            lifetime_secs,
+            issued: issued.clone(),
+            api_calls: Arc::default(),
+            responder,
+            requests: tx,
+        };
+        let app = axum::Router::new()
+            .route("/app/getAppAccessToken", axum::routing::post(token))
+            .fallback(api)
+            .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let faults = Faults::default();
         faults.reporter().spawn(async move { axum::serve(listener, app).await.expect("fake serves") });
-        FakePlatform { url, issued, _faults: faults }
+        FakePlatform { url, issued, requests, _faults: faults }
+    }
+
+    /// The next OpenAPI request (ones refused for their token included).
+    pub async fn next_request(&mut self) -> ApiRequest {
+        super::within("an OpenAPI request", self.requests.recv()).await.expect("fake alive")
     }
 
     /// How many tokens were issued.
@@ -51,4 +95,35 @@ async fn token(State(s): State<Shared>, axum::Json(body): axum::Json<Value>) -> 
     }
     let n = s.issued.fetch_add(1, Ordering::SeqCst) + 1;
     axum::Json(json!({"access_token": format!("token-{n}"), "expires_in": s.lifetime_secs.to_string()}))
+}
+
+async fn api(
+    State(s): State<Shared>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let request = ApiRequest {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+    };
+    let _ = s.requests.send(request.clone());
+    let newest = format!("QQBot token-{}", s.issued.load(Ordering::SeqCst));
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let trace = [("X-Tps-trace-ID", format!("trace-{}", s.api_calls.load(Ordering::SeqCst)))];
+    if header("authorization") != newest || header("x-union-appid") != s.app_id {
+        return (
+            axum::http::StatusCode::OK,
+            trace,
+            axum::Json(json!({"code": 11244, "message": "token not exist or expire"})),
+        )
+            .into_response();
+    }
+    let n = s.api_calls.fetch_add(1, Ordering::SeqCst);
+    let (status, body) = (s.responder)(&request, n);
+    let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    (status, trace, axum::Json(body)).into_response()
 }

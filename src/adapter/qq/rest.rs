@@ -1,0 +1,202 @@
+//! Calls to the official platform's OpenAPI, whatever the function: the AccessToken headers,
+//! the route's `{placeholders}` filled from the parameters, the answer in qg_botsdk's shape
+//! `{data, http_code, trace_id, result}` (the trace id from `X-Tps-trace-ID`), one token
+//! renewal and retry when the platform refuses the token (codes 11241–11244, even with HTTP
+//! 200), retries with back-off on 429 and 5xx for idempotent methods, and a cap on calls in
+//! flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
+
+use super::token::{Tokens, is_token_error};
+use crate::bot::CallError;
+
+/// Retries of an idempotent call answered 429 or 5xx.
+const RETRIES: u32 = 3;
+
+/// One request, its route already filled.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: reqwest::Method,
+    /// The path, e.g. `/v2/groups/ABC/messages`.
+    pub path: String,
+    /// Query parameters.
+    pub query: Vec<(String, String)>,
+    /// The JSON body, if any.
+    pub body: Option<Value>,
+}
+
+/// An answer in qg_botsdk's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The answer's JSON (`{code, message}` on a failure).
+    pub data: Value,
+    /// The HTTP status.
+    pub http_code: u16,
+    /// `X-Tps-trace-ID`, empty when absent.
+    pub trace_id: String,
+    /// Whether the platform did what was asked.
+    pub result: bool,
+}
+
+impl Answer {
+    /// The map scripts get: `#{data, http_code, trace_id, result}`.
+    pub fn to_value(&self) -> Value {
+        json!({"data": self.data, "http_code": self.http_code, "trace_id": self.trace_id, "result": self.result})
+    }
+
+    /// The platform's error code, when the answer is a failure.
+    pub fn code(&self) -> Option<i64> {
+        if self.result { None } else { self.data.get("code").and_then(Value::as_i64) }
+    }
+}
+
+/// The OpenAPI client of one bot.
+#[derive(Debug)]
+pub struct Rest {
+    client: reqwest::Client,
+    base: String,
+    tokens: Arc<Tokens>,
+    in_flight: Semaphore,
+    /// The first retry's delay; doubled each time.
+    retry_delay: Duration,
+}
+
+impl Rest {
+    /// A client for the API at `base`, at most `max_in_flight` calls at once.
+    pub fn new(client: reqwest::Client, base: &str, tokens: Arc<Tokens>, max_in_flight: usize) -> Rest {
+        Rest {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            tokens,
+            in_flight: Semaphore::new(max_in_flight.max(1)),
+            retry_delay: Duration::from_millis(200),
+        }
+    }
+
+    /// The same client retrying after `delay` (tests make it short).
+    pub fn with_retry_delay(mut self, delay: Duration) -> Rest {
+        self.retry_delay = delay;
+        self
+    }
+
+    /// Sends `request` for `action`; a failure the platform reports is an [`Answer`] with
+    /// `result: false`, a local one (unreachable, no token) an error.
+    pub async fn send(&self, action: &str, request: &Request) -> Result<Answer, CallError> {
+        let _slot = self.in_flight.acquire().await.map_err(|_| not_connected(action, &self.base))?;
+        let idempotent =
+            matches!(request.method, reqwest::Method::GET | reqwest::Method::PUT | reqwest::Method::DELETE);
+        let mut renewed = false;
+        let mut attempt = 0;
+        loop {
+            let token = self
+                .tokens
+                .get()
+                .await
+                .map_err(|e| CallError::Invalid { action: action.into(), reason: e.to_string() })?;
+            let answer = self.once(action, request, &token).await?;
+            if !renewed && answer.code().is_some_and(is_token_error) {
+                // The platform refused the token: renew it once and try again.
+                renewed = true;
+                self.tokens.invalidate().await;
+                continue;
+            }
+            let retryable = answer.http_code == 429 || answer.http_code >= 500;
+            if idempotent && retryable && attempt < RETRIES {
+                tokio::time::sleep(self.retry_delay * 2u32.pow(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(answer);
+        }
+    }
+
+    async fn once(&self, action: &str, request: &Request, token: &str) -> Result<Answer, CallError> {
+        let mut builder = self.client.request(request.method.clone(), format!("{}{}", self.base, request.path));
+        for (name, value) in self.tokens.headers(token) {
+            builder = builder.header(name, value);
+        }
+        if !request.query.is_empty() {
+            builder = builder.query(&request.query);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.json(body);
+        }
+        let response = builder.send().await.map_err(|e| {
+            tracing::warn!(url = %self.base, "official platform unreachable: {}", crate::logsafe::chain(&e));
+            not_connected(action, &self.base)
+        })?;
+        let http_code = response.status().as_u16();
+        let trace_id =
+            response.headers().get("x-tps-trace-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let bytes = response.bytes().await.map_err(|_| not_connected(action, &self.base))?;
+        let data: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!({"code": -1, "message": crate::logsafe::preview(&bytes)}))
+        };
+        // A failure may come with HTTP 200 and a `code` (the token errors do).
+        let coded_failure = data.get("code").and_then(Value::as_i64).is_some_and(|c| c != 0)
+            && data.get("message").is_some()
+            && data.get("id").is_none();
+        let result = (200..300).contains(&http_code) && !coded_failure;
+        Ok(Answer { data, http_code, trace_id, result })
+    }
+}
+
+fn not_connected(action: &str, base: &str) -> CallError {
+    CallError::NotConnected { action: action.to_owned(), bot: base.to_owned() }
+}
+
+/// Fills `route`'s `{name}` placeholders from `params` (removing them) and returns the path.
+pub fn fill_route(route: &str, params: &mut Map<String, Value>) -> Result<String, String> {
+    let mut path = String::with_capacity(route.len() + 16);
+    let mut rest = route;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').map(|e| start + e).ok_or_else(|| format!("bad route {route}"))?;
+        path.push_str(&rest[..start]);
+        let name = &rest[start + 1..end];
+        let value = match params.remove(name) {
+            Some(Value::String(s)) => s,
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(format!("missing required parameter `{name}`")),
+        };
+        path.push_str(&encode_segment(&value));
+        rest = &rest[end + 1..];
+    }
+    path.push_str(rest);
+    Ok(path)
+}
+
+/// `value` as one path segment: unreserved characters as they are, the rest percent-encoded.
+fn encode_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_take_their_placeholders_from_the_parameters() {
+        let mut params: Map<String, Value> =
+            serde_json::from_value(json!({"channel_id": "C 1/x", "message_id": 42, "content": "hi"})).unwrap();
+        let path = fill_route("/channels/{channel_id}/messages/{message_id}", &mut params).unwrap();
+        assert_eq!(path, "/channels/C%201%2Fx/messages/42");
+        assert_eq!(Value::Object(params), json!({"content": "hi"}));
+        assert!(fill_route("/guilds/{guild_id}", &mut Map::new()).unwrap_err().contains("`guild_id`"));
+    }
+}
