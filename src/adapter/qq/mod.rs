@@ -2,9 +2,11 @@
 //! own: the webhook signatures ([`sign`]), the AccessToken ([`token`]), the gateway's state
 //! machine ([`gateway`]), dispatch events read into events with intents computed from the
 //! handlers ([`decode`], [`events`]), the webhook receiver, over HTTPS or behind a proxy
-//! ([`webhook`]), and the OpenAPI client every function will go through ([`rest`]). Not registered as an adapter yet: the 66 functions' request
-//! shapes, the gateway's socket loop, the reply layer and the registration are still to come,
-//! so no `[[bot]]` can use this protocol.
+//! ([`webhook`]), and the OpenAPI client every function will go through ([`rest`]).
+//!
+//! Not registered as an adapter yet: the 66 functions' request shapes, the gateway's socket
+//! loop, the reply layer and the registration are still to come, so no `[[bot]]` can use this
+//! protocol.
 
 pub mod decode;
 pub mod events;
