@@ -2,7 +2,8 @@
 //! own: the webhook signatures ([`sign`]), the AccessToken ([`token`]), the gateway's state
 //! machine ([`gateway`]), dispatch events read into events with intents computed from the
 //! handlers ([`decode`], [`events`]), the webhook receiver, over HTTPS or behind a proxy
-//! ([`webhook`]), and the OpenAPI client every function will go through ([`rest`]).
+//! ([`webhook`]), the OpenAPI client every function will go through ([`rest`]), and the
+//! reply rules: windows, budgets, `msg_seq` and channel pacing ([`reply`]).
 //!
 //! Not registered as an adapter yet: the 66 functions' request shapes, the gateway's socket
 //! loop, the reply layer and the registration are still to come, so no `[[bot]]` can use this
@@ -11,6 +12,7 @@
 pub mod decode;
 pub mod events;
 pub mod gateway;
+pub mod reply;
 pub mod rest;
 pub mod sign;
 pub mod token;

@@ -1,0 +1,177 @@
+//! The platform's rules for replies, enforced before anything is sent, so a script gets a clear
+//! error instead of a platform code afterwards.
+//!
+//! - Group and C2C messages can no longer be sent proactively (the platform answers 40034102 /
+//!   40034105): every send must be a passive reply to a message, within its window — group 5
+//!   minutes, C2C 60 minutes, guild 5 minutes — and at most 5 replies per message.
+//! - Each reply to the same message carries a fresh `msg_seq` (1, 2, ...), or the platform
+//!   drops it as a duplicate.
+//! - Guild channel sends are paced at 5 per second per channel: queued, not dropped.
+//!
+//! Both types here take the time as an argument, so tests move the clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Where a reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scene {
+    /// A QQ group.
+    Group,
+    /// A one-to-one chat.
+    C2c,
+    /// A guild channel or direct message.
+    Guild,
+}
+
+impl Scene {
+    /// How long after a message it may be replied to.
+    pub fn window(self) -> Duration {
+        match self {
+            Scene::Group | Scene::Guild => Duration::from_secs(5 * 60),
+            Scene::C2c => Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Replies one message may get.
+pub const REPLIES_PER_MESSAGE: u32 = 5;
+
+/// Why a reply may not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// No message to reply to: the platform no longer takes proactive group or C2C messages.
+    #[error(
+        "the official platform no longer takes proactive {0:?} messages: reply to a message (ev.reply) within its window"
+    )]
+    Proactive(Scene),
+    /// The message is older than its scene's window.
+    #[error("the reply window of this message closed {} s ago ({:?} messages can be answered for {} min)", .late.as_secs(), .scene, .scene.window().as_secs() / 60)]
+    WindowClosed {
+        /// The scene.
+        scene: Scene,
+        /// How long ago it closed.
+        late: Duration,
+    },
+    /// The message already got its replies.
+    #[error("this message already got its {REPLIES_PER_MESSAGE} replies")]
+    BudgetSpent,
+}
+
+/// The passive-reply state of the messages a bot received.
+#[derive(Debug, Default)]
+pub struct Replies {
+    /// Message id -> (scene, when it arrived, replies sent).
+    seen: HashMap<String, (Scene, Instant, u32)>,
+    order: VecDeque<String>,
+}
+
+/// Messages remembered at most (the oldest are forgotten; their windows are long closed).
+const REMEMBERED: usize = 10_000;
+
+impl Replies {
+    /// Notes a message received at `at`, which replies may then answer.
+    pub fn received(&mut self, message_id: &str, scene: Scene, at: Instant) {
+        if self.seen.insert(message_id.to_owned(), (scene, at, 0)).is_none() {
+            self.order.push_back(message_id.to_owned());
+            if self.order.len() > REMEMBERED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.seen.remove(&old);
+            }
+        }
+    }
+
+    /// Takes one reply to `message_id` (none: a proactive send) at `now`: its `msg_seq`, or why
+    /// it may not be sent.
+    pub fn reply(&mut self, scene: Scene, message_id: Option<&str>, now: Instant) -> Result<u32, ReplyError> {
+        let proactive = || if scene == Scene::Guild { Ok(0) } else { Err(ReplyError::Proactive(scene)) };
+        let Some(id) = message_id else { return proactive() };
+        let Some((scene, at, sent)) = self.seen.get_mut(id) else { return proactive() };
+        let age = now.saturating_duration_since(*at);
+        if age > scene.window() {
+            return Err(ReplyError::WindowClosed { scene: *scene, late: age - scene.window() });
+        }
+        if *sent >= REPLIES_PER_MESSAGE {
+            return Err(ReplyError::BudgetSpent);
+        }
+        *sent += 1;
+        Ok(*sent)
+    }
+}
+
+/// Paces sends per channel: at most `per_second` in any second, later ones wait their turn.
+#[derive(Debug)]
+pub struct Pacer {
+    per_second: usize,
+    sent: HashMap<String, VecDeque<Instant>>,
+}
+
+impl Pacer {
+    /// A pacer allowing `per_second` sends per channel per second.
+    pub fn new(per_second: usize) -> Pacer {
+        Pacer { per_second: per_second.max(1), sent: HashMap::new() }
+    }
+
+    /// Reserves the next send to `channel` asked for at `now`: the instant it may go.
+    pub fn reserve(&mut self, channel: &str, now: Instant) -> Instant {
+        let times = self.sent.entry(channel.to_owned()).or_default();
+        // In order, and never a `per_second + 1`th send within a second of the first of them.
+        let mut at = times.back().map_or(now, |last| (*last).max(now));
+        if times.len() >= self.per_second {
+            at = at.max(times[times.len() - self.per_second] + Duration::from_secs(1));
+        }
+        times.push_back(at);
+        while times.len() > self.per_second {
+            times.pop_front();
+        }
+        at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_get_fresh_seqs_within_the_window_and_budget() {
+        let t0 = Instant::now();
+        let mut r = Replies::default();
+        r.received("m1", Scene::Group, t0);
+        let seqs: Vec<_> =
+            (0..5).map(|_| r.reply(Scene::Group, Some("m1"), t0 + Duration::from_secs(10)).unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert_eq!(r.reply(Scene::Group, Some("m1"), t0), Err(ReplyError::BudgetSpent));
+        r.received("m2", Scene::Group, t0);
+        let late = r.reply(Scene::Group, Some("m2"), t0 + Duration::from_secs(5 * 60 + 7)).unwrap_err();
+        assert_eq!(late, ReplyError::WindowClosed { scene: Scene::Group, late: Duration::from_secs(7) });
+        assert!(late.to_string().contains("5 min"), "{late}");
+        r.received("c", Scene::C2c, t0);
+        assert_eq!(r.reply(Scene::C2c, Some("c"), t0 + Duration::from_secs(59 * 60)), Ok(1), "C2C has an hour");
+    }
+
+    #[test]
+    fn proactive_group_and_c2c_sends_are_refused_but_guild_ones_allowed() {
+        let mut r = Replies::default();
+        let now = Instant::now();
+        assert_eq!(r.reply(Scene::Group, None, now), Err(ReplyError::Proactive(Scene::Group)));
+        assert_eq!(r.reply(Scene::C2c, Some("never seen"), now), Err(ReplyError::Proactive(Scene::C2c)));
+        assert_eq!(r.reply(Scene::Guild, None, now), Ok(0));
+        assert!(ReplyError::Proactive(Scene::Group).to_string().contains("no longer takes proactive"));
+    }
+
+    #[test]
+    fn a_channel_gets_five_sends_a_second_and_later_ones_wait() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(5);
+        let times: Vec<Duration> = (0..7).map(|_| p.reserve("c", t0) - t0).collect();
+        assert_eq!(&times[..5], &[Duration::ZERO; 5]);
+        assert_eq!(&times[5..], &[Duration::from_secs(1), Duration::from_secs(1)]);
+        assert_eq!(p.reserve("other", t0), t0, "channels are paced apart");
+        assert_eq!(
+            p.reserve("c", t0 + Duration::from_secs(3)),
+            t0 + Duration::from_secs(3),
+            "a quiet channel sends at once"
+        );
+    }
+}
