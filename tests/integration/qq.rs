@@ -225,3 +225,88 @@ mod rest {
         );
     }
 }
+
+mod gateway {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rhaibot::adapter::qq::gateway_socket::Gateway;
+    use rhaibot::adapter::qq::token::Tokens;
+    use rhaibot::bot::Bot;
+    use rhaibot::config::{Backoff, Secret};
+    use serde_json::json;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::support::qq::{FakeGateway, FakePlatform};
+    use crate::support::within;
+
+    fn c2c(n: u32) -> serde_json::Value {
+        json!({"op": 0, "id": format!("C2C_MESSAGE_CREATE:{n}"), "t": "C2C_MESSAGE_CREATE",
+               "d": {"id": format!("m{n}"), "content": format!("hello {n}"), "author": {"user_openid": "U"}}})
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identify_then_resume_after_a_drop_delivers_the_missed_events_once() {
+        let platform = FakePlatform::start("10001", "s", 7200).await;
+        let mut fake = FakeGateway::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let session_file = dir.path().join("qq-session.json");
+        let client = crate::support::http_client();
+        let gateway = Gateway {
+            bot: Bot::detached("qq", &rhaibot::adapter::qq::PROTOCOL),
+            url: fake.url.clone(),
+            tokens: Arc::new(Tokens::new(client, &platform.url, "10001", Secret("s".into()))),
+            intents: 1 << 25,
+            shard: [0, 1],
+            session_file: Some(session_file.clone()),
+            backoff: Backoff { min: Duration::from_millis(10), max: Duration::from_millis(50) },
+            tls: rhaibot::tls::client(None).unwrap(),
+            max_frame_bytes: 1 << 20,
+        };
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let sink: rhaibot::adapter::EventSink = Arc::new(move |ev| {
+            let _ = tx.send(ev);
+        });
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(gateway.run(sink, shutdown.clone()));
+
+        let identify = fake.next_sent().await;
+        assert_eq!(identify["op"], 2);
+        assert_eq!(identify["d"]["token"], "QQBot token-1");
+        assert_eq!((identify["d"]["intents"].clone(), identify["d"]["shard"].clone()), (json!(1 << 25), json!([0, 1])));
+        assert_eq!(super::next_event(&mut events).await.name, "qq.READY");
+        fake.dispatch(c2c(2));
+        assert_eq!(super::next_event(&mut events).await.text, "hello 2");
+
+        // Dropped: two events go out while the client is away, and come back with the resume.
+        fake.drop_connection();
+        fake.dispatch(c2c(3));
+        fake.dispatch(c2c(4));
+        let resume = fake.next_sent().await;
+        assert_eq!(resume["op"], 6);
+        assert_eq!((resume["d"]["session_id"].clone(), resume["d"]["seq"].clone()), (json!("S1"), json!(2)));
+        // Everything up to RESUMED: the two missed events, each once.
+        let mut texts = Vec::new();
+        loop {
+            let ev = super::next_event(&mut events).await;
+            match ev.name.as_str() {
+                "qq.RESUMED" => break,
+                "qq.C2C_MESSAGE_CREATE" => texts.push(ev.text.clone()),
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(texts, ["hello 3", "hello 4"]);
+        fake.dispatch(c2c(5));
+        assert_eq!(super::next_event(&mut events).await.text, "hello 5", "live again after the resume");
+        shutdown.cancel();
+        within("the gateway to stop", running).await.unwrap();
+        let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&session_file).unwrap()).unwrap();
+        assert_eq!(kept["session_id"], "S1");
+        assert!(kept["seq"].as_u64() >= Some(4), "{kept}");
+    }
+}
+
+async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<rhaibot::event::Event>) -> rhaibot::event::Event {
+    crate::support::within("an event", events.recv()).await.expect("delivered")
+}

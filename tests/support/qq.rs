@@ -127,3 +127,102 @@ async fn api(
     let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     (status, trace, axum::Json(body)).into_response()
 }
+
+/// A fake gateway (`wss` is fronted by a TLS front when wanted): Hello with a short heartbeat
+/// interval, READY on Identify (session `S1`), acks to heartbeats, and on Resume a replay of
+/// the dispatches sent since the client's sequence number, then RESUMED.
+pub struct FakeGateway {
+    /// `ws://127.0.0.1:<port>`.
+    pub url: String,
+    commands: tokio::sync::mpsc::UnboundedSender<GatewayCommand>,
+    seen: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    _faults: Faults,
+}
+
+enum GatewayCommand {
+    Dispatch(Value),
+    Drop,
+}
+
+impl FakeGateway {
+    /// Listens on a free loopback port.
+    pub async fn start() -> FakeGateway {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let url = format!("ws://{}", listener.local_addr().expect("addr"));
+        let (commands, mut rx) = tokio::sync::mpsc::unbounded_channel::<GatewayCommand>();
+        let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
+        let faults = Faults::default();
+        faults.reporter().spawn(async move {
+            // Every dispatch ever sent, by sequence number: what a resume replays.
+            let mut history: Vec<Value> = Vec::new();
+            let mut seq = 1u64;
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { continue };
+                let hello = json!({"op": 10, "d": {"heartbeat_interval": 200}});
+                if ws.send(Message::Text(hello.to_string().into())).await.is_err() { continue; }
+                // Dispatches reach a connection only once it identified or resumed.
+                let mut ready = false;
+                loop {
+                    tokio::select! {
+                        cmd = rx.recv() => match cmd {
+                            Some(GatewayCommand::Dispatch(mut ev)) => {
+                                seq += 1;
+                                ev["s"] = json!(seq);
+                                history.push(ev.clone());
+                                if ready && ws.send(Message::Text(ev.to_string().into())).await.is_err() { break; }
+                            }
+                            Some(GatewayCommand::Drop) => break,
+                            None => return,
+                        },
+                        frame = ws.next() => {
+                            let Some(Ok(Message::Text(text))) = frame else { break };
+                            let payload: Value = serde_json::from_str(&text).expect("the client sends JSON");
+                            let _ = seen_tx.send(payload.clone());
+                            let answers: Vec<Value> = match payload["op"].as_i64() {
+                                Some(1) => vec![json!({"op": 11})],
+                                Some(2) => vec![json!({"op": 0, "s": 1, "t": "READY", "id": "READY:1",
+                                                       "d": {"version": 1, "session_id": "S1", "user": {"id": "BOT"}, "shard": [0, 1]}})],
+                                Some(6) => {
+                                    let from = payload["d"]["seq"].as_u64().unwrap_or(0);
+                                    let mut replay: Vec<Value> = history.iter().filter(|e| e["s"].as_u64() > Some(from)).cloned().collect();
+                                    replay.push(json!({"op": 0, "s": seq, "t": "RESUMED", "id": "RESUMED:1", "d": {}}));
+                                    replay
+                                }
+                                _ => vec![],
+                            };
+                            ready |= matches!(payload["op"].as_i64(), Some(2 | 6));
+                            for a in answers {
+                                if ws.send(Message::Text(a.to_string().into())).await.is_err() { break; }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        FakeGateway { url, commands, seen, _faults: faults }
+    }
+
+    /// Sends a dispatch (`op 0`, its `s` assigned), or keeps it for the replay while no client
+    /// is connected.
+    pub fn dispatch(&self, event: Value) {
+        let _ = self.commands.send(GatewayCommand::Dispatch(event));
+    }
+
+    /// Drops the current connection.
+    pub fn drop_connection(&self) {
+        let _ = self.commands.send(GatewayCommand::Drop);
+    }
+
+    /// The next payload the client sent that is not a heartbeat.
+    pub async fn next_sent(&mut self) -> Value {
+        loop {
+            let payload = super::within("a gateway payload", self.seen.recv()).await.expect("fake alive");
+            if payload["op"] != 1 {
+                return payload;
+            }
+        }
+    }
+}
