@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::logsafe::RateLimit;
 
@@ -157,7 +157,31 @@ impl AsyncWrite for Capped {
     }
 }
 
-/// Logs when a listener refuses a request for its size (413), which axum alone answers silently.
-pub fn too_large(bot: &str, size: Option<usize>, limit: usize) {
-    warn!(bot, ?size, limit, "request body too large; refused with 413 (max_frame_bytes)");
+/// Reads a request's body, which must arrive within `timeout` and hold at most `limit` bytes
+/// (like the headers before it). A refusal is the status to answer with, logged once per
+/// burst through `warnings`.
+pub async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    timeout: Duration,
+    bot: &str,
+    warnings: &std::sync::Mutex<RateLimit>,
+) -> Result<axum::body::Bytes, axum::http::StatusCode> {
+    let warnings = || warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => {
+            crate::warn_limited!(
+                warnings(),
+                bot,
+                limit,
+                "request body too large or cut off; refused with 413 (max_frame_bytes)"
+            );
+            Err(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        Err(_) => {
+            crate::warn_limited!(warnings(), bot, "request body did not arrive in time; refused with 408");
+            Err(axum::http::StatusCode::REQUEST_TIMEOUT)
+        }
+    }
 }

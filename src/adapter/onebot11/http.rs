@@ -126,18 +126,11 @@ pub fn serve_post(
 
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body::Body) -> Response {
     let warnings = || r.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    // The body must arrive in time and in size, like the headers before it.
-    let body = match tokio::time::timeout(r.body_timeout, axum::body::to_bytes(body, r.max_body)).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(_)) => {
-            crate::warn_limited!(warnings(), bot = %r.bot.name, limit = r.max_body, "event body too large or cut off; refused with 413 (max_frame_bytes)");
-            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-        }
-        Err(_) => {
-            crate::warn_limited!(warnings(), bot = %r.bot.name, "event body did not arrive in time; refused with 408");
-            return StatusCode::REQUEST_TIMEOUT.into_response();
-        }
-    };
+    let body =
+        match crate::adapter::listener::read_body(body, r.max_body, r.body_timeout, &r.bot.name, &r.warnings).await {
+            Ok(body) => body,
+            Err(status) => return status.into_response(),
+        };
     if !r.secret.0.is_empty() && !signature_ok(&r.secret.0, &headers, &body) {
         crate::warn_limited!(warnings(), bot = %r.bot.name, "event with a missing or wrong X-Signature refused");
         return StatusCode::FORBIDDEN.into_response();

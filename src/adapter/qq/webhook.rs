@@ -84,14 +84,11 @@ fn plausible(event_ts: &str, plain_token: &str) -> bool {
 
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body::Body) -> Response {
     let warnings = || r.warnings.lock().unwrap_or_else(PoisonError::into_inner);
-    let body = match tokio::time::timeout(r.body_timeout, axum::body::to_bytes(body, r.max_body)).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(_)) => {
-            crate::warn_limited!(warnings(), bot = %r.bot.name, limit = r.max_body, "webhook body too large or cut off; refused with 413");
-            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-        }
-        Err(_) => return StatusCode::REQUEST_TIMEOUT.into_response(),
-    };
+    let body =
+        match crate::adapter::listener::read_body(body, r.max_body, r.body_timeout, &r.bot.name, &r.warnings).await {
+            Ok(body) => body,
+            Err(status) => return status.into_response(),
+        };
     let payload: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
