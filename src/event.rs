@@ -135,12 +135,22 @@ pub fn is_name_part(part: &str) -> bool {
     (1..=64).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The field `key` of an object from the wire, as one part of an event name; the error says
+/// what is wrong with it (escaped for the log).
+pub fn name_part<'v>(object: &'v Value, key: &str) -> Result<&'v str, String> {
+    match object.get(key) {
+        Some(Value::String(part)) if is_name_part(part) => Ok(part),
+        Some(other) => Err(format!("{key} {} is not a short name", crate::logsafe::short(&other.to_string()))),
+        None => Err(format!("no {key}")),
+    }
+}
+
 impl Event {
     /// The conversation the event belongs to (same bot, and the same group, or else the same
     /// private peer): a script handles the events of one conversation in order, one at a time.
     pub fn conversation(&self) -> u64 {
-        use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-        let mut h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
         (Arc::as_ptr(&self.bot) as usize).hash(&mut h);
         let (kind, id) = if self.group_id.is_null() { (1u8, &self.user_id) } else { (2u8, &self.group_id) };
         kind.hash(&mut h);

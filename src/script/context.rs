@@ -1,6 +1,6 @@
 //! Per-thread state of the callback running on this worker: its wall-clock deadlines (running
-//! time, and the total that includes time blocked in calls) and the bot that delivered its event. A worker runs one callback at a time, so a thread-local is exact
-//! and costs no lock.
+//! time, and the total that includes time blocked in calls) and the bot that delivered its
+//! event. A worker runs one callback at a time, so a thread-local is exact and costs no lock.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;

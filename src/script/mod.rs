@@ -361,8 +361,10 @@ fn drain(script: Arc<Script>, pool: Arc<Pool>) {
 
 /// The lane key of a job's runs: one job's runs are serialised, different jobs run in parallel.
 fn job_key(name: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(("job", name))
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ("job", name).hash(&mut h);
+    h.finish()
 }
 
 fn file_name(path: &Path) -> String {

@@ -110,10 +110,5 @@ async fn the_hello_example_runs_unchanged_on_milky_and_welcomes_on_both_protocol
 
 /// The next message the bot sent through a Milky fake (its get_impl_info and the like skipped).
 async fn next_send(mk: &mut crate::support::milky::FakeMilky) -> crate::support::milky::ApiCall {
-    loop {
-        let call = mk.next_call().await;
-        if call.action.starts_with("send_") {
-            return call;
-        }
-    }
+    mk.next_call_where(|c| c.action.starts_with("send_")).await
 }

@@ -130,12 +130,8 @@ async fn a_peer_that_stops_reading_is_dropped_by_the_watchdog_and_reconnected() 
     fake.push(group_message(1, 2, "flood"));
     within("the watchdog's reconnect", fake.accept()).await;
     fake.push(group_message(1, 2, "ping"));
-    loop {
-        // Replies of the flood that were still queued may arrive first on the new connection.
-        if message_text(&fake.next_action().await.params) == "pong" {
-            break;
-        }
-    }
+    // Replies of the flood that were still queued may arrive first on the new connection.
+    fake.next_action_where(|c| message_text(&c.params) == "pong").await;
     rt.stop().await;
 }
 
@@ -181,13 +177,11 @@ async fn jobs_blocked_in_calls_leave_workers_for_other_scripts() {
         assert_eq!(fake.next_action().await.action, "get_status");
     }
     fake.push(group_message(1, 2, "ping"));
-    loop {
-        let call = fake.next_action().await;
+    fake.next_action_where(|call| {
         assert_ne!(call.action, "get_status", "a fifth job started: jobs exceed the script's concurrency");
-        if message_text(&call.params) == "pong" {
-            break;
-        }
-    }
+        message_text(&call.params) == "pong"
+    })
+    .await;
     rt.stop().await;
 }
 
@@ -208,12 +202,7 @@ async fn callbacks_blocked_in_calls_are_stopped_at_their_total_budget() {
     fake.push(group_message(1, 2, "hang"));
     fake.push(group_message(3, 2, "hang"));
     fake.push(group_message(5, 2, "ping"));
-    loop {
-        let call = fake.next_action().await;
-        if call.action == "send_group_msg" && message_text(&call.params) == "pong" {
-            break;
-        }
-    }
+    fake.next_action_where(|call| call.action == "send_group_msg" && message_text(&call.params) == "pong").await;
     let stopped = |s: Option<&Value>| s.is_some_and(|s| s["counters"]["timeouts"].as_u64() >= Some(1));
     rt.wait_status("a_hang.rhai", "the hanging callback to be stopped", stopped).await;
     rt.stop().await;
@@ -236,13 +225,8 @@ async fn a_slow_top_level_does_not_block_loading_other_scripts() {
     let loaded = |s: Option<&Value>| s.is_some_and(|s| s["state"] == "running");
     rt.wait_status("other.rhai", "the other script to load", loaded).await;
     fake.push(group_message(1, 2, "x"));
-    loop {
-        let call = fake.next_action().await;
-        if call.action != "get_status" {
-            assert_eq!(message_text(&call.params), "other");
-            break;
-        }
-    }
+    let call = fake.next_action_where(|call| call.action != "get_status").await;
+    assert_eq!(message_text(&call.params), "other");
     rt.stop().await;
 }
 

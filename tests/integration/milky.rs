@@ -129,13 +129,8 @@ async fn every_catalog_event_reaches_its_callback_under_its_names() {
             _ => 0,
         };
         for _ in 0..1 + aliases {
-            loop {
-                let call = fake.next_call().await;
-                if call.action == "send_private_message" {
-                    replies.push(sent_text(&call.body));
-                    break;
-                }
-            }
+            let call = fake.next_call_where(|c| c.action == "send_private_message").await;
+            replies.push(sent_text(&call.body));
         }
         replies.sort();
         let own = replies.iter().find(|r| r.starts_with(kind)).unwrap_or_else(|| panic!("{kind}: {replies:?}"));
@@ -165,12 +160,7 @@ async fn websocket_events_with_a_bearer_token_and_replies_as_milky_segments() {
     let opened = fake.opened().await;
     assert_eq!((opened.kind, opened.authorization.as_deref()), ("ws", Some("Bearer s3")));
     fake.push(group_message(20001, 10002, 30005, text("ping")));
-    let call = loop {
-        let call = fake.next_call().await;
-        if call.action != "get_impl_info" {
-            break call;
-        }
-    };
+    let call = fake.next_call_where(|c| c.action != "get_impl_info").await;
     assert_eq!(call.action, "send_group_message");
     assert_eq!(call.body["group_id"], 20001);
     assert_eq!(
@@ -182,12 +172,7 @@ async fn websocket_events_with_a_bearer_token_and_replies_as_milky_segments() {
     fake.drop_stream();
     fake.opened().await;
     fake.push(group_message(20002, 10003, 30006, text("again")));
-    let call = loop {
-        let call = fake.next_call().await;
-        if call.action == "send_group_message" {
-            break call;
-        }
-    };
+    let call = fake.next_call_where(|c| c.action == "send_group_message").await;
     assert_eq!(call.body["group_id"], 20002);
     rt.stop().await;
 }
@@ -201,23 +186,13 @@ async fn sse_events_span_data_lines_skip_junk_and_reconnect_with_the_token_in_th
     assert_eq!((opened.kind, opened.query_token.as_deref(), opened.authorization), ("sse", Some("q"), None));
     fake.push_raw("{broken".into());
     fake.push_raw(serde_json::to_string_pretty(&group_message(20001, 10002, 30007, text("ping"))).unwrap());
-    let call = loop {
-        let call = fake.next_call().await;
-        if call.action == "send_group_message" {
-            break call;
-        }
-    };
+    let call = fake.next_call_where(|c| c.action == "send_group_message").await;
     assert_eq!(sent_text(&call.body), "pong");
     fake.drop_stream();
     fake.opened().await;
     fake.push(group_message(20002, 10002, 30008, text("ping")));
-    loop {
-        let call = fake.next_call().await;
-        if call.action == "send_group_message" {
-            assert_eq!(call.body["group_id"], 20002);
-            break;
-        }
-    }
+    let call = fake.next_call_where(|c| c.action == "send_group_message").await;
+    assert_eq!(call.body["group_id"], 20002);
     rt.stop().await;
 }
 
@@ -231,13 +206,8 @@ async fn the_webhook_checks_the_bearer_token() {
     assert_eq!(post_webhook(&url, None, &ping).await, 401);
     assert_eq!(post_webhook(&url, Some("bad"), &ping).await, 403);
     assert_eq!(post_webhook(&url, Some("wh"), &ping).await, 204);
-    loop {
-        let call = fake.next_call().await;
-        if call.action == "send_group_message" {
-            assert_eq!(sent_text(&call.body), "pong");
-            break;
-        }
-    }
+    let call = fake.next_call_where(|c| c.action == "send_group_message").await;
+    assert_eq!(sent_text(&call.body), "pong");
     rt.stop().await;
 }
 
@@ -263,12 +233,7 @@ async fn missing_apis_and_failures_are_clear_catchable_errors() {
     let rt = Running::start(&config(&fake.url, ""), &[("e.rhai", script)]);
     fake.opened().await;
     fake.push(friend_message(10002, 30010, "go"));
-    let call = loop {
-        let call = fake.next_call().await;
-        if call.action == "send_private_message" {
-            break call;
-        }
-    };
+    let call = fake.next_call_where(|c| c.action == "send_private_message").await;
     let text = sent_text(&call.body);
     assert!(
         text.contains("404 get_cookies: HTTP 404: the implementation does not offer the API `get_cookies`"),
@@ -308,12 +273,7 @@ async fn a_wrong_token_is_a_clear_error_on_calls() {
         fake.url
     );
     let rt = Running::start(&cfg, &[("t.rhai", script)]);
-    let call = loop {
-        let call = fake.next_call().await;
-        if call.action == "send_private_message" {
-            break call;
-        }
-    };
+    let call = fake.next_call_where(|c| c.action == "send_private_message").await;
     assert_eq!(sent_text(&call.body), "401 get_login_info: HTTP 401: no or wrong access token (check access_token)");
     rt.stop().await;
 }

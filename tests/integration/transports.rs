@@ -211,12 +211,7 @@ async fn wss_and_https_connect_through_tls_with_a_private_authority() {
     let rt = Running::start(&cfg, &[("p.rhai", PING)]);
     mk.opened().await;
     mk.push(milky::group_message(20001, 10002, 30001, milky::text("ping")));
-    loop {
-        let call = mk.next_call().await;
-        if call.action == "send_group_message" {
-            break;
-        }
-    }
+    mk.next_call_where(|c| c.action == "send_group_message").await;
     rt.stop().await;
 }
 

@@ -109,6 +109,21 @@ impl FakeMilky {
         self.faults.within("a Milky API call", self.calls.recv()).await.expect("fake alive")
     }
 
+    /// Waits for the first call for which `wanted` holds, passing over others (at most
+    /// [`super::MAX_SKIPPED`] of them, all within [`super::WAIT`]).
+    pub async fn next_call_where(&mut self, mut wanted: impl FnMut(&ApiCall) -> bool) -> ApiCall {
+        let search = async {
+            for _ in 0..super::MAX_SKIPPED {
+                let call = self.next_call().await;
+                if wanted(&call) {
+                    return call;
+                }
+            }
+            panic!("{} calls came, none the one awaited", super::MAX_SKIPPED);
+        };
+        super::within("the awaited call", search).await
+    }
+
     /// Waits until a client opened the event connection.
     pub async fn opened(&mut self) -> Opened {
         self.faults.within("the event connection", self.opened.recv()).await.expect("fake alive")

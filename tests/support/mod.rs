@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 /// How long a test waits for something it expects before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// How many unrelated calls a test passes over while it waits for the one it expects.
+pub const MAX_SKIPPED: usize = 10_000;
+
 /// A runtime running in the test's tokio runtime; stops when dropped or on [`Running::stop`].
 pub struct Running {
     shutdown: CancellationToken,

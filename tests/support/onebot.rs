@@ -141,6 +141,21 @@ impl FakeOneBot {
         conn.send(Command::StopReading).expect("connection alive");
     }
 
+    /// Waits for the first action for which `wanted` holds, passing over others (at most
+    /// [`super::MAX_SKIPPED`] of them, all within [`super::WAIT`]).
+    pub async fn next_action_where(&mut self, mut wanted: impl FnMut(&ActionCall) -> bool) -> ActionCall {
+        let search = async {
+            for _ in 0..super::MAX_SKIPPED {
+                let call = self.next_action().await;
+                if wanted(&call) {
+                    return call;
+                }
+            }
+            panic!("{} actions came, none the one awaited", super::MAX_SKIPPED);
+        };
+        super::within("the awaited action", search).await
+    }
+
     /// Waits for the next action the client calls.
     pub async fn next_action(&mut self) -> ActionCall {
         self.faults.within("an action call", self.actions.recv()).await.expect("fake alive")

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::{Adapter, Opened, Start, Verb};
 use crate::bot::{Bot, BotId, CallError, Link, Protocol};
-use crate::event::{Event, Identity, hash_id, is_name_part};
+use crate::event::{Event, Identity, hash_id, name_part};
 use config::MilkyConfig;
 
 /// Milky: its bots accept the `milky::` actions.
@@ -91,16 +91,7 @@ pub struct Malformed(String);
 
 /// Turns a Milky event object into an [`Event`] (`via` names the connection).
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
-    let kind = match raw.get("event_type") {
-        Some(Value::String(k)) if is_name_part(k) => k.clone(),
-        Some(other) => {
-            return Err(Malformed(format!(
-                "event_type {} is not a short name",
-                crate::logsafe::short(&other.to_string())
-            )));
-        }
-        None => return Err(Malformed("no event_type".into())),
-    };
+    let kind = name_part(&raw, "event_type").map_err(Malformed)?.to_owned();
     if !raw.get("data").is_none_or(Value::is_object) {
         return Err(Malformed(format!("`{kind}` has a data member that is not an object")));
     }
@@ -214,8 +205,8 @@ fn warn_unknown(kind: &str) {
 
 /// A message by scene, peer and sequence; anything else by its whole content.
 fn identity(raw: &Value, kind: &str, data: &Value) -> Identity {
-    use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-    let mut h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     if kind == "message_receive" {
         ("milky", kind).hash(&mut h);
         hash_id(raw.get("self_id").unwrap_or(&Value::Null), &mut h);

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::{Adapter, EventSink, Opened, Start, Verb};
 use crate::bot::{Bot, Call, CallError, Link, Protocol};
-use crate::event::{Event, Identity, hash_id, is_name_part};
+use crate::event::{Event, Identity, hash_id, is_name_part, name_part};
 use config::{HttpEvents, OneBotConfig, OneBotTransport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -202,16 +202,7 @@ pub struct Malformed {
 pub fn decode_event(bot: &Arc<Bot>, mut raw: Value, via: u64) -> Result<Event, Malformed> {
     let malformed =
         |post_type: &str, problem: String| Malformed { post_type: crate::logsafe::short(post_type), problem };
-    let post_type = match raw.get("post_type") {
-        Some(Value::String(p)) if is_name_part(p) => p.as_str(),
-        Some(other) => {
-            return Err(malformed(
-                "?",
-                format!("post_type {} is not a short name", crate::logsafe::short(&other.to_string())),
-            ));
-        }
-        None => return Err(malformed("?", "no post_type".into())),
-    };
+    let post_type = name_part(&raw, "post_type").map_err(|problem| malformed("?", problem))?;
     let detail_key = match post_type {
         "message" | "message_sent" => Some("message_type"),
         "notice" => Some("notice_type"),
@@ -334,8 +325,8 @@ fn mentions(segs: &[Value], self_id: i64) -> (bool, Value) {
 /// How the event is recognised when delivered twice: a message by its account and id (`123`
 /// and `"123"` alike); meta events never; anything else by its whole content.
 fn identity(raw: &Value, post_type: &str) -> Identity {
-    use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-    let mut h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     match post_type {
         "meta_event" => Identity::None,
         "message" | "message_sent" if raw.get("message_id").is_some_and(|id| !id.is_null()) => {

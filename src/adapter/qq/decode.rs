@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::events::EVENTS;
 use crate::bot::Bot;
-use crate::event::{Event, Identity, is_name_part, normalize_name};
+use crate::event::{Event, Identity, name_part, normalize_name};
 
 /// A payload that is not a dispatch event this runtime can read: logged, not delivered.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -22,13 +22,7 @@ pub struct Malformed(String);
 
 /// Turns a dispatch payload into an [`Event`] (`via` names the connection).
 pub fn decode_event(bot: &Arc<Bot>, payload: Value, via: u64) -> Result<Event, Malformed> {
-    let kind = match payload.get("t") {
-        Some(Value::String(t)) if is_name_part(t) => t.clone(),
-        Some(other) => {
-            return Err(Malformed(format!("t {} is not a short name", crate::logsafe::short(&other.to_string()))));
-        }
-        None => return Err(Malformed("no t".into())),
-    };
+    let kind = name_part(&payload, "t").map_err(Malformed)?.to_owned();
     let d = payload.get("d").cloned().unwrap_or_else(|| json!({}));
     if !d.is_object() {
         return Err(Malformed(format!("`{kind}` has a d that is not an object")));
@@ -130,8 +124,8 @@ fn segments(text: &str, d: &Value) -> Value {
 /// Group messages by the message's id (the @ copy and the plain copy are one message); any
 /// other event by the payload's event id (the platform may push one event twice).
 fn identity(payload: &Value, kind: &str, d: &Value) -> Identity {
-    use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-    let mut h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     let key = if matches!(kind, "GROUP_AT_MESSAGE_CREATE" | "GROUP_MESSAGE_CREATE") {
         ("qq-group-message", d.get("id"))
     } else {
