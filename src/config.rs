@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::adapter::listener::Guard;
 use serde::Deserialize;
 
 /// A configuration problem, always tied to the file it came from.
@@ -483,6 +484,34 @@ impl BotKeys<'_> {
         Ok(listen)
     }
 
+    /// The `url` key, which must start with one of `schemes` (`example` shows a good one).
+    pub fn url(&self, value: &Option<String>, schemes: &[&str], example: &str) -> Result<String, ConfigError> {
+        let url = value
+            .clone()
+            .ok_or_else(|| self.invalid("url", format!("the implementation's URL, e.g. \"{example}\"")))?;
+        if !schemes.iter().any(|s| url.strip_prefix(s).is_some_and(|rest| rest.starts_with("://"))) {
+            let what = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
+            return Err(self.invalid("url", format!("a {what} URL, got \"{url}\"")));
+        }
+        Ok(url)
+    }
+
+    /// A receiving listener's guard from `header_timeout_ms` and `max_connections`
+    /// (defaults from [`Guard::default`]); zero in either would refuse every request.
+    pub fn guard(&self, header_timeout_ms: Option<u64>, max_connections: Option<usize>) -> Result<Guard, ConfigError> {
+        let d = Guard::default();
+        let guard = Guard {
+            header_timeout: header_timeout_ms.map_or(d.header_timeout, Duration::from_millis),
+            max_connections: max_connections.unwrap_or(d.max_connections),
+        };
+        if guard.header_timeout.is_zero() || guard.max_connections == 0 {
+            return Err(
+                self.invalid("header_timeout_ms", "header_timeout_ms and max_connections greater than 0".into())
+            );
+        }
+        Ok(guard)
+    }
+
     /// Reconnect back-off bounds from `min_ms` and `max_ms` (defaults 1 s and 60 s).
     pub fn backoff(&self, min_ms: Option<u64>, max_ms: Option<u64>) -> Result<Backoff, ConfigError> {
         let backoff = Backoff {
@@ -541,6 +570,20 @@ mod tests {
     fn onebot_needs_a_ws_url() {
         let e = parse("[[bot]]\nprotocol = \"onebot11\"\nurl = \"http://x\"\n").unwrap_err().to_string();
         assert!(e.contains("bot[0].url") && e.contains("ws://"), "{e}");
+    }
+
+    #[test]
+    fn a_listener_that_would_refuse_everything_is_refused() {
+        for protocol in [
+            "protocol = \"onebot11\"\ntransport = \"reverse-ws\"",
+            "protocol = \"milky\"\nurl = \"http://h\"\nevents = \"webhook\"",
+        ] {
+            for zero in ["max_connections = 0", "header_timeout_ms = 0"] {
+                let text = format!("[[bot]]\n{protocol}\nlisten = \"127.0.0.1:8080\"\n{zero}\n");
+                let e = parse(&text).unwrap_err().to_string();
+                assert!(e.contains("bot[0].header_timeout_ms") && e.contains("greater than 0"), "{text}: {e}");
+            }
+        }
     }
 
     #[test]

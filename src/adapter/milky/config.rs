@@ -95,13 +95,7 @@ pub enum Events {
 /// Checks the keys of a Milky `[[bot]]`.
 pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<MilkyConfig, ConfigError> {
     let access_token = keys.secret(&b.access_token, &b.access_token_env, "access_token")?;
-    let url = b
-        .url
-        .clone()
-        .ok_or_else(|| keys.invalid("url", "the implementation's base URL, e.g. \"http://127.0.0.1:3000\"".into()))?;
-    if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(keys.invalid("url", format!("an http:// or https:// URL, got \"{url}\"")));
-    }
+    let url = keys.url(&b.url, &["http", "https"], "http://127.0.0.1:3000")?;
     let events = match b.events.unwrap_or(EventsName::Ws) {
         EventsName::Ws => Events::Ws,
         EventsName::Sse => Events::Sse,
@@ -115,11 +109,7 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<MilkyConfig, ConfigErr
                     format!("a token: a webhook listening on {listen} (not loopback) would accept events from anyone"),
                 ));
             }
-            let d = Guard::default();
-            let guard = Guard {
-                header_timeout: b.header_timeout_ms.map_or(d.header_timeout, std::time::Duration::from_millis),
-                max_connections: b.max_connections.unwrap_or(d.max_connections),
-            };
+            let guard = keys.guard(b.header_timeout_ms, b.max_connections)?;
             Events::Webhook { listen, path: b.path.clone().unwrap_or_else(|| "/".into()), guard }
         }
     };

@@ -139,17 +139,7 @@ pub enum HttpEvents {
 /// Checks the keys of a OneBot 11 `[[bot]]`.
 pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<OneBotConfig, ConfigError> {
     let access_token = keys.secret(&b.access_token, &b.access_token_env, "access_token")?;
-    let url = |schemes: &[&str], example: &str| -> Result<String, ConfigError> {
-        let url = b
-            .url
-            .clone()
-            .ok_or_else(|| keys.invalid("url", format!("the implementation's URL, e.g. \"{example}\"")))?;
-        if !schemes.iter().any(|s| url.starts_with(&format!("{s}://"))) {
-            let what = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
-            return Err(keys.invalid("url", format!("a {what} URL, got \"{url}\"")));
-        }
-        Ok(url)
-    };
+    let url = |schemes: &[&str], example: &str| keys.url(&b.url, schemes, example);
     let listen = || keys.listen(&b.listen);
     let transport = match b.transport.unwrap_or(TransportName::Ws) {
         TransportName::Ws => OneBotTransport::Ws { url: url(&["ws", "wss"], "ws://127.0.0.1:3001/")?, split: false },
@@ -170,14 +160,7 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<OneBotConfig, ConfigEr
         }
     };
     let backoff = keys.backoff(b.reconnect_min_ms, b.reconnect_max_ms)?;
-    let d = Guard::default();
-    let listener = Guard {
-        header_timeout: b.header_timeout_ms.map_or(d.header_timeout, Duration::from_millis),
-        max_connections: b.max_connections.unwrap_or(d.max_connections),
-    };
-    if listener.header_timeout.is_zero() || listener.max_connections == 0 {
-        return Err(keys.invalid("header_timeout_ms", "header_timeout_ms and max_connections greater than 0".into()));
-    }
+    let listener = keys.guard(b.header_timeout_ms, b.max_connections)?;
     Ok(OneBotConfig {
         transport,
         access_token,
