@@ -498,6 +498,33 @@ async fn the_post_receiver_refuses_oversized_and_stalled_bodies() {
     rt.stop().await;
 }
 
+/// An HTTP API answer larger than `max_frame_bytes` fails the call clearly instead of being
+/// buffered whole; the bot goes on calling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_http_api_answer_fails_the_call_and_the_bot_goes_on() {
+    let responder: crate::support::onebot::Responder = Arc::new(|action: &str, params: &Value| match action {
+        "get_login_info" => onebot::Reply::Ok(json!({"user_id": 1, "nickname": "x".repeat(100_000)})),
+        _ => onebot::default_response(action, params),
+    });
+    let mut fake = crate::support::onebot_http::FakeHttp::with_responder(None, responder).await;
+    let cfg = format!(
+        "[[bot]]\nname = \"main\"\nprotocol = \"onebot11\"\ntransport = \"http\"\nurl = \"{}\"\nmax_frame_bytes = 4096\n",
+        fake.url
+    );
+    let script = r#"
+        after(1, || {
+            let seen = "no error";
+            try { onebot::get_login_info(); } catch (e) { seen = e.message; }
+            onebot::send_private_msg(1, seen);
+        });
+    "#;
+    let rt = Running::start(&cfg, &[("h.rhai", script)]);
+    assert_eq!(fake.next_action().await.action, "get_login_info");
+    let said = message_text(&fake.next_action().await.params);
+    assert!(said.contains("larger than 4096 bytes"), "{said}");
+    rt.stop().await;
+}
+
 /// 9. An SSE event without an end is dropped at the size cap; the stream goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_sse_event_is_dropped_and_the_stream_goes_on() {

@@ -37,13 +37,18 @@ pub struct FakeHttp {
 impl FakeHttp {
     /// Serves on a free loopback port; `token` is required when set.
     pub async fn start(token: Option<&str>) -> FakeHttp {
+        Self::with_responder(token, Arc::new(default_response)).await
+    }
+
+    /// Like [`FakeHttp::start`], answering actions with `responder`.
+    pub async fn with_responder(token: Option<&str>, responder: Responder) -> FakeHttp {
         let (actions_tx, actions) = mpsc::unbounded_channel();
         let (streams_tx, streams) = mpsc::unbounded_channel();
         let faults = Faults::default();
         let shared = Shared {
             faults: faults.reporter(),
             token: token.map(str::to_owned),
-            responder: Arc::new(default_response),
+            responder,
             actions: actions_tx,
             stream: Arc::default(),
             streams: streams_tx,

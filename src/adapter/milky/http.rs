@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 use super::segments::prepare_params;
+use crate::adapter::http_answer::read;
 use crate::bot::{CallError, CallFuture, Requests};
 use crate::config::Secret;
 use crate::logsafe::{escape, preview};
@@ -15,12 +16,14 @@ pub struct Api {
     client: reqwest::Client,
     base: String,
     token: Secret,
+    max_answer: usize,
 }
 
 impl Api {
-    /// A client for the implementation at `base`.
-    pub fn new(base: &str, token: &Secret, tls: &crate::tls::ClientTls) -> Api {
-        Api { client: crate::tls::http_client(tls), base: base.trim_end_matches('/').to_owned(), token: token.clone() }
+    /// A client for the implementation at `base`, reading answers of up to `max_answer` bytes.
+    pub fn new(base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Api {
+        let base = base.trim_end_matches('/').to_owned();
+        Api { client: crate::tls::http_client(tls), base, token: token.clone(), max_answer }
     }
 
     async fn post(&self, action: &str, params: Value) -> Result<Value, CallError> {
@@ -42,7 +45,7 @@ impl Api {
             415 => return Err(http(415, "the implementation refused the request's content type".into())),
             _ => {}
         }
-        let bytes = response.bytes().await.map_err(|e| http(status, format!("cannot read the answer: {e}")))?;
+        let bytes = read(response, self.max_answer).await.map_err(|e| http(status, e.to_string()))?;
         if !(200..300).contains(&status) {
             return Err(http(status, preview(&bytes)));
         }

@@ -17,6 +17,7 @@ use super::config::OneBotConfig;
 use super::quick::QuickSlot;
 use super::{decode_event, decode_response, prepare_params};
 use crate::adapter::EventSink;
+use crate::adapter::http_answer::read;
 use crate::bot::{Bot, CallError, CallFuture, Requests, connection_id};
 use crate::config::Secret;
 use crate::logsafe::{RateLimit, preview};
@@ -27,12 +28,15 @@ pub struct Api {
     client: reqwest::Client,
     base: String,
     token: Secret,
+    max_answer: usize,
 }
 
 impl Api {
-    /// A client for the API at `base`, sending `token` as a Bearer token when set.
-    pub fn new(base: &str, token: &Secret, tls: &crate::tls::ClientTls) -> Api {
-        Api { client: crate::tls::http_client(tls), base: base.trim_end_matches('/').to_owned(), token: token.clone() }
+    /// A client for the API at `base`, sending `token` as a Bearer token when set and
+    /// reading answers of up to `max_answer` bytes.
+    pub fn new(base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Api {
+        let base = base.trim_end_matches('/').to_owned();
+        Api { client: crate::tls::http_client(tls), base, token: token.clone(), max_answer }
     }
 
     /// `POST <base>/<action>` with the params as JSON.
@@ -58,8 +62,7 @@ impl Api {
             }
             _ => {}
         }
-        let body =
-            response.bytes().await.map_err(|e| http_error(status.as_u16(), format!("cannot read the body: {e}")))?;
+        let body = read(response, self.max_answer).await.map_err(|e| http_error(status.as_u16(), e.to_string()))?;
         if !status.is_success() {
             return Err(http_error(status.as_u16(), preview(&body)));
         }

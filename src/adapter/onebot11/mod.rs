@@ -75,9 +75,10 @@ pub enum Wiring {
 /// Creates the handle of a OneBot 11 bot and what starts its transport.
 pub fn open(name: &str, cfg: &OneBotConfig, call_timeout: std::time::Duration) -> Opened {
     let (link, wiring) = match &cfg.transport {
-        OneBotTransport::Http { url, .. } => {
-            (Link::Requests(Arc::new(http::Api::new(url, &cfg.access_token, &cfg.tls))), Wiring::Http)
-        }
+        OneBotTransport::Http { url, .. } => (
+            Link::Requests(Arc::new(http::Api::new(url, &cfg.access_token, cfg.max_frame_bytes, &cfg.tls))),
+            Wiring::Http,
+        ),
         OneBotTransport::Ws { .. } => {
             let (tx, rx) = mpsc::channel(1024);
             (Link::Channel(tx), Wiring::Channel(rx))

@@ -17,6 +17,9 @@ use crate::bot::CallError;
 /// Retries of an idempotent call answered 429 or 5xx.
 const RETRIES: u32 = 3;
 
+/// Largest answer read from the OpenAPI (its answers are JSON objects of a few KiB).
+const MAX_ANSWER: usize = 16 << 20;
+
 /// One request, its route already filled.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -133,7 +136,13 @@ impl Rest {
         let http_code = response.status().as_u16();
         let trace_id =
             response.headers().get("x-tps-trace-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let bytes = response.bytes().await.map_err(|_| not_connected(action, &self.base))?;
+        let bytes = match crate::adapter::http_answer::read(response, MAX_ANSWER).await {
+            Ok(bytes) => bytes,
+            Err(e @ crate::adapter::http_answer::AnswerError::TooLarge { .. }) => {
+                return Err(CallError::Http { action: action.to_owned(), status: http_code, message: e.to_string() });
+            }
+            Err(_) => return Err(not_connected(action, &self.base)),
+        };
         let data: Value = if bytes.is_empty() {
             Value::Null
         } else {

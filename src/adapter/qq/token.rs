@@ -83,7 +83,12 @@ impl Tokens {
         let response =
             self.client.post(&self.url).json(&body).send().await.map_err(|e| fail(crate::logsafe::chain(&e)))?;
         let status = response.status().as_u16();
-        let answer: Value = response.json().await.map_err(|e| fail(format!("HTTP {status}, not JSON: {e}")))?;
+        // The answer is a small JSON object; 64 KiB bounds a hostile one.
+        let bytes = crate::adapter::http_answer::read(response, 64 << 10)
+            .await
+            .map_err(|e| fail(format!("HTTP {status}: {e}")))?;
+        let answer: Value =
+            serde_json::from_slice(&bytes).map_err(|e| fail(format!("HTTP {status}, not JSON: {e}")))?;
         let token = answer.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
         // `expires_in` is a string of seconds on the wire; a number is accepted too.
         let lifetime = match answer.get("expires_in") {
