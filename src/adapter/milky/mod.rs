@@ -102,7 +102,9 @@ pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malfo
     if !events::EVENTS.iter().any(|(name, _)| name.strip_prefix("milky.") == Some(kind.as_str())) {
         warn_unknown(&kind);
     }
-    let data = raw.get("data").cloned().unwrap_or_else(|| json!({}));
+    // Borrowed, not copied: `raw` moves into the event whole once the fields are read.
+    let empty = json!({});
+    let data = raw.get("data").unwrap_or(&empty);
     let field = |k: &str| data.get(k).filter(|v| !v.is_null()).cloned();
     let scene = data.get("message_scene").and_then(Value::as_str).unwrap_or_default().to_owned();
     let mut aliases: Vec<&str> = Vec::new();
@@ -154,7 +156,7 @@ pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malfo
         "group_member_decrease" => aliases.push("member.decrease"),
         _ => {}
     }
-    let identity = identity(&raw, &kind, &data);
+    let identity = identity(&raw, &kind, data);
     let parsed = (kind == "message_receive").then(|| Value::Array(segments::incoming(&data["segments"])));
     let (text, at_me, reply_to) = match parsed.as_ref().and_then(Value::as_array) {
         Some(segs) => {

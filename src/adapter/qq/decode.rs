@@ -23,7 +23,9 @@ pub struct Malformed(String);
 /// Turns a dispatch payload into an [`Event`] (`via` names the connection).
 pub fn decode_event(bot: &Arc<Bot>, payload: Value, via: u64) -> Result<Event, Malformed> {
     let kind = name_part(&payload, "t").map_err(Malformed)?.to_owned();
-    let d = payload.get("d").cloned().unwrap_or_else(|| json!({}));
+    // Borrowed, not copied: `payload` moves into the event whole once the fields are read.
+    let empty = json!({});
+    let d = payload.get("d").unwrap_or(&empty);
     if !d.is_object() {
         return Err(Malformed(format!("`{kind}` has a d that is not an object")));
     }
@@ -76,8 +78,8 @@ pub fn decode_event(bot: &Arc<Bot>, payload: Value, via: u64) -> Result<Event, M
     }
     let content = d.get("content").and_then(Value::as_str).unwrap_or_default();
     let text = if is_message { strip_mention(content).trim().to_owned() } else { String::new() };
-    let segments = is_message.then(|| segments(&text, &d));
-    let identity = identity(&payload, &kind, &d);
+    let segments = is_message.then(|| segments(&text, d));
+    let identity = identity(&payload, &kind, d);
     let mut ev = Event::new(bot.clone(), format!("qq.{kind}"), &aliases, payload);
     ev.text = text;
     ev.at_me = at_me;
