@@ -8,7 +8,7 @@
 
 pub mod backoff;
 pub mod console;
-pub mod http_answer;
+pub mod http_api;
 pub mod listener;
 pub mod milky;
 pub mod onebot11;

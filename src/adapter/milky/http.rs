@@ -2,55 +2,33 @@
 //! `Authorization: Bearer <token>`; the answer is `{status, retcode, data, message}`.
 
 use serde_json::{Value, json};
-use tracing::warn;
 
 use super::segments::prepare_params;
-use crate::adapter::http_answer::read;
+use crate::adapter::http_api::JsonApi;
 use crate::bot::{CallError, CallFuture, Requests};
 use crate::config::Secret;
-use crate::logsafe::{escape, preview};
+use crate::logsafe::escape;
 
 /// The API client of one Milky bot.
 #[derive(Debug)]
-pub struct Api {
-    client: reqwest::Client,
-    base: String,
-    token: Secret,
-    max_answer: usize,
-}
+pub struct Api(JsonApi);
 
 impl Api {
     /// A client for the implementation at `base`, reading answers of up to `max_answer` bytes.
     pub fn new(base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Api {
-        let base = base.trim_end_matches('/').to_owned();
-        Api { client: crate::tls::http_client(tls), base, token: token.clone(), max_answer }
+        Api(JsonApi::new("Milky", base, token, max_answer, tls))
     }
 
     async fn post(&self, action: &str, params: Value) -> Result<Value, CallError> {
         let params = prepare_params(action, params)?;
         let body = if params.is_null() { json!({}) } else { params };
-        let mut request = self.client.post(format!("{}/api/{action}", self.base)).json(&body);
-        if !self.token.0.is_empty() {
-            request = request.bearer_auth(&self.token.0);
-        }
-        let http = |status: u16, message: String| CallError::Http { action: action.to_owned(), status, message };
-        let response = request.send().await.map_err(|e| {
-            warn!(url = %self.base, "Milky API unreachable: {}", crate::logsafe::chain(&e));
-            CallError::NotConnected { action: action.to_owned(), bot: self.base.clone() }
-        })?;
-        let status = response.status().as_u16();
-        match status {
-            401 => return Err(http(401, "no or wrong access token (check access_token)".into())),
-            404 => return Err(http(404, format!("the implementation does not offer the API `{action}`"))),
-            415 => return Err(http(415, "the implementation refused the request's content type".into())),
-            _ => {}
-        }
-        let bytes = read(response, self.max_answer).await.map_err(|e| http(status, e.to_string()))?;
-        if !(200..300).contains(&status) {
-            return Err(http(status, preview(&bytes)));
-        }
-        let answer: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| http(status, format!("the answer is not JSON ({e}): {}", preview(&bytes))))?;
+        let explain = |status| match status {
+            401 => Some("no or wrong access token (check access_token)".to_owned()),
+            404 => Some(format!("the implementation does not offer the API `{action}`")),
+            415 => Some("the implementation refused the request's content type".to_owned()),
+            _ => None,
+        };
+        let answer = self.0.post(action, &format!("/api/{action}"), &body, explain).await?;
         decode_response(action, answer)
     }
 }

@@ -11,63 +11,36 @@ use axum::response::{IntoResponse, Response};
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use super::config::OneBotConfig;
 use super::quick::QuickSlot;
 use super::{decode_event, decode_response, prepare_params};
 use crate::adapter::EventSink;
-use crate::adapter::http_answer::read;
+use crate::adapter::http_api::JsonApi;
 use crate::bot::{Bot, CallError, CallFuture, Requests, connection_id};
 use crate::config::Secret;
 use crate::logsafe::{RateLimit, preview};
 
 /// The HTTP API client of one bot.
 #[derive(Debug)]
-pub struct Api {
-    client: reqwest::Client,
-    base: String,
-    token: Secret,
-    max_answer: usize,
-}
+pub struct Api(JsonApi);
 
 impl Api {
     /// A client for the API at `base`, sending `token` as a Bearer token when set and
     /// reading answers of up to `max_answer` bytes.
     pub fn new(base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Api {
-        let base = base.trim_end_matches('/').to_owned();
-        Api { client: crate::tls::http_client(tls), base, token: token.clone(), max_answer }
+        Api(JsonApi::new("OneBot HTTP", base, token, max_answer, tls))
     }
 
     /// `POST <base>/<action>` with the params as JSON.
     async fn post(&self, action: &str, params: Value) -> Result<Value, CallError> {
-        let mut request = self.client.post(format!("{}/{action}", self.base)).json(&prepare_params(params));
-        if !self.token.0.is_empty() {
-            request = request.bearer_auth(&self.token.0);
-        }
-        let http_error = |status: u16, message: String| CallError::Http { action: action.to_owned(), status, message };
-        let response = request.send().await.map_err(|e| {
-            warn!(url = %self.base, "HTTP API unreachable: {}", crate::logsafe::chain(&e));
-            CallError::NotConnected { action: action.to_owned(), bot: self.base.clone() }
-        })?;
-        let status = response.status();
-        match status.as_u16() {
-            401 => return Err(http_error(401, "no or wrong access token (check access_token)".into())),
-            403 => return Err(http_error(403, "the access token was refused (check access_token)".into())),
-            404 => {
-                return Err(http_error(
-                    404,
-                    format!("the implementation has no action `{action}`, or the url is wrong"),
-                ));
-            }
-            _ => {}
-        }
-        let body = read(response, self.max_answer).await.map_err(|e| http_error(status.as_u16(), e.to_string()))?;
-        if !status.is_success() {
-            return Err(http_error(status.as_u16(), preview(&body)));
-        }
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| http_error(status.as_u16(), format!("the answer is not JSON ({e}): {}", preview(&body))))?;
+        let explain = |status| match status {
+            401 => Some("no or wrong access token (check access_token)".to_owned()),
+            403 => Some("the access token was refused (check access_token)".to_owned()),
+            404 => Some(format!("the implementation has no action `{action}`, or the url is wrong")),
+            _ => None,
+        };
+        let value = self.0.post(action, &format!("/{action}"), &prepare_params(params), explain).await?;
         decode_response(value).map_err(|(code, message)| CallError::Failed {
             action: action.to_owned(),
             code,

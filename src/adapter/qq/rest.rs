@@ -136,9 +136,9 @@ impl Rest {
         let http_code = response.status().as_u16();
         let trace_id =
             response.headers().get("x-tps-trace-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let bytes = match crate::adapter::http_answer::read(response, MAX_ANSWER).await {
+        let bytes = match crate::adapter::http_api::read(response, MAX_ANSWER).await {
             Ok(bytes) => bytes,
-            Err(e @ crate::adapter::http_answer::AnswerError::TooLarge { .. }) => {
+            Err(e @ crate::adapter::http_api::AnswerError::TooLarge { .. }) => {
                 return Err(CallError::Http { action: action.to_owned(), status: http_code, message: e.to_string() });
             }
             Err(_) => return Err(not_connected(action, &self.base)),

@@ -84,7 +84,7 @@ impl Tokens {
             self.client.post(&self.url).json(&body).send().await.map_err(|e| fail(crate::logsafe::chain(&e)))?;
         let status = response.status().as_u16();
         // The answer is a small JSON object; 64 KiB bounds a hostile one.
-        let bytes = crate::adapter::http_answer::read(response, 64 << 10)
+        let bytes = crate::adapter::http_api::read(response, 64 << 10)
             .await
             .map_err(|e| fail(format!("HTTP {status}: {e}")))?;
         let answer: Value =
