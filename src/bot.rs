@@ -57,6 +57,10 @@ pub enum CallError {
         message: String,
         /// The protocol's trace id of the request, when it gives one.
         trace_id: Option<String>,
+        /// The whole answer, for protocols whose functions return failures as values (the
+        /// official platform's `#{data, http_code, trace_id, result: false}`, as qg_botsdk does):
+        /// a script calling the namespace gets it, replies and verbs get the error.
+        answer: Option<Box<Value>>,
     },
     /// No answer within the call timeout.
     #[error("{action} timed out after {}ms", timeout.as_millis())]

@@ -147,10 +147,12 @@ pub enum RawBot {
     Onebot11(Box<crate::adapter::onebot11::config::RawBot>),
     /// Milky (LLBot, Lagrange.Milky).
     Milky(Box<crate::adapter::milky::config::RawBot>),
+    /// The official QQ bot platform.
+    Qq(Box<crate::adapter::qq::config::RawBot>),
 }
 
 /// The `protocol` values a `[[bot]]` may have.
-const PROTOCOLS: &str = "\"console\", \"onebot11\" or \"milky\"";
+const PROTOCOLS: &str = "\"console\", \"onebot11\", \"milky\" or \"qq\"";
 
 impl RawBot {
     /// Reads a `[[bot]]` table into its protocol's shape; the error names the key at fault.
@@ -170,6 +172,7 @@ impl RawBot {
             "console" => shape(table).map(RawBot::Console),
             "onebot11" => shape(table).map(RawBot::Onebot11),
             "milky" => shape(table).map(RawBot::Milky),
+            "qq" => shape(table).map(RawBot::Qq),
             other => Err(format!("unknown protocol \"{other}\", expected {PROTOCOLS}")),
         }
     }
@@ -180,6 +183,7 @@ impl RawBot {
             RawBot::Console(b) => b.name.as_deref(),
             RawBot::Onebot11(b) => b.name.as_deref(),
             RawBot::Milky(b) => b.name.as_deref(),
+            RawBot::Qq(b) => b.name.as_deref(),
         }
     }
 }
@@ -306,6 +310,8 @@ pub enum BotKind {
     OneBot11(crate::adapter::onebot11::config::OneBotConfig),
     /// Milky.
     Milky(crate::adapter::milky::config::MilkyConfig),
+    /// The official QQ bot platform.
+    Qq(crate::adapter::qq::config::QqConfig),
 }
 
 /// Exponential back-off bounds.
@@ -420,6 +426,7 @@ impl Config {
                 RawBot::Console(_) => BotKind::Console,
                 RawBot::Onebot11(b) => BotKind::OneBot11(crate::adapter::onebot11::config::validate(&b, &keys)?),
                 RawBot::Milky(b) => BotKind::Milky(crate::adapter::milky::config::validate(&b, &keys)?),
+                RawBot::Qq(b) => BotKind::Qq(crate::adapter::qq::config::validate(&b, &keys)?),
             };
             bots.push(BotConfig { name, kind });
         }

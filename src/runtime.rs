@@ -78,10 +78,12 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RunError> {
 
 /// Runs the bots of `config` until `shutdown` is cancelled (or the console's input ends).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let opened: Vec<_> = config.bots.iter().map(|b| adapter::open(b, config.limits.call_timeout)).collect();
+    let opened: Vec<_> =
+        config.bots.iter().map(|b| adapter::open(b, config.limits.call_timeout, &config.data_dir)).collect();
     let services = Arc::new(Services {
         bots: opened.iter().map(|o| o.bot.clone()).collect(),
         rt: Some(tokio::runtime::Handle::current()),
+        waiters: Default::default(),
     });
     let _lock = lock_data_dir(&config.data_dir)?;
     let data_dir = config.data_dir.clone();
@@ -135,6 +137,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             shutdown: connections.clone(),
             input_done: shutdown.clone(),
             tasks: &tasks,
+            subscribed: {
+                let host = host.clone();
+                Arc::new(move || host.subscribed())
+            },
         };
         o.start(start).map_err(|e| RunError::Listen { bot: name, message: e.to_string() })?;
     }

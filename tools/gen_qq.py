@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates src/adapter/qq/events.rs from ../shared/catalog/events.json (qq_official).
+"""Generates src/adapter/qq/{actions,events}.rs from ../shared/catalog/ (qq_official).
 
 usage: python3 tools/gen_qq.py [CATALOG_DIR]   (run from the project root)
 """
@@ -11,11 +11,62 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gen_onebot_actions import escape, write_table  # noqa: E402
 
 CATALOG = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/catalog")
+TOOL = "tools/gen_qq.py"
+TYPES = {"str": "Str", "str|None": "Str", "int": "Int", "int|None": "Int", "bool": "Bool", "bool|None": "Bool",
+         "list|None": "Array", "list[str]": "Array", "list[{str: str/list[str]}]|None": "Array", "dict|None": "Object",
+         "list[Model. AnnounceRecommendChannels]|None": "Array",
+         # A path to a local file (the SDK also takes bytes, which a script does not have).
+         "bytes|BinaryIO|str|PathLike[str]|None": "Str",
+         # Text, or one of the SDK's message models (a map here).
+         "str|None|BaseMessageApiModel": "Any",
+         "Scope|Iterable[Scope]": "Any", "BotCommandObject": "Any"}
+# Functions newer than seed 000 (the platform's api-v2 docs and qg_botsdk after the seed):
+# recalling the bot's own group and C2C messages, within 2 minutes of sending them.
+EXTRA = [
+    ("delete_group_msg", "撤回 QQ 群聊消息 (api-v2 docs, newer than seed 000)",
+     "DELETE /v2/groups/{group_openid}/messages/{message_id}", [("group_openid", "Str"), ("message_id", "Str")]),
+    ("delete_c2c_msg", "撤回 QQ 单聊消息 (api-v2 docs, newer than seed 000)",
+     "DELETE /v2/users/{user_openid}/messages/{message_id}", [("user_openid", "Str"), ("message_id", "Str")]),
+]
+
+
+def actions():
+    data = json.loads((CATALOG / "qq_official.json").read_text(encoding="utf-8"))
+    rows, routes = [], []
+    for a in data["actions"]:
+        ps = []
+        for x in a["params"]:
+            # The seed marks optional parameters required ("无，必选参数"); the SDK's signature decides.
+            required = x.get("required_in_sdk_source", x["required"])
+            ps.append(f'p("{x["name"]}", Ty::{TYPES[x["type"]]}, {"true" if required else "false"})')
+        rows.append(f'    Action {{ name: "{a["action"]}", doc: "{escape(a.get("title", ""))}", params: &[{", ".join(ps)}] }},')
+        routes.append(f'    ("{a["action"]}", "{a.get("rest") or ""}"),')
+    for name, title, rest, params in EXTRA:
+        ps = ", ".join(f'p("{n}", Ty::{t}, true)' for n, t in params)
+        rows.append(f'    Action {{ name: "{name}", doc: "{escape(title)}", params: &[{ps}] }},')
+        routes.append(f'    ("{name}", "{rest}"),')
+    write_table(Path("src/adapter/qq/actions.rs"), "qq_official.json", [
+        "//! Every official-platform function (`qq::<name>`, qg_botsdk's names and parameters) and",
+        "//! its REST route (`METHOD /path`, empty for the SDK-local ones).",
+        "//!",
+    ], "A test fails when this table drifts from the catalog.", [
+        "use crate::api::{Action, Ty, p};",
+        "",
+        "/// `(function, \"METHOD /path\")` of every function, in table order (`upload_media` has two).",
+        "pub const ROUTES: &[(&str, &str)] = &[",
+    ] + routes + [
+        "];",
+        "",
+        "/// The function table.",
+        "pub const ACTIONS: &[Action] = &[",
+    ], rows, TOOL)
 
 
 def main():
+    actions()
     events = json.loads((CATALOG / "events.json").read_text(encoding="utf-8"))["qq_official"]["events"]
     rows = []
+    names = [f'    ("qq.{ev["t"]}", "{escape(ev.get("title", ""))}"),' for ev in events]
     for ev in events:
         bit = ev.get("intent_bit")
         bit = "None" if bit is None else f"Some({bit})"
@@ -35,9 +86,14 @@ def main():
         "    pub intent_bit: Option<u32>,",
         "}",
         "",
+        "/// `(native name, title)` of every dispatch event (the adapter's event table).",
+        "pub const NAMES: &[(&str, &str)] = &[",
+    ] + names + [
+        "];",
+        "",
         "/// Every dispatch event.",
         "pub const EVENTS: &[QqEvent] = &[",
-    ], rows, "tools/gen_qq.py")
+    ], rows, TOOL)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ impl InProcess for Output {
                     code: 1404,
                     message: "not available on the console backend".into(),
                     trace_id: None,
+                    answer: None,
                 });
             }
         };

@@ -138,7 +138,7 @@ pub struct Adapter {
 }
 
 /// Every adapter: the one registration point of a protocol.
-pub const ADAPTERS: &[&Adapter] = &[&console::ADAPTER, &onebot11::ADAPTER, &milky::ADAPTER];
+pub const ADAPTERS: &[&Adapter] = &[&console::ADAPTER, &onebot11::ADAPTER, &milky::ADAPTER, &qq::ADAPTER];
 
 /// The adapter of `protocol`.
 pub fn adapter(protocol: &Protocol) -> Option<&'static Adapter> {
@@ -174,7 +174,12 @@ pub struct Start<'a> {
     pub input_done: CancellationToken,
     /// Tracks the connection tasks, so shutdown can wait for them.
     pub tasks: &'a TaskTracker,
+    /// The event names scripts handle now (normalised), for protocols that subscribe.
+    pub subscribed: Subscribed,
 }
+
+/// The event names scripts handle at the moment of asking.
+pub type Subscribed = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
 /// Starts a bot's connection; fails when a listener cannot bind.
 pub type Starter = Box<dyn for<'a> FnOnce(Arc<Bot>, Start<'a>) -> std::io::Result<()> + Send>;
@@ -205,11 +210,13 @@ impl Opened {
     }
 }
 
-/// Creates the handle of a configured bot.
-pub fn open(cfg: &BotConfig, call_timeout: Duration) -> Opened {
+/// Creates the handle of a configured bot; `data_dir` keeps what a connection must remember
+/// across restarts (the official gateway's session).
+pub fn open(cfg: &BotConfig, call_timeout: Duration, data_dir: &std::path::Path) -> Opened {
     match &cfg.kind {
         BotKind::Console => console::open(&cfg.name, call_timeout),
         BotKind::OneBot11(ob) => onebot11::open(&cfg.name, ob, call_timeout),
         BotKind::Milky(m) => milky::open(&cfg.name, m, call_timeout),
+        BotKind::Qq(q) => qq::open(&cfg.name, q, call_timeout, data_dir),
     }
 }

@@ -10,6 +10,7 @@ pub mod event;
 pub mod kv;
 pub mod msg;
 pub mod protocol;
+pub mod qq;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -34,12 +35,14 @@ pub struct Services {
     pub bots: Vec<Arc<Bot>>,
     /// The async runtime; `None` for offline uses (`rhaibot check`, `api list`).
     pub rt: Option<tokio::runtime::Handle>,
+    /// Callbacks waiting for a later event.
+    pub waiters: crate::script::wait::Waiters,
 }
 
 impl Services {
     /// Services with no bots, for compiling and listing.
     pub fn offline() -> Arc<Services> {
-        Arc::new(Services { bots: Vec::new(), rt: None })
+        Arc::new(Services { bots: Vec::new(), rt: None, waiters: Default::default() })
     }
 
     /// The bot a call from a script goes to: the one that delivered the current event, or else
@@ -95,10 +98,22 @@ impl Services {
         action: &str,
         params: Value,
     ) -> Result<rhai::Dynamic, Box<rhai::EvalAltResult>> {
+        self.call_value(bot, action, params)?.map(|v| convert::to_dynamic(&v)).map_err(convert::call_error)
+    }
+
+    /// [`Services::call_blocking`] for a script, its result still JSON: a callback past its
+    /// total budget is stopped (the outer error, not catchable); the call's own failure is the
+    /// caller's to turn into a script error.
+    pub fn call_value(
+        &self,
+        bot: &Bot,
+        action: &str,
+        params: Value,
+    ) -> Result<Result<Value, CallError>, Box<rhai::EvalAltResult>> {
         out_of_time()?;
         let result = self.call_blocking(bot, action, params);
         out_of_time()?;
-        result.map(|v| convert::to_dynamic(&v)).map_err(convert::call_error)
+        Ok(result)
     }
 }
 

@@ -33,6 +33,7 @@ pub(crate) type Entry = Arc<dyn Fn(Vec<Dynamic>) -> Result<Dynamic, Box<rhai::Ev
 /// Builds the module of `ns`: every action with positional arities 0..=n (one map argument is
 /// always accepted), plus `call(action, params)` for anything the table lacks.
 pub fn module(ns: Namespace, services: Arc<Services>) -> Module {
+    let services_for_extras = services.clone();
     let mut m = Module::new();
     for action in ns.actions {
         let services = services.clone();
@@ -49,6 +50,10 @@ pub fn module(ns: Namespace, services: Arc<Services>) -> Module {
     };
     documented("call", &["action: string", "params: map"], "call any action by name, also one the table lacks")
         .set_into_module(&mut m, raw);
+    // What runs in the script rather than over the wire (replacing the table's entry).
+    if ns.name == "qq" {
+        super::qq::extend(&mut m, services_for_extras);
+    }
     m
 }
 
@@ -76,7 +81,21 @@ fn call_action(
     let args = args.iter().map(|a| to_json(a, &fq())).collect::<Result<Vec<Value>, _>>()?;
     let params = action.build_params(args).map_err(|e| script_error(format!("{}: {e}", fq())))?;
     let bot = services.pick_bot(ns.name).map_err(|e| script_error(format!("{}: {e}", fq())))?;
-    services.call_script(&bot, action.name, params)
+    match services.call_value(&bot, action.name, params)? {
+        Err(crate::bot::CallError::Failed { code, message, trace_id, answer: Some(answer), .. }) => {
+            // The protocol answers failures as values (qg_botsdk's `result: false`): the script
+            // gets the answer, and the failure is logged once with who asked.
+            let who = crate::script::context::who();
+            tracing::warn!(
+                callback = who.as_deref().unwrap_or("?"),
+                trace_id = trace_id.as_deref().unwrap_or(""),
+                "{} failed: code {code}: {message}",
+                fq()
+            );
+            Ok(super::convert::to_dynamic(&answer))
+        }
+        result => result.map(|v| super::convert::to_dynamic(&v)).map_err(super::convert::call_error),
+    }
 }
 
 /// Registers `f` as `name` taking `arity` arguments of any type; errors carry the call's position.

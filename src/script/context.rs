@@ -13,6 +13,7 @@ thread_local! {
     static TOTAL: Cell<Option<Instant>> = const { Cell::new(None) };
     static EVENT_BOT: RefCell<Option<Arc<Bot>>> = const { RefCell::new(None) };
     static WHO: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+    static EVENT: RefCell<Option<Arc<crate::event::Event>>> = const { RefCell::new(None) };
 }
 
 /// Marks the start of a callback; restores the previous state when dropped (top-level runs
@@ -23,18 +24,25 @@ pub struct Running {
     total: Option<Instant>,
     bot: Option<Arc<Bot>>,
     who: Option<Arc<str>>,
+    event: Option<Arc<crate::event::Event>>,
 }
 
 /// Starts a callback with `budget` of running time and `total` in all (blocked in calls or
-/// not), answering to `bot` if given; `who` names the script and callback in logs written on its
-/// behalf later (a failed reply).
-pub fn enter(budget: Duration, total: Duration, bot: Option<Arc<Bot>>, who: Option<Arc<str>>) -> Running {
+/// not), for `event` if it has one (its bot answers the callback's calls); `who` names the
+/// script and callback in logs written on its behalf later (a failed reply).
+pub fn enter(
+    budget: Duration,
+    total: Duration,
+    event: Option<Arc<crate::event::Event>>,
+    who: Option<Arc<str>>,
+) -> Running {
     let now = Instant::now();
     let deadline = DEADLINE.replace(Some(now + budget));
     let total = TOTAL.replace(Some(now + total));
-    let bot = EVENT_BOT.replace(bot);
+    let bot = EVENT_BOT.replace(event.as_ref().map(|e| e.bot.clone()));
     let who = WHO.replace(who);
-    Running { deadline, total, bot, who }
+    let event = EVENT.replace(event);
+    Running { deadline, total, bot, who, event }
 }
 
 impl Drop for Running {
@@ -43,7 +51,13 @@ impl Drop for Running {
         TOTAL.set(self.total);
         EVENT_BOT.set(self.bot.take());
         WHO.set(self.who.take());
+        EVENT.set(self.event.take());
     }
+}
+
+/// The event the running callback handles, if it handles one.
+pub fn event() -> Option<Arc<crate::event::Event>> {
+    EVENT.with_borrow(|e| e.clone())
 }
 
 /// The script and callback running on this thread, e.g. `hello.rhai on("message")`.

@@ -313,6 +313,11 @@ impl Script {
         Ok((script, staged.take()))
     }
 
+    /// The (normalised) event names this script has handlers for.
+    pub fn subscribed(&self) -> impl Iterator<Item = &String> {
+        self.handlers.keys()
+    }
+
     /// Whether a handler of this script would run for `ev`. Commands are matched here, at
     /// dispatch, so a script whose commands do not match costs no worker hand-off.
     pub fn wants(&self, ev: &Event) -> bool {
@@ -380,8 +385,7 @@ impl Script {
         call: impl FnOnce(&Self) -> Result<Dynamic, Box<EvalAltResult>>,
     ) {
         let l = &self.globals.limits;
-        let _running =
-            context::enter(l.callback_timeout, l.callback_total, ev.map(|e| e.bot.clone()), Some(who.clone()));
+        let _running = context::enter(l.callback_timeout, l.callback_total, ev.cloned(), Some(who.clone()));
         let _active = self.supervisor.enter(who);
         let event = ev.map_or("", |e| e.name.as_str());
         let started = Instant::now();

@@ -19,6 +19,7 @@ pub mod host;
 pub mod lane;
 pub mod pool;
 pub mod supervise;
+pub mod wait;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -108,6 +109,16 @@ impl ScriptHost {
 
     fn snapshot(&self) -> Arc<Vec<Arc<Script>>> {
         self.scripts.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Every event name some loaded script has a handler for (normalised, sorted, once each):
+    /// what a protocol that subscribes to events asks for.
+    pub fn subscribed(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.snapshot().iter().flat_map(|s| s.subscribed().cloned().collect::<Vec<_>>()).collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Loads every script file of the scripts dir, side by side; returns how many loaded.
@@ -229,8 +240,11 @@ impl ScriptHost {
             debug!(event = %ev.name, "shutting down; event not dispatched");
             return;
         }
-        let scripts = self.snapshot();
         let ev: EventRef = Arc::new(ev);
+        if self.globals.services.waiters.offer(&ev) {
+            return; // a callback waiting for it took it
+        }
+        let scripts = self.snapshot();
         let mut conversation = None;
         for script in scripts.iter().filter(|s| s.wants(&ev) && !s.supervisor.is_quarantined()) {
             let key = *conversation.get_or_insert_with(|| ev.conversation());

@@ -158,7 +158,7 @@ mod rest {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use rhaibot::adapter::qq::rest::{Request, Rest};
+    use rhaibot::adapter::qq::rest::{Body, Request, Rest};
     use rhaibot::adapter::qq::token::Tokens;
     use rhaibot::config::Secret;
     use serde_json::json;
@@ -172,7 +172,7 @@ mod rest {
     }
 
     fn get(path: &str) -> Request {
-        Request { method: reqwest::Method::GET, path: path.into(), query: vec![], body: None }
+        Request { method: reqwest::Method::GET, path: path.into(), query: vec![], body: Body::None }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +215,7 @@ mod rest {
             method: reqwest::Method::POST,
             path: "/v2/groups/G/messages".into(),
             query: vec![],
-            body: Some(json!({"content": "x"})),
+            body: Body::Json(json!({"content": "x"})),
         };
         let answer = rest.send("send_group_msg", &post).await.unwrap();
         assert_eq!(
@@ -257,7 +257,7 @@ mod gateway {
             bot: Bot::detached("qq", &rhaibot::adapter::qq::PROTOCOL),
             url: fake.url.clone(),
             tokens: Arc::new(Tokens::new(client, &platform.url, "10001", Secret("s".into()))),
-            intents: 1 << 25,
+            intents: Arc::new(|| 1 << 25),
             shard: [0, 1],
             session_file: Some(session_file.clone()),
             backoff: Backoff { min: Duration::from_millis(10), max: Duration::from_millis(50) },

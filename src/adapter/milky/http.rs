@@ -57,6 +57,7 @@ pub fn decode_response(action: &str, mut answer: Value) -> Result<Value, CallErr
         code: if retcode == 0 { -1 } else { retcode },
         message: escape(&message).into_owned(),
         trace_id: None,
+        answer: None,
     })
 }
 

@@ -46,6 +46,7 @@ impl Api {
             code,
             message,
             trace_id: None,
+            answer: None,
         })
     }
 }

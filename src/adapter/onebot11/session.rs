@@ -230,7 +230,13 @@ fn handle_frame(
                 crate::warn_limited!(warnings, bot = %bot.name, %echo, "response with unknown echo skipped");
                 return;
             };
-            let result = result.map_err(|(code, message)| CallError::Failed { action, code, message, trace_id: None });
+            let result = result.map_err(|(code, message)| CallError::Failed {
+                action,
+                code,
+                message,
+                trace_id: None,
+                answer: None,
+            });
             reply.send(result);
         }
         Frame::Unknown(v) => {

@@ -35,8 +35,9 @@ pub struct Gateway {
     pub url: String,
     /// The AccessToken source.
     pub tokens: Arc<Tokens>,
-    /// The intents to identify with.
-    pub intents: u32,
+    /// The intents to identify with, asked at each Identify (scripts reloaded since the last
+    /// one may handle other events now).
+    pub intents: Arc<dyn Fn() -> u32 + Send + Sync>,
     /// `[shard_id, shard_count]`.
     pub shard: [u32; 2],
     /// Where the session is kept between runs, if anywhere.
@@ -113,7 +114,7 @@ impl Gateway {
                                 Ok(t) => t,
                                 Err(e) => return (state, Some(Action::Stop(e.to_string()))),
                             };
-                            let d = json!({"token": format!("QQBot {token}"), "intents": self.intents,
+                            let d = json!({"token": format!("QQBot {token}"), "intents": (self.intents)(),
                                            "shard": self.shard, "properties": {"$os": std::env::consts::OS,
                                            "$browser": "rhaibot", "$device": "rhaibot"}});
                             if send(&mut socket, json!({"op": 2, "d": d})).await.is_err() {

@@ -6,6 +6,10 @@
 //!   minutes, C2C 60 minutes, guild 5 minutes — and at most 5 replies per message.
 //! - Each reply to the same message carries a fresh `msg_seq` (1, 2, ...), or the platform
 //!   drops it as a duplicate.
+//! - A send that names no message answers the newest message of its chat that is still in its
+//!   window and budget (so `chat::send_group` in a callback, or soon after a message, works),
+//!   and is refused when there is none.
+//! - The bot's own group and C2C messages can be recalled for 2 minutes after they were sent.
 //! - Guild channel sends are paced at 5 per second per channel: queued, not dropped.
 //!
 //! Both types here take the time as an argument, so tests move the clock.
@@ -56,7 +60,13 @@ pub enum ReplyError {
     /// The message already got its replies.
     #[error("this message already got its {REPLIES_PER_MESSAGE} replies")]
     BudgetSpent,
+    /// The bot's message is older than the recall window.
+    #[error("the bot's messages can be recalled for 2 minutes after sending; this one was sent {} s ago", .0.as_secs())]
+    RecallTooLate(Duration),
 }
+
+/// How long the bot's own group and C2C messages can be recalled.
+pub const RECALL_WINDOW: Duration = Duration::from_secs(2 * 60);
 
 /// The passive-reply state of the messages a bot received.
 #[derive(Debug, Default)]
@@ -64,21 +74,61 @@ pub struct Replies {
     /// Message id -> (scene, when it arrived, replies sent).
     seen: HashMap<String, (Scene, Instant, u32)>,
     order: VecDeque<String>,
+    /// Chat -> the newest message received there.
+    newest: HashMap<String, String>,
+    /// The bot's own messages by id -> when they were sent.
+    sent: HashMap<String, Instant>,
+    sent_order: VecDeque<String>,
 }
 
 /// Messages remembered at most (the oldest are forgotten; their windows are long closed).
 const REMEMBERED: usize = 10_000;
 
 impl Replies {
-    /// Notes a message received at `at`, which replies may then answer.
-    pub fn received(&mut self, message_id: &str, scene: Scene, at: Instant) {
+    /// Notes a message (or an event that may be answered by its id) received at `at`, which
+    /// replies may then answer; `chat` is where, for sends that name no message.
+    pub fn received(&mut self, message_id: &str, scene: Scene, chat: Option<&str>, at: Instant) {
         if self.seen.insert(message_id.to_owned(), (scene, at, 0)).is_none() {
             self.order.push_back(message_id.to_owned());
             if self.order.len() > REMEMBERED
                 && let Some(old) = self.order.pop_front()
             {
                 self.seen.remove(&old);
+                self.newest.retain(|_, id| *id != old);
             }
+        }
+        if let Some(chat) = chat {
+            self.newest.insert(chat.to_owned(), message_id.to_owned());
+        }
+    }
+
+    /// The newest message of `chat` that may still be answered at `now`.
+    pub fn answerable(&self, chat: &str, now: Instant) -> Option<&str> {
+        let id = self.newest.get(chat)?;
+        let (scene, at, sent) = self.seen.get(id)?;
+        (now.saturating_duration_since(*at) <= scene.window() && *sent < REPLIES_PER_MESSAGE).then_some(id.as_str())
+    }
+
+    /// Notes a message the bot sent at `at`, which it may recall for a while.
+    pub fn sent(&mut self, message_id: &str, at: Instant) {
+        if self.sent.insert(message_id.to_owned(), at).is_none() {
+            self.sent_order.push_back(message_id.to_owned());
+            if self.sent_order.len() > REMEMBERED
+                && let Some(old) = self.sent_order.pop_front()
+            {
+                self.sent.remove(&old);
+            }
+        }
+    }
+
+    /// Whether the bot's message `message_id` may be recalled at `now` (one the runtime did not
+    /// see sent is left to the platform to judge).
+    pub fn recall(&self, message_id: &str, now: Instant) -> Result<(), ReplyError> {
+        match self.sent.get(message_id) {
+            Some(at) if now.saturating_duration_since(*at) > RECALL_WINDOW => {
+                Err(ReplyError::RecallTooLate(now.saturating_duration_since(*at)))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -137,17 +187,45 @@ mod tests {
     fn replies_get_fresh_seqs_within_the_window_and_budget() {
         let t0 = Instant::now();
         let mut r = Replies::default();
-        r.received("m1", Scene::Group, t0);
+        r.received("m1", Scene::Group, Some("g"), t0);
         let seqs: Vec<_> =
             (0..5).map(|_| r.reply(Scene::Group, Some("m1"), t0 + Duration::from_secs(10)).unwrap()).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
         assert_eq!(r.reply(Scene::Group, Some("m1"), t0), Err(ReplyError::BudgetSpent));
-        r.received("m2", Scene::Group, t0);
+        r.received("m2", Scene::Group, Some("g"), t0);
         let late = r.reply(Scene::Group, Some("m2"), t0 + Duration::from_secs(5 * 60 + 7)).unwrap_err();
         assert_eq!(late, ReplyError::WindowClosed { scene: Scene::Group, late: Duration::from_secs(7) });
         assert!(late.to_string().contains("5 min"), "{late}");
-        r.received("c", Scene::C2c, t0);
+        r.received("c", Scene::C2c, Some("u"), t0);
         assert_eq!(r.reply(Scene::C2c, Some("c"), t0 + Duration::from_secs(59 * 60)), Ok(1), "C2C has an hour");
+    }
+
+    #[test]
+    fn a_send_naming_no_message_answers_the_newest_answerable_one_of_its_chat() {
+        let t0 = Instant::now();
+        let mut r = Replies::default();
+        assert_eq!(r.answerable("g", t0), None);
+        r.received("m1", Scene::Group, Some("g"), t0);
+        r.received("m2", Scene::Group, Some("g"), t0 + Duration::from_secs(1));
+        assert_eq!(r.answerable("g", t0 + Duration::from_secs(2)), Some("m2"));
+        assert_eq!(r.answerable("other", t0), None);
+        for _ in 0..5 {
+            r.reply(Scene::Group, Some("m2"), t0).unwrap();
+        }
+        assert_eq!(r.answerable("g", t0), None, "its budget is spent");
+        r.received("m3", Scene::Group, Some("g"), t0);
+        assert_eq!(r.answerable("g", t0 + Duration::from_secs(5 * 60 + 1)), None, "its window closed");
+    }
+
+    #[test]
+    fn the_bots_own_messages_can_be_recalled_for_two_minutes() {
+        let t0 = Instant::now();
+        let mut r = Replies::default();
+        r.sent("s1", t0);
+        assert_eq!(r.recall("s1", t0 + Duration::from_secs(119)), Ok(()));
+        let late = r.recall("s1", t0 + Duration::from_secs(130)).unwrap_err();
+        assert!(late.to_string().contains("2 minutes"), "{late}");
+        assert_eq!(r.recall("unknown", t0 + Duration::from_secs(999)), Ok(()), "the platform judges");
     }
 
     #[test]

@@ -29,8 +29,24 @@ pub struct Request {
     pub path: String,
     /// Query parameters.
     pub query: Vec<(String, String)>,
-    /// The JSON body, if any.
-    pub body: Option<Value>,
+    /// The body.
+    pub body: Body,
+}
+
+/// A request's body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// None.
+    None,
+    /// JSON.
+    Json(Value),
+    /// `multipart/form-data`: text fields and one file (guild messages with `file_image`).
+    Form {
+        /// Text fields (objects written as JSON).
+        fields: Vec<(String, String)>,
+        /// The file part: field name, file name, content.
+        file: (String, String, Vec<u8>),
+    },
 }
 
 /// An answer in qg_botsdk's shape.
@@ -126,8 +142,17 @@ impl Rest {
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
         }
-        if let Some(body) = &request.body {
-            builder = builder.json(body);
+        match &request.body {
+            Body::None => {}
+            Body::Json(body) => builder = builder.json(body),
+            Body::Form { fields, file: (field, file_name, bytes) } => {
+                let mut form = reqwest::multipart::Form::new();
+                for (name, value) in fields {
+                    form = form.text(name.clone(), value.clone());
+                }
+                let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(file_name.clone());
+                builder = builder.multipart(form.part(field.clone(), part));
+            }
         }
         let response = builder.send().await.map_err(|e| {
             tracing::warn!(url = %self.base, "official platform unreachable: {}", crate::logsafe::chain(&e));
