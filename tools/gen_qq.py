@@ -20,6 +20,12 @@ TYPES = {"str": "Str", "str|None": "Str", "int": "Int", "int|None": "Int", "bool
          # Text, or one of the SDK's message models (a map here).
          "str|None|BaseMessageApiModel": "Any",
          "Scope|Iterable[Scope]": "Any", "BotCommandObject": "Any"}
+# Where the seed's type is not what the SDK sends: `mute_members` takes a list of user ids
+# (sent as `user_ids`; one id is accepted too); `create_role`'s colour may be "#RRGGBB" or a
+# number, and `hoist` a bool or 0/1.
+OVERRIDES = {("mute_members", "user_id"): "Any", ("create_role", "color"): "Any", ("patch_role", "color"): "Any",
+             ("create_role", "hoist"): "Any", ("patch_role", "hoist"): "Any",
+             ("create_thread", "content"): "Any", ("create_thread", "format_"): "Int"}
 # Functions newer than seed 000 (the platform's api-v2 docs and qg_botsdk after the seed):
 # recalling the bot's own group and C2C messages, within 2 minutes of sending them.
 EXTRA = [
@@ -38,7 +44,8 @@ def actions():
         for x in a["params"]:
             # The seed marks optional parameters required ("无，必选参数"); the SDK's signature decides.
             required = x.get("required_in_sdk_source", x["required"])
-            ps.append(f'p("{x["name"]}", Ty::{TYPES[x["type"]]}, {"true" if required else "false"})')
+            ty = OVERRIDES.get((a["action"], x["name"]), TYPES[x["type"]])
+            ps.append(f'p("{x["name"]}", Ty::{ty}, {"true" if required else "false"})')
         rows.append(f'    Action {{ name: "{a["action"]}", doc: "{escape(a.get("title", ""))}", params: &[{", ".join(ps)}] }},')
         routes.append(f'    ("{a["action"]}", "{a.get("rest") or ""}"),')
     for name, title, rest, params in EXTRA:

@@ -65,7 +65,9 @@ pub(crate) fn register_table_fn(m: &mut Module, action: &Action, entry: Entry) {
         .iter()
         .map(|p| format!("{}{}: {}", p.name, if p.required { "" } else { "?" }, p.ty.as_str()))
         .collect();
-    for arity in 0..=action.params.len().max(1) {
+    // Past 8 positional parameters a call takes a map (the few functions with more, such as
+    // `qq::create_channels`, are called with named parameters anyway).
+    for arity in 0..=action.params.len().clamp(1, 8) {
         register_arity(m, action.fn_name(), &names[..arity.min(names.len())], arity, action.doc, entry.clone());
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// A file of the protocol catalog, which lives beside the project (`../shared/catalog`, as CI
 /// lays it out). Missing, the drift checks cannot run: that fails, it is not skipped.
-fn catalog(file: &str) -> Value {
+pub(crate) fn catalog(file: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/catalog").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(

@@ -11,6 +11,7 @@ mod hardening;
 mod milky;
 mod onebot_ws;
 mod qq;
+mod qq_bot;
 mod reload;
 mod storage;
 mod transports;

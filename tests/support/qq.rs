@@ -20,8 +20,12 @@ pub struct ApiRequest {
     pub method: String,
     /// The path and query.
     pub uri: String,
-    /// The JSON body (`null` without one).
+    /// The JSON body (`null` without one, or when it is not JSON).
     pub body: Value,
+    /// The body as text (lossy), e.g. a multipart form.
+    pub raw: String,
+    /// Its `Content-Type`.
+    pub content_type: String,
 }
 
 /// Chooses an OpenAPI answer: `(status, body)` for a request and how many came before it.
@@ -102,13 +106,15 @@ async fn api(
     method: axum::http::Method,
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
-    body: String,
+    body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let request = ApiRequest {
         method: method.to_string(),
         uri: uri.to_string(),
-        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw: String::from_utf8_lossy(&body).into_owned(),
+        content_type: headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
     };
     let _ = s.requests.send(request.clone());
     let newest = format!("QQBot token-{}", s.issued.load(Ordering::SeqCst));
@@ -128,15 +134,28 @@ async fn api(
     (status, trace, axum::Json(body)).into_response()
 }
 
-/// A fake gateway (`wss` is fronted by a TLS front when wanted): Hello with a short heartbeat
-/// interval, READY on Identify (session `S1`), acks to heartbeats, and on Resume a replay of
-/// the dispatches sent since the client's sequence number, then RESUMED.
+/// A fake gateway (`wss` comes from a TLS front when wanted): Hello with a short heartbeat
+/// interval, READY on Identify (session `S<shard + 1>`), acks to heartbeats, and on Resume a replay
+/// of the dispatches sent since the client's sequence number, then RESUMED. Each connection is
+/// served on its own task, so several shards can be connected at once; dispatches go to the
+/// connection of shard 0 (where the platform sends group and C2C events).
 pub struct FakeGateway {
     /// `ws://127.0.0.1:<port>`.
     pub url: String,
-    commands: tokio::sync::mpsc::UnboundedSender<GatewayCommand>,
+    /// The port it listens on.
+    pub port: u16,
+    shared: Arc<std::sync::Mutex<GatewayState>>,
     seen: tokio::sync::mpsc::UnboundedReceiver<Value>,
     _faults: Faults,
+}
+
+#[derive(Default)]
+struct GatewayState {
+    /// Every dispatch ever sent, by sequence number: what a resume replays.
+    history: Vec<Value>,
+    seq: u64,
+    /// The connections that identified or resumed: (shard id, their channel).
+    ready: Vec<(u64, tokio::sync::mpsc::UnboundedSender<GatewayCommand>)>,
 }
 
 enum GatewayCommand {
@@ -147,81 +166,104 @@ enum GatewayCommand {
 impl FakeGateway {
     /// Listens on a free loopback port.
     pub async fn start() -> FakeGateway {
-        use futures_util::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::Message;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-        let url = format!("ws://{}", listener.local_addr().expect("addr"));
-        let (commands, mut rx) = tokio::sync::mpsc::unbounded_channel::<GatewayCommand>();
+        let port = listener.local_addr().expect("addr").port();
         let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
+        // READY is sequence number 1; dispatches follow it.
+        let shared = Arc::new(std::sync::Mutex::new(GatewayState { seq: 1, ..GatewayState::default() }));
         let faults = Faults::default();
+        let reporter = faults.reporter();
+        let state = shared.clone();
         faults.reporter().spawn(async move {
-            // Every dispatch ever sent, by sequence number: what a resume replays.
-            let mut history: Vec<Value> = Vec::new();
-            let mut seq = 1u64;
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { continue };
-                let hello = json!({"op": 10, "d": {"heartbeat_interval": 200}});
-                if ws.send(Message::Text(hello.to_string().into())).await.is_err() { continue; }
-                // Dispatches reach a connection only once it identified or resumed.
-                let mut ready = false;
-                loop {
-                    tokio::select! {
-                        cmd = rx.recv() => match cmd {
-                            Some(GatewayCommand::Dispatch(mut ev)) => {
-                                seq += 1;
-                                ev["s"] = json!(seq);
-                                history.push(ev.clone());
-                                if ready && ws.send(Message::Text(ev.to_string().into())).await.is_err() { break; }
-                            }
-                            Some(GatewayCommand::Drop) => break,
-                            None => return,
-                        },
-                        frame = ws.next() => {
-                            let Some(Ok(Message::Text(text))) = frame else { break };
-                            let payload: Value = serde_json::from_str(&text).expect("the client sends JSON");
-                            let _ = seen_tx.send(payload.clone());
-                            let answers: Vec<Value> = match payload["op"].as_i64() {
-                                Some(1) => vec![json!({"op": 11})],
-                                Some(2) => vec![json!({"op": 0, "s": 1, "t": "READY", "id": "READY:1",
-                                                       "d": {"version": 1, "session_id": "S1", "user": {"id": "BOT"}, "shard": [0, 1]}})],
-                                Some(6) => {
-                                    let from = payload["d"]["seq"].as_u64().unwrap_or(0);
-                                    let mut replay: Vec<Value> = history.iter().filter(|e| e["s"].as_u64() > Some(from)).cloned().collect();
-                                    replay.push(json!({"op": 0, "s": seq, "t": "RESUMED", "id": "RESUMED:1", "d": {}}));
-                                    replay
-                                }
-                                _ => vec![],
-                            };
-                            ready |= matches!(payload["op"].as_i64(), Some(2 | 6));
-                            for a in answers {
-                                if ws.send(Message::Text(a.to_string().into())).await.is_err() { break; }
-                            }
-                        }
-                    }
-                }
+                reporter.spawn(serve_gateway(stream, state.clone(), seen_tx.clone()));
             }
         });
-        FakeGateway { url, commands, seen, _faults: faults }
+        FakeGateway { url: format!("ws://127.0.0.1:{port}"), port, shared, seen, _faults: faults }
     }
 
-    /// Sends a dispatch (`op 0`, its `s` assigned), or keeps it for the replay while no client
-    /// is connected.
-    pub fn dispatch(&self, event: Value) {
-        let _ = self.commands.send(GatewayCommand::Dispatch(event));
+    /// Sends a dispatch (`op 0`, its `s` assigned) to shard 0, or keeps it for the replay while
+    /// that shard is not connected.
+    pub fn dispatch(&self, mut event: Value) {
+        let mut st = self.shared.lock().expect("gateway state");
+        st.seq += 1;
+        event["s"] = json!(st.seq);
+        st.history.push(event.clone());
+        st.ready.retain(|(_, tx)| !tx.is_closed());
+        if let Some((_, tx)) = st.ready.iter().find(|(shard, _)| *shard == 0) {
+            let _ = tx.send(GatewayCommand::Dispatch(event));
+        }
     }
 
-    /// Drops the current connection.
+    /// Drops every connection.
     pub fn drop_connection(&self) {
-        let _ = self.commands.send(GatewayCommand::Drop);
+        let mut st = self.shared.lock().expect("gateway state");
+        for (_, tx) in st.ready.drain(..) {
+            let _ = tx.send(GatewayCommand::Drop);
+        }
     }
 
-    /// The next payload the client sent that is not a heartbeat.
+    /// The next payload a client sent that is not a heartbeat.
     pub async fn next_sent(&mut self) -> Value {
         loop {
             let payload = super::within("a gateway payload", self.seen.recv()).await.expect("fake alive");
             if payload["op"] != 1 {
                 return payload;
+            }
+        }
+    }
+}
+
+async fn serve_gateway(
+    stream: tokio::net::TcpStream,
+    state: Arc<std::sync::Mutex<GatewayState>>,
+    seen: tokio::sync::mpsc::UnboundedSender<Value>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+    let hello = json!({"op": 10, "d": {"heartbeat_interval": 200}});
+    if ws.send(Message::Text(hello.to_string().into())).await.is_err() {
+        return;
+    }
+    // Dispatches reach a connection only once it identified or resumed.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(GatewayCommand::Dispatch(ev)) => {
+                    if ws.send(Message::Text(ev.to_string().into())).await.is_err() { return; }
+                }
+                Some(GatewayCommand::Drop) | None => return,
+            },
+            frame = ws.next() => {
+                let Some(Ok(Message::Text(text))) = frame else { return };
+                let payload: Value = serde_json::from_str(&text).expect("the client sends JSON");
+                let _ = seen.send(payload.clone());
+                let answers: Vec<Value> = match payload["op"].as_i64() {
+                    Some(1) => vec![json!({"op": 11})],
+                    Some(2) => {
+                        let shard = payload["d"]["shard"][0].as_u64().unwrap_or(0);
+                        state.lock().expect("gateway state").ready.push((shard, tx.clone()));
+                        vec![json!({"op": 0, "s": 1, "t": "READY", "id": format!("READY:{shard}"),
+                                    "d": {"version": 1, "session_id": format!("S{}", shard + 1), "user": {"id": "BOT", "username": "bot"},
+                                          "shard": payload["d"]["shard"]}})]
+                    }
+                    Some(6) => {
+                        let from = payload["d"]["seq"].as_u64().unwrap_or(0);
+                        let mut st = state.lock().expect("gateway state");
+                        // A resumed session is shard 0's in these tests.
+                        st.ready.push((0, tx.clone()));
+                        let mut replay: Vec<Value> = st.history.iter().filter(|e| e["s"].as_u64() > Some(from)).cloned().collect();
+                        replay.push(json!({"op": 0, "s": st.seq, "t": "RESUMED", "id": "RESUMED:1", "d": {}}));
+                        replay
+                    }
+                    _ => vec![],
+                };
+                for a in answers {
+                    if ws.send(Message::Text(a.to_string().into())).await.is_err() { return; }
+                }
             }
         }
     }

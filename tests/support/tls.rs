@@ -17,7 +17,7 @@ pub struct TlsFront {
     pub port: u16,
     /// The authority's certificate as a PEM file, for `[tls] ca_file`.
     pub ca_file: PathBuf,
-    _certs: Certificates,
+    _certs: Arc<Certificates>,
 }
 
 /// A certificate authority and a server certificate for `localhost`/`127.0.0.1` it signed, as
@@ -65,7 +65,11 @@ impl Certificates {
 impl TlsFront {
     /// Terminates TLS on a free loopback port and forwards each connection to `target`.
     pub async fn start(target: SocketAddr) -> TlsFront {
-        let certs = Certificates::new();
+        Self::with(target, Arc::new(Certificates::new())).await
+    }
+
+    /// Like [`TlsFront::start`], serving `certs` (fronts that share them share one `ca_file`).
+    pub async fn with(target: SocketAddr, certs: Arc<Certificates>) -> TlsFront {
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
         let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -149,8 +149,8 @@ pub const ACTIONS: &[Action] = &[
         params: &[
             p("guild_id", Ty::Str, true),
             p("name", Ty::Str, false),
-            p("color", Ty::Str, false),
-            p("hoist", Ty::Str, false),
+            p("color", Ty::Any, false),
+            p("hoist", Ty::Any, false),
         ],
     },
     Action {
@@ -160,8 +160,8 @@ pub const ACTIONS: &[Action] = &[
             p("guild_id", Ty::Str, true),
             p("role_id", Ty::Str, true),
             p("name", Ty::Str, false),
-            p("color", Ty::Str, false),
-            p("hoist", Ty::Str, false),
+            p("color", Ty::Any, false),
+            p("hoist", Ty::Any, false),
         ],
     },
     Action {
@@ -364,7 +364,7 @@ pub const ACTIONS: &[Action] = &[
         doc: "禁言批量成员",
         params: &[
             p("guild_id", Ty::Str, true),
-            p("user_id", Ty::Str, true),
+            p("user_id", Ty::Any, true),
             p("mute_end_timestamp", Ty::Str, false),
             p("mute_seconds", Ty::Str, false),
         ],
@@ -490,8 +490,8 @@ pub const ACTIONS: &[Action] = &[
         params: &[
             p("channel_id", Ty::Str, true),
             p("title", Ty::Str, true),
-            p("content", Ty::Str, true),
-            p("format_", Ty::Str, true),
+            p("content", Ty::Any, true),
+            p("format_", Ty::Int, true),
         ],
     },
     Action {

@@ -66,6 +66,10 @@ pub fn request(action: &str, params: Value) -> Result<Request, String> {
     let Value::Object(given) = params else { return Err("parameters must be a map".into()) };
     let mut params: Map<String, Value> = given.into_iter().map(|(k, v)| (wire_name(&k).to_owned(), v)).collect();
     params.retain(|_, v| !v.is_null());
+    if action == "delete_announce" {
+        // Without a message id, every announcement goes (qg_botsdk's default).
+        params.entry("message_id").or_insert_with(|| json!("all"));
+    }
     let route = match action {
         // One function, two routes: the scope of the upload is the chat it names.
         "upload_media" => match (params.remove("user_openid"), params.remove("group_openid")) {
@@ -87,8 +91,8 @@ pub fn request(action: &str, params: Value) -> Result<Request, String> {
     reshape(action, &mut params);
     let mut query = Vec::new();
     let body = if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
-        // `get_schedules` sends `since` as a JSON body even on GET (qg_botsdk does).
-        if action == "get_schedules" && !params.is_empty() {
+        // These take a JSON body even on GET and DELETE (the docs and qg_botsdk agree).
+        if matches!(action, "get_schedules" | "delete_member" | "delete_role_member") && !params.is_empty() {
             Body::Json(Value::Object(params))
         } else {
             query = params.into_iter().map(|(k, v)| (k, query_value(&v))).collect();

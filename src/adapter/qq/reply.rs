@@ -133,11 +133,16 @@ impl Replies {
     }
 
     /// Takes one reply to `message_id` (none: a proactive send) at `now`: its `msg_seq`, or why
-    /// it may not be sent.
+    /// it may not be sent. A message this runtime never saw (received before a restart, or by
+    /// another process) is counted from now and left to the platform to judge.
     pub fn reply(&mut self, scene: Scene, message_id: Option<&str>, now: Instant) -> Result<u32, ReplyError> {
-        let proactive = || if scene == Scene::Guild { Ok(0) } else { Err(ReplyError::Proactive(scene)) };
-        let Some(id) = message_id else { return proactive() };
-        let Some((scene, at, sent)) = self.seen.get_mut(id) else { return proactive() };
+        let Some(id) = message_id else {
+            return if scene == Scene::Guild { Ok(0) } else { Err(ReplyError::Proactive(scene)) };
+        };
+        if !self.seen.contains_key(id) {
+            self.received(id, scene, None, now);
+        }
+        let Some((scene, at, sent)) = self.seen.get_mut(id) else { return Ok(1) };
         let age = now.saturating_duration_since(*at);
         if age > scene.window() {
             return Err(ReplyError::WindowClosed { scene: *scene, late: age - scene.window() });
@@ -233,7 +238,9 @@ mod tests {
         let mut r = Replies::default();
         let now = Instant::now();
         assert_eq!(r.reply(Scene::Group, None, now), Err(ReplyError::Proactive(Scene::Group)));
-        assert_eq!(r.reply(Scene::C2c, Some("never seen"), now), Err(ReplyError::Proactive(Scene::C2c)));
+        assert_eq!(r.reply(Scene::C2c, None, now), Err(ReplyError::Proactive(Scene::C2c)));
+        assert_eq!(r.reply(Scene::C2c, Some("never seen"), now), Ok(1), "the platform judges");
+        assert_eq!(r.reply(Scene::C2c, Some("never seen"), now), Ok(2));
         assert_eq!(r.reply(Scene::Guild, None, now), Ok(0));
         assert!(ReplyError::Proactive(Scene::Group).to_string().contains("no longer takes proactive"));
     }
