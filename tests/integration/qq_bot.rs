@@ -420,7 +420,7 @@ fn now() -> u64 {
 }
 
 /// Posts `payload` to the webhook at `url`, signed with the bot's secret.
-async fn post(url: &str, payload: &Value) -> (u16, Value) {
+pub(crate) async fn post(url: &str, payload: &Value) -> (u16, Value) {
     let body = payload.to_string();
     let ts = now().to_string();
     let sig = WebhookKey::from_secret(SECRET).unwrap().sign(&[ts.as_bytes(), body.as_bytes()]);
@@ -435,13 +435,13 @@ async fn post(url: &str, payload: &Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn group_message(t: &str, event_id: &str, message_id: &str, text: &str) -> Value {
+pub(crate) fn group_message(t: &str, event_id: &str, message_id: &str, text: &str) -> Value {
     json!({"op": 0, "id": event_id, "t": t, "d": {
         "id": message_id, "content": text, "timestamp": "2026-11-30T00:00:00+08:00", "group_openid": "G",
         "author": {"id": "A", "member_openid": "MEMBER"}}})
 }
 
-async fn webhook_bot(script: &str) -> (FakePlatform, Running, String) {
+pub(crate) async fn webhook_bot(script: &str) -> (FakePlatform, Running, String) {
     let fake = FakePlatform::with_api(APP_ID, SECRET, 7200, usual()).await;
     let events = "events = \"webhook\"\nlisten = \"127.0.0.1:0\"\npath = \"/qq\"";
     let rt = Running::start(&config(&fake.url, events), &[("bot.rhai", script)]);
@@ -450,7 +450,7 @@ async fn webhook_bot(script: &str) -> (FakePlatform, Running, String) {
 }
 
 /// The next request that is not the bot asking who it is.
-async fn next_send(fake: &mut FakePlatform) -> ApiRequest {
+pub(crate) async fn next_send(fake: &mut FakePlatform) -> ApiRequest {
     loop {
         let r = fake.next_request().await;
         if r.uri != "/users/@me" {
@@ -524,6 +524,11 @@ async fn proactive_sends_are_refused_with_the_platforms_rule_and_failures_come_b
             // The platform refuses this one: the answer comes back as a value, as in qg_botsdk.
             let r = qq::get_guild_info(#{ guild_id: "missing" });
             qq::get_guild_info(#{ guild_id: `result=${r.result} code=${r.data.code} trace=${r.trace_id != ""}` });
+            // An upload only works in the chat it was uploaded for.
+            let up = qq::upload_media(#{ file_type: 1, url: "https://x/a.png", srv_send_msg: false, group_openid: "G" });
+            try {
+                qq::send_group_msg(#{ group_openid: "OTHER", media_file_info: up.data.file_info, message_id: "X" });
+            } catch (e) { qq::get_guild_info(#{ guild_id: e.message }); }
             // The event itself may be answered by its id.
             ev.reply("thanks for adding me");
         });
@@ -533,6 +538,9 @@ async fn proactive_sends_are_refused_with_the_platforms_rule_and_failures_come_b
         SECRET,
         7200,
         Arc::new(|r: &ApiRequest, _| {
+            if r.uri.ends_with("/files") {
+                return (200, json!({"file_uuid": "u", "file_info": "FILE", "ttl": 60}));
+            }
             if r.uri == "/guilds/missing" {
                 (404, json!({"code": 11264, "message": "guild not found"}))
             } else {
@@ -552,6 +560,9 @@ async fn proactive_sends_are_refused_with_the_platforms_rule_and_failures_come_b
     assert!(proactive.uri.contains("no%20longer%20takes%20proactive"), "{}", proactive.uri);
     assert_eq!(next_send(&mut fake).await.uri, "/guilds/missing");
     assert_eq!(next_send(&mut fake).await.uri, "/guilds/result%3Dfalse%20code%3D11264%20trace%3Dtrue");
+    assert_eq!(next_send(&mut fake).await.uri, "/v2/groups/G/files");
+    let scoped = next_send(&mut fake).await;
+    assert!(scoped.uri.contains("uploaded%20for%20group%3AG"), "{}", scoped.uri);
     let reply = next_send(&mut fake).await;
     assert_eq!(reply.uri, "/v2/groups/G/messages");
     assert_eq!(
