@@ -244,7 +244,20 @@ pub struct Bot {
     /// The address a receiving transport listens on, once bound.
     pub listening: Mutex<Option<std::net::SocketAddr>>,
     link: Link,
+    /// Detached request-based calls waiting their turn, by order key (a chat).
+    ordered: Mutex<std::collections::HashMap<u64, std::collections::VecDeque<Pending>>>,
 }
+
+/// A detached call waiting behind earlier ones of its chat.
+#[derive(Debug)]
+struct Pending {
+    action: String,
+    params: Value,
+    done: Reply,
+}
+
+/// Detached calls one chat may have waiting on a request-based link before more are refused.
+const MAX_PENDING_PER_CHAT: usize = 1024;
 
 /// Picks the connection a bot's calls go to when that changes while running (a listener that
 /// several accounts connect to).
@@ -298,6 +311,7 @@ impl Bot {
             self_id: RwLock::new(None),
             listening: Mutex::new(None),
             link,
+            ordered: Mutex::default(),
         }
     }
 
@@ -389,7 +403,10 @@ impl Bot {
 
     /// Sends a call without waiting for its result, from a worker thread (not the reactor);
     /// `done` gets the result when it comes (connection calls time out after `call_timeout`).
-    pub fn send(self: &Arc<Self>, rt: &tokio::runtime::Handle, action: &str, params: Value, done: Reply) {
+    /// Calls with the same `order` key (a chat) reach the other end in the order they were sent:
+    /// a connection keeps its order, and request-based links send one chat's calls one after
+    /// another.
+    pub fn send(self: &Arc<Self>, rt: &tokio::runtime::Handle, action: &str, params: Value, done: Reply, order: u64) {
         match &self.link {
             Link::InProcess(local) => done.send(local.call(action, &params)),
             Link::Channel(_) | Link::Routed(_) => {
@@ -410,8 +427,35 @@ impl Bot {
                 }
             }
             Link::Requests(_) | Link::Detached => {
-                let (bot, action) = (self.clone(), action.to_owned());
-                rt.spawn(async move { done.send(bot.call(&action, params).await) });
+                let pending = Pending { action: action.to_owned(), params, done };
+                let mut queues = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
+                match queues.get_mut(&order) {
+                    // A sender for this chat runs: it takes this call after the earlier ones.
+                    Some(queue) if queue.len() >= MAX_PENDING_PER_CHAT => {
+                        drop(queues);
+                        let reason = format!("{MAX_PENDING_PER_CHAT} calls of this chat are waiting already");
+                        pending.done.send(Err(CallError::Invalid { action: pending.action, reason }));
+                    }
+                    Some(queue) => queue.push_back(pending),
+                    None => {
+                        queues.insert(order, std::collections::VecDeque::new());
+                        drop(queues);
+                        rt.spawn(self.clone().send_in_order(order, pending));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `first`, then every call queued behind it for `order`, one at a time.
+    async fn send_in_order(self: Arc<Self>, order: u64, first: Pending) {
+        let mut next = Some(first);
+        while let Some(Pending { action, params, done }) = next.take() {
+            done.send(self.call(&action, params).await);
+            let mut queues = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
+            next = queues.get_mut(&order).and_then(std::collections::VecDeque::pop_front);
+            if next.is_none() {
+                queues.remove(&order);
             }
         }
     }

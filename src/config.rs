@@ -615,6 +615,27 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configs_commented_bots_are_valid_too() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rhaibot.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut kinds = Vec::new();
+        for block in text.split("\n\n").filter(|b| b.contains("# [[bot]]")) {
+            let body: String = block
+                .lines()
+                .skip_while(|l| !l.starts_with("# [[bot]]"))
+                .map(|l| l.strip_prefix("# ").unwrap_or(l))
+                .filter(|l| !l.starts_with("tls_"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let raw: RawConfig = toml::from_str(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+            let c = Config::validate(raw, &body, &path, Path::new("."), |_| Some("t".into())).unwrap();
+            kinds.push(c.bots[0].kind.clone());
+        }
+        assert!(kinds.iter().any(|k| matches!(k, BotKind::Milky(_))), "the Milky block");
+        assert!(kinds.iter().any(|k| matches!(k, BotKind::Qq(_))), "the official-platform block");
+    }
+
+    #[test]
     fn token_from_env() {
         let raw: RawConfig =
             toml::from_str("[[bot]]\nprotocol = \"onebot11\"\nurl = \"ws://h/\"\naccess_token_env = \"T\"\n").unwrap();

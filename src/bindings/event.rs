@@ -85,7 +85,7 @@ pub fn module(services: Arc<Services>) -> Module {
         move |e: &mut EventRef, message: Dynamic| -> Result<(), Box<EvalAltResult>> {
             let message = to_json(&message, "ev.reply")?;
             let (action, params) = crate::adapter::reply_call(e, message).map_err(call_error)?;
-            send_services.send_logged(&e.bot, action, params);
+            send_services.send_logged(&e.bot, action, params, e.conversation());
             Ok(())
         },
     );

@@ -61,9 +61,9 @@ impl Services {
         }
     }
 
-    /// Sends `action` to `bot` without waiting; a failure is logged with the script and the
-    /// callback that sent it.
-    pub fn send_logged(&self, bot: &Arc<Bot>, action: &str, params: Value) {
+    /// Sends `action` to `bot` without waiting, after the earlier sends of the same `order`
+    /// key (a chat); a failure is logged with the script and the callback that sent it.
+    pub fn send_logged(&self, bot: &Arc<Bot>, action: &str, params: Value, order: u64) {
         let who = context::who();
         let done = crate::bot::Reply::Detached(crate::bot::Detached::new(move |result| {
             if let Err(e) = result {
@@ -71,7 +71,7 @@ impl Services {
             }
         }));
         match &self.rt {
-            Some(rt) => bot.send(rt, action, params, done),
+            Some(rt) => bot.send(rt, action, params, done, order),
             None => done.send(Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() })),
         }
     }
