@@ -680,3 +680,27 @@ async fn the_gateway_runs_its_shards_over_tls_and_replies_go_over_https() {
     }
     rt.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_image_goes_to_a_guild_channel_as_a_multipart_file_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("cat.png");
+    std::fs::write(&image, b"\x89PNG-not-really").unwrap();
+    let mut fake = FakePlatform::with_api(APP_ID, SECRET, 7200, usual()).await;
+    let script = format!(
+        "qq::send_msg(#{{ channel_id: \"C\", content: \"a cat\", file_image: {:?}, message_reference_id: \"R\" }});",
+        image.display().to_string()
+    );
+    let rt = Running::start(&config(&fake.url, "events = \"none\""), &[("img.rhai", &script)]);
+    let r = fake.next_request().await;
+    assert_eq!((r.method.as_str(), r.uri.as_str()), ("POST", "/channels/C/messages"));
+    assert!(r.content_type.starts_with("multipart/form-data"), "{}", r.content_type);
+    for part in
+        ["name=\"content\"", "a cat", "name=\"file_image\"", "\u{fffd}PNG-not-really", "name=\"message_reference\""]
+    {
+        assert!(r.raw.contains(part), "{part} missing from {}", r.raw);
+    }
+    // Objects travel as JSON text in a form.
+    assert!(r.raw.contains(r#"{"ignore_get_message_error":false,"message_id":"R"}"#), "{}", r.raw);
+    rt.stop().await;
+}
