@@ -11,7 +11,10 @@ pub mod kv;
 pub mod msg;
 pub mod protocol;
 pub mod qq;
+pub mod random;
 pub mod schedule;
+pub mod text;
+pub mod time;
 
 use std::sync::Arc;
 use std::time::Instant;

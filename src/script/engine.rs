@@ -55,11 +55,16 @@ impl Globals {
             .collect();
         modules.push(("msg", shared_module("msg", msg::module())));
         modules.push(("chat", shared_module("chat", chat::module(services.clone()))));
+        modules.push(("time", shared_module("time", crate::bindings::time::module(zone))));
+        modules.push(("rand", shared_module("rand", crate::bindings::random::module())));
+        modules.push(("json", shared_module("json", crate::bindings::text::json())));
+        modules.push(("regex", shared_module("regex", crate::bindings::text::regex())));
         let global = vec![
             StandardPackage::new().as_shared_module(),
             Shared::new(event::module(services.clone())),
             Shared::new(kv::methods()),
             Shared::new(bot_module(services.clone())),
+            Shared::new(crate::bindings::text::global()),
         ];
         Arc::new(Globals { services, limits, stdlib_dir, store, scheduler, zone, modules, global })
     }

@@ -1,0 +1,254 @@
+//! Text and data helpers: `array.join(sep)`, `format(template, ..)`, `json::parse` /
+//! `json::stringify`, and `regex::` (the `regex` crate: linear time, compiled patterns capped in
+//! size and cached).
+//!
+//! ```rhai
+//! ["a", "b"].join(", ");                            // "a, b"
+//! format("{} has {} points", name, 10);             // positional
+//! format("{user} has {points} points", #{ user: name, points: 10 });
+//! let data = json::parse(`{"ok": true}`);
+//! regex::captures("roll 2d6", `(\d+)d(\d+)`);       // ["2d6", "2", "6"]
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rhai::{Array, Dynamic, EvalAltResult, Map, Module};
+
+use super::convert::{script_error, to_dynamic, to_json};
+use super::documented;
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Compiled patterns kept at most (a script building patterns from input cannot grow this).
+const CACHED_PATTERNS: usize = 256;
+
+/// Largest compiled pattern, in bytes (`regex`'s own measure).
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+fn text_of(d: &Dynamic) -> String {
+    if d.is_string() { d.clone().into_string().unwrap_or_default() } else { d.to_string() }
+}
+
+fn join(items: &mut Array, sep: &str) -> String {
+    items.iter().map(text_of).collect::<Vec<_>>().join(sep)
+}
+
+/// `{}` takes the next value, `{0}` a value by position, `{name}` a value of the map; `{{` and
+/// `}}` are braces.
+fn format(template: &str, values: &[Dynamic]) -> RhaiResult<String> {
+    let named = match values {
+        [one] if one.is_map() => one.read_lock::<Map>().map(|m| m.clone()),
+        _ => None,
+    };
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut next = 0;
+    let mut chars = template.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                chars.next();
+                out.push('}');
+            }
+            '{' => {
+                let rest = &template[i + 1..];
+                let end =
+                    rest.find('}').ok_or_else(|| script_error(format!("format: an unclosed {{ in {template:?}")))?;
+                let key = rest[..end].trim();
+                for _ in 0..end + 1 {
+                    chars.next();
+                }
+                let value = if key.is_empty() {
+                    next += 1;
+                    values.get(next - 1).map(text_of)
+                } else if let Ok(i) = key.parse::<usize>() {
+                    values.get(i).map(text_of)
+                } else {
+                    named.as_ref().and_then(|m| m.get(key)).map(text_of)
+                };
+                out.push_str(&value.ok_or_else(|| {
+                    script_error(format!(
+                        "format: nothing for {{{key}}} in {template:?} ({} values given)",
+                        values.len()
+                    ))
+                })?);
+            }
+            '}' => return Err(script_error(format!("format: a lone }} in {template:?} (write }}}} for a brace)"))),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// The compiled patterns of one runtime.
+#[derive(Debug, Default)]
+struct Patterns(Mutex<HashMap<String, Arc<regex::Regex>>>);
+
+impl Patterns {
+    fn get(&self, pattern: &str) -> RhaiResult<Arc<regex::Regex>> {
+        if let Some(re) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(pattern) {
+            return Ok(re.clone());
+        }
+        let re = regex::RegexBuilder::new(pattern)
+            .size_limit(PATTERN_SIZE_LIMIT)
+            .dfa_size_limit(PATTERN_SIZE_LIMIT)
+            .build()
+            .map_err(|e| script_error(format!("regex: bad pattern {pattern:?}: {e}")))?;
+        let re = Arc::new(re);
+        let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHED_PATTERNS {
+            cache.clear();
+        }
+        cache.insert(pattern.to_owned(), re.clone());
+        Ok(re)
+    }
+}
+
+fn captures(re: &regex::Regex, text: &str) -> Dynamic {
+    let Some(c) = re.captures(text) else { return Dynamic::UNIT };
+    let names: Vec<Option<&str>> = re.capture_names().collect();
+    if names.iter().flatten().next().is_some() {
+        let mut m = Map::new();
+        for (i, name) in names.iter().enumerate() {
+            let value = c.get(i).map_or(Dynamic::UNIT, |g| g.as_str().into());
+            m.insert(name.map_or_else(|| i.to_string(), str::to_owned).into(), value);
+        }
+        return m.into();
+    }
+    c.iter().map(|g| g.map_or(Dynamic::UNIT, |g| g.as_str().into())).collect::<Array>().into()
+}
+
+/// The global text helpers: `join` and `format`.
+pub fn global() -> Module {
+    let mut m = Module::new();
+    documented("join", &["items: array", "separator: string"], "the items as text, separated by `separator`")
+        .in_global_namespace()
+        .set_into_module(&mut m, join);
+    documented("join", &["items: array"], "the items as text, one after another")
+        .in_global_namespace()
+        .set_into_module(&mut m, |items: &mut Array| join(items, ""));
+    let doc = "the template with `{}` (next value), `{0}` (by position) or `{name}` (of a map) filled in";
+    documented("format", &["template: string", "values: map | array"], doc).set_into_module(
+        &mut m,
+        |t: &str, v: Dynamic| {
+            let values = if v.is_array() { v.into_array().unwrap_or_default() } else { vec![v] };
+            format(t, &values)
+        },
+    );
+    documented("format", &["template: string", "a: any", "b: any"], doc)
+        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic| format(t, &[a, b]));
+    documented("format", &["template: string", "a: any", "b: any", "c: any"], doc)
+        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic, c: Dynamic| format(t, &[a, b, c]));
+    documented("format", &["template: string", "a: any", "b: any", "c: any", "d: any"], doc)
+        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| format(t, &[a, b, c, d]));
+    documented("format", &["template: string", "a: any", "b: any", "c: any", "d: any", "e: any"], doc)
+        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic| {
+            format(t, &[a, b, c, d, e])
+        });
+    m
+}
+
+/// The `json` module.
+pub fn json() -> Module {
+    let mut m = Module::new();
+    documented("parse", &["text: string"], "the value a JSON text holds (maps, arrays, numbers, ...)").set_into_module(
+        &mut m,
+        |text: &str| -> RhaiResult<Dynamic> {
+            let v: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| script_error(format!("json::parse: not JSON: {e}")))?;
+            Ok(to_dynamic(&v))
+        },
+    );
+    documented("stringify", &["value: any"], "the value as compact JSON text")
+        .set_into_module(&mut m, |v: Dynamic| -> RhaiResult<String> {
+            Ok(to_json(&v, "json::stringify")?.to_string())
+        });
+    documented("pretty", &["value: any"], "the value as indented JSON text").set_into_module(
+        &mut m,
+        |v: Dynamic| -> RhaiResult<String> {
+            serde_json::to_string_pretty(&to_json(&v, "json::pretty")?).map_err(|e| script_error(e.to_string()))
+        },
+    );
+    m
+}
+
+/// The `regex` module.
+pub fn regex() -> Module {
+    let mut m = Module::new();
+    let patterns = Arc::new(Patterns::default());
+    let p = patterns.clone();
+    documented("is_match", &["text: string", "pattern: string"], "whether the pattern matches somewhere in the text")
+        .set_into_module(&mut m, move |t: &str, pat: &str| Ok::<_, Box<EvalAltResult>>(p.get(pat)?.is_match(t)));
+    let p = patterns.clone();
+    documented("find", &["text: string", "pattern: string"], "the first match, `()` when none").set_into_module(
+        &mut m,
+        move |t: &str, pat: &str| -> RhaiResult<Dynamic> {
+            Ok(p.get(pat)?.find(t).map_or(Dynamic::UNIT, |f| f.as_str().into()))
+        },
+    );
+    let p = patterns.clone();
+    documented("find_all", &["text: string", "pattern: string"], "every match, in order").set_into_module(
+        &mut m,
+        move |t: &str, pat: &str| -> RhaiResult<Array> {
+            Ok(p.get(pat)?.find_iter(t).map(|f| f.as_str().into()).collect())
+        },
+    );
+    let p = patterns.clone();
+    let doc = "the first match's groups: an array (0 is the whole match), a map with named groups, `()` when none";
+    documented("captures", &["text: string", "pattern: string"], doc)
+        .set_into_module(&mut m, move |t: &str, pat: &str| -> RhaiResult<Dynamic> { Ok(captures(&*p.get(pat)?, t)) });
+    let p = patterns.clone();
+    documented(
+        "replace",
+        &["text: string", "pattern: string", "replacement: string"],
+        "every match replaced (`$1`, `${name}` refer to groups)",
+    )
+    .set_into_module(&mut m, move |t: &str, pat: &str, r: &str| -> RhaiResult<String> {
+        Ok(p.get(pat)?.replace_all(t, r).into_owned())
+    });
+    let p = patterns;
+    documented("split", &["text: string", "pattern: string"], "the text split at every match").set_into_module(
+        &mut m,
+        move |t: &str, pat: &str| -> RhaiResult<Array> {
+            Ok(p.get(pat)?.split(t).map(|s| Dynamic::from(s.to_owned())).collect())
+        },
+    );
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_fills_positions_names_and_braces() {
+        let v = |s: &str| Dynamic::from(s.to_owned());
+        assert_eq!(format("{} has {} points", &[v("ann"), Dynamic::from_int(3)]).unwrap(), "ann has 3 points");
+        assert_eq!(format("{1}{0}{{}}", &[v("a"), v("b")]).unwrap(), "ba{}");
+        let mut m = Map::new();
+        m.insert("who".into(), v("bo"));
+        assert_eq!(format("hi {who}", &[m.into()]).unwrap(), "hi bo");
+        assert!(format("{} {}", &[v("x")]).is_err());
+        assert!(format("{oops", &[]).is_err());
+        assert!(format("a } b", &[]).is_err());
+    }
+
+    #[test]
+    fn patterns_are_cached_and_bounded() {
+        let p = Patterns::default();
+        let caps = captures(&*p.get(r"(?P<n>\d+)d(\d+)").unwrap(), "roll 2d6");
+        let caps = caps.read_lock::<Map>().unwrap().clone();
+        assert_eq!(caps["n"].clone().into_string().unwrap(), "2");
+        assert!(p.get("(").is_err());
+        // A pattern that compiles past the size limit is refused, not built.
+        assert!(p.get(r"\w{1000}\w{1000}\w{1000}").is_err());
+        for i in 0..300 {
+            p.get(&format!("a{i}")).unwrap();
+        }
+        assert!(p.0.lock().unwrap().len() <= CACHED_PATTERNS);
+    }
+}
