@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn patterns_are_cached_and_bounded() {
         let p = Patterns::default();
-        let caps = captures(&*p.get(r"(?P<n>\d+)d(\d+)").unwrap(), "roll 2d6");
+        let caps = captures(&p.get(r"(?P<n>\d+)d(\d+)").unwrap(), "roll 2d6");
         let caps = caps.read_lock::<Map>().unwrap().clone();
         assert_eq!(caps["n"].clone().into_string().unwrap(), "2");
         assert!(p.get("(").is_err());
