@@ -62,6 +62,9 @@ pub struct RawConfig {
     /// TLS for outgoing https:// and wss:// connections.
     #[serde(default)]
     pub tls: RawTls,
+    /// Scripts' HTTP client (`http::`).
+    #[serde(default)]
+    pub http: RawHttp,
     /// Bots to connect; none means the console backend.
     #[serde(default, rename = "bot")]
     pub bots: Vec<toml::Spanned<toml::Table>>,
@@ -84,6 +87,20 @@ pub struct RawTls {
     /// A PEM file of extra certificate authorities to trust (private deployments), besides the
     /// bundled public roots.
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[http]` as written: how far scripts' `http::` requests may go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Default per-request timeout in milliseconds (10000).
+    pub timeout_ms: Option<u64>,
+    /// Largest response body read, in bytes (4 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Let scripts reach loopback, private and link-local addresses (false).
+    pub allow_private: Option<bool>,
+    /// Redirects followed at most (5).
+    pub max_redirects: Option<usize>,
 }
 
 /// Log line format.
@@ -227,6 +244,8 @@ pub struct Config {
     pub bots: Vec<BotConfig>,
     /// TLS for outgoing connections.
     pub tls: crate::tls::ClientTls,
+    /// Scripts' HTTP client settings.
+    pub http: crate::bindings::http::Settings,
 }
 
 /// Script limits with defaults applied.
@@ -436,7 +455,23 @@ impl Config {
 
         let timezone = crate::scheduler::Zone::parse(raw.timezone.as_deref().unwrap_or("local"))
             .map_err(|e| invalid("timezone".into(), e))?;
+        let hd = crate::bindings::http::Settings::default();
+        let http = crate::bindings::http::Settings {
+            timeout: Duration::from_millis(positive(
+                "http.timeout_ms",
+                raw.http.timeout_ms,
+                hd.timeout.as_millis() as u64,
+            )?),
+            max_body_bytes: positive(
+                "http.max_body_bytes",
+                raw.http.max_body_bytes.map(|v| v as u64),
+                hd.max_body_bytes as u64,
+            )? as usize,
+            allow_private: raw.http.allow_private.unwrap_or(hd.allow_private),
+            max_redirects: raw.http.max_redirects.unwrap_or(hd.max_redirects),
+        };
         Ok(Config {
+            http,
             timezone,
             scripts_dir: dir(raw.scripts_dir, "scripts"),
             stdlib_dir: dir(raw.stdlib_dir, "stdlib"),

@@ -84,6 +84,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         bots: opened.iter().map(|o| o.bot.clone()).collect(),
         rt: Some(tokio::runtime::Handle::current()),
         waiters: Default::default(),
+        http: Some(crate::bindings::http::Client::new(config.http.clone(), &config.tls)),
     });
     let _lock = lock_data_dir(&config.data_dir)?;
     let data_dir = config.data_dir.clone();

@@ -7,6 +7,7 @@
 pub mod chat;
 pub mod convert;
 pub mod event;
+pub mod http;
 pub mod kv;
 pub mod msg;
 pub mod protocol;
@@ -40,12 +41,14 @@ pub struct Services {
     pub rt: Option<tokio::runtime::Handle>,
     /// Callbacks waiting for a later event.
     pub waiters: crate::script::wait::Waiters,
+    /// The scripts' HTTP client; `None` offline.
+    pub http: Option<http::Client>,
 }
 
 impl Services {
     /// Services with no bots, for compiling and listing.
     pub fn offline() -> Arc<Services> {
-        Arc::new(Services { bots: Vec::new(), rt: None, waiters: Default::default() })
+        Arc::new(Services { bots: Vec::new(), rt: None, waiters: Default::default(), http: None })
     }
 
     /// The bot a call from a script goes to: the one that delivered the current event, or else

@@ -57,6 +57,7 @@ impl Globals {
         modules.push(("chat", shared_module("chat", chat::module(services.clone()))));
         modules.push(("time", shared_module("time", crate::bindings::time::module(zone))));
         modules.push(("rand", shared_module("rand", crate::bindings::random::module())));
+        modules.push(("http", shared_module("http", crate::bindings::http::module(services.clone()))));
         modules.push(("json", shared_module("json", crate::bindings::text::json())));
         modules.push(("regex", shared_module("regex", crate::bindings::text::regex())));
         let global = vec![

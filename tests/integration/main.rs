@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod examples;
 mod hardening;
+mod library;
 mod milky;
 mod onebot_ws;
 mod qq;
