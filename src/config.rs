@@ -148,6 +148,8 @@ pub struct RawLimits {
     pub script_concurrency: Option<usize>,
     /// Events one script may have waiting before new ones are dropped.
     pub script_queue: Option<usize>,
+    /// The longest a callback may wait for a user's next message (`ev.prompt`), in ms.
+    pub max_wait_ms: Option<u64>,
     /// Failed callbacks (errors or timeouts) within the window that quarantine a script; 0 never.
     pub quarantine_failures: Option<usize>,
     /// The quarantine window in seconds.
@@ -285,6 +287,8 @@ pub struct Limits {
     pub quarantine_failures: usize,
     /// The quarantine window.
     pub quarantine_window: Duration,
+    /// The longest a callback may wait for a user's next message.
+    pub max_wait: Duration,
 }
 
 impl Default for Limits {
@@ -307,6 +311,7 @@ impl Default for Limits {
             script_queue: 1024,
             quarantine_failures: 10,
             quarantine_window: Duration::from_secs(60),
+            max_wait: Duration::from_secs(600),
         }
     }
 }
@@ -425,6 +430,7 @@ impl Config {
                 l.quarantine_window_secs,
                 d.quarantine_window.as_secs(),
             )?),
+            max_wait: Duration::from_millis(positive("max_wait_ms", l.max_wait_ms, d.max_wait.as_millis() as u64)?),
         };
 
         let ca_file = raw.tls.ca_file.map(|p| if p.is_absolute() { p } else { base.join(p) });

@@ -159,6 +159,20 @@ impl Event {
     }
 }
 
+/// Whether two ids are the same id (`123` and `"123"` are); `null` is no id.
+pub fn same_id(a: &Value, b: &Value) -> bool {
+    use std::hash::Hasher;
+    if a.is_null() || b.is_null() {
+        return false;
+    }
+    let hash = |v: &Value| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        hash_id(v, &mut h);
+        h.finish()
+    };
+    a == b || hash(a) == hash(b)
+}
+
 /// Hashes an id so that `123` and `"123"` are the same id (implementations differ in which
 /// they send).
 pub fn hash_id(id: &Value, h: &mut impl std::hash::Hasher) {

@@ -83,8 +83,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let services = Arc::new(Services {
         bots: opened.iter().map(|o| o.bot.clone()).collect(),
         rt: Some(tokio::runtime::Handle::current()),
-        waiters: Default::default(),
         http: Some(crate::bindings::http::Client::new(config.http.clone(), &config.tls)),
+        max_wait: config.limits.max_wait,
     });
     let _lock = lock_data_dir(&config.data_dir)?;
     let data_dir = config.data_dir.clone();

@@ -89,6 +89,40 @@ pub fn module(services: Arc<Services>) -> Module {
             Ok(())
         },
     );
+    // Conversations: the same user's next message in the same chat goes to the waiting callback.
+    let prompt_services = services.clone();
+    let next_services = services.clone();
+    let wait_next =
+        move |services: &Services, e: &EventRef, timeout_ms: rhai::INT| -> Result<Dynamic, Box<EvalAltResult>> {
+            let timeout = std::time::Duration::from_millis(timeout_ms.max(0) as u64).min(services.max_wait);
+            let (bot, chat, user) = (e.bot.clone(), e.conversation(), e.user_id.clone());
+            let next = move |n: &Event| {
+                Arc::ptr_eq(&n.bot, &bot)
+                    && n.conversation() == chat
+                    && crate::event::same_id(&n.user_id, &user)
+                    && n.keys().iter().any(|k| k == "message")
+            };
+            Ok(super::wait_event(next, timeout)?.map_or(Dynamic::UNIT, Dynamic::from))
+        };
+    let wait = Arc::new(wait_next);
+    let w = wait.clone();
+    let doc =
+        "send `text`, then wait for the same user's next message in this chat: that event, or `()` after `timeout_ms`";
+    documented("prompt", &["ev: Event", "text: message", "timeout_ms: int"], doc)
+        .in_global_namespace()
+        .set_into_module(
+            &mut m,
+            move |e: &mut EventRef, text: Dynamic, timeout_ms: rhai::INT| -> Result<Dynamic, Box<EvalAltResult>> {
+                let message = to_json(&text, "ev.prompt")?;
+                let (action, params) = crate::adapter::reply_call(e, message).map_err(call_error)?;
+                prompt_services.send_logged(&e.bot, action, params, e.conversation());
+                w(&prompt_services, e, timeout_ms)
+            },
+        );
+    let doc = "wait for the same user's next message in this chat: that event, or `()` after `timeout_ms`";
+    documented("next_message", &["ev: Event", "timeout_ms: int"], doc)
+        .in_global_namespace()
+        .set_into_module(&mut m, move |e: &mut EventRef, timeout_ms: rhai::INT| wait(&next_services, e, timeout_ms));
     let doc = "answer like `reply`, wait for the result and return it; a failure raises a catchable error";
     documented("reply_wait", &["ev: Event", "message: message"], doc).in_global_namespace().set_into_module(
         &mut m,

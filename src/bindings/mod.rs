@@ -39,16 +39,16 @@ pub struct Services {
     pub bots: Vec<Arc<Bot>>,
     /// The async runtime; `None` for offline uses (`rhaibot check`, `api list`).
     pub rt: Option<tokio::runtime::Handle>,
-    /// Callbacks waiting for a later event.
-    pub waiters: crate::script::wait::Waiters,
     /// The scripts' HTTP client; `None` offline.
     pub http: Option<http::Client>,
+    /// The longest a callback may wait for a user's next message.
+    pub max_wait: std::time::Duration,
 }
 
 impl Services {
     /// Services with no bots, for compiling and listing.
     pub fn offline() -> Arc<Services> {
-        Arc::new(Services { bots: Vec::new(), rt: None, waiters: Default::default(), http: None })
+        Arc::new(Services { bots: Vec::new(), rt: None, http: None, max_wait: std::time::Duration::from_secs(600) })
     }
 
     /// The bot a call from a script goes to: the one that delivered the current event, or else
@@ -121,6 +121,19 @@ impl Services {
         out_of_time()?;
         Ok(result)
     }
+}
+
+/// Blocks the running callback until an event that `matches` comes, at most `timeout` (the
+/// time waited is not charged to its budgets): the event, or `None` at the timeout.
+pub fn wait_event(
+    matches: impl Fn(&crate::event::Event) -> bool + Send + Sync + 'static,
+    timeout: std::time::Duration,
+) -> Result<Option<Arc<crate::event::Event>>, Box<rhai::EvalAltResult>> {
+    out_of_time()?;
+    let started = Instant::now();
+    let got = crate::script::wait::wait_for_event(matches, timeout).map_err(|e| convert::script_error(e.into()));
+    context::extend_all(started.elapsed());
+    got
 }
 
 /// Stops a callback that used up its total budget (blocked in calls, it never reaches the

@@ -185,7 +185,7 @@ fn wait_for(services: &Services, args: &[Dynamic]) -> RhaiResult<Dynamic> {
     };
     let need_at = command.get("at").and_then(Value::as_bool).unwrap_or(false);
     let bot = current.bot.clone();
-    let matches = Box::new(move |e: &Event| {
+    let matches = move |e: &Event| {
         Arc::ptr_eq(&e.bot, &bot)
             && e.keys().iter().any(|k| k == "message")
             && in_scope(e)
@@ -193,13 +193,9 @@ fn wait_for(services: &Services, args: &[Dynamic]) -> RhaiResult<Dynamic> {
             && (words.is_empty()
                 || words.iter().any(|w| e.text.trim_start().trim_start_matches('/').starts_with(w.as_str())))
             && regex.as_ref().is_none_or(|r| r.is_match(&e.text))
-    });
-    let left = context::total_left().unwrap_or(Duration::from_secs(30));
-    let limit = timeout.map_or(left, |t| t.min(left));
-    let started = std::time::Instant::now();
-    let got = services.waiters.wait(matches, limit).map_err(|e| script_error(format!("{what}: {e}")))?;
-    context::extend(started.elapsed());
-    super::out_of_time()?;
+    };
+    let limit = timeout.map_or(services.max_wait, |t| t.min(services.max_wait));
+    let got = super::wait_event(matches, limit).map_err(|e| script_error(format!("{what}: {e}")))?;
     match got {
         Some(ev) => Ok(Dynamic::from(ev)),
         None => Err(call_error(CallError::Timeout { action: what.into(), timeout: limit })),

@@ -71,7 +71,7 @@ pub fn module() -> Module {
         .set_into_module(&mut m, int);
     documented("float", &[], "a random number from 0 (included) to 1 (excluded)")
         .set_into_module(&mut m, rand::random::<FLOAT>);
-    documented("chance", &["p: float"], "true with probability `p` (0 to 1)")
+    documented("chance", &["p: number"], "true with probability `p` (0 to 1)")
         .set_into_module(&mut m, |p: FLOAT| rand::random::<FLOAT>() < p);
     documented("pick", &["items: array"], "a random item, `()` when the array is empty").set_into_module(
         &mut m,

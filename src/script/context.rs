@@ -95,6 +95,15 @@ pub fn extend(waited: Duration) {
     }
 }
 
+/// Moves both deadlines by `waited`: time spent waiting for a user's answer is bounded by its
+/// own timeout, not charged to the callback's budgets.
+pub fn extend_all(waited: Duration) {
+    extend(waited);
+    if let Some(t) = TOTAL.get() {
+        TOTAL.set(Some(t + waited));
+    }
+}
+
 /// The bot calls of this callback go to: the one that delivered the event, or the one chosen
 /// with `bot("name")`.
 pub fn event_bot() -> Option<Arc<Bot>> {

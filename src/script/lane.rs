@@ -9,7 +9,11 @@
 //! the drop.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError, mpsc};
+
+/// What a waiting callback waits for.
+pub type Matcher<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
 
 /// A script's keyed queue and its running drainers.
 #[derive(Debug)]
@@ -17,6 +21,30 @@ pub struct Lane<T> {
     state: Mutex<State<T>>,
     limit: usize,
     capacity: usize,
+    /// How many callbacks wait (read without the lock by dispatch).
+    waiting: AtomicUsize,
+}
+
+/// A callback waiting for an item (a conversation's next message).
+struct Waiter<T> {
+    id: u64,
+    matches: Matcher<T>,
+    tx: mpsc::SyncSender<T>,
+}
+
+impl<T> std::fmt::Debug for Waiter<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// A registered wait: its id and where the item will come.
+#[derive(Debug)]
+pub struct Ticket<T> {
+    /// The registration, for [`Lane::unwait`].
+    pub id: u64,
+    /// Receives the item.
+    pub rx: mpsc::Receiver<T>,
 }
 
 #[derive(Debug)]
@@ -31,6 +59,11 @@ struct State<T> {
     running: usize,
     /// Keys held by drainers (the other running drainers are about to take a ready key).
     holding: usize,
+    /// Drainers waiting in a callback: they hold their key but not a place among `running`.
+    suspended: usize,
+    /// Callbacks waiting for an item, oldest first.
+    waiters: Vec<Waiter<T>>,
+    next_waiter: u64,
 }
 
 #[derive(Debug)]
@@ -46,6 +79,8 @@ pub enum Pushed {
     Queued,
     /// Queued; start a drainer (the lane already counts it as running).
     StartDrainer,
+    /// A waiting callback took it.
+    Taken,
     /// The queue is full; the item was not taken.
     Full,
 }
@@ -53,18 +88,31 @@ pub enum Pushed {
 impl<T> Lane<T> {
     /// A lane running at most `limit` drainers over at most `capacity` queued items.
     pub fn new(limit: usize, capacity: usize) -> Lane<T> {
-        let state = State { keys: HashMap::new(), ready: VecDeque::new(), queued: 0, running: 0, holding: 0 };
-        Lane { state: Mutex::new(state), limit: limit.max(1), capacity }
+        let state = State {
+            keys: HashMap::new(),
+            ready: VecDeque::new(),
+            queued: 0,
+            running: 0,
+            holding: 0,
+            suspended: 0,
+            waiters: Vec::new(),
+            next_waiter: 0,
+        };
+        Lane { state: Mutex::new(state), limit: limit.max(1), capacity, waiting: AtomicUsize::new(0) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `item` behind the earlier items of `key`.
+    /// Queues `item` behind the earlier items of `key`, unless a waiting callback takes it.
     pub fn push(&self, key: u64, item: T) -> Pushed {
         let mut guard = self.state();
         let s = &mut *guard;
+        let item = match s.hand_to_waiter(item, &self.waiting) {
+            Ok(()) => return Pushed::Taken,
+            Err(item) => item,
+        };
         if s.queued >= self.capacity {
             return Pushed::Full;
         }
@@ -74,13 +122,93 @@ impl<T> Lane<T> {
         if !k.held && k.items.len() == 1 {
             s.ready.push_back(key);
         }
-        // One more drainer when more keys are ready than drainers are free to take them.
-        if s.running < self.limit && s.ready.len() > s.running.saturating_sub(s.holding) {
+        if s.wants_drainer(self.limit) {
             s.running += 1;
             Pushed::StartDrainer
         } else {
             Pushed::Queued
         }
+    }
+
+    /// Hands `item` to a waiting callback it matches, if any (`Err` gives it back).
+    pub fn offer(&self, item: T) -> Result<(), T> {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return Err(item);
+        }
+        self.state().hand_to_waiter(item, &self.waiting)
+    }
+
+    /// Whether some callback of this lane waits for an item.
+    pub fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether a drainer holds `key` now (a callback of that conversation runs).
+    pub fn holds(&self, key: u64) -> bool {
+        self.state().keys.get(&key).is_some_and(|k| k.held)
+    }
+
+    /// Waits for an item that `matches`: one already queued is taken at once (`Err`), else the
+    /// wait is registered and the item will come on the ticket.
+    pub fn wait(&self, matches: Matcher<T>) -> Result<Ticket<T>, T> {
+        let mut guard = self.state();
+        let s = &mut *guard;
+        let order: Vec<u64> = s.ready.iter().copied().chain(s.keys.keys().copied()).collect();
+        for key in order {
+            let Some(k) = s.keys.get_mut(&key) else { continue };
+            let Some(i) = k.items.iter().position(&matches) else { continue };
+            let item = k.items.remove(i).expect("the position exists");
+            s.queued -= 1;
+            if k.items.is_empty() && !k.held {
+                s.keys.remove(&key);
+                s.ready.retain(|r| *r != key);
+            }
+            return Err(item);
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        let id = s.next_waiter;
+        s.next_waiter += 1;
+        s.waiters.push(Waiter { id, matches, tx });
+        self.waiting.store(s.waiters.len(), Ordering::Release);
+        Ok(Ticket { id, rx })
+    }
+
+    /// Ends a wait; `false` when it was already given an item (read it from the ticket).
+    pub fn unwait(&self, id: u64) -> bool {
+        let mut s = self.state();
+        let before = s.waiters.len();
+        s.waiters.retain(|w| w.id != id);
+        self.waiting.store(s.waiters.len(), Ordering::Release);
+        s.waiters.len() < before
+    }
+
+    /// Ends every wait with nothing (shutting down).
+    pub fn cancel_waiters(&self) {
+        let mut s = self.state();
+        s.waiters.clear();
+        self.waiting.store(0, Ordering::Release);
+    }
+
+    /// A drainer is about to wait in its callback: it keeps its key but gives up its place
+    /// among the running drainers. `true` means the caller must start a drainer for the keys
+    /// that are ready (the lane counts it as running).
+    pub fn suspend(&self) -> bool {
+        let mut s = self.state();
+        s.running -= 1;
+        s.suspended += 1;
+        if s.wants_drainer(self.limit) {
+            s.running += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The waiting drainer goes on (it may take the running count past the limit briefly).
+    pub fn resume(&self) {
+        let mut s = self.state();
+        s.suspended -= 1;
+        s.running += 1;
     }
 
     /// Releases `held` (the key the drainer finished an item of, if any) and hands out the next
@@ -124,6 +252,21 @@ impl<T> Lane<T> {
 }
 
 impl<T> State<T> {
+    /// One more drainer when more keys are ready than running drainers are free to take them.
+    fn wants_drainer(&self, limit: usize) -> bool {
+        let busy = self.holding - self.suspended;
+        self.running < limit && self.ready.len() > self.running.saturating_sub(busy)
+    }
+
+    fn hand_to_waiter(&mut self, item: T, waiting: &AtomicUsize) -> Result<(), T> {
+        let Some(i) = self.waiters.iter().position(|w| (w.matches)(&item)) else { return Err(item) };
+        let waiter = self.waiters.remove(i);
+        waiting.store(self.waiters.len(), Ordering::Release);
+        waiter.tx.try_send(item).map_err(|e| match e {
+            mpsc::TrySendError::Full(item) | mpsc::TrySendError::Disconnected(item) => item,
+        })
+    }
+
     fn release(&mut self, key: u64) {
         let Some(k) = self.keys.get_mut(&key) else { return };
         if k.held {

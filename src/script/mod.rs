@@ -241,20 +241,34 @@ impl ScriptHost {
             return;
         }
         let ev: EventRef = Arc::new(ev);
-        if self.globals.services.waiters.offer(&ev) {
-            return; // a callback waiting for it took it
-        }
         let scripts = self.snapshot();
         let mut conversation = None;
-        for script in scripts.iter().filter(|s| s.wants(&ev) && !s.supervisor.is_quarantined()) {
-            let key = *conversation.get_or_insert_with(|| ev.conversation());
-            self.push(script, key, Work::Event(ev.clone()));
+        for script in scripts.iter().filter(|s| !s.supervisor.is_quarantined()) {
+            if script.wants(&ev) {
+                let key = *conversation.get_or_insert_with(|| ev.conversation());
+                self.push(script, key, Work::Event(ev.clone()));
+            } else if script.lane.has_waiters() {
+                // A callback of this script may be waiting for it (a conversation's answer),
+                // or be about to: queued behind the running callback of its chat, it can still
+                // be claimed when the wait begins.
+                let key = *conversation.get_or_insert_with(|| ev.conversation());
+                if let Err(Work::Event(ev)) = script.lane.offer(Work::Event(ev.clone()))
+                    && script.lane.holds(key)
+                {
+                    self.push(script, key, Work::Event(ev));
+                }
+            } else {
+                let key = *conversation.get_or_insert_with(|| ev.conversation());
+                if ev.keys().iter().any(|k| k == "message") && script.lane.holds(key) {
+                    self.push(script, key, Work::Event(ev.clone()));
+                }
+            }
         }
     }
 
     fn push(&self, script: &Arc<Script>, key: u64, work: Work) {
         match script.lane.push(key, work) {
-            Pushed::Queued => {}
+            Pushed::Queued | Pushed::Taken => {}
             Pushed::StartDrainer => self.start_drainer(script.clone()),
             Pushed::Full => {
                 let n = script.supervisor.dropped();
@@ -350,6 +364,10 @@ impl ScriptHost {
     /// callbacks still running at the deadline (`script callback`), which are abandoned.
     pub fn drain(&self, deadline: Duration) -> Vec<String> {
         self.accepting.store(false, Ordering::Relaxed);
+        // Conversations end now: nothing more will come for them.
+        for script in self.snapshot().iter() {
+            script.lane.cancel_waiters();
+        }
         if self.pool.shutdown(deadline) {
             return Vec::new();
         }
@@ -362,6 +380,7 @@ impl ScriptHost {
 /// A drainer: handles a batch of the script's events, then yields the worker by queueing
 /// itself again (or keeps going here when the pool queue is full).
 fn drain(script: Arc<Script>, pool: Arc<Pool>) {
+    let _draining = wait::Draining::enter(script.clone(), pool.clone());
     loop {
         if script.drain(DRAIN_BATCH) {
             return;

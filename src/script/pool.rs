@@ -3,13 +3,18 @@
 //! Rhai is synchronous and a callback may block on an API call, so callbacks never run on the
 //! async reactor. The queue is bounded: when it is full the newest job is refused and the caller
 //! logs and counts the drop, so memory never grows without bound.
+//!
+//! A callback that waits for a long time (a conversation waiting for the user's answer) runs
+//! its wait in [`Pool::blocking`]: a spare thread takes its place for as long as it waits, so
+//! waiting callbacks never take the workers other callbacks need. Spares are capped; an idle
+//! spare leaves once nobody waits.
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 
 /// A unit of work for a worker.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -21,12 +26,30 @@ pub const STACK_SIZE: usize = 8 << 20;
 #[derive(Debug)]
 pub struct QueueFull;
 
+/// Spare threads at most, beside the workers (one per waiting callback).
+pub const MAX_SPARES: usize = 1024;
+
+/// How long an idle spare stays before it checks whether it is still needed.
+const SPARE_IDLE: Duration = Duration::from_secs(5);
+
 /// The worker pool.
 #[derive(Debug)]
 pub struct Pool {
     queue: RwLock<Option<Sender<Job>>>,
+    /// What spares take jobs from.
+    jobs: Receiver<Job>,
+    /// Held by every thread; the pool's own copy goes at shutdown.
+    exit_tx: Mutex<Option<std_mpsc::Sender<()>>>,
     exited: Mutex<std_mpsc::Receiver<()>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    spares: std::sync::Arc<Mutex<Spares>>,
+}
+
+/// Callbacks waiting in [`Pool::blocking`] and the spare threads standing in for them.
+#[derive(Debug, Default)]
+struct Spares {
+    waiting: usize,
+    spares: usize,
 }
 
 impl Pool {
@@ -48,7 +71,67 @@ impl Pool {
             )?;
             threads.push(handle);
         }
-        Ok(Pool { queue: RwLock::new(Some(tx)), exited: Mutex::new(exited), threads: Mutex::new(threads) })
+        Ok(Pool {
+            queue: RwLock::new(Some(tx)),
+            jobs: rx,
+            exit_tx: Mutex::new(Some(exit_tx)),
+            exited: Mutex::new(exited),
+            threads: Mutex::new(threads),
+            spares: Default::default(),
+        })
+    }
+
+    /// Runs `wait` (which blocks this worker for long) while a spare thread does this worker's
+    /// job for the others.
+    pub fn blocking<R>(&self, wait: impl FnOnce() -> R) -> R {
+        {
+            let mut s = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+            s.waiting += 1;
+            if s.spares < s.waiting && s.spares < MAX_SPARES && self.spawn_spare() {
+                s.spares += 1;
+            }
+        }
+        let result = wait();
+        self.spares.lock().unwrap_or_else(PoisonError::into_inner).waiting -= 1;
+        result
+    }
+
+    /// Starts a spare thread; false when it could not be started (shut down, or no thread).
+    fn spawn_spare(&self) -> bool {
+        let Some(exit_tx) = self.exit_tx.lock().unwrap_or_else(PoisonError::into_inner).clone() else { return false };
+        let (jobs, spares) = (self.jobs.clone(), self.spares.clone());
+        let spawned =
+            std::thread::Builder::new().name("rhaibot-spare".into()).stack_size(STACK_SIZE).spawn(move || {
+                loop {
+                    match jobs.recv_timeout(SPARE_IDLE) {
+                        Ok(job) => job(),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => {
+                            spares.lock().unwrap_or_else(PoisonError::into_inner).spares -= 1;
+                            break;
+                        }
+                    }
+                    // Leave once fewer callbacks wait than spares stand in for them.
+                    let mut s = spares.lock().unwrap_or_else(PoisonError::into_inner);
+                    if s.spares > s.waiting {
+                        s.spares -= 1;
+                        break;
+                    }
+                }
+                drop(exit_tx);
+            });
+        match spawned {
+            Ok(handle) => {
+                let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+                threads.retain(|t| !t.is_finished());
+                threads.push(handle);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot start a spare worker ({e}); a waiting callback holds its worker");
+                false
+            }
+        }
     }
 
     /// Queues a job without blocking.
@@ -69,6 +152,7 @@ impl Pool {
     /// `deadline`. Returns false when some worker was still busy at the deadline.
     pub fn shutdown(&self, deadline: Duration) -> bool {
         self.queue.write().unwrap_or_else(PoisonError::into_inner).take();
+        self.exit_tx.lock().unwrap_or_else(PoisonError::into_inner).take();
         let until = Instant::now() + deadline;
         let exited = self.exited.lock().unwrap_or_else(PoisonError::into_inner);
         loop {

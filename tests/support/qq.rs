@@ -240,7 +240,6 @@ async fn serve_gateway(
             frame = ws.next() => {
                 let Some(Ok(Message::Text(text))) = frame else { return };
                 let payload: Value = serde_json::from_str(&text).expect("the client sends JSON");
-                let _ = seen.send(payload.clone());
                 let answers: Vec<Value> = match payload["op"].as_i64() {
                     Some(1) => vec![json!({"op": 11})],
                     Some(2) => {
@@ -261,6 +260,9 @@ async fn serve_gateway(
                     }
                     _ => vec![],
                 };
+                // Reported once the connection is registered: a dispatch the test sends next
+                // finds it.
+                let _ = seen.send(payload);
                 for a in answers {
                     if ws.send(Message::Text(a.to_string().into())).await.is_err() { return; }
                 }
