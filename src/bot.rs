@@ -447,20 +447,166 @@ impl Bot {
         }
     }
 
-    /// Sends `first`, then every call queued behind it for `order`, one at a time.
+    /// Calls `action` after the calls already queued for `order` (a chat) on a request-based
+    /// link, and waits for its result at most `timeout`; on other links, a plain call (a
+    /// connection keeps its order).
+    pub async fn call_in_order(
+        self: &Arc<Self>,
+        order: u64,
+        action: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        if !matches!(self.link, Link::Requests(_)) {
+            return self.call_within(action, params, timeout).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending { action: action.to_owned(), params, done: Reply::Wait(tx) };
+        let start = {
+            let mut queues = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
+            match queues.get_mut(&order) {
+                Some(queue) if queue.len() >= MAX_PENDING_PER_CHAT => {
+                    let reason = format!("{MAX_PENDING_PER_CHAT} calls of this chat are waiting already");
+                    return Err(CallError::Invalid { action: action.to_owned(), reason });
+                }
+                Some(queue) => {
+                    queue.push_back(pending);
+                    None
+                }
+                None => {
+                    queues.insert(order, std::collections::VecDeque::new());
+                    Some(pending)
+                }
+            }
+        };
+        let run = async {
+            if let Some(first) = start {
+                // This call starts the chat's sender; the calls queued behind it run on after it
+                // returns, on their own task.
+                tokio::spawn(self.clone().send_in_order(order, first));
+            }
+            rx.await.map_err(|_| self.not_connected(action))?
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
+        }
+    }
+
+    /// Sends `first`, then every call queued behind it for `order`, one at a time. If this task
+    /// ends early (a panic, a runtime shutting down), the calls still queued are failed and the
+    /// chat's queue is removed, so later calls of the chat start afresh.
     async fn send_in_order(self: Arc<Self>, order: u64, first: Pending) {
+        /// Fails what is left if the task ends early: first the chat's queue goes (later calls
+        /// start afresh), then the call in flight and the queued ones hear of it.
+        struct Finish<'a> {
+            bot: &'a Bot,
+            order: u64,
+            done: bool,
+            current: Option<(String, Reply)>,
+        }
+        impl Drop for Finish<'_> {
+            fn drop(&mut self) {
+                if self.done {
+                    return;
+                }
+                let left = self.bot.ordered.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.order);
+                let fail = |action: String| CallError::NotConnected { action, bot: self.bot.name.clone() };
+                if let Some((action, reply)) = self.current.take() {
+                    reply.send(Err(fail(action)));
+                }
+                for p in left.into_iter().flatten() {
+                    p.done.send(Err(fail(p.action)));
+                }
+            }
+        }
+        let mut finish = Finish { bot: &self, order, done: false, current: None };
         let mut next = Some(first);
         while let Some(Pending { action, params, done }) = next.take() {
-            done.send(self.call(&action, params).await);
+            finish.current = Some((action.clone(), done));
+            let result = self.call(&action, params).await;
+            if let Some((_, done)) = finish.current.take() {
+                done.send(result);
+            }
             let mut queues = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
             next = queues.get_mut(&order).and_then(std::collections::VecDeque::pop_front);
             if next.is_none() {
                 queues.remove(&order);
             }
         }
+        finish.done = true;
     }
 
     fn not_connected(&self, action: &str) -> CallError {
         CallError::NotConnected { action: action.to_owned(), bot: self.name.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static P: Protocol = Protocol { name: "t", namespace: "t" };
+
+    /// Records the order calls arrive in; `slow` takes a while, `boom` panics.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Requests for Recorder {
+        fn call<'a>(&'a self, action: &'a str, _params: Value) -> CallFuture<'a> {
+            Box::pin(async move {
+                match action {
+                    "slow" => tokio::time::sleep(Duration::from_millis(50)).await,
+                    "boom" => panic!("the link broke"),
+                    _ => {}
+                }
+                self.0.lock().unwrap().push(action.to_owned());
+                Ok(Value::Null)
+            })
+        }
+    }
+
+    fn bot() -> (Arc<Bot>, Arc<Recorder>) {
+        let rec = Arc::new(Recorder::default());
+        (Arc::new(Bot::new("b", &P, Duration::from_secs(5), Link::Requests(rec.clone()))), rec)
+    }
+
+    #[test]
+    fn a_waiting_call_does_not_overtake_a_reply_of_its_chat() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (bot, rec) = bot();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done = Reply::Detached(Detached::new(move |_| {
+            let _ = tx.send(());
+        }));
+        bot.send(rt.handle(), "slow", Value::Null, done, 7);
+        rt.block_on(bot.call_in_order(7, "fast", Value::Null, Duration::from_secs(5))).unwrap();
+        rx.recv().unwrap();
+        assert_eq!(*rec.0.lock().unwrap(), ["slow", "fast"]);
+    }
+
+    #[test]
+    fn a_chat_whose_sender_died_starts_afresh() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (bot, rec) = bot();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx2 = tx.clone();
+        bot.send(
+            rt.handle(),
+            "boom",
+            Value::Null,
+            Reply::Detached(Detached::new(move |r| tx.send(r.is_ok()).unwrap())),
+            7,
+        );
+        assert!(!rx.recv().unwrap(), "the call that broke is failed, not lost");
+        bot.send(
+            rt.handle(),
+            "after",
+            Value::Null,
+            Reply::Detached(Detached::new(move |r| tx2.send(r.is_ok()).unwrap())),
+            7,
+        );
+        assert!(rx.recv().unwrap());
+        assert_eq!(*rec.0.lock().unwrap(), ["after"]);
     }
 }

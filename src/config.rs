@@ -625,6 +625,7 @@ mod tests {
         for protocol in [
             "protocol = \"onebot11\"\ntransport = \"reverse-ws\"",
             "protocol = \"milky\"\nurl = \"http://h\"\nevents = \"webhook\"",
+            "protocol = \"qq\"\napp_id = \"1\"\nsecret = \"s\"\nevents = \"webhook\"",
         ] {
             for zero in ["max_connections = 0", "header_timeout_ms = 0"] {
                 let text = format!("[[bot]]\n{protocol}\nlisten = \"127.0.0.1:8080\"\n{zero}\n");
@@ -632,6 +633,25 @@ mod tests {
                 assert!(e.contains("bot[0].header_timeout_ms") && e.contains("greater than 0"), "{text}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn official_platform_bots_are_checked() {
+        let qq = "[[bot]]\nprotocol = \"qq\"\napp_id = \"1\"\nsecret = \"s\"\n";
+        assert!(matches!(parse(qq).unwrap().bots[0].kind, BotKind::Qq(_)));
+        for (extra, key) in [
+            ("listen = \"127.0.0.1:1\"\n", "bot[0].listen"),
+            ("events = \"webhook\"\nlisten = \"127.0.0.1:1\"\nshards = 2\n", "bot[0].shards"),
+            ("events = \"webhook\"\nlisten = \"127.0.0.1:1\"\npath = \"qq\"\n", "bot[0].path"),
+            ("events = \"webhook\"\nlisten = \"127.0.0.1:1\"\npath = \"/{x}\"\n", "bot[0].path"),
+            ("shards = 0\n", "bot[0].shards"),
+            ("api_url = \"ftp://x\"\n", "bot[0].api_url"),
+        ] {
+            let e = parse(&format!("{qq}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        let e = parse("[[bot]]\nprotocol = \"qq\"\napp_id = \"1\"\n").unwrap_err().to_string();
+        assert!(e.contains("bot[0].secret") && e.contains("AppSecret"), "{e}");
     }
 
     #[test]

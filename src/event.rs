@@ -54,6 +54,14 @@ impl std::fmt::Debug for Event {
 }
 
 impl Event {
+    /// The same event under its native name only, without its cross-protocol aliases (a
+    /// protocol's second copy of something already delivered under them).
+    pub fn without_aliases(mut self) -> Event {
+        let native = self.name.to_ascii_lowercase().replace('.', "_");
+        self.keys.retain(|k| native == *k || native.starts_with(&format!("{k}_")));
+        self
+    }
+
     /// Builds an event; `aliases` are cross-protocol names beyond the dotted prefixes of `name`.
     /// Decoders check names with [`is_name_part`] first; past [`MAX_NAME_PARTS`] parts only the
     /// longest prefixes get keys, so building them stays linear in the name's length.
@@ -149,14 +157,19 @@ impl Event {
     /// The conversation the event belongs to (same bot, and the same group, or else the same
     /// private peer): a script handles the events of one conversation in order, one at a time.
     pub fn conversation(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (Arc::as_ptr(&self.bot) as usize).hash(&mut h);
-        let (kind, id) = if self.group_id.is_null() { (1u8, &self.user_id) } else { (2u8, &self.group_id) };
-        kind.hash(&mut h);
-        hash_id(id, &mut h);
-        h.finish()
+        conversation_key(&self.bot, &self.group_id, &self.user_id)
     }
+}
+
+/// The conversation of a chat of `bot`: its group, or else the private chat with `user`.
+pub fn conversation_key(bot: &Arc<Bot>, group: &Value, user: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (Arc::as_ptr(bot) as usize).hash(&mut h);
+    let (kind, id) = if group.is_null() { (1u8, user) } else { (2u8, group) };
+    kind.hash(&mut h);
+    hash_id(id, &mut h);
+    h.finish()
 }
 
 /// Whether two ids are the same id (`123` and `"123"` are); `null` is no id.

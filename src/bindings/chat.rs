@@ -45,7 +45,25 @@ fn run(services: &Services, ctx: &NativeCallContext, verb: Verb<'_>) -> RhaiResu
     let go = || {
         let bot = pick(services, verb.name())?;
         let (action, params) = verb_call(&bot, &verb).map_err(call_error)?;
-        services.call_script(&bot, action, params)
+        // A send goes after the replies already on their way to the same chat.
+        let chat = match &verb {
+            Verb::SendGroup { group, .. } => {
+                Some(crate::event::conversation_key(&bot, group, &serde_json::Value::Null))
+            }
+            Verb::SendPrivate { user, .. } => {
+                Some(crate::event::conversation_key(&bot, &serde_json::Value::Null, user))
+            }
+            _ => None,
+        };
+        match chat {
+            Some(order) => {
+                super::out_of_time()?;
+                let result = services.call_blocking_in_order(&bot, order, action, params);
+                super::out_of_time()?;
+                result.map(|v| super::convert::to_dynamic(&v)).map_err(call_error)
+            }
+            None => services.call_script(&bot, action, params),
+        }
     };
     go().map_err(|e| at_call(e, ctx))
 }

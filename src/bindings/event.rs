@@ -129,7 +129,10 @@ pub fn module(services: Arc<Services>) -> Module {
         move |e: &mut EventRef, message: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
             let message = to_json(&message, "ev.reply_wait")?;
             let (action, params) = crate::adapter::reply_call(e, message).map_err(call_error)?;
-            services.call_script(&e.bot, action, params)
+            super::out_of_time()?;
+            let result = services.call_blocking_in_order(&e.bot, e.conversation(), action, params);
+            super::out_of_time()?;
+            result.map(|v| to_dynamic(&v)).map_err(call_error)
         },
     );
     m

@@ -107,6 +107,25 @@ impl Services {
         self.call_value(bot, action, params)?.map(|v| convert::to_dynamic(&v)).map_err(convert::call_error)
     }
 
+    /// Like [`Services::call_blocking`], after the calls already on their way to the chat
+    /// `order` (a reply that waits must not overtake one that does not).
+    pub fn call_blocking_in_order(
+        &self,
+        bot: &Arc<Bot>,
+        order: u64,
+        action: &str,
+        params: Value,
+    ) -> Result<Value, CallError> {
+        let Some(rt) = &self.rt else {
+            return Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() });
+        };
+        let timeout = context::total_left().map_or(bot.call_timeout, |left| left.min(bot.call_timeout));
+        let started = Instant::now();
+        let result = rt.block_on(bot.call_in_order(order, action, params, timeout));
+        context::extend(started.elapsed());
+        result
+    }
+
     /// [`Services::call_blocking`] for a script, its result still JSON: a callback past its
     /// total budget is stopped (the outer error, not catchable); the call's own failure is the
     /// caller's to turn into a script error.

@@ -307,6 +307,47 @@ mod gateway {
     }
 }
 
+mod gateway_faults {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rhaibot::adapter::qq::gateway_socket::Gateway;
+    use rhaibot::adapter::qq::token::Tokens;
+    use rhaibot::bot::Bot;
+    use rhaibot::config::{Backoff, Secret};
+    use tokio_util::sync::CancellationToken;
+
+    use crate::support::qq::{FakeGateway, FakePlatform};
+
+    /// A token host that fails for a while is a reason to try again, not to stop the shard.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_passing_token_failure_does_not_stop_the_gateway() {
+        let platform = FakePlatform::start("10001", "s", 7200).await;
+        platform.fail_tokens(2);
+        let mut fake = FakeGateway::start().await;
+        let gateway = Gateway {
+            bot: Bot::detached("qq", &rhaibot::adapter::qq::PROTOCOL),
+            url: fake.url.clone(),
+            tokens: Arc::new(Tokens::new(crate::support::http_client(), &platform.url, "10001", Secret("s".into()))),
+            intents: Arc::new(|| 1 << 25),
+            shard: [0, 1],
+            session_file: None,
+            backoff: Backoff { min: Duration::from_millis(10), max: Duration::from_millis(50) },
+            tls: rhaibot::tls::client(None).unwrap(),
+            max_frame_bytes: 1 << 20,
+        };
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(gateway.run(Arc::new(|_| {}), shutdown.clone()));
+        let identify = fake.next_sent().await;
+        assert_eq!(
+            (identify["op"].clone(), identify["d"]["token"].clone()),
+            (serde_json::json!(2), serde_json::json!("QQBot token-1"))
+        );
+        shutdown.cancel();
+        crate::support::within("the gateway to stop", running).await.unwrap();
+    }
+}
+
 async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<rhaibot::event::Event>) -> rhaibot::event::Event {
     crate::support::within("an event", events.recv()).await.expect("delivered")
 }

@@ -437,7 +437,7 @@ pub(crate) async fn post(url: &str, payload: &Value) -> (u16, Value) {
 
 pub(crate) fn group_message(t: &str, event_id: &str, message_id: &str, text: &str) -> Value {
     json!({"op": 0, "id": event_id, "t": t, "d": {
-        "id": message_id, "content": text, "timestamp": "2026-11-30T00:00:00+08:00", "group_openid": "G",
+        "id": message_id, "content": text, "timestamp": chrono::Utc::now().to_rfc3339(), "group_openid": "G",
         "author": {"id": "A", "member_openid": "MEMBER"}}})
 }
 
@@ -702,5 +702,40 @@ async fn a_local_image_goes_to_a_guild_channel_as_a_multipart_file_image() {
     }
     // Objects travel as JSON text in a form.
     assert!(r.raw.contains(r#"{"ignore_get_message_error":false,"message_id":"R"}"#), "{}", r.raw);
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_replayed_late_keeps_its_window_and_members_are_paged_until_an_empty_page() {
+    let script = r#"
+        on("message.group", |ev| {
+            try { ev.reply_wait("late?"); } catch (e) { qq::get_guild_info(#{ guild_id: e.message }); }
+            let members = qq::get_guild_members(#{ guild_id: "G" });
+            qq::get_guild_info(#{ guild_id: `members=${members.data.len()} pages=${members.result.len()}` });
+        });
+    "#;
+    let responder: ApiResponder = Arc::new(|r: &ApiRequest, _| {
+        let page = |ids: &[&str]| json!(ids.iter().map(|id| json!({"user": {"id": id}})).collect::<Vec<_>>());
+        let body = match r.uri.as_str() {
+            "/guilds/G/members?limit=400" => page(&["u1", "u2", "u3"]),
+            "/guilds/G/members?limit=400&after=u3" => page(&["u3", "u4", "u5"]),
+            "/guilds/G/members?limit=400&after=u5" => page(&[]),
+            _ => json!({"id": "X"}),
+        };
+        (200, body)
+    });
+    let mut fake = FakePlatform::with_api(APP_ID, SECRET, 7200, responder).await;
+    let events = "events = \"webhook\"\nlisten = \"127.0.0.1:0\"\npath = \"/qq\"";
+    let rt = Running::start(&config(&fake.url, events), &[("bot.rhai", script)]);
+    let url = format!("http://{}/qq", rt.listen_addr("official").await);
+    let mut late = group_message("GROUP_AT_MESSAGE_CREATE", "E1", "OLD", "hi");
+    late["d"]["timestamp"] = json!((chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339());
+    post(&url, &late).await;
+    let refused = next_send(&mut fake).await;
+    assert!(refused.uri.contains("window%20of%20this%20message%20closed"), "{}", refused.uri);
+    for _ in 0..3 {
+        assert!(next_send(&mut fake).await.uri.starts_with("/guilds/G/members"));
+    }
+    assert_eq!(next_send(&mut fake).await.uri, "/guilds/members%3D5%20pages%3D3");
     rt.stop().await;
 }

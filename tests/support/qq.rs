@@ -36,6 +36,7 @@ pub struct FakePlatform {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     issued: Arc<AtomicU64>,
+    token_failures: Arc<AtomicU64>,
     requests: tokio::sync::mpsc::UnboundedReceiver<ApiRequest>,
     _faults: Faults,
 }
@@ -46,6 +47,7 @@ struct Shared {
     secret: String,
     lifetime_secs: u64,
     issued: Arc<AtomicU64>,
+    token_failures: Arc<AtomicU64>,
     api_calls: Arc<AtomicU64>,
     responder: ApiResponder,
     requests: tokio::sync::mpsc::UnboundedSender<ApiRequest>,
@@ -61,12 +63,14 @@ impl FakePlatform {
     /// Like [`FakePlatform::start`], the OpenAPI answering with `responder`.
     pub async fn with_api(app_id: &str, secret: &str, lifetime_secs: u64, responder: ApiResponder) -> FakePlatform {
         let issued = Arc::new(AtomicU64::new(0));
+        let token_failures = Arc::new(AtomicU64::new(0));
         let (tx, requests) = tokio::sync::mpsc::unbounded_channel();
         let shared = Shared {
             app_id: app_id.into(),
             secret: secret.into(),
             lifetime_secs,
             issued: issued.clone(),
+            token_failures: token_failures.clone(),
             api_calls: Arc::default(),
             responder,
             requests: tx,
@@ -79,12 +83,17 @@ impl FakePlatform {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let faults = Faults::default();
         faults.reporter().spawn(async move { axum::serve(listener, app).await.expect("fake serves") });
-        FakePlatform { url, issued, requests, _faults: faults }
+        FakePlatform { url, issued, token_failures, requests, _faults: faults }
     }
 
     /// The next OpenAPI request (ones refused for their token included).
     pub async fn next_request(&mut self) -> ApiRequest {
         super::within("an OpenAPI request", self.requests.recv()).await.expect("fake alive")
+    }
+
+    /// Makes the token endpoint answer the next `n` requests with HTTP 503.
+    pub fn fail_tokens(&self, n: u64) {
+        self.token_failures.store(n, Ordering::SeqCst);
     }
 
     /// How many tokens were issued.
@@ -93,7 +102,15 @@ impl FakePlatform {
     }
 }
 
-async fn token(State(s): State<Shared>, axum::Json(body): axum::Json<Value>) -> axum::Json<Value> {
+async fn token(State(s): State<Shared>, axum::Json(body): axum::Json<Value>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if s.token_failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
+    }
+    token_answer(&s, &body).into_response()
+}
+
+fn token_answer(s: &Shared, body: &Value) -> axum::Json<Value> {
     if body["appId"] != s.app_id.as_str() || body["clientSecret"] != s.secret.as_str() {
         return axum::Json(json!({"code": 100016, "message": "invalid appid or secret"}));
     }

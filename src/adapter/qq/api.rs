@@ -107,7 +107,7 @@ impl Api {
     /// Notes an event that replies may answer: a message by its id, any other event by its event
     /// id (the platform lets some events be answered with `event_id`).
     pub fn note_event(&self, ev: &Event) {
-        let now = Instant::now();
+        let now = sent_at(ev).unwrap_or_else(Instant::now);
         let d = ev.raw.get("d");
         let s = |k: &str| d.and_then(|d| d.get(k)).and_then(Value::as_str);
         let kind = ev.name.strip_prefix("qq.").unwrap_or_default();
@@ -298,11 +298,11 @@ impl Api {
             }
             let page = answer.data;
             let (list, next): (Vec<Value>, Option<(String, String)>) = match paging {
-                Paging::After { limit, id_at } => {
+                Paging::After { limit, id_at, short_ends } => {
                     let list = page.as_array().cloned().unwrap_or_default();
                     let last = list.last().and_then(|i| i.pointer(id_at)).map(text);
-                    let full = list.len() >= limit as usize;
-                    (list, last.filter(|_| full).map(|id| ("after".to_owned(), id)))
+                    let more = if short_ends { list.len() >= limit as usize } else { !list.is_empty() };
+                    (list, last.filter(|_| more).map(|id| ("after".to_owned(), id)))
                 }
                 Paging::StartIndex => {
                     let list = page["data"].as_array().cloned().unwrap_or_default();
@@ -340,6 +340,10 @@ impl Api {
             if fresh == 0 {
                 break; // a page with nothing new: the server is not moving on
             }
+            if items.len() >= functions::MAX_ITEMS {
+                tracing::warn!(action, items = items.len(), "a paged list stopped at its item cap");
+                break;
+            }
             request.query = base_query.clone();
             if !key.is_empty() {
                 request.query.retain(|(k, _)| *k != key);
@@ -375,30 +379,36 @@ impl Api {
         let now = Instant::now();
         let message_id = params.remove("message_id").filter(|v| !v.is_null()).map(|v| text(&v));
         let event_id = params.remove("event_id").filter(|v| !v.is_null()).map(|v| text(&v));
-        let seq = {
-            let mut rules = self.rules();
+        // Checked before the upload, taken after it: a failure before sending costs no reply.
+        let answering = {
+            let rules = self.rules();
             let answering = match (&message_id, &event_id) {
                 (Some(id), _) | (None, Some(id)) => Some(id.clone()),
                 (None, None) => rules.replies.answerable(&chat.key(&target), now).map(str::to_owned),
             };
-            let seq = rules
+            rules
                 .replies
-                .reply(chat.scene(), answering.as_deref(), now)
+                .check(chat.scene(), answering.as_deref(), now)
                 .map_err(|e| invalid(action, &e.to_string()))?;
-            if message_id.is_none() && event_id.is_none() {
-                composed.body.insert("msg_id".into(), json!(answering));
-            }
-            seq
+            answering
         };
+        if let Some(media) = composed.media.take() {
+            let info = self.upload(action, chat, &target, &media).await?;
+            composed.body.insert("media".into(), json!({ "file_info": info }));
+        }
+        let seq = self
+            .rules()
+            .replies
+            .reply(chat.scene(), answering.as_deref(), Instant::now())
+            .map_err(|e| invalid(action, &e.to_string()))?;
+        if message_id.is_none() && event_id.is_none() {
+            composed.body.insert("msg_id".into(), json!(answering));
+        }
         if let Some(id) = message_id {
             composed.body.insert("msg_id".into(), json!(id));
         }
         if let Some(id) = event_id {
             composed.body.insert("event_id".into(), json!(id));
-        }
-        if let Some(media) = composed.media.take() {
-            let info = self.upload(action, chat, &target, &media).await?;
-            composed.body.insert("media".into(), json!({ "file_info": info }));
         }
         let msg_type = composed.msg_type();
         if msg_type == 7 && !composed.body.contains_key("content") {
@@ -520,10 +530,9 @@ impl Api {
         };
         let message_id = params.remove("message_id").filter(|v| !v.is_null()).map(|v| text(&v));
         if let Some(id) = &message_id {
-            // A reply to a guild message: within its window and budget.
             self.rules()
                 .replies
-                .reply(Scene::Guild, Some(id), Instant::now())
+                .check(Scene::Guild, Some(id), Instant::now())
                 .map_err(|e| invalid(action, &e.to_string()))?;
             composed.body.insert("msg_id".into(), json!(id));
         }
@@ -543,6 +552,13 @@ impl Api {
                 Body::Form { fields, file: ("file_image".into(), "file_image".into(), bytes) }
             }
         };
+        if let Some(id) = &message_id {
+            // A reply to a guild message, within its window and budget, taken once the file is read.
+            self.rules()
+                .replies
+                .reply(Scene::Guild, Some(id), Instant::now())
+                .map_err(|e| invalid(action, &e.to_string()))?;
+        }
         if let Some(channel) = channel {
             // 5 sends per second per channel: later ones wait their turn.
             let at = self.pacer.lock().unwrap_or_else(PoisonError::into_inner).reserve(&channel, Instant::now());
@@ -559,6 +575,24 @@ impl Requests for Api {
     fn call<'a>(&'a self, action: &'a str, params: Value) -> CallFuture<'a> {
         Box::pin(self.run(action, params))
     }
+}
+
+/// When the platform says the event happened (`d.timestamp`), as an instant: a message replayed
+/// after a resume keeps the window it had. `None` when absent, odd, or in the future.
+fn sent_at(ev: &Event) -> Option<Instant> {
+    let stamp = ev.raw.pointer("/d/timestamp")?;
+    let secs = match stamp {
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_millis() as f64 / 1000.0,
+        Value::Number(n) => n.as_f64()?,
+        _ => return None,
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
+    let age = now - secs;
+    // Clocks differ a little; only an age that makes sense moves the start of the window.
+    if !(0.0..=86_400.0).contains(&age) {
+        return None;
+    }
+    Instant::now().checked_sub(std::time::Duration::from_secs_f64(age))
 }
 
 /// The message of a send: `content` (text, segments or message fields), the

@@ -139,7 +139,27 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<QqConfig, ConfigError>
         Ok(url.trim_end_matches('/').to_owned())
     };
     let base = keys.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    let events = match b.events.unwrap_or(EventsName::Gateway) {
+    let mode = b.events.unwrap_or(EventsName::Gateway);
+    // A key of the other way of receiving events is a mistake, not something to ignore.
+    let webhook_keys = [
+        ("listen", b.listen.is_some()),
+        ("path", b.path.is_some()),
+        ("tls_cert", b.tls_cert.is_some()),
+        ("tls_key", b.tls_key.is_some()),
+        ("header_timeout_ms", b.header_timeout_ms.is_some()),
+        ("max_connections", b.max_connections.is_some()),
+    ];
+    let gateway_keys = [("intents", b.intents.is_some()), ("shards", b.shards.is_some())];
+    let stray = match mode {
+        EventsName::Gateway => webhook_keys.iter().find(|k| k.1),
+        EventsName::Webhook => gateway_keys.iter().find(|k| k.1),
+        EventsName::None => webhook_keys.iter().chain(&gateway_keys).find(|k| k.1),
+    };
+    if let Some((key, _)) = stray {
+        let wanted = if webhook_keys.iter().any(|k| k.0 == *key) { "webhook" } else { "gateway" };
+        return Err(keys.invalid(key, format!("events = \"{wanted}\" for this key (events is {mode:?})")));
+    }
+    let events = match mode {
         EventsName::Gateway => {
             if b.shards == Some(0) {
                 return Err(keys.invalid("shards", "at least 1".into()));
@@ -159,7 +179,13 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<QqConfig, ConfigError>
                 }
                 _ => return Err(keys.invalid("tls_cert", "tls_cert and tls_key together, or neither".into())),
             };
-            Events::Webhook { listen, path: b.path.clone().unwrap_or_else(|| "/".into()), guard, tls }
+            let path = b.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.contains(['{', '}', '*', '?', '#']) {
+                return Err(
+                    keys.invalid("path", format!("a plain path starting with /, e.g. \"/qqbot\", got \"{path}\""))
+                );
+            }
+            Events::Webhook { listen, path, guard, tls }
         }
     };
     let max_in_flight = b.max_in_flight.unwrap_or(16);

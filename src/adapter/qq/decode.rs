@@ -123,13 +123,14 @@ fn segments(text: &str, d: &Value) -> Value {
     Value::Array(out)
 }
 
-/// Group messages by the message's id (the @ copy and the plain copy are one message); any
+/// Group messages by their type and the message's id (the @ copy and the plain copy are two
+/// events of one message: the adapter delivers the second under its native name only); any
 /// other event by the payload's event id (the platform may push one event twice).
 fn identity(payload: &Value, kind: &str, d: &Value) -> Identity {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let key = if matches!(kind, "GROUP_AT_MESSAGE_CREATE" | "GROUP_MESSAGE_CREATE") {
-        ("qq-group-message", d.get("id"))
+        (kind, d.get("id"))
     } else {
         ("qq-event", payload.get("id"))
     };
@@ -201,13 +202,16 @@ mod tests {
     }
 
     #[test]
-    fn the_at_copy_and_the_plain_copy_of_a_group_message_are_one_event() {
+    fn the_at_copy_and_the_plain_copy_of_a_group_message_are_two_events() {
         let at = decode_event(&bot(), group_at("GROUP_AT_MESSAGE_CREATE:1", "MSG1"), 1).unwrap();
         let mut plain = group_at("GROUP_MESSAGE_CREATE:9", "MSG1");
         plain["t"] = json!("GROUP_MESSAGE_CREATE");
         let plain = decode_event(&bot(), plain, 1).unwrap();
-        assert_eq!(at.identity, plain.identity);
+        assert_ne!(at.identity, plain.identity, "each reaches its own handlers");
         assert!(!plain.at_me);
+        assert_eq!(plain.without_aliases().keys(), ["qq_group_message_create", "qq"]);
+        let again = decode_event(&bot(), group_at("GROUP_AT_MESSAGE_CREATE:1", "MSG1"), 2).unwrap();
+        assert_eq!(at.identity, again.identity, "the same event pushed twice is one");
     }
 
     #[test]

@@ -18,13 +18,17 @@ pub fn route(action: &str) -> Option<&'static str> {
 /// How a list that comes in pages is fetched whole, as qg_botsdk does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Paging {
-    /// `?after=<last id>&limit=<n>` until a page is shorter than `limit` (or empty); items are
-    /// told apart by `id_at` (a JSON pointer), and a repeated one ends the walk.
+    /// `?after=<last id>&limit=<n>` until a page is empty (or, with `short_ends`, shorter than
+    /// `limit`); items are told apart by `id_at` (a JSON pointer), and a page with nothing new
+    /// ends the walk.
     After {
         /// Page size.
         limit: u32,
         /// Where an item's id is.
         id_at: &'static str,
+        /// Whether a short page is the last (guilds); members pages may be short before the end
+        /// (the docs: page until an empty answer).
+        short_ends: bool,
     },
     /// `?start_index=<next>&limit=400`, answered `{data, next}` until `next` is empty.
     StartIndex,
@@ -37,8 +41,8 @@ pub enum Paging {
 /// The paging of `action`, if its list comes in pages.
 pub fn paging(action: &str) -> Option<Paging> {
     Some(match action {
-        "get_bot_guilds" => Paging::After { limit: 100, id_at: "/id" },
-        "get_guild_members" => Paging::After { limit: 400, id_at: "/user/id" },
+        "get_bot_guilds" => Paging::After { limit: 100, id_at: "/id", short_ends: true },
+        "get_guild_members" => Paging::After { limit: 400, id_at: "/user/id", short_ends: false },
         "get_role_members" => Paging::StartIndex,
         "get_reaction_users" => Paging::Cookie,
         "get_threads" => Paging::UntilFinished,
@@ -48,6 +52,9 @@ pub fn paging(action: &str) -> Option<Paging> {
 
 /// Pages fetched at most for one list (a server that never says "done" cannot loop us).
 pub const MAX_PAGES: usize = 1000;
+
+/// Items gathered at most for one list (a server cannot make one call hold unbounded memory).
+pub const MAX_ITEMS: usize = 200_000;
 
 /// The SDK's parameter names that differ from the wire's (Python keywords get a `_`).
 fn wire_name(name: &str) -> &str {

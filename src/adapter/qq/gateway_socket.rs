@@ -24,6 +24,9 @@ use crate::bot::{Bot, connection_id};
 use crate::config::Backoff;
 use crate::logsafe::RateLimit;
 
+/// How long a connection may take from opening to a running session (READY or RESUMED).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a rate-limited client waits before it connects again (close code 4008).
 const RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
 
@@ -102,6 +105,7 @@ impl Gateway {
         let mut heartbeat: Option<tokio::time::Interval> = None;
         let mut pending: Vec<Input> = vec![Input::Opened];
         let mut kept = false;
+        let handshake_deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         loop {
             // Feed what happened to the machine and carry out what it says.
             for input in pending.drain(..) {
@@ -112,7 +116,12 @@ impl Gateway {
                         Action::Identify => {
                             let token = match self.tokens.get().await {
                                 Ok(t) => t,
-                                Err(e) => return (state, Some(Action::Stop(e.to_string()))),
+                                Err(e) => {
+                                    // A passing failure (DNS, a 5xx): try again later.
+                                    warn!(bot = %self.bot.name, "gateway: {e}; reconnecting");
+                                    let _ = socket.close(None).await;
+                                    return (State::Disconnected { session: None }, Some(Action::Reconnect));
+                                }
                             };
                             let d = json!({"token": format!("QQBot {token}"), "intents": (self.intents)(),
                                            "shard": self.shard, "properties": {"$os": std::env::consts::OS,
@@ -124,7 +133,11 @@ impl Gateway {
                         Action::Resume(session) => {
                             let token = match self.tokens.get().await {
                                 Ok(t) => t,
-                                Err(e) => return (state, Some(Action::Stop(e.to_string()))),
+                                Err(e) => {
+                                    warn!(bot = %self.bot.name, "gateway: {e}; reconnecting");
+                                    let _ = socket.close(None).await;
+                                    return (State::Disconnected { session: Some(session) }, Some(Action::Reconnect));
+                                }
                             };
                             let d = json!({"token": format!("QQBot {token}"), "session_id": session.id, "seq": session.seq});
                             if send(&mut socket, json!({"op": 6, "d": d})).await.is_err() {
@@ -152,11 +165,20 @@ impl Gateway {
                     }
                 }
             }
-            // A new session is kept at once, so a crash right after READY still resumes.
+            // A new session is kept at once, so a crash right after READY still resumes; the
+            // back-off starts over only once a session runs (a server that closes right after
+            // Hello must not make us identify as fast as it can).
             if !kept && matches!(state, State::Ready { .. }) {
                 self.save(&state);
+                retry.reset();
                 kept = true;
             }
+            let handshake = async {
+                if kept {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep_until(handshake_deadline).await;
+            };
             let beat = async {
                 match heartbeat.as_mut() {
                     Some(interval) => interval.tick().await,
@@ -168,14 +190,25 @@ impl Gateway {
                     let _ = socket.close(None).await;
                     return (state, None);
                 }
-                _ = beat => pending.push(Input::HeartbeatDue),
+                _ = beat => {
+                    pending.push(Input::HeartbeatDue);
+                    // The sequence number is kept as it goes, so a crash resumes near where it was.
+                    if matches!(state, State::Ready { .. }) {
+                        self.save(&state);
+                    }
+                }
+                _ = handshake => {
+                    warn!(bot = %self.bot.name, "gateway: no session within {} s; reconnecting", HANDSHAKE_TIMEOUT.as_secs());
+                    let _ = socket.close(None).await;
+                    let (next, _) = state.step(Input::Closed(None));
+                    return (next, Some(Action::Reconnect));
+                }
                 frame = socket.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         if text.len() > self.max_frame_bytes {
                             crate::warn_limited!(warnings, bot = %self.bot.name, size = text.len(), "oversized gateway frame skipped");
                             continue;
                         }
-                        retry.reset();
                         match serde_json::from_str::<Value>(&text) {
                             Ok(payload) => pending.extend(self.read(payload, via, sink, &mut warnings)),
                             Err(e) => crate::warn_limited!(warnings, bot = %self.bot.name, "malformed gateway frame skipped: {e}"),

@@ -88,7 +88,10 @@ impl Replies {
     /// Notes a message (or an event that may be answered by its id) received at `at`, which
     /// replies may then answer; `chat` is where, for sends that name no message.
     pub fn received(&mut self, message_id: &str, scene: Scene, chat: Option<&str>, at: Instant) {
-        if self.seen.insert(message_id.to_owned(), (scene, at, 0)).is_none() {
+        // A message that comes again (pushed twice, its @ copy, replayed after a resume) keeps
+        // its count and its window.
+        if !self.seen.contains_key(message_id) {
+            self.seen.insert(message_id.to_owned(), (scene, at, 0));
             self.order.push_back(message_id.to_owned());
             if self.order.len() > REMEMBERED
                 && let Some(old) = self.order.pop_front()
@@ -128,6 +131,24 @@ impl Replies {
             Some(at) if now.saturating_duration_since(*at) > RECALL_WINDOW => {
                 Err(ReplyError::RecallTooLate(now.saturating_duration_since(*at)))
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a reply to `message_id` may be sent at `now`, without taking it (checked before
+    /// work that may fail, such as an upload).
+    pub fn check(&self, scene: Scene, message_id: Option<&str>, now: Instant) -> Result<(), ReplyError> {
+        let Some(id) = message_id else {
+            return if scene == Scene::Guild { Ok(()) } else { Err(ReplyError::Proactive(scene)) };
+        };
+        match self.seen.get(id) {
+            Some((scene, at, _)) if now.saturating_duration_since(*at) > scene.window() => {
+                Err(ReplyError::WindowClosed {
+                    scene: *scene,
+                    late: now.saturating_duration_since(*at) - scene.window(),
+                })
+            }
+            Some((_, _, sent)) if *sent >= REPLIES_PER_MESSAGE => Err(ReplyError::BudgetSpent),
             _ => Ok(()),
         }
     }
@@ -220,6 +241,19 @@ mod tests {
         assert_eq!(r.answerable("g", t0), None, "its budget is spent");
         r.received("m3", Scene::Group, Some("g"), t0);
         assert_eq!(r.answerable("g", t0 + Duration::from_secs(5 * 60 + 1)), None, "its window closed");
+    }
+
+    #[test]
+    fn a_message_that_comes_again_keeps_its_count_and_window() {
+        let t0 = Instant::now();
+        let mut r = Replies::default();
+        r.received("m", Scene::Group, Some("g"), t0);
+        assert_eq!(r.reply(Scene::Group, Some("m"), t0), Ok(1));
+        r.received("m", Scene::Group, Some("g"), t0 + Duration::from_secs(200));
+        assert_eq!(r.reply(Scene::Group, Some("m"), t0), Ok(2), "the seq goes on");
+        let late = t0 + Duration::from_secs(5 * 60 + 1);
+        assert!(r.check(Scene::Group, Some("m"), late).is_err(), "the window counts from the first arrival");
+        assert_eq!(r.check(Scene::Group, Some("m"), t0), Ok(()));
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::bot::CallError;
 /// Retries of an idempotent call answered 429 or 5xx.
 const RETRIES: u32 = 3;
 
+/// The longest one OpenAPI request may take (calls also have the bot's call timeout; the
+/// gateway's and the webhook's own requests have only this).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Largest answer read from the OpenAPI (its answers are JSON objects of a few KiB).
 const MAX_ANSWER: usize = 16 << 20;
 
@@ -135,7 +139,10 @@ impl Rest {
     }
 
     async fn once(&self, action: &str, request: &Request, token: &str) -> Result<Answer, CallError> {
-        let mut builder = self.client.request(request.method.clone(), format!("{}{}", self.base, request.path));
+        let mut builder = self
+            .client
+            .request(request.method.clone(), format!("{}{}", self.base, request.path))
+            .timeout(REQUEST_TIMEOUT);
         for (name, value) in self.tokens.headers(token) {
             builder = builder.header(name, value);
         }

@@ -17,6 +17,9 @@ use crate::config::Secret;
 /// How long before expiry the token is renewed: the platform issues a fresh one only then.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(60);
 
+/// The longest a token fetch may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The platform's codes for a missing, wrong or expired token (answered with HTTP 200).
 pub fn is_token_error(code: i64) -> bool {
     (11241..=11244).contains(&code)
@@ -80,8 +83,15 @@ impl Tokens {
     async fn fetch(&self) -> Result<(String, Duration), TokenError> {
         let fail = |reason: String| TokenError { url: self.url.clone(), reason };
         let body = json!({"appId": self.app_id, "clientSecret": self.secret.0});
-        let response =
-            self.client.post(&self.url).json(&body).send().await.map_err(|e| fail(crate::logsafe::chain(&e)))?;
+        // Bounded: every call waits behind a fetch, so a stalled token host must not hold them.
+        let response = self
+            .client
+            .post(&self.url)
+            .json(&body)
+            .timeout(FETCH_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| fail(crate::logsafe::chain(&e)))?;
         let status = response.status().as_u16();
         // The answer is a small JSON object; 64 KiB bounds a hostile one.
         let bytes = crate::adapter::http_api::read(response, 64 << 10)
