@@ -54,9 +54,33 @@ impl Ty {
             (Ty::Num, Value::Number(n)) => Ok(Value::Number(n)),
             (Ty::Array, v @ Value::Array(_)) => Ok(v),
             (Ty::Object, v @ Value::Object(_)) => Ok(v),
-            (Ty::Message, v @ (Value::String(_) | Value::Object(_) | Value::Array(_))) => Ok(v),
+            (Ty::Message, v) if check_message(&v).is_ok() => Ok(v),
             (_, v) => Err(v),
         }
+    }
+}
+
+/// Checks a cross-protocol message: text, a segment `#{type, data}`, or an array of them (a
+/// map without `type`, such as `#{text: "hi"}`, is a mistake, not a message).
+pub fn check_message(v: &Value) -> Result<(), String> {
+    let segment = |m: &Map<String, Value>| match m.get("type") {
+        Some(Value::String(_)) => Ok(()),
+        _ => {
+            let keys: Vec<&String> = m.keys().collect();
+            Err(format!(
+                "a map in a message must be a segment #{{type, data}} (msg::text(..), msg::image(..)), got one with {keys:?}"
+            ))
+        }
+    };
+    match v {
+        Value::String(_) => Ok(()),
+        Value::Object(m) => segment(m),
+        Value::Array(items) => items.iter().try_for_each(|item| match item {
+            Value::String(_) => Ok(()),
+            Value::Object(m) => segment(m),
+            other => Err(format!("a message array holds text and segments, not {}", json_type(other))),
+        }),
+        other => Err(format!("a message is text, a segment or an array of them, not {}", json_type(other))),
     }
 }
 

@@ -244,6 +244,8 @@ pub struct Bot {
     /// The address a receiving transport listens on, once bound.
     pub listening: Mutex<Option<std::net::SocketAddr>>,
     link: Link,
+    /// The users (account ids as text) this bot obeys whatever their role (config `superusers`).
+    superusers: std::sync::OnceLock<Vec<String>>,
     /// Detached request-based calls waiting their turn, by order key (a chat).
     ordered: Mutex<std::collections::HashMap<u64, std::collections::VecDeque<Pending>>>,
 }
@@ -311,6 +313,7 @@ impl Bot {
             self_id: RwLock::new(None),
             listening: Mutex::new(None),
             link,
+            superusers: std::sync::OnceLock::new(),
             ordered: Mutex::default(),
         }
     }
@@ -345,7 +348,19 @@ impl Bot {
     /// A handle like `template` (name, protocol, call timeout) whose calls go where `route`
     /// says: one account of a listener that several accounts connect to.
     pub fn routed(template: &Bot, route: Arc<dyn Route>) -> Bot {
-        Bot::new(&template.name, template.protocol, template.call_timeout, Link::Routed(route))
+        let bot = Bot::new(&template.name, template.protocol, template.call_timeout, Link::Routed(route));
+        bot.set_superusers(template.superusers().to_vec());
+        bot
+    }
+
+    /// Sets the users this bot obeys whatever their role (once, when it is configured).
+    pub fn set_superusers(&self, users: Vec<String>) {
+        let _ = self.superusers.set(users);
+    }
+
+    /// The users this bot obeys whatever their role.
+    pub fn superusers(&self) -> &[String] {
+        self.superusers.get().map_or(&[], Vec::as_slice)
     }
 
     /// The per-account handles of a bot that serves several accounts (none otherwise).

@@ -65,6 +65,9 @@ pub struct RawConfig {
     /// Scripts' HTTP client (`http::`).
     #[serde(default)]
     pub http: RawHttp,
+    /// How commands are recognised.
+    #[serde(default)]
+    pub commands: RawCommands,
     /// Bots to connect; none means the console backend.
     #[serde(default, rename = "bot")]
     pub bots: Vec<toml::Spanned<toml::Table>>,
@@ -87,6 +90,20 @@ pub struct RawTls {
     /// A PEM file of extra certificate authorities to trust (private deployments), besides the
     /// bundled public roots.
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[commands]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommands {
+    /// Prefixes that start a command (`["/"]`); `""` allows none.
+    pub prefixes: Option<Vec<String>>,
+    /// Whether command names match in any case (false).
+    pub case_insensitive: Option<bool>,
+    /// Said to a user who lacks a command's permission (silence when unset).
+    pub refuse_message: Option<String>,
+    /// Said to a user whose command is cooling down; `{secs}` is the cooldown (silence when unset).
+    pub cooldown_message: Option<String>,
 }
 
 /// `[http]` as written: how far scripts' `http::` requests may go.
@@ -248,6 +265,8 @@ pub struct Config {
     pub tls: crate::tls::ClientTls,
     /// Scripts' HTTP client settings.
     pub http: crate::bindings::http::Settings,
+    /// How commands are recognised and refused.
+    pub commands: crate::script::command::Settings,
 }
 
 /// Script limits with defaults applied.
@@ -321,6 +340,8 @@ impl Default for Limits {
 pub struct BotConfig {
     /// Unique name.
     pub name: String,
+    /// Users it obeys whatever their role (`superusers`, any protocol): account ids as text.
+    pub superusers: Vec<String>,
     /// Protocol and transport settings.
     pub kind: BotKind,
 }
@@ -439,7 +460,23 @@ impl Config {
         for (i, table) in raw.bots.into_iter().enumerate() {
             let keys = BotKeys { index: i, tls: &tls, path, env: &env };
             let line = text.get(..table.span().start).map_or(0, |t| t.matches('\n').count() + 1);
-            let b = RawBot::parse(table.into_inner()).map_err(|e| {
+            let mut table = table.into_inner();
+            // `superusers` means the same on every protocol: read here, not by each adapter.
+            let superusers = match table.remove("superusers") {
+                None => Vec::new(),
+                Some(toml::Value::Array(ids)) => ids
+                    .into_iter()
+                    .map(|id| match id {
+                        toml::Value::String(s) => Ok(s),
+                        toml::Value::Integer(n) => Ok(n.to_string()),
+                        other => {
+                            Err(keys.invalid("superusers", format!("account ids (numbers or strings), got {other}")))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(other) => return Err(keys.invalid("superusers", format!("a list of account ids, got {other}"))),
+            };
+            let b = RawBot::parse(table).map_err(|e| {
                 let at = if line > 0 { format!(" (the table at line {line})") } else { String::new() };
                 ConfigError::Invalid { path: path.to_owned(), key: format!("bot[{i}]{at}"), expected: e }
             })?;
@@ -453,10 +490,10 @@ impl Config {
                 RawBot::Milky(b) => BotKind::Milky(crate::adapter::milky::config::validate(&b, &keys)?),
                 RawBot::Qq(b) => BotKind::Qq(crate::adapter::qq::config::validate(&b, &keys)?),
             };
-            bots.push(BotConfig { name, kind });
+            bots.push(BotConfig { name, superusers, kind });
         }
         if bots.is_empty() {
-            bots.push(BotConfig { name: "console".into(), kind: BotKind::Console });
+            bots.push(BotConfig { name: "console".into(), superusers: Vec::new(), kind: BotKind::Console });
         }
 
         let timezone = crate::scheduler::Zone::parse(raw.timezone.as_deref().unwrap_or("local"))
@@ -476,7 +513,21 @@ impl Config {
             allow_private: raw.http.allow_private.unwrap_or(hd.allow_private),
             max_redirects: raw.http.max_redirects.unwrap_or(hd.max_redirects),
         };
+        let cd = crate::script::command::Settings::default();
+        let mut prefixes = raw.commands.prefixes.unwrap_or(cd.prefixes);
+        if prefixes.is_empty() {
+            return Err(invalid("commands.prefixes".into(), "at least one prefix (\"\" for none)".into()));
+        }
+        // Longest first, so "//" is tried before "/" and "" last.
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        let commands = crate::script::command::Settings {
+            prefixes,
+            case_insensitive: raw.commands.case_insensitive.unwrap_or(cd.case_insensitive),
+            refuse_message: raw.commands.refuse_message.unwrap_or_default(),
+            cooldown_message: raw.commands.cooldown_message.unwrap_or_default(),
+        };
         Ok(Config {
+            commands,
             http,
             timezone,
             scripts_dir: dir(raw.scripts_dir, "scripts"),

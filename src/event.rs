@@ -116,6 +116,33 @@ impl Event {
         self.pointer(self.sender_at)
     }
 
+    /// The sender's role in the group, as the protocol says it: `owner`, `admin` or `member`
+    /// (`None` outside groups, or when the event does not say).
+    pub fn role(&self) -> Option<&str> {
+        let sender = self.sender();
+        if let Some(role) = sender.get("role").or_else(|| sender.get("member_role")).and_then(Value::as_str) {
+            return Some(match role {
+                "owner" | "admin" | "member" => role,
+                _ => "member",
+            });
+        }
+        // Guilds list role ids: 4 is the owner, 2 an admin, 5 a channel admin.
+        let roles = self.raw.pointer("/d/member/roles").and_then(Value::as_array)?;
+        let has = |id: &str| roles.iter().any(|r| r.as_str() == Some(id));
+        Some(if has("4") {
+            "owner"
+        } else if has("2") || has("5") {
+            "admin"
+        } else {
+            "member"
+        })
+    }
+
+    /// Whether the sender is one of the bot's superusers (config `superusers`).
+    pub fn is_superuser(&self) -> bool {
+        self.bot.superusers().iter().any(|s| same_id(&Value::String(s.clone()), &self.user_id))
+    }
+
     fn pointer(&self, at: &str) -> &Value {
         if at.is_empty() {
             return &Value::Null;

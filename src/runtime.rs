@@ -85,6 +85,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         rt: Some(tokio::runtime::Handle::current()),
         http: Some(crate::bindings::http::Client::new(config.http.clone(), &config.tls)),
         max_wait: config.limits.max_wait,
+        commands: config.commands.clone(),
     });
     let _lock = lock_data_dir(&config.data_dir)?;
     let data_dir = config.data_dir.clone();

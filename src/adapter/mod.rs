@@ -213,10 +213,12 @@ impl Opened {
 /// Creates the handle of a configured bot; `data_dir` keeps what a connection must remember
 /// across restarts (the official gateway's session).
 pub fn open(cfg: &BotConfig, call_timeout: Duration, data_dir: &std::path::Path) -> Opened {
-    match &cfg.kind {
+    let opened = match &cfg.kind {
         BotKind::Console => console::open(&cfg.name, call_timeout),
         BotKind::OneBot11(ob) => onebot11::open(&cfg.name, ob, call_timeout),
         BotKind::Milky(m) => milky::open(&cfg.name, m, call_timeout),
         BotKind::Qq(q) => qq::open(&cfg.name, q, call_timeout, data_dir),
-    }
+    };
+    opened.bot.set_superusers(cfg.superusers.clone());
+    opened
 }

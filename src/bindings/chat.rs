@@ -44,6 +44,11 @@ fn pick(services: &Services, verb: &str) -> RhaiResult<Arc<Bot>> {
 fn run(services: &Services, ctx: &NativeCallContext, verb: Verb<'_>) -> RhaiResult<Dynamic> {
     let go = || {
         let bot = pick(services, verb.name())?;
+        if let Verb::SendGroup { message, .. } | Verb::SendPrivate { message, .. } = &verb
+            && bot.protocol.namespace != "qq"
+        {
+            crate::api::check_message(message).map_err(|e| script_error(format!("{}: {e}", verb.name())))?;
+        }
         let (action, params) = verb_call(&bot, &verb).map_err(call_error)?;
         // A send goes after the replies already on their way to the same chat.
         let chat = match &verb {

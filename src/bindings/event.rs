@@ -9,6 +9,20 @@ use super::convert::{call_error, to_dynamic, to_json};
 use super::{Services, documented};
 use crate::event::Event;
 
+/// A script's message for `bot`, checked where the protocol takes only segments (the official
+/// platform also takes a map of its own message fields).
+pub(crate) fn message_for(
+    bot: &crate::bot::Bot,
+    value: &Dynamic,
+    what: &str,
+) -> Result<serde_json::Value, Box<EvalAltResult>> {
+    let message = to_json(value, what)?;
+    if bot.protocol.namespace != "qq" {
+        crate::api::check_message(&message).map_err(|e| super::convert::script_error(format!("{what}: {e}")))?;
+    }
+    Ok(message)
+}
+
 /// The script-side handle of an event.
 pub type EventRef = Arc<Event>;
 
@@ -39,6 +53,16 @@ pub fn module(services: Arc<Services>) -> Module {
     get!("raw", "the event exactly as received, as a map", |e| to_dynamic(&e.raw));
     get!("is_group", "whether the event happened in a group", |e| !e.group_id.is_null());
     get!("at_me", "whether the message @-mentions the bot", |e| e.at_me);
+    get!(
+        "role",
+        "the sender's role in the group: `owner`, `admin` or `member` (`()` when the event does not say)",
+        |e| { e.role().map_or(Dynamic::UNIT, |r| r.into()) }
+    );
+    get!("is_admin", "whether the sender is a group admin or owner (or a superuser)", |e| e.is_superuser()
+        || matches!(e.role(), Some("admin" | "owner")));
+    get!("is_owner", "whether the sender owns the group (or is a superuser)", |e| e.is_superuser()
+        || e.role() == Some("owner"));
+    get!("is_superuser", "whether the sender is one of the bot's `superusers` (config)", |e| e.is_superuser());
     get!("reply_to", "the id of the message this one replies to, `()` when none", |e| to_dynamic(&e.reply_to));
     get!("self_id", "the account id of the bot that delivered it", |e| match e.bot.self_id() {
         Some(crate::bot::BotId::Number(n)) => Dynamic::from_int(n),
@@ -83,7 +107,7 @@ pub fn module(services: Arc<Services>) -> Module {
     documented("reply", &["ev: Event", "message: message"], doc).in_global_namespace().set_into_module(
         &mut m,
         move |e: &mut EventRef, message: Dynamic| -> Result<(), Box<EvalAltResult>> {
-            let message = to_json(&message, "ev.reply")?;
+            let message = message_for(&e.bot, &message, "ev.reply")?;
             let (action, params) = crate::adapter::reply_call(e, message).map_err(call_error)?;
             send_services.send_logged(&e.bot, action, params, e.conversation());
             Ok(())
@@ -113,7 +137,7 @@ pub fn module(services: Arc<Services>) -> Module {
         .set_into_module(
             &mut m,
             move |e: &mut EventRef, text: Dynamic, timeout_ms: rhai::INT| -> Result<Dynamic, Box<EvalAltResult>> {
-                let message = to_json(&text, "ev.prompt")?;
+                let message = message_for(&e.bot, &text, "ev.prompt")?;
                 let (action, params) = crate::adapter::reply_call(e, message).map_err(call_error)?;
                 prompt_services.send_logged(&e.bot, action, params, e.conversation());
                 w(&prompt_services, e, timeout_ms)
@@ -127,7 +151,7 @@ pub fn module(services: Arc<Services>) -> Module {
     documented("reply_wait", &["ev: Event", "message: message"], doc).in_global_namespace().set_into_module(
         &mut m,
         move |e: &mut EventRef, message: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
-            let message = to_json(&message, "ev.reply_wait")?;
+            let message = message_for(&e.bot, &message, "ev.reply_wait")?;
             let (action, params) = crate::adapter::reply_call(e, message).map_err(call_error)?;
             super::out_of_time()?;
             let result = services.call_blocking_in_order(&e.bot, e.conversation(), action, params);

@@ -304,3 +304,25 @@ const UPDATE_DOC: &str =
 /// What `update_all` does.
 const UPDATE_ALL_DOC: &str =
     "replace the values under `keys` with the map `callback(#{key: old})` returns, all or none, retried on conflict";
+
+/// `ratelimit::allow(key, count, window_ms)`: whether one more use of `key` fits in `count` uses
+/// per `window_ms` (recorded when it does), kept in the store so limits survive reloads.
+pub fn ratelimit(store: Arc<Store>, script_ns: &str) -> Module {
+    let mut m = Module::new();
+    let ns = format!("__ratelimit:{script_ns}");
+    let doc = "whether one more use of `key` fits in `count` uses per `window_ms` (the use is recorded when it does)";
+    documented("allow", &["key: string", "count: int", "window_ms: int"], doc).set_into_module(
+        &mut m,
+        move |key: &str, count: INT, window_ms: INT| -> RhaiResult<bool> {
+            if count < 1 || window_ms < 1 {
+                return Err(crate::bindings::convert::script_error(format!(
+                    "ratelimit::allow: count and window_ms must be at least 1, got {count} and {window_ms}"
+                )));
+            }
+            store
+                .allow(&ns, key, count as usize, window_ms)
+                .map_err(|e| crate::bindings::convert::script_error(format!("ratelimit::allow({key:?}): {e}")))
+        },
+    );
+    m
+}

@@ -43,12 +43,20 @@ pub struct Services {
     pub http: Option<http::Client>,
     /// The longest a callback may wait for a user's next message.
     pub max_wait: std::time::Duration,
+    /// How commands are recognised and refused.
+    pub commands: crate::script::command::Settings,
 }
 
 impl Services {
     /// Services with no bots, for compiling and listing.
     pub fn offline() -> Arc<Services> {
-        Arc::new(Services { bots: Vec::new(), rt: None, http: None, max_wait: std::time::Duration::from_secs(600) })
+        Arc::new(Services {
+            bots: Vec::new(),
+            rt: None,
+            http: None,
+            max_wait: std::time::Duration::from_secs(600),
+            commands: Default::default(),
+        })
     }
 
     /// The bot a call from a script goes to: the one that delivered the current event, or else

@@ -27,7 +27,7 @@ use crate::scheduler::{CronSpec, JobSpec, Misfire, Scheduler, When, Zone};
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 /// Runs a job's callback in its script: `(label, callback)`.
-pub type JobRunner = Arc<dyn Fn(&str, &FnPtr) + Send + Sync>;
+pub type JobRunner = Arc<dyn Fn(&str, &FnPtr, i64) + Send + Sync>;
 
 #[derive(Clone)]
 struct Ctx {
@@ -61,7 +61,7 @@ impl Staged {
 impl Ctx {
     fn add(&self, name: String, when: When, misfire: Misfire, f: FnPtr) -> RhaiResult<String> {
         let (run, label) = (self.run.clone(), format!("job \"{name}\""));
-        let action = Arc::new(move || run(&label, &f));
+        let action = Arc::new(move |fire_ms| run(&label, &f, fire_ms));
         let spec = JobSpec { owner: self.owner.to_string(), name: name.clone(), when, misfire, action };
         let mut staged = self.staged.0.lock().unwrap_or_else(PoisonError::into_inner);
         // A job replacing one of the same name does not add to the count.

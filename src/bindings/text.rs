@@ -122,9 +122,25 @@ fn captures(re: &regex::Regex, text: &str) -> Dynamic {
     c.iter().map(|g| g.map_or(Dynamic::UNIT, |g| g.as_str().into())).collect::<Array>().into()
 }
 
-/// The global text helpers: `join` and `format`.
+/// Sleeps, never past the callback's deadlines: then the callback is stopped like a runaway.
+fn sleep(secs: f64) -> RhaiResult<()> {
+    if !(secs >= 0.0 && secs.is_finite()) {
+        return Err(script_error(format!("sleep: seconds must be 0 or more, got {secs}")));
+    }
+    crate::script::wait::sleep(std::time::Duration::from_secs_f64(secs.min(1e6)));
+    match crate::script::context::expired() {
+        Some(token) => Err(EvalAltResult::ErrorTerminated(token.into(), rhai::Position::NONE).into()),
+        None => Ok(()),
+    }
+}
+
+/// The global text helpers: `join` and `format`, and a `sleep` that respects the callback's
+/// deadlines and gives its worker to others while it sleeps.
 pub fn global() -> Module {
     let mut m = Module::new();
+    let doc = "pause this callback for `seconds` (never past its time budget: it is stopped there)";
+    documented("sleep", &["seconds: number"], doc).set_into_module(&mut m, sleep);
+    documented("sleep", &["seconds: int"], doc).set_into_module(&mut m, |secs: rhai::INT| sleep(secs as f64));
     documented("join", &["items: array", "separator: string"], "the items as text, separated by `separator`")
         .in_global_namespace()
         .set_into_module(&mut m, join);

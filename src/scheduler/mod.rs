@@ -25,7 +25,7 @@ pub use cron_time::{CronSpec, Zone};
 use crate::storage::Store;
 
 /// What a job does when it fires; runs on a worker thread.
-pub type Action = Arc<dyn Fn() + Send + Sync>;
+pub type Action = Arc<dyn Fn(i64) + Send + Sync>;
 
 /// When a job fires.
 #[derive(Debug, Clone)]
@@ -96,8 +96,10 @@ pub struct Due {
     pub owner: String,
     /// Name.
     pub name: String,
-    /// What to run.
+    /// What to run, given `fire_ms`.
     pub action: Action,
+    /// When it was due (Unix milliseconds): what cron and timer callbacks receive.
+    pub fire_ms: i64,
     /// Clears the job's running flag when dropped (after the action ran, or if it never will).
     pub guard: RunningGuard,
 }
@@ -323,6 +325,7 @@ impl Scheduler {
                 owner: job.owner.clone(),
                 name: job.name.clone(),
                 action: job.action.clone(),
+                fire_ms: at.timestamp_millis(),
                 guard: RunningGuard(job.running.clone()),
             });
             if matches!(job.when, When::Cron(_)) {
@@ -411,7 +414,7 @@ mod tests {
 
     fn counting(n: &Arc<AtomicUsize>) -> Action {
         let n = n.clone();
-        Arc::new(move || {
+        Arc::new(move |_| {
             n.fetch_add(1, Ordering::SeqCst);
         })
     }
@@ -424,7 +427,7 @@ mod tests {
     fn run(due: Vec<Due>) -> usize {
         let n = due.len();
         for d in due {
-            (d.action)();
+            (d.action)(d.fire_ms);
         }
         n
     }
@@ -538,7 +541,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let handle = sched
             .spawn(move |d: Due| {
-                (d.action)();
+                (d.action)(d.fire_ms);
                 tx.send(d.name.clone()).unwrap();
             })
             .unwrap();
@@ -548,7 +551,7 @@ mod tests {
                 name: "soon".into(),
                 when: When::After(Duration::from_millis(10)),
                 misfire: Misfire::Skip,
-                action: Arc::new(|| {}),
+                action: Arc::new(|_| {}),
             },
             Utc::now(),
         );

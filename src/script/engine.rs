@@ -109,6 +109,7 @@ impl Globals {
         if let Some(store) = &self.store {
             let ns = script.strip_suffix(".rhai").unwrap_or(script);
             engine.register_static_module("kv", Shared::new(kv::namespace(store.clone(), ns)));
+            engine.register_static_module("ratelimit", Shared::new(kv::ratelimit(store.clone(), ns)));
         }
         match &self.scheduler {
             Some(scheduler) => schedule::register(engine, scheduler.clone(), script, self.zone, &self.limits, run),

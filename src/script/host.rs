@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Instant, SystemTime};
 
 use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, ParseError, Position, Scope};
-use tracing::error;
+use tracing::{error, warn};
 
+use super::command;
 use super::context;
 use super::engine::Globals;
 use super::lane::Lane;
@@ -93,8 +94,8 @@ enum Handler {
     Closure(FnPtr),
     /// `fn on_event(ev)`.
     Function(String),
-    /// `command("name", |ev, args| ...)`: runs on messages of the form `/name args`.
-    Command { names: Vec<String>, f: FnPtr },
+    /// `command("name", #{options}, |ev, rest, args| ...)`: runs on messages `/name rest`.
+    Command { names: Vec<String>, options: command::Options, f: FnPtr },
 }
 
 /// A handler with what names it in logs: its label and where it was registered or defined
@@ -114,16 +115,35 @@ impl Registered {
     }
 }
 
+/// The kv namespace of command cooldowns (beside the scripts' own, which end in `.rhai`-less names).
+const COOLDOWNS: &str = "__cooldowns";
+
+/// How a callback registered as `label` may be written, for the error when it takes more.
+fn closure_shapes(label: &str) -> &'static str {
+    if label.starts_with("command(") {
+        "|ev| ..., |ev, rest| ... or |ev, rest, args| ... (rest: the text after the command; args: it split into words)"
+    } else if label.starts_with("job ") {
+        "|| ... or |fired_at| ... (the time it was due, in milliseconds)"
+    } else {
+        "|ev| ..."
+    }
+}
+
 /// A callback's name in logs written on its behalf after it returned.
 fn who(script: &str, label: &str) -> Arc<str> {
     format!("{script} {label}").into()
 }
 
 impl Registered {
-    /// Whether this handler runs for `ev` (a command only for its own `/name`).
-    fn matches(&self, ev: &Event) -> bool {
+    /// Whether this handler runs for `ev`: a command only for its own name, where the bot is
+    /// @-mentioned if it must be, and (when refusals are silent) for users it permits.
+    fn matches(&self, ev: &Event, settings: &command::Settings) -> bool {
         match &self.handler {
-            Handler::Command { names, .. } => command_args(&ev.text, names).is_some(),
+            Handler::Command { names, options, .. } => {
+                command::args_of(&ev.text, names, settings).is_some()
+                    && (!options.need_at || ev.group_id.is_null() || ev.at_me)
+                    && (!settings.refuse_message.is_empty() || options.permits(ev))
+            }
             Handler::Closure(_) | Handler::Function(_) => true,
         }
     }
@@ -147,6 +167,8 @@ pub struct Script {
     handlers: HashMap<String, Vec<Registered>>,
     /// Module paths imported at the top level (`import "args" as args;` -> `args`).
     pub imports: Vec<String>,
+    /// Parameters of each script function and closure, by name.
+    arity: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for Script {
@@ -198,13 +220,15 @@ impl Registry {
                 reg.add(event, Registered::new(&reg.script, label, ctx.call_position(), Handler::Closure(f)))
             },
         );
+        let doc = "run `callback(ev, rest, args)` for messages `/name rest` (one name, or an array of aliases); \
+                   the callback may take just `|ev|` or `|ev, rest|`; top level only";
+        let opts_doc = "like command(name, callback), with #{permission: \"admin\"|\"owner\"|\"superuser\", \
+                        cooldown_ms, per: \"user\"|\"group\"|\"global\", need_at}";
         let reg = self.clone();
-        let doc =
-            "run `callback(ev, args)` for messages `/name args` (one name, or an array of aliases); top level only";
         documented("command", &["name_or_names: string", "callback: Fn"], doc).register_into_engine(
             engine,
             move |ctx: NativeCallContext, name: &str, f: FnPtr| {
-                reg.add_command(vec![name.to_owned()], ctx.call_position(), f)
+                reg.add_command(vec![name.to_owned()], None, ctx.call_position(), f)
             },
         );
         let reg = self.clone();
@@ -212,34 +236,42 @@ impl Registry {
             engine,
             move |ctx: NativeCallContext, names: rhai::Array, f: FnPtr| {
                 let names = names.iter().map(|n| n.to_string()).collect();
-                reg.add_command(names, ctx.call_position(), f)
+                reg.add_command(names, None, ctx.call_position(), f)
             },
         );
+        let reg = self.clone();
+        documented("command", &["name_or_names: string", "options: map", "callback: Fn"], opts_doc)
+            .register_into_engine(engine, move |ctx: NativeCallContext, name: &str, options: rhai::Map, f: FnPtr| {
+                reg.add_command(vec![name.to_owned()], Some(options), ctx.call_position(), f)
+            });
+        let reg = self.clone();
+        documented("command", &["name_or_names: array", "options: map", "callback: Fn"], opts_doc)
+            .register_into_engine(
+                engine,
+                move |ctx: NativeCallContext, names: rhai::Array, options: rhai::Map, f: FnPtr| {
+                    let names = names.iter().map(|n| n.to_string()).collect();
+                    reg.add_command(names, Some(options), ctx.call_position(), f)
+                },
+            );
     }
 
-    fn add_command(&self, names: Vec<String>, at: Position, f: FnPtr) -> Result<(), Box<EvalAltResult>> {
+    fn add_command(
+        &self,
+        names: Vec<String>,
+        options: Option<rhai::Map>,
+        at: Position,
+        f: FnPtr,
+    ) -> Result<(), Box<EvalAltResult>> {
         if names.is_empty() || names.iter().any(|n| n.is_empty() || n.contains(char::is_whitespace)) {
             return Err(script_error(format!("command names must be non-empty words, got {names:?}")));
         }
         let label = format!("command(\"{}\")", names[0]);
-        self.add("message", Registered::new(&self.script, label, at, Handler::Command { names, f }))
+        let options = match options {
+            Some(m) => command::Options::from_map(&m).map_err(|e| script_error(format!("{label}: {e}")))?,
+            None => command::Options::default(),
+        };
+        self.add("message", Registered::new(&self.script, label, at, Handler::Command { names, options, f }))
     }
-}
-
-/// The prefix that marks a command in a message.
-pub const COMMAND_PREFIX: &str = "/";
-
-/// The arguments of `text` if it is one of the commands `names` (`/name args...`).
-fn command_args<'t>(text: &'t str, names: &[String]) -> Option<&'t str> {
-    let body = text.trim_start().strip_prefix(COMMAND_PREFIX)?;
-    names.iter().find_map(|n| {
-        let rest = body.strip_prefix(n.as_str())?;
-        match rest.chars().next() {
-            None => Some(""),
-            Some(c) if c.is_whitespace() => Some(rest.trim()),
-            Some(_) => None,
-        }
-    })
 }
 
 impl Script {
@@ -269,10 +301,11 @@ impl Script {
 
         let mut ast = engine.compile(source).map_err(|e| syntax_error(&shown, e))?;
         ast.set_source(shown.as_str());
+        let mut top = Scope::new();
         {
             let l = &globals.limits;
             let _running = context::enter(l.callback_timeout, l.callback_total, None, Some(who(&name, "top level")));
-            engine.run_ast(&ast).map_err(|e| {
+            engine.run_ast_with_scope(&mut top, &ast).map_err(|e| {
                 let pos = locate(&e, Position::NONE);
                 LoadError::TopLevel {
                     path: shown.clone(),
@@ -283,6 +316,19 @@ impl Script {
             })?;
         }
 
+        // The top level's constants are seen by every callback, `fn` handlers included, as
+        // `NAME` or `global::NAME` (Rhai functions otherwise see no outer variable).
+        let mut constants = rhai::Module::new();
+        for (name, is_constant, value) in top.iter_raw() {
+            if is_constant {
+                constants.set_var(name, value.clone());
+            }
+        }
+        if !constants.is_empty() {
+            let constants = rhai::Shared::new(constants);
+            engine.register_global_module(constants.clone());
+            engine.register_static_module("global", constants);
+        }
         let mut handlers: HashMap<String, Vec<Registered>> = HashMap::new();
         for (key, registered) in registry.close() {
             handlers.entry(key).or_default().push(registered);
@@ -295,6 +341,9 @@ impl Script {
                 handlers.entry(normalize_name(event)).or_default().push(Registered::new(&name, label, at, handler));
             }
         }
+        // How many parameters each closure takes, so callbacks get as many arguments as they
+        // are written with.
+        let arity: HashMap<String, usize> = ast.iter_functions().map(|f| (f.name.to_owned(), f.params.len())).collect();
         let l = &globals.limits;
         let policy = Quarantine { failures: l.quarantine_failures, window: l.quarantine_window };
         let script = Arc::new(Script {
@@ -308,6 +357,7 @@ impl Script {
             globals: globals.clone(),
             handlers,
             imports,
+            arity,
         });
         let _ = this.set(Arc::downgrade(&script));
         Ok((script, staged.take()))
@@ -321,19 +371,30 @@ impl Script {
     /// Whether a handler of this script would run for `ev`. Commands are matched here, at
     /// dispatch, so a script whose commands do not match costs no worker hand-off.
     pub fn wants(&self, ev: &Event) -> bool {
-        ev.keys().iter().any(|k| self.handlers.get(k).is_some_and(|hs| hs.iter().any(|h| h.matches(ev))))
+        let settings = &self.globals.services.commands;
+        ev.keys().iter().any(|k| self.handlers.get(k).is_some_and(|hs| hs.iter().any(|h| h.matches(ev, settings))))
     }
 
     /// Runs every handler this script has for `ev`, most specific name first.
     pub fn handle(&self, ev: &EventRef) {
         for key in ev.keys() {
-            for registered in self.handlers.get(key).into_iter().flatten().filter(|r| r.matches(ev)) {
+            let settings = &self.globals.services.commands;
+            for registered in self.handlers.get(key).into_iter().flatten().filter(|r| r.matches(ev, settings)) {
+                if let Handler::Command { names, options, .. } = &registered.handler
+                    && !self.command_allowed(ev, &names[0], options)
+                {
+                    continue;
+                }
                 let arg = || Dynamic::from(ev.clone());
                 self.invoke(&registered.label, &registered.who, registered.at, Some(ev), |s| {
                     match &registered.handler {
-                        Handler::Closure(f) => f.call::<Dynamic>(&s.engine, &s.ast, (arg(),)),
-                        Handler::Command { names, f } => match command_args(&ev.text, names) {
-                            Some(args) => f.call::<Dynamic>(&s.engine, &s.ast, (arg(), args.to_owned())),
+                        Handler::Closure(f) => s.call_closure(f, &registered.label, vec![arg()]),
+                        Handler::Command { names, f, .. } => match command::args_of(&ev.text, names, settings) {
+                            Some(rest) => {
+                                let words: rhai::Array =
+                                    super::command::split_args(rest).into_iter().map(Dynamic::from).collect();
+                                s.call_closure(f, &registered.label, vec![arg(), rest.into(), words.into()])
+                            }
                             None => Ok(Dynamic::UNIT),
                         },
                         Handler::Function(name) => {
@@ -346,12 +407,69 @@ impl Script {
         }
     }
 
-    /// Runs a scheduled job's callback (not while quarantined).
-    pub fn run_job(&self, label: &str, f: &FnPtr) {
+    /// Runs a scheduled job's callback (not while quarantined); a callback with a parameter
+    /// gets the time it was due (Unix milliseconds).
+    pub fn run_job(&self, label: &str, f: &FnPtr, fire_ms: i64) {
         if self.supervisor.is_quarantined() {
             return;
         }
-        self.invoke(label, &who(&self.name, label), Position::NONE, None, |s| f.call::<Dynamic>(&s.engine, &s.ast, ()));
+        self.invoke(label, &who(&self.name, label), Position::NONE, None, |s| {
+            s.call_closure(f, label, vec![Dynamic::from_int(fire_ms)])
+        });
+    }
+
+    /// Whether `ev`'s sender may run the command now: permitted, and not cooling down (a use
+    /// is recorded when it may). A refusal is said when the config gives a message for it.
+    fn command_allowed(&self, ev: &EventRef, name: &str, options: &command::Options) -> bool {
+        let settings = &self.globals.services.commands;
+        let say = |text: String| {
+            if text.is_empty() {
+                return;
+            }
+            if let Ok((action, params)) = crate::adapter::reply_call(ev, serde_json::Value::String(text)) {
+                self.globals.services.send_logged(&ev.bot, action, params, ev.conversation());
+            }
+        };
+        if !options.permits(ev) {
+            say(settings.refuse_message.clone());
+            return false;
+        }
+        let (Some((every, per)), Some(store)) = (options.cooldown, &self.globals.store) else { return true };
+        let whose = match per {
+            command::Per::User => format!("user:{}", ev.user_id),
+            command::Per::Group => format!("chat:{}", ev.conversation()),
+            command::Per::Global => "all".to_owned(),
+        };
+        let key = format!("{}:{name}:{whose}", self.name);
+        let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+        match store.allow(COOLDOWNS, &key, 1, every_ms) {
+            Ok(true) => true,
+            Ok(false) => {
+                let secs = every.as_secs().max(1);
+                say(settings.cooldown_message.replace("{secs}", &secs.to_string()));
+                false
+            }
+            Err(e) => {
+                warn!(script = %self.name, "cooldown of /{name} unavailable ({e}); the command runs");
+                true
+            }
+        }
+    }
+
+    /// Calls a closure with as many of `args` as it takes (`|| ..`, `|a| ..`, `|a, b| ..`).
+    fn call_closure(&self, f: &FnPtr, label: &str, mut args: Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
+        if let Some(&params) = self.arity.get(f.fn_name()) {
+            let takes = params.saturating_sub(f.curry().len());
+            if takes > args.len() {
+                return Err(script_error(format!(
+                    "{label}: the callback takes {takes} parameters, but gets at most {}: write it as {}",
+                    args.len(),
+                    closure_shapes(label)
+                )));
+            }
+            args.truncate(takes);
+        }
+        f.call::<Dynamic>(&self.engine, &self.ast, args)
     }
 
     /// Handles queued work until the lane has nothing ready, or until `budget` items were
@@ -365,7 +483,7 @@ impl Script {
                 Work::Event(ev) if !self.supervisor.is_quarantined() => self.handle(&ev),
                 Work::Event(_) => {}
                 // The job's guard drops after its run: it is never started twice at once.
-                Work::Job(due) => (due.action)(),
+                Work::Job(due) => (due.action)(due.fire_ms),
             }
         }
         if let Some(key) = held {
@@ -429,9 +547,9 @@ impl Script {
 
 fn job_runner(this: &Arc<OnceLock<Weak<Script>>>) -> crate::bindings::schedule::JobRunner {
     let this = this.clone();
-    Arc::new(move |label: &str, f: &FnPtr| {
+    Arc::new(move |label: &str, f: &FnPtr, fire_ms: i64| {
         if let Some(script) = this.get().and_then(Weak::upgrade) {
-            script.run_job(label, f);
+            script.run_job(label, f, fire_ms);
         }
     })
 }
@@ -474,7 +592,7 @@ fn syntax_error(path: &str, e: ParseError) -> LoadError {
 pub fn full_engine(globals: &Arc<Globals>) -> Engine {
     let mut engine = globals.engine("listing", globals.stdlib_dir.clone());
     Registry::open("listing").install(&mut engine);
-    let _ = globals.install_script_services(&mut engine, "listing", Arc::new(|_: &str, _: &FnPtr| {}));
+    let _ = globals.install_script_services(&mut engine, "listing", Arc::new(|_: &str, _: &FnPtr, _: i64| {}));
     engine
 }
 
@@ -618,7 +736,7 @@ mod tests {
             ("echo x", None),
             ("/other", None),
         ] {
-            assert_eq!(command_args(text, &names), expected, "{text:?}");
+            assert_eq!(command::args_of(text, &names, &command::Settings::default()), expected, "{text:?}");
         }
     }
 }

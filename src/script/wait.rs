@@ -69,3 +69,14 @@ pub fn wait_for_event(
         _ => None,
     })
 }
+
+/// Sleeps the running callback for `d`, but never past its deadlines, on a spare thread's
+/// account (the worker's place is taken while it sleeps). Outside a drainer it just sleeps,
+/// as briefly.
+pub fn sleep(d: Duration) {
+    let d = super::context::budget_left().map_or(d, |left| d.min(left));
+    match CURRENT.with_borrow(Clone::clone) {
+        Some((_, pool)) => pool.blocking(|| std::thread::sleep(d)),
+        None => std::thread::sleep(d),
+    }
+}

@@ -8,6 +8,7 @@
 
 mod jobs;
 mod kv;
+mod ratelimit;
 
 pub use jobs::JobRow;
 
