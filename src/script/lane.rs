@@ -143,9 +143,10 @@ impl<T> Lane<T> {
         self.waiting.load(Ordering::Acquire) > 0
     }
 
-    /// Whether a drainer holds `key` now (a callback of that conversation runs).
+    /// Whether `key` has a callback running or waiting to run (what comes next in that
+    /// conversation may be what it will wait for).
     pub fn holds(&self, key: u64) -> bool {
-        self.state().keys.get(&key).is_some_and(|k| k.held)
+        self.state().keys.contains_key(&key)
     }
 
     /// Waits for an item that `matches`: one already queued is taken at once (`Err`), else the

@@ -187,3 +187,45 @@ fn a_damaged_database_is_refused_at_start() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("rhaibot.db") && stderr.contains("corrupt"), "{stderr}");
 }
+
+/// The everyday bots (sign-in, a conversation, taught keywords, an HTTP fetch) on the console,
+/// with piped input typed faster than the bot answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_everyday_bots_work_on_the_console() {
+    let app = axum::Router::new()
+        .route("/quote", axum::routing::get(|| async { axum::Json(serde_json::json!({"hitokoto": "stay hungry"})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serves") });
+    let fetch = include_str!("../../scripts/fetch.rhai")
+        .replace("https://v1.hitokoto.cn/?encode=json", &format!("http://127.0.0.1:{port}/quote"));
+    let dir = BotDir::new(&[
+        ("signin.rhai", include_str!("../../scripts/signin.rhai")),
+        ("register.rhai", include_str!("../../scripts/register.rhai")),
+        ("group_bot.rhai", include_str!("../../scripts/group_bot.rhai")),
+        ("fetch.rhai", &fetch),
+    ])
+    .file("rhaibot.toml", "[http]\nallow_private = true\n");
+    let input = ":group 5\n/signin\n/register\nAda\n36\n/learn hi hello\nhi\n/quote\n";
+    let path = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || run_with_stdin(&["run", "--config", "rhaibot.toml"], input, &path))
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = [
+        "+10 points (streak 1), 10 in all",
+        "what is your name?",
+        "hi Ada, how old are you?",
+        "registered Ada, 36",
+        "learned: hi -> hello",
+        "[group 5] bot: hello",
+        "stay hungry",
+    ];
+    for e in expected {
+        assert!(stdout.contains(e), "{e:?} missing from:\n{stdout}");
+    }
+    // One conversation's questions and answers come in its order.
+    let pos = |e: &str| stdout.find(e).unwrap_or(usize::MAX);
+    assert!(pos("what is your name?") < pos("hi Ada") && pos("hi Ada") < pos("registered Ada"), "{stdout}");
+}

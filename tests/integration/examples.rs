@@ -174,3 +174,73 @@ async fn the_group_bot_runs_unchanged_on_onebot_milky_and_the_official_platform(
     }
     rt.stop().await;
 }
+
+/// A local quote service for fetch.rhai, and the script pointed at it.
+async fn quote_service() -> String {
+    let app = axum::Router::new().route(
+        "/quote",
+        axum::routing::get(|| async { axum::Json(json!({"hitokoto": "stay hungry", "from": "a speech"})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serves") });
+    include_str!("../../scripts/fetch.rhai")
+        .replace("https://v1.hitokoto.cn/?encode=json", &format!("http://127.0.0.1:{port}/quote"))
+}
+
+/// What the everyday bots (issue: keyword replies, sign-in, a conversation, an HTTP fetch)
+/// answer to one conversation, the same on every protocol.
+const EVERYDAY: &[(i64, &str, &str)] = &[
+    (7, "/signin", " +10 points (streak 1), 10 in all"),
+    (7, "/register", "what is your name? (\"cancel\" stops)"),
+    (7, "Ada", "hi Ada, how old are you?"),
+    (7, "old", "a whole number from 1 to 150, please:"),
+    (7, "36", "registered Ada, 36"),
+    (7, "/learn hi hello there", "learned: hi -> hello there"),
+    (8, "hi", "hello there"),
+    (8, "/quote", "stay hungry —— a speech"),
+    (8, "/top", "leaderboard:\n1. 7: 10"),
+];
+
+fn everyday_scripts(fetch: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("signin.rhai", include_str!("../../scripts/signin.rhai").to_owned()),
+        ("register.rhai", include_str!("../../scripts/register.rhai").to_owned()),
+        ("group_bot.rhai", include_str!("../../scripts/group_bot.rhai").to_owned()),
+        ("fetch.rhai", fetch.to_owned()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_everyday_bots_work_on_onebot_and_milky() {
+    use crate::support::milky::{self, FakeMilky};
+    let fetch = quote_service().await;
+    let scripts = everyday_scripts(&fetch);
+    let scripts: Vec<(&str, &str)> = scripts.iter().map(|(n, s)| (*n, s.as_str())).collect();
+
+    let mut ob = FakeOneBot::start(None).await;
+    let cfg = format!("[http]\nallow_private = true\n{}", config(&ob.url));
+    let rt = Running::start(&cfg, &scripts);
+    ob.accept().await;
+    for (user, text, answer) in EVERYDAY {
+        ob.push(group_message(100, *user, text));
+        assert_eq!(message_text(&ob.next_action().await.params), *answer, "onebot: {text}");
+    }
+    rt.stop().await;
+
+    let mut mk = FakeMilky::start(None).await;
+    let cfg = format!(
+        "[http]\nallow_private = true\n[[bot]]\nname = \"mk\"\nprotocol = \"milky\"\nurl = \"{}\"\nreconnect_min_ms = 20\n",
+        mk.url
+    );
+    let rt = Running::start(&cfg, &scripts);
+    mk.opened().await;
+    for (seq, (user, text, answer)) in EVERYDAY.iter().enumerate() {
+        mk.push(milky::group_message(20001, *user, 30001 + seq as i64, milky::text(text)));
+        let call = next_send(&mut mk).await;
+        let sent: String =
+            call.body["message"].as_array().unwrap().iter().filter_map(|s| s["data"]["text"].as_str()).collect();
+        assert_eq!(sent, *answer, "milky: {text}");
+    }
+    rt.stop().await;
+}

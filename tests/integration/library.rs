@@ -98,3 +98,91 @@ async fn private_addresses_are_refused_by_default_even_behind_a_name() {
     assert!(named.starts_with("http: ") && named.contains("non-public"), "{named}");
     rt.stop().await;
 }
+
+const COMMANDS: &str = r#"
+    const GREETING = "hello";
+    fn greet() { GREETING }
+    fn on_message(ev) {
+        if ev.text == "const" { ev.reply(`${GREETING} ${global::GREETING} ${greet()}`); }
+    }
+    command("Sign", |ev| ev.reply("signed"));
+    command("split", |ev, rest, args| ev.reply(json::stringify(args)));
+    command("kick", #{ permission: "admin" }, |ev, rest| ev.reply(`kicked ${rest}`));
+    command("root", #{ permission: "superuser" }, |ev| ev.reply("yes, root"));
+    command("draw", #{ cooldown_ms: 60000, per: "user" }, |ev| ev.reply("a card"));
+    command("call", #{ need_at: true }, |ev| ev.reply("you called"));
+    command("nap", |ev| { sleep(3); ev.reply("woke up"); });
+    on("message", |ev| {
+        if ev.text == "map" { try { ev.reply(#{ text: "x" }); } catch (e) { ev.reply(`${e}`); } }
+        if ev.text == "ping" { ev.reply("pong"); }
+    });
+"#;
+
+/// Sends `text` from `user` with `role` and returns the answer.
+async fn say(fake: &mut FakeOneBot, user: i64, role: &str, text: &str, at: bool) -> String {
+    fake.push(from(user, role, text, at));
+    message_text(&fake.next_action().await.params)
+}
+
+/// A group message from `user` with `role`, optionally @-mentioning the bot.
+fn from(user: i64, role: &str, text: &str, at_bot: bool) -> serde_json::Value {
+    let mut m = group_message(1, user, text);
+    m["sender"]["role"] = json!(role);
+    if at_bot {
+        let at = json!({"type": "at", "data": {"qq": crate::support::onebot::SELF_ID.to_string()}});
+        m["message"].as_array_mut().unwrap().insert(0, at);
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_obey_prefixes_permissions_cooldowns_and_mentions() {
+    let mut fake = FakeOneBot::start(None).await;
+    let cfg = format!(
+        "[commands]\nprefixes = [\"/\", \"！\", \"\"]\ncase_insensitive = true\nrefuse_message = \"admins only\"\n\
+         cooldown_message = \"wait {{secs}} s\"\n[limits]\nworkers = 1\ncallback_timeout_ms = 300\n\
+         [[bot]]\nprotocol = \"onebot11\"\nurl = \"{}\"\nsuperusers = [42]\n",
+        fake.url
+    );
+    let rt = Running::start(&cfg, &[("cmd.rhai", COMMANDS)]);
+    fake.accept().await;
+    assert_eq!(
+        say(&mut fake, 7, "member", "const", false).await,
+        "hello hello hello",
+        "top-level consts in fn handlers"
+    );
+    assert_eq!(say(&mut fake, 7, "member", "！SIGN", false).await, "signed", "another prefix, any case, |ev| alone");
+    assert_eq!(say(&mut fake, 7, "member", "sign", false).await, "signed", "no prefix");
+    assert_eq!(say(&mut fake, 7, "member", r#"/split a "b c" d\ e"#, false).await, r#"["a","b c","d e"]"#);
+    assert_eq!(say(&mut fake, 7, "member", "/kick 9", false).await, "admins only");
+    assert_eq!(say(&mut fake, 7, "admin", "/kick 9", false).await, "kicked 9");
+    assert_eq!(say(&mut fake, 7, "owner", "/root", false).await, "admins only");
+    assert_eq!(say(&mut fake, 42, "member", "/root", false).await, "yes, root", "a superuser, whatever the role");
+    assert_eq!(say(&mut fake, 7, "member", "/draw", false).await, "a card");
+    assert_eq!(say(&mut fake, 7, "member", "/draw", false).await, "wait 60 s");
+    assert_eq!(say(&mut fake, 8, "member", "/draw", false).await, "a card", "cooldowns are per user");
+    assert_eq!(say(&mut fake, 7, "member", "/call", true).await, "you called");
+    // Without the @, /call does not run: the next answer is the ping's.
+    fake.push(from(7, "member", "/call", false));
+    assert_eq!(say(&mut fake, 7, "member", "ping", false).await, "pong");
+    let map = say(&mut fake, 7, "member", "map", false).await;
+    assert!(map.contains("must be a segment"), "{map}");
+    // One worker: a callback that sleeps gives it up, and is stopped at its 300 ms budget.
+    fake.push(from(7, "member", "/nap", false));
+    fake.push(group_message(2, 7, "ping"));
+    assert_eq!(message_text(&fake.next_action().await.params), "pong", "another chat is answered while one sleeps");
+    fake.push(from(7, "member", "ping", false));
+    assert_eq!(message_text(&fake.next_action().await.params), "pong", "the nap was cut off, not finished");
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_get_their_fire_time() {
+    let mut fake = FakeOneBot::start(None).await;
+    let script = r#"after(20, |t| onebot::send_private_msg(1, `${t > 1700000000000} ${time::now() >= t}`));"#;
+    let rt =
+        Running::start(&format!("[[bot]]\nprotocol = \"onebot11\"\nurl = \"{}\"\n", fake.url), &[("t.rhai", script)]);
+    fake.accept().await;
+    assert_eq!(message_text(&fake.next_action().await.params), "true true");
+    rt.stop().await;
+}

@@ -70,9 +70,9 @@ async fn the_signin_example_keeps_points_and_schedules_its_leaderboard() {
     assert_eq!(say(8, "/top").await, "leaderboard:\n1. 7: 10\n2. 8: 10");
 
     let jobs = rt.store().jobs_active().unwrap();
-    assert_eq!((jobs[0].script.as_str(), jobs[0].name.as_str()), ("signin.rhai", "leaderboard"));
+    assert_eq!((jobs[0].script.as_str(), jobs[0].name.as_str()), ("signin.rhai", "morning"));
     let next = chrono::DateTime::from_timestamp_millis(jobs[0].next_fire.unwrap()).unwrap();
-    assert_eq!(next.format("%H:%M:%S").to_string(), "21:00:00");
+    assert_eq!(next.format("%H:%M:%S").to_string(), "08:00:00");
     rt.stop().await;
 }
 
