@@ -28,13 +28,17 @@ enum Command {
         #[arg(long, short)]
         scripts: Option<PathBuf>,
     },
-    /// Compile scripts and report every error as file:line:col.
+    /// Find mistakes in scripts without running them: syntax, unknown functions and methods,
+    /// imports, event names, cron expressions, protocol arguments; each as file:line:col.
     Check {
         /// Script files; without any, every script of the scripts dir.
         files: Vec<PathBuf>,
         /// Config file, for its scripts dir.
         #[arg(long, short, env = "RHAIBOT_CONFIG")]
         config: Option<PathBuf>,
+        /// Print the findings as a JSON array (for editors and CI).
+        #[arg(long)]
+        json: bool,
     },
     /// Read or change a script's stored data (works while the bot runs).
     Kv {
@@ -162,7 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.shutdown_background();
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { files, config } => {
+        Command::Check { files, config, json } => {
             let config = load_config(config.as_ref())?;
             let files = if files.is_empty() {
                 rhaibot::script::script_files(&config.scripts_dir)
@@ -170,25 +174,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 files
             };
+            let store = rhaibot::storage::Store::in_memory().ok().map(std::sync::Arc::new);
             let globals = rhaibot::script::Globals::new(
                 rhaibot::bindings::Services::offline(),
                 config.limits.clone(),
                 Some(config.stdlib_dir.clone()),
-                None,
-                None,
+                store,
+                Some(rhaibot::scheduler::Scheduler::new(None)),
                 config.timezone,
             );
-            let mut failed = 0;
+            let engine = rhaibot::script::full_engine(&globals);
+            let known = rhaibot::script::check::Known::from_engine(&engine);
+            let mut findings = Vec::new();
             for f in &files {
-                match rhaibot::script::host::check_file(f, &globals) {
-                    Ok(()) => println!("{}: ok", f.display()),
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("{e}");
-                    }
+                match std::fs::read_to_string(f) {
+                    Ok(source) => findings.extend(rhaibot::script::check::check_source(
+                        f,
+                        &source,
+                        &engine,
+                        &known,
+                        Some(&config.stdlib_dir),
+                    )),
+                    Err(e) => findings.push(rhaibot::script::check::Finding {
+                        file: f.display().to_string(),
+                        line: 0,
+                        column: 0,
+                        message: format!("cannot read: {e}"),
+                        hint: None,
+                    }),
                 }
             }
-            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            if json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else {
+                for f in &files {
+                    if !findings.iter().any(|x| x.file == f.display().to_string()) {
+                        println!("{}: ok", f.display());
+                    }
+                }
+                for x in &findings {
+                    eprintln!("{x}");
+                }
+            }
+            Ok(if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Kv { config, command } => {
             let config = load_config(config.as_ref())?;

@@ -29,9 +29,14 @@ pub fn to_dynamic(value: &Value) -> Dynamic {
     }
 }
 
-/// A plain script error with a message.
+/// A script error with a message, as a catchable map `#{kind: "invalid", message}`.
 pub fn script_error(message: String) -> Box<EvalAltResult> {
-    EvalAltResult::ErrorRuntime(message.into(), Position::NONE).into()
+    // A map like a failed call's, so `catch (e) { e.message }` works for every error the
+    // runtime raises.
+    let mut map = Map::new();
+    map.insert("kind".into(), "invalid".into());
+    map.insert("message".into(), message.into());
+    EvalAltResult::ErrorRuntime(map.into(), Position::NONE).into()
 }
 
 /// A failed call as a catchable script error: a map with `kind`, `action`, `code` and

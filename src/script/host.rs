@@ -699,7 +699,7 @@ fn locate(e: &EvalAltResult, fallback: Position) -> Position {
 }
 
 /// The position of the first line of `source` containing `needle`.
-fn line_of(source: &str, needle: &str) -> Position {
+pub(crate) fn line_of(source: &str, needle: &str) -> Position {
     source.lines().position(|l| l.contains(needle)).map_or(Position::NONE, |i| Position::new(i as u16 + 1, 1))
 }
 

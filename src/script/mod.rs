@@ -13,6 +13,7 @@
 //! snapshot swap). Callbacks of the old version already running finish. On failure the old
 //! version keeps running and the error is logged with the offending source line.
 
+pub mod check;
 pub mod command;
 pub mod context;
 pub mod engine;

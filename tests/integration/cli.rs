@@ -62,7 +62,7 @@ fn check_reports_syntax_errors_as_file_line_col() {
     let out = Command::new(rhaibot_bin()).arg("check").arg(&good).arg(&bad).output().unwrap();
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains(&format!("{}:2:9: syntax error", bad.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}:2:9: error: syntax error", bad.display())), "{stderr}");
     assert!(text(&out.stdout).contains("good.rhai: ok"));
 }
 
@@ -228,4 +228,55 @@ async fn the_everyday_bots_work_on_the_console() {
     // One conversation's questions and answers come in its order.
     let pos = |e: &str| stdout.find(e).unwrap_or(usize::MAX);
     assert!(pos("what is your name?") < pos("hi Ada") && pos("hi Ada") < pos("registered Ada"), "{stdout}");
+}
+
+/// `rhaibot check` finds each mistake a bot author used to find only when a message came.
+#[test]
+fn check_finds_real_mistakes_with_their_places_and_hints() {
+    let script = r#"import "nothere" as nh;
+on("mesage.group", |ev| {
+    ev.replyy("hi");
+    http::gett("x");
+    onebot::send_group_msg("abc", "hi");
+    onebot::set_group_ban(#{ group_id: 1 });
+    undefined_function();
+    onebot::set_group_ban(#{ group_id: 1, user_id: ev.user_id });
+    ev.reply(http::get("https://example.com").body);
+});
+cron("0 8 * * *", || print("x"));
+cron("good", "0 0 8 * * *", #{ tz: "Asia/Nowhere" }, || print("x"));
+cron("fine", "0 0 8 * * *", || print("x"));
+fn on_mesage(ev) {}
+fn on_message(ev) {}
+"#;
+    let dir = BotDir::new(&[("mistakes.rhai", script)]);
+    let out = dir.run(&["check", "--json", "scripts/mistakes.rhai"]);
+    assert!(!out.status.success(), "errors make a non-zero exit");
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let got: Vec<(u64, String)> =
+        findings.iter().map(|f| (f["line"].as_u64().unwrap(), format!("{} {}", f["message"], f["hint"]))).collect();
+    let has = |line: u64, words: &[&str]| {
+        assert!(
+            got.iter().any(|(l, text)| *l == line && words.iter().all(|w| text.contains(w))),
+            "line {line} should report {words:?}; got {got:#?}"
+        );
+    };
+    has(1, &["cannot import", "nothere"]);
+    has(2, &["mesage.group", "never runs", "did you mean message.group"]);
+    has(3, &["no method `replyy`", "did you mean reply"]);
+    has(4, &["no function `http::gett`", "did you mean get"]);
+    has(5, &["group_id", "must be int, got string"]);
+    has(6, &["missing required parameter `user_id`"]);
+    has(7, &["no function `undefined_function`"]);
+    has(11, &["bad cron expression", "seconds first"]);
+    has(12, &["Asia/Nowhere"]);
+    has(14, &["fn on_mesage", "did you mean message"]);
+    let lines: Vec<u64> = got.iter().map(|(l, _)| *l).collect();
+    for fine in [8, 9, 13, 15] {
+        assert!(!lines.contains(&fine), "line {fine} is correct but was reported: {got:#?}");
+    }
+    // The good scripts of the repository pass.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ok = Command::new(rhaibot_bin()).current_dir(root).args(["check"]).output().unwrap();
+    assert!(ok.status.success(), "{}{}", text(&ok.stdout), text(&ok.stderr));
 }

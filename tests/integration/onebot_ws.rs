@@ -101,7 +101,7 @@ async fn wrong_argument_types_fail_before_anything_is_sent() {
     let script = r#"
         on("message.group", |ev| {
             let err = "";
-            try { onebot::send_group_msg(true, "x"); } catch (e) { err = e; }
+            try { onebot::send_group_msg(true, "x"); } catch (e) { err = e.message; }
             onebot::send_private_msg(ev.user_id, err);
         });
     "#;
