@@ -186,6 +186,20 @@ impl Event {
     pub fn conversation(&self) -> u64 {
         conversation_key(&self.bot, &self.group_id, &self.user_id)
     }
+
+    /// The queue a script handles this event in: one person's events in one chat, in order.
+    /// Two members of a group are two queues, so one member's open conversation never holds
+    /// up another's commands (replies to one chat still leave in order: see [`Event::conversation`]).
+    pub fn lane(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        if self.group_id.is_null() {
+            return self.conversation();
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.conversation().hash(&mut h);
+        hash_id(&self.user_id, &mut h);
+        h.finish()
+    }
 }
 
 /// The conversation of a chat of `bot`: its group, or else the private chat with `user`.

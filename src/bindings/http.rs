@@ -179,10 +179,21 @@ impl Client {
         };
         let response = builder.send().await.map_err(|e| {
             if e.is_timeout() {
-                format!("no answer within {} ms", timeout.as_millis())
-            } else {
-                crate::logsafe::chain(&e)
+                return format!("no answer within {} ms", timeout.as_millis());
             }
+            // The innermost cause says why (a refused address, a DNS failure, ...), whole.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            let what = if e.is_connect() {
+                "cannot connect"
+            } else if e.is_redirect() {
+                "redirect refused"
+            } else {
+                "request failed"
+            };
+            format!("{what}: {}", crate::logsafe::short(&cause.to_string()))
         })?;
         let status = response.status().as_u16();
         let mut headers = Map::new();

@@ -122,7 +122,7 @@ fn captures(re: &regex::Regex, text: &str) -> Dynamic {
     c.iter().map(|g| g.map_or(Dynamic::UNIT, |g| g.as_str().into())).collect::<Array>().into()
 }
 
-/// Sleeps, never past the callback's deadlines: then the callback is stopped like a runaway.
+/// Sleeps, never past the callback's total budget: there the callback is stopped.
 fn sleep(secs: f64) -> RhaiResult<()> {
     if !(secs >= 0.0 && secs.is_finite()) {
         return Err(script_error(format!("sleep: seconds must be 0 or more, got {secs}")));
@@ -138,9 +138,17 @@ fn sleep(secs: f64) -> RhaiResult<()> {
 /// deadlines and gives its worker to others while it sleeps.
 pub fn global() -> Module {
     let mut m = Module::new();
-    let doc = "pause this callback for `seconds` (never past its time budget: it is stopped there)";
-    documented("sleep", &["seconds: number"], doc).set_into_module(&mut m, sleep);
-    documented("sleep", &["seconds: int"], doc).set_into_module(&mut m, |secs: rhai::INT| sleep(secs as f64));
+    let doc = "pause this callback for `seconds` without holding a worker (never past its total budget, limits.callback_total_ms)";
+    documented("sleep", &["seconds: number"], doc)
+        .set_into_module(&mut m, |ctx: rhai::NativeCallContext, secs: f64| {
+            sleep(secs).map_err(|e| super::convert::at_call(e, &ctx))
+        });
+    documented("sleep", &["seconds: int"], doc).set_into_module(
+        &mut m,
+        |ctx: rhai::NativeCallContext, secs: rhai::INT| {
+            sleep(secs as f64).map_err(|e| super::convert::at_call(e, &ctx))
+        },
+    );
     documented("join", &["items: array", "separator: string"], "the items as text, separated by `separator`")
         .in_global_namespace()
         .set_into_module(&mut m, join);
@@ -164,6 +172,11 @@ pub fn global() -> Module {
     documented("format", &["template: string", "a: any", "b: any", "c: any", "d: any", "e: any"], doc)
         .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic| {
             format(t, &[a, b, c, d, e])
+        });
+    let many = "format with six values; more go in an array: format(template, [a, b, ...])";
+    documented("format", &["template: string", "a: any", "b: any", "c: any", "d: any", "e: any", "f: any"], many)
+        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic, f: Dynamic| {
+            format(t, &[a, b, c, d, e, f])
         });
     m
 }

@@ -1,6 +1,6 @@
 //! One script's queue of pending work, keyed by conversation, with its concurrency limit.
 //!
-//! Items of one key (one chat, or one job) are handed out in order and one at a time: a key
+//! Items of one key (one person in one chat, or one job) are handed out in order and one at a time: a key
 //! that a drainer holds is not given to another drainer until it is released. Different keys run
 //! in parallel, up to `limit` drainers. Dispatch pushes an item; when it made a key ready and
 //! fewer than `limit` drainers run, the caller starts one on the worker pool. A drainer takes

@@ -247,20 +247,20 @@ impl ScriptHost {
         let mut conversation = None;
         for script in scripts.iter().filter(|s| !s.supervisor.is_quarantined()) {
             if script.wants(&ev) {
-                let key = *conversation.get_or_insert_with(|| ev.conversation());
+                let key = *conversation.get_or_insert_with(|| ev.lane());
                 self.push(script, key, Work::Event(ev.clone()));
             } else if script.lane.has_waiters() {
                 // A callback of this script may be waiting for it (a conversation's answer),
                 // or be about to: queued behind the running callback of its chat, it can still
                 // be claimed when the wait begins.
-                let key = *conversation.get_or_insert_with(|| ev.conversation());
+                let key = *conversation.get_or_insert_with(|| ev.lane());
                 if let Err(Work::Event(ev)) = script.lane.offer(Work::Event(ev.clone()))
                     && script.lane.holds(key)
                 {
                     self.push(script, key, Work::Event(ev));
                 }
             } else {
-                let key = *conversation.get_or_insert_with(|| ev.conversation());
+                let key = *conversation.get_or_insert_with(|| ev.lane());
                 if ev.keys().iter().any(|k| k == "message") && script.lane.holds(key) {
                     self.push(script, key, Work::Event(ev.clone()));
                 }

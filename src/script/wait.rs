@@ -70,13 +70,15 @@ pub fn wait_for_event(
     })
 }
 
-/// Sleeps the running callback for `d`, but never past its deadlines, on a spare thread's
-/// account (the worker's place is taken while it sleeps). Outside a drainer it just sleeps,
-/// as briefly.
+/// Sleeps the running callback for `d`, never past its total budget, on a spare thread's
+/// account (the worker's place is taken while it sleeps). Time asleep is not running time: it
+/// moves the running deadline, as waiting for a call does.
 pub fn sleep(d: Duration) {
-    let d = super::context::budget_left().map_or(d, |left| d.min(left));
+    let d = super::context::total_left().map_or(d, |left| d.min(left));
+    let started = std::time::Instant::now();
     match CURRENT.with_borrow(Clone::clone) {
         Some((_, pool)) => pool.blocking(|| std::thread::sleep(d)),
         None => std::thread::sleep(d),
     }
+    super::context::extend(started.elapsed());
 }

@@ -113,3 +113,22 @@ async fn conversations_work_over_milky_too() {
     }
     rt.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_members_conversation_does_not_hold_up_the_rest_of_the_group() {
+    let mut fake = FakeOneBot::start(None).await;
+    let rt = Running::start(&config(&fake.url), &[("register.rhai", REGISTER)]);
+    fake.accept().await;
+    fake.push(group_message(1, 7, "/register"));
+    assert_eq!(message_text(&fake.next_action().await.params), "your name?");
+    // Another member of the same group is answered while 7's conversation waits.
+    fake.push(group_message(1, 8, "ping"));
+    assert_eq!(message_text(&fake.next_action().await.params), "pong");
+    fake.push(group_message(1, 8, "/register"));
+    assert_eq!(message_text(&fake.next_action().await.params), "your name?");
+    fake.push(group_message(1, 7, "Ann"));
+    assert_eq!(message_text(&fake.next_action().await.params), "hi Ann, your age?");
+    fake.push(group_message(1, 8, "Bob"));
+    assert_eq!(message_text(&fake.next_action().await.params), "hi Bob, your age?");
+    rt.stop().await;
+}

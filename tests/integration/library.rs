@@ -140,7 +140,7 @@ async fn commands_obey_prefixes_permissions_cooldowns_and_mentions() {
     let mut fake = FakeOneBot::start(None).await;
     let cfg = format!(
         "[commands]\nprefixes = [\"/\", \"！\", \"\"]\ncase_insensitive = true\nrefuse_message = \"admins only\"\n\
-         cooldown_message = \"wait {{secs}} s\"\n[limits]\nworkers = 1\ncallback_timeout_ms = 300\n\
+         cooldown_message = \"wait {{secs}} s\"\n[limits]\nworkers = 1\ncallback_total_ms = 300\n\
          [[bot]]\nprotocol = \"onebot11\"\nurl = \"{}\"\nsuperusers = [42]\n",
         fake.url
     );

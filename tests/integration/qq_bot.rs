@@ -617,8 +617,9 @@ async fn wait_for_takes_the_next_matching_message_from_the_handlers() {
     let (mut fake, rt, url) = webhook_bot(script).await;
     post(&url, &group_message("GROUP_AT_MESSAGE_CREATE", "E1", "M1", "/ask")).await;
     assert_eq!(next_send(&mut fake).await.body["content"], "yes or no?");
-    // A message that does not match goes to the handlers, after the conversation (one chat's
-    // messages are handled in order); the matching one goes to the waiting callback.
+    // A message that does not match goes to the handlers, after the conversation (the same
+    // person's messages in a chat are handled in order); the matching one goes to the waiting
+    // callback.
     post(&url, &group_message("GROUP_AT_MESSAGE_CREATE", "E2", "M2", "maybe")).await;
     post(&url, &group_message("GROUP_AT_MESSAGE_CREATE", "E3", "M3", "yes")).await;
     let r = next_send(&mut fake).await;
