@@ -27,6 +27,9 @@ enum Command {
         /// Scripts directory (overrides the config).
         #[arg(long, short)]
         scripts: Option<PathBuf>,
+        /// Modules directory for `import` (overrides the config).
+        #[arg(long)]
+        stdlib: Option<PathBuf>,
     },
     /// Find mistakes in scripts without running them: syntax, unknown functions and methods,
     /// imports, event names, cron expressions, protocol arguments; each as file:line:col.
@@ -102,8 +105,10 @@ enum KvCommand {
 
 #[derive(Debug, Subcommand)]
 enum ApiCommand {
-    /// Print every function and event name scripts can use.
+    /// Print every function and event name scripts can use (those containing FILTER).
     List {
+        /// Only names containing this text (case-insensitive).
+        filter: Option<String>,
         /// As JSON: {"functions": [...], "events": [...]}.
         #[arg(long)]
         json: bool,
@@ -143,10 +148,13 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config, scripts } => {
+        Command::Run { config, scripts, stdlib } => {
             let mut config = load_config(config.as_ref())?;
             if let Some(dir) = scripts {
                 config.scripts_dir = dir;
+            }
+            if let Some(dir) = stdlib {
+                config.stdlib_dir = dir;
             }
             init_logging(&config.log_level, config.log_format);
             // One network thread: scripts run on their own workers, storage on blocking threads,
@@ -220,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Kv { config, command } => {
             let config = load_config(config.as_ref())?;
-            let store = Store::open_in(&config.data_dir)?;
+            let store = Store::open_existing(&config.data_dir)?;
             let ns = |script: &str| script.strip_suffix(".rhai").unwrap_or(script).to_owned();
             match command {
                 KvCommand::List { script, prefix } => {
@@ -283,7 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let store = Store::open_in(&config.data_dir)?;
+            let store = Store::open_existing(&config.data_dir)?;
             let show = |ms: Option<i64>| {
                 ms.and_then(chrono::DateTime::from_timestamp_millis).map_or_else(
                     || "-".to_owned(),
@@ -329,8 +337,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Resume { script, config } => admin_command("resume", &script, config.as_ref()),
         Command::Reload { script, config } => admin_command("reload", &script, config.as_ref()),
-        Command::Api { command: ApiCommand::List { json } } => {
-            let list = rhaibot::catalog::api_list(Some(&Config::console_default().stdlib_dir));
+        Command::Api { command: ApiCommand::List { filter, json } } => {
+            let mut list = rhaibot::catalog::api_list(Some(&Config::console_default().stdlib_dir));
+            if let Some(f) = filter.map(|f| f.to_lowercase()) {
+                list.functions.retain(|x| x.name.to_lowercase().contains(&f));
+                list.events.retain(|x| x.name.to_lowercase().contains(&f));
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

@@ -187,11 +187,12 @@ pub fn check_source(path: &Path, source: &str, engine: &Engine, known: &Known, s
             let (module, alias) = &**x;
             let Some(name) = literal(module).and_then(|v| v.as_str().map(str::to_owned)) else { return true };
             let file = dirs.iter().map(|d| d.join(format!("{name}.rhai"))).find(|p| p.is_file());
-            match file {
-                Some(f) => {
-                    let functions = std::fs::read_to_string(&f)
-                        .ok()
-                        .and_then(|src| engine.compile(src).ok())
+            let builtin = crate::script::engine::BUILTIN_STDLIB.iter().find(|(n, _)| *n == name).map(|(_, src)| *src);
+            let source = file.and_then(|f| std::fs::read_to_string(f).ok()).or(builtin.map(str::to_owned));
+            match source {
+                Some(src) => {
+                    let functions = engine
+                        .compile(src)
                         .map(|m| m.iter_functions().map(|f| f.name.to_owned()).collect())
                         .unwrap_or_default();
                     modules.insert(alias.name.to_string(), functions);

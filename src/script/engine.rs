@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
+use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection, StaticModuleResolver};
 use rhai::packages::{Package, StandardPackage};
 use rhai::{Engine, Module, Shared};
 
@@ -32,6 +32,8 @@ pub struct Globals {
     pub scheduler: Option<Arc<Scheduler>>,
     /// Default time zone of cron jobs.
     pub zone: Zone,
+    /// The stdlib modules built into the binary, compiled once.
+    builtin_modules: Arc<Vec<(&'static str, Module)>>,
     /// Namespaced modules (`onebot`, `msg`), built once.
     modules: Vec<(&'static str, Shared<Module>)>,
     /// Global modules (Rhai's standard library, `Event`, `KvSpace`, `bot`), built once: one
@@ -67,7 +69,8 @@ impl Globals {
             Shared::new(bot_module(services.clone())),
             Shared::new(crate::bindings::text::global()),
         ];
-        Arc::new(Globals { services, limits, stdlib_dir, store, scheduler, zone, modules, global })
+        let builtin_modules = Arc::new(builtin_modules());
+        Arc::new(Globals { services, limits, stdlib_dir, store, scheduler, zone, builtin_modules, modules, global })
     }
 
     /// A new engine for the script `name` living in `dir`.
@@ -95,6 +98,13 @@ impl Globals {
         for base in dir.into_iter().chain(self.stdlib_dir.clone()) {
             resolvers.push(FileModuleResolver::new_with_path(base));
         }
+        // The built-in stdlib travels inside the binary: found wherever it runs, after the
+        // script's own directory and the configured stdlib dir (which may override a module).
+        let mut builtin = StaticModuleResolver::new();
+        for (name, module) in self.builtin_modules.iter() {
+            builtin.insert(*name, module.clone());
+        }
+        resolvers.push(builtin);
         engine.set_module_resolver(resolvers);
 
         for (name, module) in &self.modules {
@@ -116,6 +126,31 @@ impl Globals {
             None => Staged::default(),
         }
     }
+}
+
+/// The stdlib modules compiled into the binary (`stdlib/*.rhai`): name and source.
+pub const BUILTIN_STDLIB: &[(&str, &str)] = &[("args", include_str!("../../stdlib/args.rhai"))];
+
+fn builtin_modules() -> Vec<(&'static str, Module)> {
+    let mut engine = Engine::new();
+    // Trusted code of our own: no expression-depth limit (debug builds set a low one).
+    engine.set_max_expr_depths(0, 0);
+    BUILTIN_STDLIB
+        .iter()
+        .filter_map(|(name, source)| {
+            let module = engine
+                .compile(source)
+                .map_err(|e| e.to_string())
+                .and_then(|ast| Module::eval_ast_as_new(rhai::Scope::new(), &ast, &engine).map_err(|e| e.to_string()));
+            match module {
+                Ok(m) => Some((*name, m)),
+                Err(e) => {
+                    tracing::error!(module = name, "the built-in stdlib module does not compile: {e}");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// `bot("name")` / `bot(self_id)`: the rest of this callback's calls go to that bot.

@@ -102,6 +102,19 @@ impl Store {
         Self::open(&path, system_clock())
     }
 
+    /// Opens `dir/rhaibot.db` only if it exists: tools that read a bot's data never create an
+    /// empty database where the bot has none (a wrong directory, a missing `--config`).
+    pub fn open_existing(dir: &Path) -> Result<Store, StorageError> {
+        let path = dir.join("rhaibot.db");
+        if !path.is_file() {
+            return Err(StorageError::Open {
+                path,
+                message: "no database here: run from the bot's directory, or pass --config <the bot's config>".into(),
+            });
+        }
+        Self::open(&path, system_clock())
+    }
+
     /// Opens the database file `path` with `clock`.
     pub fn open(path: &Path, clock: Clock) -> Result<Store, StorageError> {
         let fail = |message: String| StorageError::Open { path: path.to_owned(), message };

@@ -280,3 +280,22 @@ fn on_message(ev) {}
     let ok = Command::new(rhaibot_bin()).current_dir(root).args(["check"]).output().unwrap();
     assert!(ok.status.success(), "{}{}", text(&ok.stdout), text(&ok.stderr));
 }
+
+/// The built-in stdlib is found wherever the binary runs, with no stdlib dir beside it; `run
+/// --stdlib` points at another.
+#[test]
+fn the_builtin_stdlib_is_found_from_any_directory() {
+    let script = "import \"args\" as args;\ncommand(\"w\", |ev, rest| ev.reply(`${args::words(rest).len()} words`));\n";
+    let dir = BotDir::new(&[("w.rhai", script)]);
+    assert!(!dir.path().join("stdlib").exists());
+    let out = run_with_stdin(&["run"], "/w one \"two three\"\n", dir.path());
+    assert!(text(&out.stdout).contains("bot: 2 words"), "{}{}", text(&out.stdout), text(&out.stderr));
+    let check = dir.run(&["check"]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    // A module of the same name in --stdlib wins.
+    let mine = dir.path().join("mylib");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("args.rhai"), "fn words(t) { [\"mine\"] }\n").unwrap();
+    let out = run_with_stdin(&["run", "--stdlib", "mylib"], "/w a b c\n", dir.path());
+    assert!(text(&out.stdout).contains("bot: 1 words"), "{}{}", text(&out.stdout), text(&out.stderr));
+}

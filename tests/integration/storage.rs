@@ -92,6 +92,13 @@ fn a_returned_write_survives_sigkill() {
 #[test]
 fn the_kv_cli_reads_and_writes_a_scripts_data() {
     let dir = BotDir::new(&[]);
+    // Where no bot ever ran there is no database, and the tools do not make one.
+    let none = dir.run(&["kv", "list", "hello"]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no database here"), "{none:?}");
+    assert!(!dir.path().join("data").exists(), "kv must not create a data dir");
+    assert!(!dir.run(&["jobs"]).status.success());
+    assert!(dir.run(&["run"]).status.success(), "a run (console, no input) makes the database");
     let run = |args: &[&str]| {
         let out = dir.run(&[&["kv"], args].concat());
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
