@@ -43,6 +43,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the scenario tests (`*.test.toml` beside the scripts) against a fake bot.
+    Test {
+        /// Scenario files; without any, every `*.test.toml` of the scripts dir.
+        files: Vec<PathBuf>,
+        /// Config file, for its scripts dir and settings.
+        #[arg(long, short, env = "RHAIBOT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Create a ready bot project in a new directory NAME.
+    New {
+        /// The directory to create.
+        name: PathBuf,
+    },
     /// Read or change a script's stored data (works while the bot runs).
     Kv {
         /// Config file, for its data dir.
@@ -139,9 +152,13 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// The config given, else `./rhaibot.toml` when there is one (a project made by `rhaibot
+/// new`), else the console defaults.
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    let here = std::path::Path::new("rhaibot.toml");
     Ok(match path {
         Some(p) => Config::load(p)?,
+        None if here.is_file() => Config::load(here)?,
         None => Config::console_default(),
     })
 }
@@ -225,6 +242,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Test { files, config } => {
+            let config = load_config(config.as_ref())?;
+            let files = if files.is_empty() {
+                rhaibot::scenario::find(&config.scripts_dir)
+                    .with_context(|| format!("cannot read scripts dir {}", config.scripts_dir.display()))?
+            } else {
+                files
+            };
+            if files.is_empty() {
+                eprintln!("rhaibot: no scenarios (*.test.toml) in {}", config.scripts_dir.display());
+                return Ok(ExitCode::FAILURE);
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let (mut passed, mut failed) = (0, 0);
+            for f in &files {
+                let outcome = rhaibot::scenario::run(f, &config, rt.handle());
+                match &outcome.failure {
+                    None => {
+                        passed += 1;
+                        println!("ok    {} ({})", outcome.name, f.display());
+                    }
+                    Some(why) => {
+                        failed += 1;
+                        println!("FAIL  {} ({})\n  {}", outcome.name, f.display(), why.replace('\n', "\n  "));
+                    }
+                }
+            }
+            println!("{passed} passed, {failed} failed");
+            rt.shutdown_background();
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::New { name } => {
+            rhaibot::project::create(&name)?;
+            println!("created {}: cd {} && rhaibot test && rhaibot run", name.display(), name.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Kv { config, command } => {
             let config = load_config(config.as_ref())?;

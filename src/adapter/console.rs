@@ -88,7 +88,7 @@ impl InProcess for Output {
 }
 
 /// A message as a chat line: text as is, other segments as `[type:key=value]`.
-fn render(message: &Value) -> String {
+pub fn render(message: &Value) -> String {
     let segments = match super::onebot11::normalize_message(message.clone()) {
         Value::Array(a) => a,
         other => return other.to_string(),

@@ -18,9 +18,19 @@ use crate::scheduler::Zone;
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
-/// Milliseconds since 1970 now.
+/// How far scripts' clock is ahead of the machine's: moved only by `rhaibot test`'s virtual
+/// clock (`advance`), so a scenario's days pass at once.
+static OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Moves scripts' clock `ms` ahead (scenario tests).
+pub fn advance_clock(ms: i64) {
+    OFFSET_MS.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Milliseconds since 1970 now, by scripts' clock.
 pub fn now_ms() -> INT {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as INT)
+    let system = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as INT);
+    system + OFFSET_MS.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 fn zone(name: Option<&str>, default: Zone) -> RhaiResult<Zone> {

@@ -246,6 +246,13 @@ impl<T> Lane<T> {
         self.state().running -= 1;
     }
 
+    /// Whether nothing is queued and no drainer runs (a callback waiting in a conversation
+    /// does not count as running).
+    pub fn is_idle(&self) -> bool {
+        let s = self.state();
+        s.queued == 0 && s.running == 0
+    }
+
     /// Items waiting.
     pub fn waiting(&self) -> usize {
         self.state().queued

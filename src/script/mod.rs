@@ -357,6 +357,11 @@ impl ScriptHost {
         }
     }
 
+    /// Whether every script is idle: nothing queued, no callback running or about to.
+    pub fn idle(&self) -> bool {
+        self.pool.queued() == 0 && self.snapshot().iter().all(|s| s.lane.is_idle())
+    }
+
     /// Every scheduled job with its next fire time.
     pub fn jobs(&self) -> Vec<crate::scheduler::JobInfo> {
         self.globals.scheduler.as_ref().map_or_else(Vec::new, |s| s.list(None))

@@ -299,3 +299,49 @@ fn the_builtin_stdlib_is_found_from_any_directory() {
     let out = run_with_stdin(&["run", "--stdlib", "mylib"], "/w a b c\n", dir.path());
     assert!(text(&out.stdout).contains("bot: 1 words"), "{}{}", text(&out.stdout), text(&out.stderr));
 }
+
+/// The example bots' scenarios pass through `rhaibot test`, and a failing scenario says what
+/// the bot sent instead, with a non-zero exit.
+#[test]
+fn rhaibot_test_plays_the_example_scenarios_and_reports_failures() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(rhaibot_bin()).current_dir(root).arg("test").env_remove("RHAIBOT_CONFIG").output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let wrong = "[[step]]\nsend = \"ping\"\nreply = \"pang\"\n";
+    let dir = BotDir::new(&[
+        (
+            "p.rhai",
+            "command(\"x\", |ev| ev.reply(\"y\"));\non(\"message\", |ev| if ev.text == \"ping\" { ev.reply(\"pong\") });\n",
+        ),
+        ("p.test.toml", wrong),
+    ]);
+    let out = dir.run(&["test"]);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("expected the reply \"pang\"") && stdout.contains("\"pong\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+/// `rhaibot new demo && cd demo && rhaibot test && printf 'ping\n' | rhaibot run`, anywhere.
+#[test]
+fn a_new_project_tests_and_runs_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = Command::new(rhaibot_bin()).current_dir(dir.path()).args(["new", "demo"]).output().unwrap();
+    assert!(new.status.success(), "{}", text(&new.stderr));
+    let demo = dir.path().join("demo");
+    for f in ["rhaibot.toml", "scripts/bot.rhai", "scripts/bot.test.toml", "README.md"] {
+        assert!(demo.join(f).is_file(), "{f}");
+    }
+    let test =
+        Command::new(rhaibot_bin()).current_dir(&demo).arg("test").env_remove("RHAIBOT_CONFIG").output().unwrap();
+    assert!(test.status.success(), "{}{}", text(&test.stdout), text(&test.stderr));
+    let out = run_with_stdin(&["run"], "/ping\n", &demo);
+    assert!(text(&out.stdout).contains("bot: pong"), "{}{}", text(&out.stdout), text(&out.stderr));
+    let again = Command::new(rhaibot_bin()).current_dir(dir.path()).args(["new", "demo"]).output().unwrap();
+    assert!(!again.status.success(), "an existing directory is not overwritten");
+}
