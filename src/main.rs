@@ -51,6 +51,13 @@ enum Command {
         #[arg(long, short, env = "RHAIBOT_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Write the script reference (Markdown) and Rhai definition files (.d.rhai, for editors)
+    /// into DIR.
+    Docs {
+        /// Where to write (created if needed).
+        #[arg(default_value = "docs/api")]
+        dir: PathBuf,
+    },
     /// Create a ready bot project in a new directory NAME.
     New {
         /// The directory to create.
@@ -277,6 +284,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{passed} passed, {failed} failed");
             rt.shutdown_background();
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Docs { dir } => {
+            rhaibot::catalog::write_docs(&dir, Some(&Config::console_default().stdlib_dir))?;
+            println!("wrote {}/reference.md and the .d.rhai definitions", dir.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::New { name } => {
             rhaibot::project::create(&name)?;

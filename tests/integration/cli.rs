@@ -345,3 +345,22 @@ fn a_new_project_tests_and_runs_at_once() {
     let again = Command::new(rhaibot_bin()).current_dir(dir.path()).args(["new", "demo"]).output().unwrap();
     assert!(!again.status.success(), "an existing directory is not overwritten");
 }
+
+/// `rhaibot docs` writes the reference and the editor definitions from what is registered.
+#[test]
+fn docs_are_written_from_the_registrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(rhaibot_bin()).arg("docs").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let md = std::fs::read_to_string(dir.path().join("reference.md")).unwrap();
+    for entry in [
+        "`Event.prompt(text: message, timeout_ms: int)`",
+        "`http::get(url: string",
+        "`qq::send_group_msg(",
+        "`message.group`",
+    ] {
+        assert!(md.contains(entry), "{entry} missing from the reference");
+    }
+    let defs = std::fs::read_to_string(dir.path().join("definitions").join("http.d.rhai")).unwrap();
+    assert!(defs.contains("fn get(url: string"), "{defs}");
+}
