@@ -43,7 +43,9 @@ pub fn open(name: &str, call_timeout: std::time::Duration) -> Opened {
 
 /// The bot's own user id on the console.
 pub const SELF_ID: i64 = 10000;
-const HELP: &str = "console commands: :group <id>  :private  :user <id>  :help  :quit  (anything else is a message)";
+const HELP: &str = "console commands: :group <id>  :private  :user <id>  :role member|admin|owner  :name <nick>  \
+                    :poke  :join [user]  :leave [user]  :friend [comment]  :request [comment]  :recall <id>  :help  :quit\n\
+                    anything else is a message: [CQ:face,id=14] codes are segments, a leading @bot mentions the bot";
 
 /// Prints what the bot sends; answers the OneBot actions that make sense on a terminal.
 #[derive(Debug, Default)]
@@ -131,78 +133,173 @@ fn read_lines(bot: &Arc<Bot>, sink: &EventSink, input: impl BufRead) {
     if interactive {
         println!("rhaibot console: you are user 10001 in a private chat with the bot.\n{HELP}");
     }
-    let mut chat = Chat { group: None, user: 10001, next_id: 1 };
+    let mut chat = Chat { group: None, user: 10001, next_id: 1, role: "member".into(), nickname: None, interactive };
     let via = crate::bot::connection_id();
     for line in input.lines() {
         let Ok(line) = line else { break };
         let line = line.trim_end_matches('\r');
-        if let Some(command) = line.strip_prefix(':') {
-            if !chat.command(command) {
-                break;
+        let event = if let Some(command) = line.strip_prefix(':') {
+            match chat.command(command) {
+                Command::Quit => break,
+                Command::Done => continue,
+                Command::Event(ev) => ev,
             }
+        } else if line.is_empty() {
             continue;
-        }
-        if line.is_empty() {
-            continue;
-        }
-        match decode_event(bot, chat.message(line), via) {
+        } else {
+            chat.message(line)
+        };
+        match decode_event(bot, event, via) {
             Ok(ev) => sink(ev),
             Err(e) => tracing::warn!("{e}"),
         }
     }
 }
 
+/// What a console command comes to.
+enum Command {
+    /// Stop reading.
+    Quit,
+    /// Nothing to deliver (the chat changed, or help was shown).
+    Done,
+    /// An event to deliver.
+    Event(Value),
+}
+
 struct Chat {
     group: Option<i64>,
     user: i64,
     next_id: i64,
+    role: String,
+    nickname: Option<String>,
+    interactive: bool,
 }
 
 impl Chat {
-    /// Applies a console command; false means quit.
-    fn command(&mut self, command: &str) -> bool {
-        let mut words = command.split_whitespace();
-        let (verb, arg) = (words.next().unwrap_or_default(), words.next().and_then(|w| w.parse::<i64>().ok()));
-        match (verb, arg) {
-            ("quit" | "q", _) => return false,
-            ("group" | "g", Some(id)) => self.group = Some(id),
-            ("group" | "g", None) => self.group = Some(self.group.unwrap_or(20000)),
-            ("private" | "p", _) => self.group = None,
-            ("user" | "u", Some(id)) => self.user = id,
-            _ => {
-                println!("{HELP}");
-                return true;
+    /// Applies a console command.
+    fn command(&mut self, command: &str) -> Command {
+        let (verb, rest) = command.trim().split_once(char::is_whitespace).unwrap_or((command.trim(), ""));
+        let rest = rest.trim();
+        let number = || rest.split_whitespace().next().map(str::parse::<i64>);
+        let fail = |why: String| {
+            println!("{why}\n{HELP}");
+            Command::Done
+        };
+        match verb {
+            "quit" | "q" => return Command::Quit,
+            "help" | "h" | "?" => return fail(String::new()),
+            "group" | "g" => match number() {
+                Some(Ok(id)) => self.group = Some(id),
+                Some(Err(_)) => return fail(format!("`:group` takes a group number, e.g. `:group 123`, not {rest:?}")),
+                None => self.group = Some(self.group.unwrap_or(20000)),
+            },
+            "private" | "p" => self.group = None,
+            "user" | "u" => match number() {
+                Some(Ok(id)) => self.user = id,
+                _ => return fail(format!("`:user` takes a user number, e.g. `:user 42`, not {rest:?}")),
+            },
+            "role" => match rest {
+                "member" | "admin" | "owner" => self.role = rest.to_owned(),
+                _ => return fail(format!("`:role` is member, admin or owner, not {rest:?}")),
+            },
+            "name" if !rest.is_empty() => self.nickname = Some(rest.to_owned()),
+            "poke" => return Command::Event(self.notice("notify", "poke", json!({"target_id": SELF_ID}))),
+            "join" | "leave" => {
+                let Some(group) = self.group else {
+                    return fail(format!("`:{verb}` happens in a group: `:group 123` first"));
+                };
+                let user = match number() {
+                    Some(Ok(id)) => id,
+                    Some(Err(_)) => return fail(format!("`:{verb}` takes a user number, not {rest:?}")),
+                    None => self.user,
+                };
+                let (kind, sub) =
+                    if verb == "join" { ("group_increase", "approve") } else { ("group_decrease", "leave") };
+                return Command::Event(json!({"time": now_secs(), "self_id": SELF_ID, "post_type": "notice",
+                    "notice_type": kind, "sub_type": sub, "group_id": group, "user_id": user, "operator_id": user}));
+            }
+            "friend" => {
+                return Command::Event(json!({"time": now_secs(), "self_id": SELF_ID, "post_type": "request",
+                    "request_type": "friend", "user_id": self.user, "comment": rest, "flag": format!("friend-{}", self.user)}));
+            }
+            "request" => {
+                let Some(group) = self.group else {
+                    return fail("`:request` asks to join a group: `:group 123` first".into());
+                };
+                return Command::Event(json!({"time": now_secs(), "self_id": SELF_ID, "post_type": "request",
+                    "request_type": "group", "sub_type": "add", "group_id": group, "user_id": self.user, "comment": rest,
+                    "flag": format!("join-{group}-{}", self.user)}));
+            }
+            "recall" => match number() {
+                Some(Ok(id)) => {
+                    let kind = if self.group.is_some() { "group_recall" } else { "friend_recall" };
+                    return Command::Event(self.notice(kind, "", json!({"message_id": id, "operator_id": self.user})));
+                }
+                _ => return fail(format!("`:recall` takes a message id, not {rest:?}")),
+            },
+            other => return fail(format!("unknown console command `:{other}`")),
+        }
+        if self.interactive {
+            let who = format!("user {} ({})", self.user, self.role);
+            match self.group {
+                Some(g) => println!("(now {who} in group {g})"),
+                None => println!("(now {who} in a private chat)"),
             }
         }
-        match self.group {
-            Some(g) => println!("(now user {} in group {g})", self.user),
-            None => println!("(now user {} in a private chat)", self.user),
-        }
-        true
+        Command::Done
     }
 
-    /// A OneBot 11 message event for `text` in the current chat.
+    /// A notice of `kind` (and `sub`) in the current chat, with `extra` fields.
+    fn notice(&self, kind: &str, sub: &str, extra: Value) -> Value {
+        let mut ev = json!({"time": now_secs(), "self_id": SELF_ID, "post_type": "notice", "notice_type": kind, "user_id": self.user});
+        if !sub.is_empty() {
+            ev["sub_type"] = json!(sub);
+        }
+        if let Some(g) = self.group {
+            ev["group_id"] = json!(g);
+        }
+        if let (Value::Object(ev), Value::Object(extra)) = (&mut ev, extra) {
+            ev.extend(extra);
+        }
+        ev
+    }
+
+    /// A OneBot 11 message event for `text` in the current chat: CQ codes are segments, and a
+    /// leading `@bot` @-mentions the bot.
     fn message(&mut self, text: &str) -> Value {
         self.next_id += 1;
+        let (at_bot, body) = match text.strip_prefix("@bot") {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, text),
+        };
+        let mut segments = super::onebot11::cq::parse(body);
+        if at_bot {
+            segments.insert(0, json!({"type": "at", "data": {"qq": SELF_ID.to_string()}}));
+        }
+        let nickname = self.nickname.clone().unwrap_or_else(|| format!("user{}", self.user));
         let mut ev = json!({
-            "time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "time": now_secs(),
             "self_id": SELF_ID,
             "post_type": "message",
             "message_type": "private",
             "sub_type": "friend",
             "message_id": self.next_id,
             "user_id": self.user,
-            "message": [{"type": "text", "data": {"text": text}}],
-            "raw_message": super::onebot11::cq::escape_text(text),
+            "message": segments,
+            "raw_message": text,
             "font": 0,
-            "sender": {"user_id": self.user, "nickname": format!("user{}", self.user)},
+            "sender": {"user_id": self.user, "nickname": nickname},
         });
         if let Some(group) = self.group {
             ev["message_type"] = json!("group");
             ev["sub_type"] = json!("normal");
             ev["group_id"] = json!(group);
-            ev["sender"]["role"] = json!("member");
+            ev["sender"]["role"] = json!(self.role);
         }
         ev
     }
+}
+
+fn now_secs() -> i64 {
+    crate::bindings::time::now_ms() / 1000
 }

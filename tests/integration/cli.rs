@@ -364,3 +364,29 @@ fn docs_are_written_from_the_registrations() {
     let defs = std::fs::read_to_string(dir.path().join("definitions").join("http.d.rhai")).unwrap();
     assert!(defs.contains("fn get(url: string"), "{defs}");
 }
+
+/// The console can play what a group does: roles, @-mentions, CQ codes, pokes, joins and
+/// requests; a wrong console command says what is accepted.
+#[test]
+fn the_console_plays_roles_mentions_notices_and_requests() {
+    let script = r#"
+        on("message", |ev| ev.reply(`${ev.text} role=${ev.role} at=${ev.at_me} segs=${ev.segments.len()}`));
+        on("poke", |ev| ev.reply("poked"));
+        on("member.increase", |ev| ev.reply(`welcome ${ev.user_id}`));
+        on("request.friend", |ev| ev.reply(`friend? ${ev["comment"]}`));
+    "#;
+    let dir = BotDir::new(&[("play.rhai", script)]);
+    let input = ":group abc\n:group 5\n:role admin\n@bot hi [CQ:face,id=14]\n:poke\n:join 9\n:friend hello there\n";
+    let out = run_with_stdin(&["run"], input, dir.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in [
+        "`:group` takes a group number",
+        "[group 5] bot: hi role=admin at=true segs=3",
+        "[group 5] bot: poked",
+        "[group 5] bot: welcome 9",
+        "bot: friend? hello there",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+}
