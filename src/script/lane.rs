@@ -64,6 +64,8 @@ struct State<T> {
     /// Callbacks waiting for an item, oldest first.
     waiters: Vec<Waiter<T>>,
     next_waiter: u64,
+    /// Set at shutdown: new waits end at once.
+    closed: bool,
 }
 
 #[derive(Debug)]
@@ -97,6 +99,7 @@ impl<T> Lane<T> {
             suspended: 0,
             waiters: Vec::new(),
             next_waiter: 0,
+            closed: false,
         };
         Lane { state: Mutex::new(state), limit: limit.max(1), capacity, waiting: AtomicUsize::new(0) }
     }
@@ -169,6 +172,11 @@ impl<T> Lane<T> {
         let (tx, rx) = mpsc::sync_channel(1);
         let id = s.next_waiter;
         s.next_waiter += 1;
+        if s.closed {
+            // Shutting down: nothing more will come; the wait ends at once.
+            drop(tx);
+            return Ok(Ticket { id, rx });
+        }
         s.waiters.push(Waiter { id, matches, tx });
         self.waiting.store(s.waiters.len(), Ordering::Release);
         Ok(Ticket { id, rx })
@@ -183,9 +191,10 @@ impl<T> Lane<T> {
         s.waiters.len() < before
     }
 
-    /// Ends every wait with nothing (shutting down).
+    /// Ends every wait with nothing, now and from now on (shutting down).
     pub fn cancel_waiters(&self) {
         let mut s = self.state();
+        s.closed = true;
         s.waiters.clear();
         self.waiting.store(0, Ordering::Release);
     }
