@@ -390,3 +390,32 @@ fn the_console_plays_roles_mentions_notices_and_requests() {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
 }
+
+/// docs/guide.md's bot, assembled from its blocks (each names its file on its first line),
+/// passes `rhaibot check` and `rhaibot test`.
+#[test]
+fn the_guides_snippets_make_a_working_bot() {
+    let guide = include_str!("../../docs/guide.md");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+    let mut files: std::collections::BTreeMap<String, String> = Default::default();
+    for block in guide.split("```").skip(1).step_by(2) {
+        let (lang, body) = block.split_once('\n').unwrap_or_default();
+        let first = body.lines().next().unwrap_or_default();
+        let path = first.trim_start_matches("//").trim_start_matches('#').trim();
+        if matches!(lang, "rhai" | "toml") && path.starts_with("scripts/") {
+            files.entry(path.to_owned()).or_default().push_str(body);
+        }
+    }
+    assert!(files.contains_key("scripts/bot.rhai") && files.contains_key("scripts/bot.test.toml"), "{files:?}");
+    for (path, text) in &files {
+        std::fs::write(dir.path().join(path), text).unwrap();
+    }
+    let check =
+        Command::new(rhaibot_bin()).current_dir(dir.path()).arg("check").env_remove("RHAIBOT_CONFIG").output().unwrap();
+    assert!(check.status.success(), "{}{}", text(&check.stdout), text(&check.stderr));
+    let test =
+        Command::new(rhaibot_bin()).current_dir(dir.path()).arg("test").env_remove("RHAIBOT_CONFIG").output().unwrap();
+    assert!(test.status.success(), "{}{}", text(&test.stdout), text(&test.stderr));
+    assert!(text(&test.stdout).contains("1 passed, 0 failed"));
+}
