@@ -143,6 +143,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
                 let host = host.clone();
                 Arc::new(move || host.subscribed())
             },
+            idle: {
+                let host = host.clone();
+                Arc::new(move || host.idle())
+            },
         };
         o.start(start).map_err(|e| RunError::Listen { bot: name, message: e.to_string() })?;
     }

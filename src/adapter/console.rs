@@ -31,11 +31,19 @@ pub static ADAPTER: Adapter = Adapter {
 
 /// Creates the console bot; starting it starts reading stdin.
 pub fn open(name: &str, call_timeout: std::time::Duration) -> Opened {
-    let bot = Bot::new(name, &PROTOCOL, call_timeout, Link::InProcess(Arc::new(Output::default())));
+    let output = Arc::new(Output::default());
+    let bot = Bot::new(name, &PROTOCOL, call_timeout, Link::InProcess(output.clone()));
     Opened::new(
         bot,
-        Box::new(|bot, s: Start<'_>| {
-            spawn_reader(bot, s.sink, s.input_done);
+        Box::new(move |bot, s: Start<'_>| {
+            // What is still held when the runtime stops (answers of the last callbacks) is
+            // printed then, after the callbacks finished.
+            let (held, stop) = (output.clone(), s.shutdown.clone());
+            s.tasks.spawn(async move {
+                stop.cancelled().await;
+                held.flush(false);
+            });
+            spawn_reader(bot, s.sink, s.input_done, output, s.idle);
             Ok(())
         }),
     )
@@ -47,10 +55,37 @@ const HELP: &str = "console commands: :group <id>  :private  :user <id>  :role m
                     :poke  :join [user]  :leave [user]  :friend [comment]  :request [comment]  :recall <id>  :help  :quit\n\
                     anything else is a message: [CQ:face,id=14] codes are segments, a leading @bot mentions the bot";
 
-/// Prints what the bot sends; answers the OneBot actions that make sense on a terminal.
+/// Prints what the bot sends; answers the OneBot actions that make sense on a terminal. With
+/// piped input, the lines the bot sends for one input line are held until the scripts are idle
+/// and then printed ordered by script (in each script's own order), so a transcript is the
+/// same every run.
 #[derive(Debug, Default)]
 pub struct Output {
     next_message_id: AtomicI64,
+    held: std::sync::Mutex<Option<Vec<(String, String)>>>,
+}
+
+impl Output {
+    /// Holds what is sent from now on, until [`Output::flush`].
+    fn hold(&self) {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert_with(Vec::new);
+    }
+
+    /// Prints what was held, ordered by script, and keeps holding when `again`.
+    fn flush(&self, again: bool) {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut lines = held.take().unwrap_or_default();
+        if again {
+            *held = Some(Vec::new());
+        }
+        drop(held);
+        lines.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = std::io::stdout().lock();
+        for (_, line) in lines {
+            let _ = out.write_all(line.as_bytes());
+        }
+        let _ = out.flush();
+    }
 }
 
 impl InProcess for Output {
@@ -82,6 +117,15 @@ impl InProcess for Output {
             }
         };
         let line = format!("[{target}] bot: {}\n", render(&params["message"]));
+        {
+            let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(held) = held.as_mut() {
+                // The script's name first: the callback's label follows it.
+                let who = crate::script::context::who().map(|w| w.split(' ').next().unwrap_or_default().to_owned());
+                held.push((who.unwrap_or_default(), line));
+                return Ok(json!({"message_id": self.next_message_id.fetch_add(1, Ordering::Relaxed) + 1}));
+            }
+        }
         let mut out = std::io::stdout().lock();
         // A closed stdout (the reader went away) is not the script's failure.
         let _ = out.write_all(line.as_bytes()).and_then(|_| out.flush());
@@ -118,9 +162,22 @@ pub fn render(message: &Value) -> String {
 }
 
 /// Reads stdin on its own thread until EOF or `:quit`, then cancels `done`.
-pub fn spawn_reader(bot: Arc<Bot>, sink: EventSink, done: CancellationToken) {
+pub fn spawn_reader(bot: Arc<Bot>, sink: EventSink, done: CancellationToken, output: Arc<Output>, idle: super::Idle) {
     let spawned = std::thread::Builder::new().name("rhaibot-console".into()).spawn(move || {
-        read_lines(&bot, &sink, std::io::stdin().lock());
+        let piped = !std::io::stdin().is_terminal();
+        if piped {
+            output.hold();
+        }
+        // Piped: each line's answers are printed before the next line is read.
+        let settle = || {
+            if piped {
+                wait_idle(&idle);
+                output.flush(true);
+            }
+        };
+        read_lines(&bot, &sink, std::io::stdin().lock(), &settle);
+        settle();
+        output.flush(false);
         done.cancel();
     });
     if let Err(e) = spawned {
@@ -128,7 +185,18 @@ pub fn spawn_reader(bot: Arc<Bot>, sink: EventSink, done: CancellationToken) {
     }
 }
 
-fn read_lines(bot: &Arc<Bot>, sink: &EventSink, input: impl BufRead) {
+/// Waits until the scripts are idle, at most 2 s (an answer that takes longer comes with a
+/// later line; a conversation waiting for the next line counts as idle).
+fn wait_idle(idle: &super::Idle) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut quiet = 0;
+    while quiet < 2 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        quiet = if idle() { quiet + 1 } else { 0 };
+    }
+}
+
+fn read_lines(bot: &Arc<Bot>, sink: &EventSink, input: impl BufRead, settle: &dyn Fn()) {
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         println!("rhaibot console: you are user 10001 in a private chat with the bot.\n{HELP}");
@@ -153,6 +221,7 @@ fn read_lines(bot: &Arc<Bot>, sink: &EventSink, input: impl BufRead) {
             Ok(ev) => sink(ev),
             Err(e) => tracing::warn!("{e}"),
         }
+        settle();
     }
 }
 

@@ -176,7 +176,12 @@ pub struct Start<'a> {
     pub tasks: &'a TaskTracker,
     /// The event names scripts handle now (normalised), for protocols that subscribe.
     pub subscribed: Subscribed,
+    /// Whether the scripts are idle (nothing queued or running), for the console's transcript.
+    pub idle: Idle,
 }
+
+/// Whether the scripts are idle at the moment of asking.
+pub type Idle = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// The event names scripts handle at the moment of asking.
 pub type Subscribed = Arc<dyn Fn() -> Vec<String> + Send + Sync>;

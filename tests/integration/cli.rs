@@ -419,3 +419,21 @@ fn the_guides_snippets_make_a_working_bot() {
     assert!(test.status.success(), "{}{}", text(&test.stdout), text(&test.stderr));
     assert!(text(&test.stdout).contains("1 passed, 0 failed"));
 }
+
+/// Piped console output is the same every run: a line's answers come before the next line's,
+/// ordered by script.
+#[test]
+fn a_piped_console_transcript_is_the_same_every_run() {
+    let dir = BotDir::new(&[
+        (
+            "a.rhai",
+            "on(\"message\", |ev| { let t = timestamp(); while t.elapsed < 0.01 {} ev.reply(`a:${ev.text}`); });\n",
+        ),
+        ("b.rhai", "on(\"message\", |ev| ev.reply(`b:${ev.text}`));\n"),
+    ]);
+    let runs: Vec<String> = (0..3).map(|_| text(&run_with_stdin(&["run"], "one\ntwo\n", dir.path()).stdout)).collect();
+    let expected = "[private 10001] bot: a:one\n[private 10001] bot: b:one\n[private 10001] bot: a:two\n[private 10001] bot: b:two\n";
+    for run in runs {
+        assert_eq!(run, expected);
+    }
+}
