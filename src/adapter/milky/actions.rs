@@ -7,65 +7,77 @@ use crate::api::{Action, Ty, p};
 
 /// The Milky action table.
 pub const ACTIONS: &[Action] = &[
-    Action { name: "get_login_info", doc: "获取登录信息", params: &[] },
-    Action { name: "get_impl_info", doc: "获取协议端信息", params: &[] },
-    Action { name: "get_user_profile", doc: "获取用户个人信息", params: &[p("user_id", Ty::Int, true)] },
-    Action { name: "get_friend_list", doc: "获取好友列表", params: &[p("no_cache", Ty::Bool, false)] },
+    Action { name: "get_login_info", doc: "the bot's QQ number and nickname", params: &[] },
+    Action {
+        name: "get_impl_info",
+        doc: "the implementation's name and version, its QQ protocol version and type, and the Milky version",
+        params: &[],
+    },
+    Action {
+        name: "get_user_profile",
+        doc: "a user's profile (nickname, QID, age, sex, remark, bio, level, country, city, school)",
+        params: &[p("user_id", Ty::Int, true)],
+    },
+    Action { name: "get_friend_list", doc: "the bot's friend list", params: &[p("no_cache", Ty::Bool, false)] },
     Action {
         name: "get_friend_info",
-        doc: "获取好友信息",
+        doc: "a friend's details",
         params: &[p("user_id", Ty::Int, true), p("no_cache", Ty::Bool, false)],
     },
-    Action { name: "get_group_list", doc: "获取群列表", params: &[p("no_cache", Ty::Bool, false)] },
+    Action { name: "get_group_list", doc: "the groups the bot is in", params: &[p("no_cache", Ty::Bool, false)] },
     Action {
         name: "get_group_info",
-        doc: "获取群信息",
+        doc: "a group's details",
         params: &[p("group_id", Ty::Int, true), p("no_cache", Ty::Bool, false)],
     },
     Action {
         name: "get_group_member_list",
-        doc: "获取群成员列表",
+        doc: "a group's member list",
         params: &[p("group_id", Ty::Int, true), p("no_cache", Ty::Bool, false)],
     },
     Action {
         name: "get_group_member_info",
-        doc: "获取群成员信息",
+        doc: "a group member's details",
         params: &[p("group_id", Ty::Int, true), p("user_id", Ty::Int, true), p("no_cache", Ty::Bool, false)],
     },
-    Action { name: "set_avatar", doc: "设置 QQ 账号头像", params: &[p("uri", Ty::Str, true)] },
-    Action { name: "set_nickname", doc: "设置 QQ 账号昵称", params: &[p("new_nickname", Ty::Str, true)] },
-    Action { name: "set_bio", doc: "设置 QQ 账号个性签名", params: &[p("new_bio", Ty::Str, true)] },
-    Action { name: "get_custom_face_url_list", doc: "获取自定义表情 URL 列表", params: &[] },
-    Action { name: "get_cookies", doc: "获取 Cookies", params: &[p("domain", Ty::Str, true)] },
-    Action { name: "get_csrf_token", doc: "获取 CSRF Token", params: &[] },
+    Action {
+        name: "set_avatar",
+        doc: "set the bot's avatar (`uri`: file://, http(s):// or base64://)",
+        params: &[p("uri", Ty::Str, true)],
+    },
+    Action { name: "set_nickname", doc: "set the bot's nickname", params: &[p("new_nickname", Ty::Str, true)] },
+    Action { name: "set_bio", doc: "set the bot's bio (personal signature)", params: &[p("new_bio", Ty::Str, true)] },
+    Action { name: "get_custom_face_url_list", doc: "the URLs of the bot's saved stickers", params: &[] },
+    Action { name: "get_cookies", doc: "the cookies for `domain`", params: &[p("domain", Ty::Str, true)] },
+    Action { name: "get_csrf_token", doc: "the CSRF token for QQ web APIs", params: &[] },
     Action {
         name: "send_private_message",
-        doc: "发送私聊消息",
+        doc: "send a message to a friend",
         params: &[p("user_id", Ty::Int, true), p("message", Ty::Message, true)],
     },
     Action {
         name: "send_group_message",
-        doc: "发送群聊消息",
+        doc: "send a message to a group",
         params: &[p("group_id", Ty::Int, true), p("message", Ty::Message, true)],
     },
     Action {
         name: "recall_private_message",
-        doc: "撤回私聊消息",
+        doc: "recall a message in a friend chat, by `message_seq`",
         params: &[p("user_id", Ty::Int, true), p("message_seq", Ty::Int, true)],
     },
     Action {
         name: "recall_group_message",
-        doc: "撤回群聊消息",
+        doc: "recall a message in a group, by `message_seq`",
         params: &[p("group_id", Ty::Int, true), p("message_seq", Ty::Int, true)],
     },
     Action {
         name: "get_message",
-        doc: "获取消息",
+        doc: "a message, by scene (friend, group, temp), peer and `message_seq`",
         params: &[p("message_scene", Ty::Str, true), p("peer_id", Ty::Int, true), p("message_seq", Ty::Int, true)],
     },
     Action {
         name: "get_history_messages",
-        doc: "获取历史消息列表",
+        doc: "a chat's messages, newest first from `start_message_seq` (at most 30)",
         params: &[
             p("message_scene", Ty::Str, true),
             p("peer_id", Ty::Int, true),
@@ -74,107 +86,111 @@ pub const ACTIONS: &[Action] = &[
         ],
     },
     Action {
-        name: "get_resource_temp_url", doc: "获取临时资源链接", params: &[p("resource_id", Ty::Str, true)]
+        name: "get_resource_temp_url",
+        doc: "a temporary download URL for a resource (image, voice, video) by `resource_id`",
+        params: &[p("resource_id", Ty::Str, true)],
     },
     Action {
-        name: "get_forwarded_messages", doc: "获取合并转发消息内容", params: &[p("forward_id", Ty::Str, true)]
+        name: "get_forwarded_messages",
+        doc: "the messages inside a merged-forward message, by `forward_id`",
+        params: &[p("forward_id", Ty::Str, true)],
     },
     Action {
         name: "mark_message_as_read",
-        doc: "标记消息为已读",
+        doc: "mark a chat as read up to `message_seq`",
         params: &[p("message_scene", Ty::Str, true), p("peer_id", Ty::Int, true), p("message_seq", Ty::Int, true)],
     },
     Action {
         name: "send_friend_nudge",
-        doc: "发送好友戳一戳",
+        doc: "poke a friend (`is_self`: poke the bot itself in that chat)",
         params: &[p("user_id", Ty::Int, true), p("is_self", Ty::Bool, false)],
     },
     Action {
         name: "send_profile_like",
-        doc: "发送名片点赞",
+        doc: "like a user's profile card `count` times",
         params: &[p("user_id", Ty::Int, true), p("count", Ty::Int, false)],
     },
-    Action { name: "delete_friend", doc: "删除好友", params: &[p("user_id", Ty::Int, true)] },
+    Action { name: "delete_friend", doc: "remove a friend", params: &[p("user_id", Ty::Int, true)] },
     Action {
         name: "get_friend_requests",
-        doc: "获取好友请求列表",
+        doc: "friend requests, filtered (risky accounts) or not",
         params: &[p("limit", Ty::Int, false), p("is_filtered", Ty::Bool, false)],
     },
     Action {
         name: "accept_friend_request",
-        doc: "同意好友请求",
+        doc: "accept a friend request, by the requester's `initiator_uid`",
         params: &[p("initiator_uid", Ty::Str, true), p("is_filtered", Ty::Bool, false)],
     },
     Action {
         name: "reject_friend_request",
-        doc: "拒绝好友请求",
+        doc: "reject a friend request, by the requester's `initiator_uid`, with an optional `reason`",
         params: &[p("initiator_uid", Ty::Str, true), p("is_filtered", Ty::Bool, false), p("reason", Ty::Str, false)],
     },
     Action {
         name: "set_group_name",
-        doc: "设置群名称",
+        doc: "rename a group",
         params: &[p("group_id", Ty::Int, true), p("new_group_name", Ty::Str, true)],
     },
     Action {
         name: "set_group_avatar",
-        doc: "设置群头像",
+        doc: "set a group's avatar (`image_uri`: file://, http(s):// or base64://)",
         params: &[p("group_id", Ty::Int, true), p("image_uri", Ty::Str, true)],
     },
     Action {
         name: "set_group_member_card",
-        doc: "设置群名片",
+        doc: "set a member's group card (name in the group)",
         params: &[p("group_id", Ty::Int, true), p("user_id", Ty::Int, true), p("card", Ty::Str, true)],
     },
     Action {
         name: "set_group_member_special_title",
-        doc: "设置群成员专属头衔",
+        doc: "set a member's special title in a group",
         params: &[p("group_id", Ty::Int, true), p("user_id", Ty::Int, true), p("special_title", Ty::Str, true)],
     },
     Action {
         name: "set_group_member_admin",
-        doc: "设置群管理员",
+        doc: "make a group member an admin, or with `is_set` false remove them as admin",
         params: &[p("group_id", Ty::Int, true), p("user_id", Ty::Int, true), p("is_set", Ty::Bool, false)],
     },
     Action {
         name: "set_group_member_mute",
-        doc: "设置群成员禁言",
+        doc: "mute a group member for `duration` seconds (0 unmutes)",
         params: &[p("group_id", Ty::Int, true), p("user_id", Ty::Int, true), p("duration", Ty::Int, false)],
     },
     Action {
         name: "set_group_whole_mute",
-        doc: "设置群全员禁言",
+        doc: "mute the whole group, or with `is_mute` false unmute it",
         params: &[p("group_id", Ty::Int, true), p("is_mute", Ty::Bool, false)],
     },
     Action {
         name: "kick_group_member",
-        doc: "踢出群成员",
+        doc: "kick a member from a group, optionally rejecting their future join requests",
         params: &[p("group_id", Ty::Int, true), p("user_id", Ty::Int, true), p("reject_add_request", Ty::Bool, false)],
     },
-    Action { name: "get_group_announcements", doc: "获取群公告列表", params: &[p("group_id", Ty::Int, true)] },
+    Action { name: "get_group_announcements", doc: "a group's announcements", params: &[p("group_id", Ty::Int, true)] },
     Action {
         name: "send_group_announcement",
-        doc: "发送群公告",
+        doc: "publish a group announcement, optionally with an image",
         params: &[p("group_id", Ty::Int, true), p("content", Ty::Str, true), p("image_uri", Ty::Str, false)],
     },
     Action {
         name: "delete_group_announcement",
-        doc: "删除群公告",
+        doc: "delete a group announcement",
         params: &[p("group_id", Ty::Int, true), p("announcement_id", Ty::Str, true)],
     },
     Action {
         name: "get_group_essence_messages",
-        doc: "获取群精华消息列表",
+        doc: "a page of a group's essence messages",
         params: &[p("group_id", Ty::Int, true), p("page_index", Ty::Int, true), p("page_size", Ty::Int, true)],
     },
     Action {
         name: "set_group_essence_message",
-        doc: "设置群精华消息",
+        doc: "make a message a group essence message, or with `is_set` false remove it",
         params: &[p("group_id", Ty::Int, true), p("message_seq", Ty::Int, true), p("is_set", Ty::Bool, false)],
     },
-    Action { name: "quit_group", doc: "退出群", params: &[p("group_id", Ty::Int, true)] },
+    Action { name: "quit_group", doc: "leave a group", params: &[p("group_id", Ty::Int, true)] },
     Action {
         name: "send_group_message_reaction",
-        doc: "发送群消息表情回应",
+        doc: "add an emoji reaction to a group message, or with `is_add` false remove it",
         params: &[
             p("group_id", Ty::Int, true),
             p("message_seq", Ty::Int, true),
@@ -184,12 +200,12 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "send_group_nudge",
-        doc: "发送群戳一戳",
+        doc: "poke a group member",
         params: &[p("group_id", Ty::Int, true), p("user_id", Ty::Int, true)],
     },
     Action {
         name: "get_group_notifications",
-        doc: "获取群通知列表",
+        doc: "group notifications: join requests, members' invitations, admin changes, kicks and quits",
         params: &[
             p("start_notification_seq", Ty::Int, false),
             p("is_filtered", Ty::Bool, false),
@@ -198,7 +214,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "accept_group_request",
-        doc: "同意入群/邀请他人入群请求",
+        doc: "accept a join request or a member's invitation of someone, by notification",
         params: &[
             p("notification_seq", Ty::Int, true),
             p("notification_type", Ty::Str, true),
@@ -208,7 +224,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "reject_group_request",
-        doc: "拒绝入群/邀请他人入群请求",
+        doc: "reject a join request or a member's invitation of someone, with an optional `reason`",
         params: &[
             p("notification_seq", Ty::Int, true),
             p("notification_type", Ty::Str, true),
@@ -219,22 +235,22 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "accept_group_invitation",
-        doc: "同意他人邀请自身入群",
+        doc: "accept an invitation for the bot to join a group",
         params: &[p("group_id", Ty::Int, true), p("invitation_seq", Ty::Int, true)],
     },
     Action {
         name: "reject_group_invitation",
-        doc: "拒绝他人邀请自身入群",
+        doc: "decline an invitation for the bot to join a group",
         params: &[p("group_id", Ty::Int, true), p("invitation_seq", Ty::Int, true)],
     },
     Action {
         name: "upload_private_file",
-        doc: "上传私聊文件",
+        doc: "send a file to a friend (`file_uri`: file://, http(s):// or base64://)",
         params: &[p("user_id", Ty::Int, true), p("file_uri", Ty::Str, true), p("file_name", Ty::Str, true)],
     },
     Action {
         name: "upload_group_file",
-        doc: "上传群文件",
+        doc: "upload a file to a group's files (`file_uri`: file://, http(s):// or base64://)",
         params: &[
             p("group_id", Ty::Int, true),
             p("parent_folder_id", Ty::Str, false),
@@ -244,22 +260,22 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "get_private_file_download_url",
-        doc: "获取私聊文件下载链接",
+        doc: "the download URL of a file sent in a friend chat",
         params: &[p("user_id", Ty::Int, true), p("file_id", Ty::Str, true), p("file_hash", Ty::Str, true)],
     },
     Action {
         name: "get_group_file_download_url",
-        doc: "获取群文件下载链接",
+        doc: "the download URL of a group file",
         params: &[p("group_id", Ty::Int, true), p("file_id", Ty::Str, true)],
     },
     Action {
         name: "get_group_files",
-        doc: "获取群文件列表",
+        doc: "the files and folders in a group folder (the root folder by default)",
         params: &[p("group_id", Ty::Int, true), p("parent_folder_id", Ty::Str, false)],
     },
     Action {
         name: "move_group_file",
-        doc: "移动群文件",
+        doc: "move a group file to another folder",
         params: &[
             p("group_id", Ty::Int, true),
             p("file_id", Ty::Str, true),
@@ -269,7 +285,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "rename_group_file",
-        doc: "重命名群文件",
+        doc: "rename a group file",
         params: &[
             p("group_id", Ty::Int, true),
             p("file_id", Ty::Str, true),
@@ -279,22 +295,22 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "delete_group_file",
-        doc: "删除群文件",
+        doc: "delete a group file",
         params: &[p("group_id", Ty::Int, true), p("file_id", Ty::Str, true)],
     },
     Action {
         name: "create_group_folder",
-        doc: "创建群文件夹",
+        doc: "create a folder in a group's files",
         params: &[p("group_id", Ty::Int, true), p("folder_name", Ty::Str, true)],
     },
     Action {
         name: "rename_group_folder",
-        doc: "重命名群文件夹",
+        doc: "rename a folder in a group's files",
         params: &[p("group_id", Ty::Int, true), p("folder_id", Ty::Str, true), p("new_folder_name", Ty::Str, true)],
     },
     Action {
         name: "delete_group_folder",
-        doc: "删除群文件夹",
+        doc: "delete a folder from a group's files",
         params: &[p("group_id", Ty::Int, true), p("folder_id", Ty::Str, true)],
     },
 ];

@@ -7,10 +7,10 @@ use crate::api::{Action, Ty, p};
 
 /// Segment types as actions: the name is the segment `type`, the params its `data` fields.
 pub const SEGMENTS: &[Action] = &[
-    Action { name: "text", doc: "文本", params: &[p("text", Ty::Str, true)] },
+    Action { name: "text", doc: "plain text", params: &[p("text", Ty::Str, true)] },
     Action {
         name: "image",
-        doc: "图片",
+        doc: "an image (`file`: file://, http(s):// or base64://)",
         params: &[
             p("file", Ty::Str, true),
             p("url", Ty::Str, false),
@@ -24,7 +24,7 @@ pub const SEGMENTS: &[Action] = &[
     },
     Action {
         name: "video",
-        doc: "视频",
+        doc: "a video (`file`: file://, http(s):// or base64://)",
         params: &[
             p("file", Ty::Str, true),
             p("url", Ty::Str, false),
@@ -36,7 +36,7 @@ pub const SEGMENTS: &[Action] = &[
     },
     Action {
         name: "record",
-        doc: "语音",
+        doc: "a voice message (`file`: file://, http(s):// or base64://)",
         params: &[
             p("file", Ty::Str, true),
             p("url", Ty::Str, false),
@@ -48,7 +48,7 @@ pub const SEGMENTS: &[Action] = &[
     },
     Action {
         name: "file",
-        doc: "文件",
+        doc: "a file (`file`: file://, http(s):// or base64://)",
         params: &[
             p("file", Ty::Str, true),
             p("url", Ty::Str, false),
@@ -61,17 +61,25 @@ pub const SEGMENTS: &[Action] = &[
     },
     Action {
         name: "flash_file",
-        doc: "闪传文件",
+        doc: "a QQ flash-transfer file set, by `file_set_id`",
         params: &[p("title", Ty::Str, true), p("file_set_id", Ty::Str, true), p("scene_type", Ty::Int, true)],
     },
-    Action { name: "at", doc: "@", params: &[p("qq", Ty::Str, true), p("name", Ty::Str, false)] },
-    Action { name: "reply", doc: "回复", params: &[p("id", Ty::Str, true)] },
-    Action { name: "json", doc: "Json", params: &[p("data", Ty::Str, true)] },
-    Action { name: "xml", doc: "XML", params: &[p("data", Ty::Str, true)] },
-    Action { name: "face", doc: "表情", params: &[p("id", Ty::Str, true)] },
+    Action {
+        name: "at",
+        doc: "an @-mention of `qq` (\"all\": everyone)",
+        params: &[p("qq", Ty::Str, true), p("name", Ty::Str, false)],
+    },
+    Action { name: "reply", doc: "a reply to (quote of) message `id`", params: &[p("id", Ty::Str, true)] },
+    Action {
+        name: "json",
+        doc: "a JSON card (`data`: the card as JSON text; QQ only shows signed cards)",
+        params: &[p("data", Ty::Str, true)],
+    },
+    Action { name: "xml", doc: "an XML card (`data`: the card as XML text)", params: &[p("data", Ty::Str, true)] },
+    Action { name: "face", doc: "a QQ face (built-in emoji), by `id`", params: &[p("id", Ty::Str, true)] },
     Action {
         name: "mface",
-        doc: "商城表情",
+        doc: "a QQ sticker-store sticker",
         params: &[
             p("emoji_package_id", Ty::Int, true),
             p("emoji_id", Ty::Str, true),
@@ -80,10 +88,10 @@ pub const SEGMENTS: &[Action] = &[
             p("url", Ty::Str, false),
         ],
     },
-    Action { name: "markdown", doc: "Markdown", params: &[p("content", Ty::Str, true)] },
+    Action { name: "markdown", doc: "markdown content", params: &[p("content", Ty::Str, true)] },
     Action {
         name: "node",
-        doc: "合并转发节点",
+        doc: "a merged-forward node: message `id`, or `content` shown as from `user_id`/`nickname`",
         params: &[
             p("id", Ty::Any, false),
             p("content", Ty::Any, false),
@@ -93,10 +101,10 @@ pub const SEGMENTS: &[Action] = &[
             p("uin", Ty::Any, false),
         ],
     },
-    Action { name: "forward", doc: "转发", params: &[p("id", Ty::Str, true)] },
+    Action { name: "forward", doc: "a merged-forward message, by forward `id`", params: &[p("id", Ty::Str, true)] },
     Action {
         name: "music",
-        doc: "音乐分享",
+        doc: "a music share card (`type` and `id`, or custom with `url`, `audio`, `title`)",
         params: &[
             p("type", Ty::Str, false),
             p("id", Ty::Str, false),
@@ -107,10 +115,22 @@ pub const SEGMENTS: &[Action] = &[
             p("image", Ty::Str, false),
         ],
     },
-    Action { name: "poke", doc: "戳一戳", params: &[p("qq", Ty::Int, false), p("id", Ty::Int, false)] },
-    Action { name: "dice", doc: "骰子", params: &[p("result", Ty::Any, true)] },
-    Action { name: "rps", doc: "石头剪刀布", params: &[p("result", Ty::Any, true)] },
-    Action { name: "contact", doc: "推荐好友/群", params: &[p("type", Ty::Str, true), p("id", Ty::Str, true)] },
-    Action { name: "shake", doc: "窗口抖动", params: &[] },
-    Action { name: "keyboard", doc: "按钮", params: &[p("rows", Ty::Array, true)] },
+    Action {
+        name: "poke",
+        doc: "a poke at `qq` (`id`: the kind of poke)",
+        params: &[p("qq", Ty::Int, false), p("id", Ty::Int, false)],
+    },
+    Action { name: "dice", doc: "a dice roll (`result` 1-6)", params: &[p("result", Ty::Any, true)] },
+    Action {
+        name: "rps",
+        doc: "rock-paper-scissors (`result`: 1 rock, 2 scissors, 3 paper)",
+        params: &[p("result", Ty::Any, true)],
+    },
+    Action {
+        name: "contact",
+        doc: "a recommended contact card: a user (`type` \"qq\") or a group (`type` \"group\")",
+        params: &[p("type", Ty::Str, true), p("id", Ty::Str, true)],
+    },
+    Action { name: "shake", doc: "a window shake", params: &[] },
+    Action { name: "keyboard", doc: "a keyboard of buttons (`rows`)", params: &[p("rows", Ty::Array, true)] },
 ];

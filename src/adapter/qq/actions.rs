@@ -82,18 +82,18 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub const ACTIONS: &[Action] = &[
     Action {
         name: "wait_for",
-        doc: "Wait for",
+        doc: "wait for the next message in `scope` that matches a command (at most `timeout` seconds)",
         params: &[p("scope", Ty::Any, true), p("command_obj", Ty::Any, true), p("timeout", Ty::Int, false)],
     },
-    Action { name: "get_bot_id", doc: "获取用户 ID", params: &[] },
-    Action { name: "get_bot_info", doc: "获取用户信息", params: &[] },
-    Action { name: "get_bot_guilds", doc: "获取用户频道列表", params: &[] },
-    Action { name: "get_guild_info", doc: "获取频道详情", params: &[p("guild_id", Ty::Str, true)] },
-    Action { name: "get_guild_channels", doc: "获取子频道列表", params: &[p("guild_id", Ty::Str, true)] },
-    Action { name: "get_channels_info", doc: "获取子频道详情", params: &[p("channel_id", Ty::Str, true)] },
+    Action { name: "get_bot_id", doc: "the bot's own user id (deprecated in qg_botsdk)", params: &[] },
+    Action { name: "get_bot_info", doc: "the bot's own user details (id, username, avatar)", params: &[] },
+    Action { name: "get_bot_guilds", doc: "every guild the bot has joined", params: &[] },
+    Action { name: "get_guild_info", doc: "a guild's details", params: &[p("guild_id", Ty::Str, true)] },
+    Action { name: "get_guild_channels", doc: "the channels of a guild", params: &[p("guild_id", Ty::Str, true)] },
+    Action { name: "get_channels_info", doc: "a channel's details", params: &[p("channel_id", Ty::Str, true)] },
     Action {
         name: "create_channels",
-        doc: "创建子频道",
+        doc: "create a channel in a guild (the bot needs channel management permission)",
         params: &[
             p("guild_id", Ty::Str, true),
             p("name", Ty::Str, true),
@@ -109,7 +109,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "patch_channels",
-        doc: "修改子频道",
+        doc: "change a channel's name, position, group, privacy or speak permission",
         params: &[
             p("channel_id", Ty::Str, true),
             p("name", Ty::Str, false),
@@ -119,22 +119,26 @@ pub const ACTIONS: &[Action] = &[
             p("speak_permission", Ty::Int, false),
         ],
     },
-    Action { name: "delete_channels", doc: "删除子频道", params: &[p("channel_id", Ty::Str, true)] },
-    Action { name: "get_online_nums", doc: "获取在线成员数", params: &[p("channel_id", Ty::Str, true)] },
-    Action { name: "get_guild_members", doc: "获取频道成员列表", params: &[p("guild_id", Ty::Str, true)] },
+    Action { name: "delete_channels", doc: "delete a channel", params: &[p("channel_id", Ty::Str, true)] },
+    Action {
+        name: "get_online_nums",
+        doc: "how many users are online in a voice or live channel",
+        params: &[p("channel_id", Ty::Str, true)],
+    },
+    Action { name: "get_guild_members", doc: "every member of a guild", params: &[p("guild_id", Ty::Str, true)] },
     Action {
         name: "get_role_members",
-        doc: "获取频道身份组成员列表",
+        doc: "every member of a guild who has role `role_id`",
         params: &[p("guild_id", Ty::Str, true), p("role_id", Ty::Str, true)],
     },
     Action {
         name: "get_member_info",
-        doc: "获取频道成员详情",
+        doc: "a guild member's details",
         params: &[p("guild_id", Ty::Str, true), p("user_id", Ty::Str, true)],
     },
     Action {
         name: "delete_member",
-        doc: "删除频道成员",
+        doc: "remove a member from a guild, optionally blacklisting them and recalling their recent messages",
         params: &[
             p("guild_id", Ty::Str, true),
             p("user_id", Ty::Str, true),
@@ -142,10 +146,10 @@ pub const ACTIONS: &[Action] = &[
             p("delete_history_msg_days", Ty::Int, false),
         ],
     },
-    Action { name: "get_guild_roles", doc: "获取频道身份组列表", params: &[p("guild_id", Ty::Str, true)] },
+    Action { name: "get_guild_roles", doc: "a guild's roles", params: &[p("guild_id", Ty::Str, true)] },
     Action {
         name: "create_role",
-        doc: "创建频道身份组",
+        doc: "create a guild role (name, colour, shown separately in the member list)",
         params: &[
             p("guild_id", Ty::Str, true),
             p("name", Ty::Str, false),
@@ -155,7 +159,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "patch_role",
-        doc: "修改频道身份组",
+        doc: "change a guild role's name, colour or separate display",
         params: &[
             p("guild_id", Ty::Str, true),
             p("role_id", Ty::Str, true),
@@ -166,12 +170,12 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "delete_role",
-        doc: "删除频道身份组",
+        doc: "delete a guild role",
         params: &[p("guild_id", Ty::Str, true), p("role_id", Ty::Str, true)],
     },
     Action {
         name: "create_role_member",
-        doc: "创建频道身份组成员",
+        doc: "give a guild member a role (role 5, channel admin, needs `channel_id`)",
         params: &[
             p("user_id", Ty::Str, true),
             p("guild_id", Ty::Str, true),
@@ -181,7 +185,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "delete_role_member",
-        doc: "删除频道身份组成员",
+        doc: "take a role from a guild member (role 5, channel admin, needs `channel_id`)",
         params: &[
             p("user_id", Ty::Str, true),
             p("guild_id", Ty::Str, true),
@@ -191,12 +195,12 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "get_channel_member_permission",
-        doc: "获取子频道用户权限",
+        doc: "a member's permissions in a channel",
         params: &[p("channel_id", Ty::Str, true), p("user_id", Ty::Str, true)],
     },
     Action {
         name: "put_channel_member_permission",
-        doc: "修改子频道用户权限",
+        doc: "grant (`add`) or revoke (`remove`) a member's permissions in a channel",
         params: &[
             p("channel_id", Ty::Str, true),
             p("user_id", Ty::Str, true),
@@ -206,12 +210,12 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "get_channel_role_permission",
-        doc: "获取子频道身份组权限",
+        doc: "a role's permissions in a channel",
         params: &[p("channel_id", Ty::Str, true), p("role_id", Ty::Str, true)],
     },
     Action {
         name: "put_channel_role_permission",
-        doc: "修改子频道身份组权限",
+        doc: "grant (`add`) or revoke (`remove`) a role's permissions in a channel",
         params: &[
             p("channel_id", Ty::Str, true),
             p("role_id", Ty::Str, true),
@@ -221,12 +225,12 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "get_message_info",
-        doc: "获取指定消息",
+        doc: "a message in a channel, by id",
         params: &[p("channel_id", Ty::Str, true), p("message_id", Ty::Str, true)],
     },
     Action {
         name: "send_msg",
-        doc: "发送消息",
+        doc: "send a message to a guild channel (a reply when `message_id` or `event_id` is given)",
         params: &[
             p("channel_id", Ty::Str, true),
             p("content", Ty::Any, false),
@@ -240,7 +244,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "send_embed",
-        doc: "发送 embed 模板消息",
+        doc: "send an embed message to a channel (deprecated: send_msg with an embed)",
         params: &[
             p("channel_id", Ty::Str, true),
             p("title", Ty::Str, false),
@@ -253,7 +257,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "send_ark_23",
-        doc: "发送 23 链接+文本列表模板 ark 消息",
+        doc: "send an ark template 23 message (lines of text with links) to a channel (deprecated)",
         params: &[
             p("channel_id", Ty::Str, true),
             p("content", Ty::Array, true),
@@ -266,7 +270,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "send_ark_24",
-        doc: "发送 24 文本+缩略图模板 ark 消息",
+        doc: "send an ark template 24 message (text with a thumbnail) to a channel (deprecated)",
         params: &[
             p("channel_id", Ty::Str, true),
             p("title", Ty::Str, false),
@@ -282,7 +286,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "send_ark_37",
-        doc: "发送 37 大图模板 ark 消息",
+        doc: "send an ark template 37 message (a large picture) to a channel (deprecated)",
         params: &[
             p("channel_id", Ty::Str, true),
             p("title", Ty::Str, false),
@@ -296,7 +300,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "send_markdown",
-        doc: "发送 markdown 消息",
+        doc: "send a markdown message (template or native, optionally a keyboard) to a channel (deprecated)",
         params: &[
             p("channel_id", Ty::Str, true),
             p("template_id", Ty::Str, false),
@@ -310,20 +314,22 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "delete_msg",
-        doc: "撤回消息",
+        doc: "recall a message in a channel (as admin, members' messages too)",
         params: &[p("channel_id", Ty::Str, true), p("message_id", Ty::Str, true), p("hidetip", Ty::Bool, false)],
     },
     Action {
-        name: "get_guild_setting", doc: "获取频道消息频率设置", params: &[p("guild_id", Ty::Str, true)]
+        name: "get_guild_setting",
+        doc: "the bot's message frequency settings in a guild",
+        params: &[p("guild_id", Ty::Str, true)],
     },
     Action {
         name: "create_dm_guild",
-        doc: "创建私信会话",
+        doc: "open a direct-message session with a member of a shared guild, returning its `guild_id`",
         params: &[p("target_id", Ty::Str, true), p("guild_id", Ty::Str, true)],
     },
     Action {
         name: "send_dm",
-        doc: "发送私信消息",
+        doc: "send a direct message in a session (`guild_id` from create_dm_guild or a DM event)",
         params: &[
             p("guild_id", Ty::Str, true),
             p("content", Ty::Any, false),
@@ -337,12 +343,12 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "delete_dm_msg",
-        doc: "撤回私信消息",
+        doc: "recall a direct message the bot sent",
         params: &[p("guild_id", Ty::Str, true), p("message_id", Ty::Str, true), p("hidetip", Ty::Bool, false)],
     },
     Action {
         name: "mute_all_member",
-        doc: "禁言全员",
+        doc: "mute every non-admin member of a guild, until a timestamp or for some seconds (0 unmutes)",
         params: &[
             p("guild_id", Ty::Str, true),
             p("mute_end_timestamp", Ty::Str, false),
@@ -351,7 +357,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "mute_member",
-        doc: "禁言指定成员",
+        doc: "mute a guild member, until a timestamp or for some seconds (0 unmutes)",
         params: &[
             p("guild_id", Ty::Str, true),
             p("user_id", Ty::Str, true),
@@ -361,7 +367,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "mute_members",
-        doc: "禁言批量成员",
+        doc: "mute several guild members, until a timestamp or for some seconds (0 unmutes)",
         params: &[
             p("guild_id", Ty::Str, true),
             p("user_id", Ty::Any, true),
@@ -371,7 +377,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "create_announce",
-        doc: "创建频道公告",
+        doc: "create a guild announcement: a message (`message_id`), or recommended channels",
         params: &[
             p("guild_id", Ty::Str, true),
             p("channel_id", Ty::Str, false),
@@ -382,33 +388,33 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "delete_announce",
-        doc: "删除频道公告",
+        doc: "delete a guild announcement (`message_id` \"all\": without checking the id)",
         params: &[p("guild_id", Ty::Str, true), p("message_id", Ty::Str, false)],
     },
     Action {
         name: "create_pinmsg",
-        doc: "添加精华消息",
+        doc: "pin a message in a channel (at most 20 per channel)",
         params: &[p("channel_id", Ty::Str, true), p("message_id", Ty::Str, true)],
     },
     Action {
         name: "delete_pinmsg",
-        doc: "删除精华消息",
+        doc: "unpin a message in a channel (`message_id` \"all\": every one)",
         params: &[p("channel_id", Ty::Str, true), p("message_id", Ty::Str, true)],
     },
-    Action { name: "get_pinmsg", doc: "获取精华消息", params: &[p("channel_id", Ty::Str, true)] },
+    Action { name: "get_pinmsg", doc: "the pinned messages of a channel", params: &[p("channel_id", Ty::Str, true)] },
     Action {
         name: "get_schedules",
-        doc: "获取频道日程列表",
+        doc: "a schedule channel's schedules for today, or those ending after `since`",
         params: &[p("channel_id", Ty::Str, true), p("since", Ty::Int, false)],
     },
     Action {
         name: "get_schedule_info",
-        doc: "获取日程详情",
+        doc: "a schedule's details",
         params: &[p("channel_id", Ty::Str, true), p("schedule_id", Ty::Str, true)],
     },
     Action {
         name: "create_schedule",
-        doc: "创建日程",
+        doc: "create a schedule in a schedule channel",
         params: &[
             p("channel_id", Ty::Str, true),
             p("schedule_name", Ty::Str, true),
@@ -420,7 +426,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "patch_schedule",
-        doc: "修改日程",
+        doc: "change a schedule",
         params: &[
             p("channel_id", Ty::Str, true),
             p("schedule_id", Ty::Str, true),
@@ -433,12 +439,12 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "delete_schedule",
-        doc: "删除日程",
+        doc: "delete a schedule",
         params: &[p("channel_id", Ty::Str, true), p("schedule_id", Ty::Str, true)],
     },
     Action {
         name: "create_reaction",
-        doc: "发表表情表态",
+        doc: "add an emoji reaction to a message",
         params: &[
             p("channel_id", Ty::Str, true),
             p("message_id", Ty::Str, true),
@@ -448,7 +454,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "delete_reaction",
-        doc: "删除表情表态",
+        doc: "remove the bot's emoji reaction from a message",
         params: &[
             p("channel_id", Ty::Str, true),
             p("message_id", Ty::Str, true),
@@ -458,7 +464,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "get_reaction_users",
-        doc: "拉取表情表态用户列表",
+        doc: "the users who reacted to a message with an emoji",
         params: &[
             p("channel_id", Ty::Str, true),
             p("message_id", Ty::Str, true),
@@ -468,7 +474,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "control_audio",
-        doc: "音频控制",
+        doc: "control audio in a voice channel (`status`: 0 start, 1 pause, 2 resume, 3 stop)",
         params: &[
             p("channel_id", Ty::Str, true),
             p("status", Ty::Int, true),
@@ -476,17 +482,25 @@ pub const ACTIONS: &[Action] = &[
             p("text", Ty::Str, false),
         ],
     },
-    Action { name: "bot_on_mic", doc: "机器人上麦", params: &[p("channel_id", Ty::Str, true)] },
-    Action { name: "bot_off_mic", doc: "机器人下麦", params: &[p("channel_id", Ty::Str, true)] },
-    Action { name: "get_threads", doc: "获取帖子列表", params: &[p("channel_id", Ty::Str, true)] },
+    Action {
+        name: "bot_on_mic",
+        doc: "put the bot on the mic in a voice channel",
+        params: &[p("channel_id", Ty::Str, true)],
+    },
+    Action {
+        name: "bot_off_mic",
+        doc: "take the bot off the mic in a voice channel",
+        params: &[p("channel_id", Ty::Str, true)],
+    },
+    Action { name: "get_threads", doc: "the threads of a forum channel", params: &[p("channel_id", Ty::Str, true)] },
     Action {
         name: "get_thread_info",
-        doc: "获取帖子详情",
+        doc: "a forum thread's details",
         params: &[p("channel_id", Ty::Str, true), p("thread_id", Ty::Str, true)],
     },
     Action {
         name: "create_thread",
-        doc: "发表帖子",
+        doc: "publish a thread in a forum channel (`format_`: 1 text, 2 HTML, 3 markdown, 4 JSON)",
         params: &[
             p("channel_id", Ty::Str, true),
             p("title", Ty::Str, true),
@@ -496,15 +510,17 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "delete_thread",
-        doc: "删除帖子",
+        doc: "delete a forum thread",
         params: &[p("channel_id", Ty::Str, true), p("thread_id", Ty::Str, true)],
     },
     Action {
-        name: "get_guild_permissions", doc: "获取频道可用权限列表", params: &[p("guild_id", Ty::Str, true)]
+        name: "get_guild_permissions",
+        doc: "the APIs the bot can use in a guild, with their authorization status",
+        params: &[p("guild_id", Ty::Str, true)],
     },
     Action {
         name: "create_permission_demand",
-        doc: "创建频道 API 接口权限授权链接",
+        doc: "post a link in a channel asking the guild's admins to grant the bot an API permission",
         params: &[
             p("guild_id", Ty::Str, true),
             p("channel_id", Ty::Str, true),
@@ -514,7 +530,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "upload_media",
-        doc: "上传富媒体文件",
+        doc: "upload an image, video, voice or file for a QQ user or group chat, returning its `file_info`",
         params: &[
             p("file_type", Ty::Int, true),
             p("url", Ty::Str, true),
@@ -526,7 +542,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "send_qq_dm",
-        doc: "发送 QQ 单聊消息",
+        doc: "send a message to a QQ user",
         params: &[
             p("user_openid", Ty::Str, true),
             p("content", Ty::Str, false),
@@ -540,7 +556,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "send_group_msg",
-        doc: "发送 QQ 群聊消息",
+        doc: "send a message to a QQ group",
         params: &[
             p("group_openid", Ty::Str, true),
             p("content", Ty::Str, false),
@@ -554,17 +570,17 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "callback_interactions",
-        doc: "机器人按钮事件回调",
+        doc: "answer a button interaction (`code`: 0 success, 1 failed, 2 too frequent, 3 repeated, 4 no permission, 5 admins only)",
         params: &[p("interaction_id", Ty::Str, true), p("code", Ty::Int, false)],
     },
     Action {
         name: "delete_group_msg",
-        doc: "撤回 QQ 群聊消息 (api-v2 docs, newer than seed 000)",
+        doc: "recall a message the bot sent to a QQ group (within 2 minutes)",
         params: &[p("group_openid", Ty::Str, true), p("message_id", Ty::Str, true)],
     },
     Action {
         name: "delete_c2c_msg",
-        doc: "撤回 QQ 单聊消息 (api-v2 docs, newer than seed 000)",
+        doc: "recall a message the bot sent to a QQ user (within 2 minutes)",
         params: &[p("user_openid", Ty::Str, true), p("message_id", Ty::Str, true)],
     },
 ];
