@@ -205,6 +205,35 @@ NOT_ENGLISH = re.compile(
     r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
+# English one-liners of the OneBot 11 events (seed 001's data models, by event name).
+EVENT_DOCS = {
+    "message.private": "a private message to the bot (a friend's or a temporary chat's)",
+    "message.group": "a message in a group the bot is in",
+    "message_sent.private": "a private message the bot's own account sent (LLBot extension)",
+    "message_sent.group": "a group message the bot's own account sent (LLBot extension)",
+    "notice.notify.poke": "someone poked someone (the bot, or another member)",
+    "notice.notify.poke_recall": "a poke was taken back",
+    "notice.friend_recall": "a friend recalled a private message",
+    "request.friend": "someone asks to be the bot's friend (answer with its flag)",
+    "notice.friend_add": "a new friend was added",
+    "notice.notify.profile_like": "someone liked the bot's profile",
+    "notice.group_upload": "a file was uploaded to a group",
+    "request.group": "someone asks to join a group, or invites the bot to one (answer with its flag)",
+    "notice.group_dismiss": "a group was disbanded",
+    "notice.group_increase": "a member joined a group",
+    "notice.group_decrease": "a member left a group or was removed",
+    "notice.notify.title": "a member's special title changed",
+    "notice.group_msg_emoji_like": "someone reacted to a group message with an emoji",
+    "notice.group_recall": "a group message was recalled",
+    "notice.group_admin": "a member became or stopped being a group admin",
+    "notice.group_ban": "a member was muted or unmuted",
+    "notice.essence": "a message was added to or removed from a group's essence list",
+    "notice.flash_file": "a flash file transfer event (LLBot extension)",
+    "meta_event.heartbeat": "the implementation's periodic heartbeat, with its status",
+    "meta_event.lifecycle": "the implementation connected, enabled or disabled",
+}
+
+
 def described(docs, names, what):
     """`docs` checked against the table's `names`: raises unless every name has a non-empty English
     one-liner and every description belongs to a name (so a new catalog entry cannot slip in
@@ -252,13 +281,14 @@ def main():
         for name, ps in rows])
 
     events = json.loads((CATALOG / "events.json").read_text(encoding="utf-8"))["onebot11"]["events"]
+    event_docs = described(EVENT_DOCS, [ev["name"] for ev in events], "OneBot 11 events")
     write_table(EVENTS_OUT, "events.json", [
-        "//! Every OneBot 11 event name (`post_type.detail_type[.sub_type]`) with its seed title.",
+        "//! Every OneBot 11 event name (`post_type.detail_type[.sub_type]`) with its description.",
         "//!",
     ], "", [
-        "/// `(native name, title)` of every event in the seed.",
+        "/// `(native name, description)` of every event in the seed.",
         "pub const EVENTS: &[(&str, &str)] = &[",
-    ], [f'    ("{ev["name"]}", "{escape(ev.get("title", ""))}"),' for ev in events])
+    ], [f'    ("{ev["name"]}", "{escape(event_docs[ev["name"]])}"),' for ev in events])
 
     segments = json.loads((CATALOG / "segments.json").read_text(encoding="utf-8"))["onebot11"]["segments"]
     docs = described(SEGMENT_DOCS, [seg["type"] for seg in segments], "OneBot 11 message segments")
