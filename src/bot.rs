@@ -538,10 +538,12 @@ impl Bot {
         let mut finish = Finish { bot: &self, order, done: false, current: None };
         let mut next = Some(first);
         while let Some(Pending { action, params, done }) = next.take() {
-            finish.current = Some((action.clone(), done));
-            let result = self.call(&action, params).await;
-            if let Some((_, done)) = finish.current.take() {
-                done.send(result);
+            if !done.is_abandoned() {
+                finish.current = Some((action.clone(), done));
+                let result = self.call(&action, params).await;
+                if let Some((_, done)) = finish.current.take() {
+                    done.send(result);
+                }
             }
             let mut queues = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
             next = queues.get_mut(&order).and_then(std::collections::VecDeque::pop_front);
@@ -623,5 +625,17 @@ mod tests {
         );
         assert!(rx.recv().unwrap());
         assert_eq!(*rec.0.lock().unwrap(), ["after"]);
+    }
+
+    #[test]
+    fn a_waiting_call_that_timed_out_behind_its_chat_is_not_sent_later() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (bot, rec) = bot();
+        bot.send(rt.handle(), "slow", Value::Null, Reply::Detached(Detached::new(|_| {})), 7);
+        let r = rt.block_on(bot.call_in_order(7, "late", Value::Null, Duration::from_millis(10)));
+        assert!(matches!(r, Err(CallError::Timeout { .. })));
+        // The chat's calls go in order: once a later one is through, `late` had its turn.
+        rt.block_on(bot.call_in_order(7, "marker", Value::Null, Duration::from_secs(5))).unwrap();
+        assert_eq!(*rec.0.lock().unwrap(), ["slow", "marker"], "the script saw `late` fail; it must not be sent");
     }
 }

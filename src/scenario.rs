@@ -23,9 +23,10 @@
 //!
 //! Each step's outputs (sends and other calls, in order) are matched by its expectations in
 //! order: a reply expectation takes the first matching send (other scripts may answer too);
-//! `no_reply` fails on any send. A failure shows every output of the step. The clock is the
-//! machine's, moved ahead by `advance`: `time::now()`, cron jobs, timers, kv expiry and
-//! cooldowns follow it. Every script of the scripts dir is loaded, with a fresh store.
+//! `no_reply` fails on any send. A failure shows every output of the step. Every scenario's
+//! clock starts at Monday 2030-01-07 00:00 UTC and moves with the machine's, and ahead with
+//! `advance`: `time::now()`, cron jobs, timers, kv expiry and cooldowns follow it. Every script
+//! of the scripts dir is loaded, with a fresh store.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -162,7 +163,12 @@ pub fn run(file: &Path, config: &Config, rt: &tokio::runtime::Handle) -> Outcome
     outcome
 }
 
+/// Where every scenario's clock starts: Monday 2030-01-07 00:00 UTC, so whether an `advance`
+/// crosses a cron time never depends on when the test runs.
+const SCENARIO_START_MS: i64 = 1_893_974_400_000;
+
 fn play(scenario: Scenario, config: &Config, rt: &tokio::runtime::Handle) -> Result<(), String> {
+    crate::bindings::time::set_clock(SCENARIO_START_MS);
     let data = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
     // One clock for scripts, the store (expiry, cooldowns) and the scheduler: the machine's,
     // moved ahead by `advance`.

@@ -69,7 +69,15 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            // 6to4 (2002::/16) carries an IPv4 address in its next 32 bits.
+            if s[0] == 0x2002 {
+                let v4 = std::net::Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+                return is_public(IpAddr::V4(v4));
+            }
             !(v6.is_loopback()
+                || (s[..6] == [0; 6]) // IPv4-compatible ::/96 (deprecated; maps to private ranges)
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
@@ -143,6 +151,7 @@ impl Client {
         });
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured((**tls).clone())
+            .no_proxy()
             .dns_resolver(Arc::new(Resolver { allow_private }))
             .redirect(policy)
             .user_agent(concat!("rhaibot/", env!("CARGO_PKG_VERSION")))
@@ -355,6 +364,10 @@ mod tests {
     #[test]
     fn only_public_addresses_are_public() {
         for private in [
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "fec0::1",
+            "2001:0:a00:1::1",
             "127.0.0.1",
             "10.1.2.3",
             "172.16.0.1",

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::Utc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, INT, Map};
 
 use super::convert::script_error;
@@ -81,7 +80,7 @@ impl Ctx {
             }
             None => {
                 drop(staged);
-                self.scheduler.add(spec, Utc::now());
+                self.scheduler.add(spec, crate::bindings::time::now_utc());
             }
         }
         Ok(name)

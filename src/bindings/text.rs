@@ -30,13 +30,37 @@ fn text_of(d: &Dynamic) -> String {
     if d.is_string() { d.clone().into_string().unwrap_or_default() } else { d.to_string() }
 }
 
-fn join(items: &mut Array, sep: &str) -> String {
-    items.iter().map(text_of).collect::<Vec<_>>().join(sep)
+/// The longest string a script may build (`limits.max_string_size`; 0 is no limit).
+fn cap(ctx: &rhai::NativeCallContext) -> usize {
+    match ctx.engine().max_string_size() {
+        0 => usize::MAX,
+        n => n,
+    }
+}
+
+fn too_long(what: &str, limit: usize) -> Box<EvalAltResult> {
+    script_error(format!("{what}: the result would be longer than {limit} bytes (limits.max_string_size)"))
+}
+
+/// The items as text with `sep` between them, refused before it is built when too long.
+fn join(items: &Array, sep: &str, limit: usize) -> RhaiResult<String> {
+    let parts: Vec<String> = items.iter().map(text_of).collect();
+    let total = parts.iter().map(String::len).sum::<usize>().saturating_add(sep.len().saturating_mul(parts.len()));
+    if total > limit {
+        return Err(too_long("join", limit));
+    }
+    Ok(parts.join(sep))
 }
 
 /// `{}` takes the next value, `{0}` a value by position, `{name}` a value of the map; `{{` and
 /// `}}` are braces.
+#[cfg(test)]
 fn format(template: &str, values: &[Dynamic]) -> RhaiResult<String> {
+    format_capped(template, values, usize::MAX)
+}
+
+/// [`format`], stopping as soon as the result passes `limit` bytes.
+fn format_capped(template: &str, values: &[Dynamic], limit: usize) -> RhaiResult<String> {
     let named = match values {
         [one] if one.is_map() => one.read_lock::<Map>().map(|m| m.clone()),
         _ => None,
@@ -76,6 +100,9 @@ fn format(template: &str, values: &[Dynamic]) -> RhaiResult<String> {
                         values.len()
                     ))
                 })?);
+                if out.len() > limit {
+                    return Err(too_long("format", limit));
+                }
             }
             '}' => return Err(script_error(format!("format: a lone }} in {template:?} (write }}}} for a brace)"))),
             c => out.push(c),
@@ -149,35 +176,45 @@ pub fn global() -> Module {
             sleep(secs as f64).map_err(|e| super::convert::at_call(e, &ctx))
         },
     );
+    type Ctx<'a> = rhai::NativeCallContext<'a>;
     documented("join", &["items: array", "separator: string"], "the items as text, separated by `separator`")
         .in_global_namespace()
-        .set_into_module(&mut m, join);
+        .set_into_module(&mut m, |ctx: Ctx, items: &mut Array, sep: &str| join(items, sep, cap(&ctx)));
     documented("join", &["items: array"], "the items as text, one after another")
         .in_global_namespace()
-        .set_into_module(&mut m, |items: &mut Array| join(items, ""));
+        .set_into_module(&mut m, |ctx: Ctx, items: &mut Array| join(items, "", cap(&ctx)));
     let doc = "the template with `{}` (next value), `{0}` (by position) or `{name}` (of a map) filled in";
     documented("format", &["template: string", "values: map | array"], doc).set_into_module(
         &mut m,
-        |t: &str, v: Dynamic| {
+        |ctx: Ctx, t: &str, v: Dynamic| {
             let values = if v.is_array() { v.into_array().unwrap_or_default() } else { vec![v] };
-            format(t, &values)
+            format_capped(t, &values, cap(&ctx))
         },
     );
     documented("format", &["template: string", "a: any", "b: any"], doc)
-        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic| format(t, &[a, b]));
+        .set_into_module(&mut m, |ctx: Ctx, t: &str, a: Dynamic, b: Dynamic| format_capped(t, &[a, b], cap(&ctx)));
     documented("format", &["template: string", "a: any", "b: any", "c: any"], doc)
-        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic, c: Dynamic| format(t, &[a, b, c]));
-    documented("format", &["template: string", "a: any", "b: any", "c: any", "d: any"], doc)
-        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| format(t, &[a, b, c, d]));
-    documented("format", &["template: string", "a: any", "b: any", "c: any", "d: any", "e: any"], doc)
-        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic| {
-            format(t, &[a, b, c, d, e])
+        .set_into_module(&mut m, |ctx: Ctx, t: &str, a: Dynamic, b: Dynamic, c: Dynamic| {
+            format_capped(t, &[a, b, c], cap(&ctx))
         });
+    documented("format", &["template: string", "a: any", "b: any", "c: any", "d: any"], doc)
+        .set_into_module(&mut m, |ctx: Ctx, t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic| {
+            format_capped(t, &[a, b, c, d], cap(&ctx))
+        });
+    documented("format", &["template: string", "a: any", "b: any", "c: any", "d: any", "e: any"], doc).set_into_module(
+        &mut m,
+        |ctx: Ctx, t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic| {
+            format_capped(t, &[a, b, c, d, e], cap(&ctx))
+        },
+    );
     let many = "format with six values; more go in an array: format(template, [a, b, ...])";
     documented("format", &["template: string", "a: any", "b: any", "c: any", "d: any", "e: any", "f: any"], many)
-        .set_into_module(&mut m, |t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic, f: Dynamic| {
-            format(t, &[a, b, c, d, e, f])
-        });
+        .set_into_module(
+            &mut m,
+            |ctx: Ctx, t: &str, a: Dynamic, b: Dynamic, c: Dynamic, d: Dynamic, e: Dynamic, f: Dynamic| {
+                format_capped(t, &[a, b, c, d, e, f], cap(&ctx))
+            },
+        );
     m
 }
 
@@ -236,9 +273,18 @@ pub fn regex() -> Module {
         &["text: string", "pattern: string", "replacement: string"],
         "every match replaced (`$1`, `${name}` refer to groups)",
     )
-    .set_into_module(&mut m, move |t: &str, pat: &str, r: &str| -> RhaiResult<String> {
-        Ok(p.get(pat)?.replace_all(t, r).into_owned())
-    });
+    .set_into_module(
+        &mut m,
+        move |ctx: rhai::NativeCallContext, t: &str, pat: &str, r: &str| -> RhaiResult<String> {
+            let re = p.get(pat)?;
+            // Bounded before it is built: every match may become the whole replacement.
+            let most = t.len().saturating_add(re.find_iter(t).count().saturating_mul(r.len()));
+            if most > cap(&ctx) {
+                return Err(too_long("regex::replace", cap(&ctx)));
+            }
+            Ok(re.replace_all(t, r).into_owned())
+        },
+    );
     let p = patterns;
     documented("split", &["text: string", "pattern: string"], "the text split at every match").set_into_module(
         &mut m,
@@ -279,5 +325,19 @@ mod tests {
             p.get(&format!("a{i}")).unwrap();
         }
         assert!(p.0.lock().unwrap().len() <= CACHED_PATTERNS);
+    }
+}
+
+#[cfg(test)]
+mod caps {
+    use super::*;
+
+    #[test]
+    fn results_past_the_string_limit_are_refused_before_they_are_built() {
+        let big: Array = (0..1000).map(|_| Dynamic::from("x".repeat(1000))).collect();
+        assert!(join(&big, "", 100_000).unwrap_err().to_string().contains("max_string_size"));
+        assert_eq!(join(&big[..2].to_vec(), "-", 100_000).unwrap().len(), 2001);
+        let v = Dynamic::from("y".repeat(1000));
+        assert!(format_capped(&"{0}".repeat(200), &[v], 100_000).is_err());
     }
 }

@@ -27,6 +27,17 @@ pub fn advance_clock(ms: i64) {
     OFFSET_MS.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// Sets scripts' clock to `ms` now (scenario tests start at a fixed instant).
+pub fn set_clock(ms: i64) {
+    let system = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    OFFSET_MS.store(ms - system, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Now by scripts' clock, as the scheduler takes it.
+pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    DateTime::from_timestamp_millis(now_ms()).unwrap_or_else(chrono::Utc::now)
+}
+
 /// Milliseconds since 1970 now, by scripts' clock.
 pub fn now_ms() -> INT {
     let system = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as INT);
@@ -43,10 +54,12 @@ fn zone(name: Option<&str>, default: Zone) -> RhaiResult<Zone> {
 /// The wall-clock date and time of `ms` in `zone`.
 fn local(ms: INT, zone: Zone) -> RhaiResult<NaiveDateTime> {
     let utc = DateTime::from_timestamp_millis(ms).ok_or_else(|| script_error(format!("time: {ms} is out of range")))?;
-    Ok(match zone {
-        Zone::Local => utc.with_timezone(&chrono::Local).naive_local(),
-        Zone::Named(tz) => utc.with_timezone(&tz).naive_local(),
-    })
+    use chrono::Offset;
+    let offset = match zone {
+        Zone::Local => chrono::Local.offset_from_utc_datetime(&utc.naive_utc()).fix(),
+        Zone::Named(tz) => tz.offset_from_utc_datetime(&utc.naive_utc()).fix(),
+    };
+    utc.naive_utc().checked_add_offset(offset).ok_or_else(|| script_error(format!("time: {ms} is out of range")))
 }
 
 /// The instant of wall-clock `naive` in `zone`: the earlier one when a DST change repeats it,
@@ -227,5 +240,17 @@ mod tests {
         assert!(parse("yesterday", "%Y-%m-%d", berlin()).is_err());
         assert_eq!(parse("1970-01-02", "%Y-%m-%d", Zone::parse("UTC").unwrap()).unwrap(), 86_400_000);
         assert_eq!(parts(0, Zone::parse("UTC").unwrap()).unwrap()["weekday"].as_int().unwrap(), 4, "a Thursday");
+    }
+
+    #[test]
+    fn instants_at_the_edge_of_the_range_are_errors_not_panics() {
+        let east = Zone::parse("Pacific/Kiritimati").unwrap();
+        let west = Zone::parse("Etc/GMT+12").unwrap();
+        let last = 8_210_266_876_799_999; // the last instant chrono represents
+        let first = -8_334_601_228_800_000;
+        for r in [parts(last, east).map(|_| 0), day(last, east), start_of_day(last, east), add_days(last, 1, east)] {
+            let _ = r; // an error is fine; a panic is not
+        }
+        let _ = start_of_day(first, west);
     }
 }

@@ -96,15 +96,21 @@ impl Known {
     /// Whether handlers for `event` can ever run: it is a known name, or a prefix of one.
     fn event_exists(&self, event: &str) -> bool {
         let n = normalize_name(event);
-        self.events.iter().any(|e| *e == n || e.starts_with(&format!("{n}_")))
+        // A known name, a prefix of one (`notice`), or one with a sub_type the protocol adds
+        // (`notice.group_ban.ban`, `message.group.normal`).
+        self.events.iter().any(|e| *e == n || e.starts_with(&format!("{n}_")) || n.starts_with(&format!("{e}_")))
     }
 }
 
 /// The closest names to `name` among `candidates` (edit distance at most a third of its length).
 fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a String>) -> Option<String> {
     let limit = (name.chars().count() / 3).clamp(1, 3);
-    let mut best: Vec<(usize, &str)> =
-        candidates.map(|c| (distance(name, c), c.as_str())).filter(|(d, _)| *d <= limit).collect();
+    let mut best: Vec<(usize, &str)> = candidates
+        // Names a script can write (no operators such as `!` or `%`, no internal `get$x`).
+        .filter(|c| c.chars().all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '.'))
+        .map(|c| (distance(name, c), c.as_str()))
+        .filter(|(d, _)| *d <= limit)
+        .collect();
     best.sort();
     best.dedup();
     let names: Vec<&str> = best.iter().take(3).map(|(_, c)| *c).collect();
@@ -180,12 +186,18 @@ pub fn check_source(path: &Path, source: &str, engine: &Engine, known: &Known, s
     // The script's own functions, and the functions of the modules it imports, by alias.
     let own: HashSet<String> = ast.iter_functions().map(|f| f.name.to_owned()).collect();
     let mut modules: HashMap<String, HashSet<String>> = HashMap::new();
-    let dirs: Vec<PathBuf> =
-        path.parent().map(Path::to_path_buf).into_iter().chain(stdlib.map(Path::to_path_buf)).collect();
+    let dirs: Vec<PathBuf> = path
+        .parent()
+        .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })
+        .into_iter()
+        .chain(stdlib.map(Path::to_path_buf))
+        .collect();
     ast.walk(&mut |nodes: &[ASTNode]| {
         if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = nodes.last() {
             let (module, alias) = &**x;
             let Some(name) = literal(module).and_then(|v| v.as_str().map(str::to_owned)) else { return true };
+            // `import "util.rhai"` and `import "util"` name the same file.
+            let name = name.strip_suffix(".rhai").unwrap_or(&name).to_owned();
             let file = dirs.iter().map(|d| d.join(format!("{name}.rhai"))).find(|p| p.is_file());
             let builtin = crate::script::engine::BUILTIN_STDLIB.iter().find(|(n, _)| *n == name).map(|(_, src)| *src);
             let source = file.and_then(|f| std::fs::read_to_string(f).ok()).or(builtin.map(str::to_owned));
@@ -248,7 +260,9 @@ pub fn check_source(path: &Path, source: &str, engine: &Engine, known: &Known, s
             }
             (call, pos, true) => {
                 let name = call.name.as_str();
-                if !known.functions.contains(name) && !own.contains(name) {
+                // A function kept in a map (`obj.hi()` with `hi: || ..`) is called like a method.
+                let map_key = source.contains(&format!("{name}:")) || source.contains(&format!("\"{name}\":"));
+                if !known.functions.contains(name) && !own.contains(name) && !map_key {
                     let hint = did_you_mean(name, known.functions.iter().chain(own.iter()));
                     found.push(at(*pos, format!("no method `{name}`"), hint));
                 }

@@ -437,7 +437,9 @@ impl Script {
         let (Some((every, per)), Some(store)) = (options.cooldown, &self.globals.store) else { return true };
         let whose = match per {
             command::Per::User => format!("user:{}", ev.user_id),
-            command::Per::Group => format!("chat:{}", ev.conversation()),
+            // By the chat's own ids (a restart keeps them; an in-memory key would not).
+            command::Per::Group if ev.group_id.is_null() => format!("private:{}:{}", ev.bot.name, ev.user_id),
+            command::Per::Group => format!("group:{}:{}", ev.bot.name, ev.group_id),
             command::Per::Global => "all".to_owned(),
         };
         let key = format!("{}:{name}:{whose}", self.name);

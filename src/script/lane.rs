@@ -61,6 +61,8 @@ struct State<T> {
     holding: usize,
     /// Drainers waiting in a callback: they hold their key but not a place among `running`.
     suspended: usize,
+    /// Items handed to a waiting callback that has not resumed yet.
+    handed: usize,
     /// Callbacks waiting for an item, oldest first.
     waiters: Vec<Waiter<T>>,
     next_waiter: u64,
@@ -97,6 +99,7 @@ impl<T> Lane<T> {
             running: 0,
             holding: 0,
             suspended: 0,
+            handed: 0,
             waiters: Vec::new(),
             next_waiter: 0,
             closed: false,
@@ -215,10 +218,13 @@ impl<T> Lane<T> {
     }
 
     /// The waiting drainer goes on (it may take the running count past the limit briefly).
-    pub fn resume(&self) {
+    pub fn resume(&self, got_item: bool) {
         let mut s = self.state();
         s.suspended -= 1;
         s.running += 1;
+        if got_item {
+            s.handed -= 1;
+        }
     }
 
     /// Releases `held` (the key the drainer finished an item of, if any) and hands out the next
@@ -259,7 +265,7 @@ impl<T> Lane<T> {
     /// does not count as running).
     pub fn is_idle(&self) -> bool {
         let s = self.state();
-        s.queued == 0 && s.running == 0
+        s.queued == 0 && s.running == 0 && s.handed == 0
     }
 
     /// Items waiting.
@@ -281,7 +287,9 @@ impl<T> State<T> {
         waiting.store(self.waiters.len(), Ordering::Release);
         waiter.tx.try_send(item).map_err(|e| match e {
             mpsc::TrySendError::Full(item) | mpsc::TrySendError::Disconnected(item) => item,
-        })
+        })?;
+        self.handed += 1;
+        Ok(())
     }
 
     fn release(&mut self, key: u64) {
@@ -346,5 +354,18 @@ mod tests {
         assert_eq!(lane.next(Some(2)), Some((3, 3)));
         assert_eq!(lane.next(Some(3)), None);
         assert_eq!(lane.waiting(), 0);
+    }
+
+    #[test]
+    fn a_handed_item_keeps_the_lane_busy_until_its_waiter_resumes() {
+        let lane: Lane<u32> = Lane::new(1, 10);
+        assert_eq!(lane.push(1, 0), Pushed::StartDrainer);
+        let (_key, _first) = lane.next(None).unwrap();
+        let ticket = lane.wait(Box::new(|x: &u32| *x == 5)).unwrap();
+        assert!(!lane.suspend(), "nothing else is ready");
+        assert_eq!(lane.push(1, 5), Pushed::Taken);
+        assert_eq!(ticket.rx.try_recv().ok(), Some(5));
+        // The waiting thread has not woken yet: `rhaibot test`'s settle must not see idle here.
+        assert!(!lane.is_idle(), "an item handed to a waiter that has not resumed is work in flight");
     }
 }

@@ -187,7 +187,7 @@ impl ScriptHost {
         };
         let _swap = self.swapping.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(scheduler) = &self.globals.scheduler {
-            scheduler.replace_owner(&name, jobs, chrono::Utc::now());
+            scheduler.replace_owner(&name, jobs, crate::bindings::time::now_utc());
             // A new version starts out of quarantine.
             scheduler.pause(&name, false);
         }

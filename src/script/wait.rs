@@ -57,13 +57,13 @@ pub fn wait_for_event(
         }
     }
     let got = pool.blocking(|| ticket.rx.recv_timeout(timeout).ok());
-    script.lane.resume();
     let got = match got {
         Some(work) => Some(work),
         // Given an item between the timeout and now: it is on the ticket.
         None if !script.lane.unwait(ticket.id) => ticket.rx.try_recv().ok(),
         None => None,
     };
+    script.lane.resume(got.is_some());
     Ok(match got {
         Some(Work::Event(ev)) => Some(ev),
         _ => None,
