@@ -314,9 +314,10 @@ pub fn ratelimit(store: Arc<Store>, script_ns: &str) -> Module {
     documented("allow", &["key: string", "count: int", "window_ms: int"], doc).set_into_module(
         &mut m,
         move |key: &str, count: INT, window_ms: INT| -> RhaiResult<bool> {
-            if count < 1 || window_ms < 1 {
+            if !(1..=crate::storage::MAX_RATE_USES as INT).contains(&count) || window_ms < 1 {
                 return Err(crate::bindings::convert::script_error(format!(
-                    "ratelimit::allow: count and window_ms must be at least 1, got {count} and {window_ms}"
+                    "ratelimit::allow: count must be 1 to {} and window_ms at least 1, got {count} and {window_ms}",
+                    crate::storage::MAX_RATE_USES
                 )));
             }
             store

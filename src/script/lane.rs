@@ -12,6 +12,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
 
+/// Callbacks of one script that may wait at once; more end their wait at once, empty.
+pub const MAX_WAITERS: usize = 512;
+
 /// What a waiting callback waits for.
 pub type Matcher<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
 
@@ -68,6 +71,8 @@ struct State<T> {
     next_waiter: u64,
     /// Set at shutdown: new waits end at once.
     closed: bool,
+    /// Waits refused because too many callbacks waited.
+    refused_waits: u64,
 }
 
 #[derive(Debug)]
@@ -103,6 +108,7 @@ impl<T> Lane<T> {
             waiters: Vec::new(),
             next_waiter: 0,
             closed: false,
+            refused_waits: 0,
         };
         Lane { state: Mutex::new(state), limit: limit.max(1), capacity, waiting: AtomicUsize::new(0) }
     }
@@ -175,7 +181,18 @@ impl<T> Lane<T> {
         let (tx, rx) = mpsc::sync_channel(1);
         let id = s.next_waiter;
         s.next_waiter += 1;
-        if s.closed {
+        // Shutting down, or too many waiting already: the wait ends at once (each waiting
+        // callback holds a thread).
+        if !s.closed && s.waiters.len() >= MAX_WAITERS {
+            s.refused_waits += 1;
+            if s.refused_waits.is_power_of_two() {
+                tracing::warn!(
+                    refused = s.refused_waits,
+                    "{MAX_WAITERS} callbacks of a script wait already; new waits end at once"
+                );
+            }
+        }
+        if s.closed || s.waiters.len() >= MAX_WAITERS {
             // Shutting down: nothing more will come; the wait ends at once.
             drop(tx);
             return Ok(Ticket { id, rx });

@@ -62,6 +62,9 @@ pub struct ScriptHost {
     swapping: Mutex<()>,
     pool: Arc<Pool>,
     accepting: AtomicBool,
+    /// Replaced or unloaded versions with callbacks still waiting for an answer: the answers
+    /// still reach them (a save in the middle of a conversation does not lose it).
+    retired: Mutex<Vec<Arc<Script>>>,
 }
 
 /// One script as `rhaibot status` shows it.
@@ -96,6 +99,7 @@ impl ScriptHost {
             swapping: Mutex::new(()),
             pool: Arc::new(pool),
             accepting: AtomicBool::new(true),
+            retired: Mutex::default(),
         })
     }
 
@@ -193,6 +197,7 @@ impl ScriptHost {
         }
         {
             let mut scripts = self.scripts.write().unwrap_or_else(PoisonError::into_inner);
+            self.retire(scripts.iter().filter(|s| s.name == name));
             let mut next: Vec<Arc<Script>> = scripts.iter().filter(|s| s.name != name).cloned().collect();
             next.push(script);
             next.sort_by(|a, b| a.name.cmp(&b.name));
@@ -210,6 +215,7 @@ impl ScriptHost {
         }
         let mut scripts = self.scripts.write().unwrap_or_else(PoisonError::into_inner);
         if scripts.iter().any(|s| s.name == name) {
+            self.retire(scripts.iter().filter(|s| s.name == name));
             *scripts = Arc::new(scripts.iter().filter(|s| s.name != name).cloned().collect());
             info!(script = %name, "unloaded (file removed)");
         }
@@ -236,6 +242,13 @@ impl ScriptHost {
         out
     }
 
+    /// Keeps the versions going away that still have callbacks waiting for an answer.
+    fn retire<'a>(&self, old: impl Iterator<Item = &'a Arc<Script>>) {
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        retired.retain(|s| s.lane.has_waiters());
+        retired.extend(old.filter(|s| s.lane.has_waiters()).cloned());
+    }
+
     /// Queues `ev` for every interested script. Never blocks.
     pub fn dispatch(&self, ev: Event) {
         if !self.accepting.load(Ordering::Relaxed) {
@@ -245,7 +258,17 @@ impl ScriptHost {
         let ev: EventRef = Arc::new(ev);
         let scripts = self.snapshot();
         let mut conversation = None;
-        for script in scripts.iter().filter(|s| !s.supervisor.is_quarantined()) {
+        // An answer a replaced version waits for goes to it, and not to the new version too.
+        let mut answered: Vec<String> = Vec::new();
+        {
+            let retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+            for old in retired.iter().filter(|s| s.lane.has_waiters()) {
+                if old.lane.offer(Work::Event(ev.clone())).is_ok() {
+                    answered.push(old.name.clone());
+                }
+            }
+        }
+        for script in scripts.iter().filter(|s| !s.supervisor.is_quarantined() && !answered.contains(&s.name)) {
             if script.wants(&ev) {
                 let key = *conversation.get_or_insert_with(|| ev.lane());
                 self.push(script, key, Work::Event(ev.clone()));
@@ -373,6 +396,9 @@ impl ScriptHost {
         self.accepting.store(false, Ordering::Relaxed);
         // Conversations end now: nothing more will come for them.
         for script in self.snapshot().iter() {
+            script.lane.cancel_waiters();
+        }
+        for script in self.retired.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             script.lane.cancel_waiters();
         }
         if self.pool.shutdown(deadline) {

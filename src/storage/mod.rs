@@ -10,6 +10,8 @@ mod jobs;
 mod kv;
 mod ratelimit;
 
+pub use ratelimit::MAX_USES as MAX_RATE_USES;
+
 pub use jobs::JobRow;
 
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{StorageError, Store};
 
-/// Uses remembered per key at most (a window allowing more keeps only this many).
-const MAX_USES: usize = 10_000;
+/// Uses one key may allow per window at most (each is remembered until it ages out).
+pub const MAX_USES: usize = 10_000;
 
 impl Store {
     /// Whether one more use of `key` fits in `count` uses per `window_ms`; when it does, the use

@@ -146,3 +146,36 @@ async fn a_callback_blocked_in_a_call_does_not_stall_the_same_script() {
     assert_eq!(message_text(&fake.next_action().await.params), "fast");
     rt.stop().await;
 }
+
+/// A save in the middle of a conversation: the waiting callback of the old version still gets
+/// its answer (and the new version does not take it as a message of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_survives_a_reload_of_its_script() {
+    let version = |v: &str| {
+        format!(
+            r#"command("ask", |ev| {{ let a = ev.prompt("{v}: name?", 20000); ev.reply(`{v}: got ${{a.text}}`); }});
+               on("message.group", |ev| {{ if ev.text == "ping" {{ ev.reply("{v}"); }} else if !ev.text.starts_with("/") {{ ev.reply(`{v} saw ${{ev.text}}`); }} }});"#
+        )
+    };
+    let mut fake = FakeOneBot::start(None).await;
+    let rt = Running::start(&config(&fake.url, ""), &[("talk.rhai", &version("v1"))]);
+    fake.accept().await;
+    fake.push(group_message(1, 2, "/ask"));
+    assert_eq!(message_text(&fake.next_action().await.params), "v1: name?");
+    rt.write("scripts/talk.rhai", Some(&version("v2")));
+    // Another member pings until v2 answers (a ping of the asker's own would be the answer).
+    within("v2 to answer", async {
+        loop {
+            fake.push(group_message(1, 3, "ping"));
+            if message_text(&fake.next_action().await.params) == "v2" {
+                return;
+            }
+        }
+    })
+    .await;
+    fake.push(group_message(1, 2, "Ann"));
+    assert_eq!(message_text(&fake.next_action().await.params), "v1: got Ann");
+    fake.push(group_message(1, 2, "Bob"));
+    assert_eq!(message_text(&fake.next_action().await.params), "v2 saw Bob", "the conversation is over");
+    rt.stop().await;
+}
