@@ -367,9 +367,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     |t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
                 )
             };
-            let jobs = store.jobs_active()?;
+            // No bot runs: what it had scheduled, by its last run.
+            let jobs = store.jobs_all()?;
             if jobs.is_empty() {
                 println!("no scheduled jobs");
+            } else {
+                println!("(no bot is running: its jobs as it last registered them)");
             }
             for j in jobs {
                 println!(

@@ -70,9 +70,20 @@ impl Store {
 
     /// Every active job, by script and name.
     pub fn jobs_active(&self) -> Result<Vec<JobRow>, StorageError> {
+        self.jobs_where("WHERE active = 1")
+    }
+
+    /// Every job ever registered, active or not (what a stopped bot had scheduled).
+    pub fn jobs_all(&self) -> Result<Vec<JobRow>, StorageError> {
+        self.jobs_where("")
+    }
+
+    fn jobs_where(&self, filter: &str) -> Result<Vec<JobRow>, StorageError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT script, name, spec, next_fire, last_run FROM jobs WHERE active = 1 ORDER BY script, name")
+            .prepare(&format!(
+                "SELECT script, name, spec, next_fire, last_run FROM jobs {filter} ORDER BY script, name"
+            ))
             .map_err(|e| self.query_error(e))?;
         let rows = stmt
             .query_map([], |r| {

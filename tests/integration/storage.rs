@@ -150,3 +150,15 @@ async fn expired_keys_vanish_at_once() {
     .await;
     rt.stop().await;
 }
+
+/// With no bot running, `rhaibot jobs` shows what the bot had scheduled, and says it is not
+/// running.
+#[test]
+fn jobs_of_a_stopped_bot_are_listed_as_last_registered() {
+    let dir = BotDir::new(&[("j.rhai", "cron(\"morning\", \"0 0 8 * * *\", || print(\"x\"));\n")]);
+    assert!(dir.run(&["run"]).status.success());
+    let out = dir.run(&["jobs"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("no bot is running") && stdout.contains("j.rhai  morning  [cron 0 0 8 * * *"), "{stdout}");
+}
