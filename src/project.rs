@@ -20,7 +20,9 @@ timezone = "local"
 const SCRIPT: &str = r#"// bot.rhai — edit and save: the running bot picks the change up.
 
 // ping -> pong
-command("ping", |ev| ev.reply("pong"));
+on("message", |ev| {
+    if ev.text == "ping" { ev.reply("pong"); }
+});
 
 // /count: how many times anyone asked, kept across restarts.
 command("count", |ev| {
@@ -46,7 +48,7 @@ const SCENARIO: &str = r#"# bot.test.toml — run with `rhaibot test`.
 name = "bot answers"
 
 [[step]]
-send = "/ping"
+send = "ping"
 reply = "pong"
 
 [[step]]

@@ -253,12 +253,12 @@ fn play(scenario: Scenario, config: &Config, rt: &tokio::runtime::Handle) -> Res
                 at(format!("{what}\n  the bot sent, in order:\n{list}"))
             };
             // A reply expectation takes the first send that matches it (other scripts may
-            // answer too); sends before it are passed over.
+            // answer too); each output is taken by at most one expectation.
             let take = |outputs: &mut VecDeque<(String, Value)>, ok: &dyn Fn(&str) -> bool| {
                 let i = outputs
                     .iter()
                     .position(|(a, p)| is_send(a) && ok(&crate::adapter::console::render(&p["message"])))?;
-                outputs.drain(..=i).next_back()
+                outputs.remove(i)
             };
             if let Some(want) = &step.reply
                 && take(&mut outputs, &|got| got == want).is_none()

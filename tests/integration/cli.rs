@@ -340,7 +340,7 @@ fn a_new_project_tests_and_runs_at_once() {
     let test =
         Command::new(rhaibot_bin()).current_dir(&demo).arg("test").env_remove("RHAIBOT_CONFIG").output().unwrap();
     assert!(test.status.success(), "{}{}", text(&test.stdout), text(&test.stderr));
-    let out = run_with_stdin(&["run"], "/ping\n", &demo);
+    let out = run_with_stdin(&["run"], "ping\n", &demo);
     assert!(text(&out.stdout).contains("bot: pong"), "{}{}", text(&out.stdout), text(&out.stderr));
     let again = Command::new(rhaibot_bin()).current_dir(dir.path()).args(["new", "demo"]).output().unwrap();
     assert!(!again.status.success(), "an existing directory is not overwritten");
