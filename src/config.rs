@@ -230,6 +230,8 @@ impl RawBot {
 pub struct RawConsoleBot {
     /// Name used in logs and by scripts to pick a bot.
     pub name: Option<String>,
+    /// The protocol it imitates: `onebot11` (default) or `milky` (its events and actions).
+    pub flavour: Option<String>,
 }
 
 /// A secret string whose `Debug` never shows the value.
@@ -349,8 +351,11 @@ pub struct BotConfig {
 /// Protocol-specific settings of a bot.
 #[derive(Debug, Clone)]
 pub enum BotKind {
-    /// The terminal chat.
-    Console,
+    /// The terminal chat, imitating OneBot 11 or (`milky`) Milky.
+    Console {
+        /// Whether it imitates Milky.
+        milky: bool,
+    },
     /// OneBot 11.
     OneBot11(crate::adapter::onebot11::config::OneBotConfig),
     /// Milky.
@@ -485,7 +490,13 @@ impl Config {
                 return Err(keys.invalid("name", format!("a unique name, `{name}` is used twice")));
             }
             let kind = match b {
-                RawBot::Console(_) => BotKind::Console,
+                RawBot::Console(b) => match b.flavour.as_deref() {
+                    None | Some("onebot11") => BotKind::Console { milky: false },
+                    Some("milky") => BotKind::Console { milky: true },
+                    Some(other) => {
+                        return Err(keys.invalid("flavour", format!("\"onebot11\" or \"milky\", not \"{other}\"")));
+                    }
+                },
                 RawBot::Onebot11(b) => BotKind::OneBot11(crate::adapter::onebot11::config::validate(&b, &keys)?),
                 RawBot::Milky(b) => BotKind::Milky(crate::adapter::milky::config::validate(&b, &keys)?),
                 RawBot::Qq(b) => BotKind::Qq(crate::adapter::qq::config::validate(&b, &keys)?),
@@ -493,7 +504,11 @@ impl Config {
             bots.push(BotConfig { name, superusers, kind });
         }
         if bots.is_empty() {
-            bots.push(BotConfig { name: "console".into(), superusers: Vec::new(), kind: BotKind::Console });
+            bots.push(BotConfig {
+                name: "console".into(),
+                superusers: Vec::new(),
+                kind: BotKind::Console { milky: false },
+            });
         }
 
         let timezone = crate::scheduler::Zone::parse(raw.timezone.as_deref().unwrap_or("local"))
@@ -637,7 +652,7 @@ mod tests {
     #[test]
     fn empty_file_means_console() {
         let c = parse("").unwrap();
-        assert!(matches!(c.bots[0].kind, BotKind::Console));
+        assert!(matches!(c.bots[0].kind, BotKind::Console { .. }));
         assert_eq!(c.scripts_dir, Path::new("/etc/scripts"));
     }
 

@@ -29,10 +29,23 @@ pub static ADAPTER: Adapter = Adapter {
     verb: super::onebot11::verb_call,
 };
 
-/// Creates the console bot; starting it starts reading stdin.
-pub fn open(name: &str, call_timeout: std::time::Duration) -> Opened {
+/// The console imitating Milky: its events and actions are Milky's (`milky::` calls).
+pub static MILKY_PROTOCOL: Protocol = Protocol { name: "console", namespace: "milky" };
+
+/// The Milky-flavoured console adapter.
+pub static MILKY_ADAPTER: Adapter = Adapter {
+    protocol: &MILKY_PROTOCOL,
+    actions: &[],
+    events: &[],
+    reply: super::milky::reply_call,
+    verb: super::milky::verb_call,
+};
+
+/// Creates the console bot (imitating Milky when `milky`); starting it starts reading stdin.
+pub fn open(name: &str, call_timeout: std::time::Duration, milky: bool) -> Opened {
     let output = Arc::new(Output::default());
-    let bot = Bot::new(name, &PROTOCOL, call_timeout, Link::InProcess(output.clone()));
+    let protocol = if milky { &MILKY_PROTOCOL } else { &PROTOCOL };
+    let bot = Bot::new(name, protocol, call_timeout, Link::InProcess(output.clone()));
     Opened::new(
         bot,
         Box::new(move |bot, s: Start<'_>| {
@@ -98,6 +111,9 @@ impl InProcess for Output {
                 format!("group {}", params["group_id"])
             }
             "send_msg" => format!("private {}", params["user_id"]),
+            // The Milky flavour's sends.
+            "send_group_message" => format!("group {}", params["group_id"]),
+            "send_private_message" => format!("private {}", params["user_id"]),
             "get_login_info" => return Ok(json!({"user_id": SELF_ID, "nickname": "rhaibot"})),
             "get_status" => return Ok(json!({"online": true, "good": true})),
             "get_version_info" => {
@@ -217,7 +233,12 @@ fn read_lines(bot: &Arc<Bot>, sink: &EventSink, input: impl BufRead, settle: &dy
         } else {
             chat.message(line)
         };
-        match decode_event(bot, event, via) {
+        let decoded = if bot.protocol.namespace == "milky" {
+            super::milky::decode_event(bot, to_milky(&event), via).map_err(|e| e.to_string())
+        } else {
+            decode_event(bot, event, via).map_err(|e| e.to_string())
+        };
+        match decoded {
             Ok(ev) => sink(ev),
             Err(e) => tracing::warn!("{e}"),
         }
@@ -367,6 +388,68 @@ impl Chat {
         }
         ev
     }
+}
+
+/// A console event (OneBot-shaped) as the Milky flavour delivers it.
+fn to_milky(ev: &Value) -> Value {
+    let g = |k: &str| ev.get(k).cloned().unwrap_or(Value::Null);
+    let group = g("group_id");
+    let scene = if group.is_null() { "friend" } else { "group" };
+    let peer = if group.is_null() { g("user_id") } else { group.clone() };
+    let (kind, data) = match (ev["post_type"].as_str(), ev.get("notice_type").and_then(Value::as_str)) {
+        (Some("message"), _) => {
+            // OneBot segments as Milky's: a mention is `mention`, the rest keep their shape.
+            let segments: Vec<Value> = g("message")
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|seg| match seg["type"].as_str() {
+                    Some("at") => json!({"type": "mention", "data": {"user_id": seg["data"]["qq"].as_str()
+                        .and_then(|q| q.parse::<i64>().ok()).unwrap_or_default()}}),
+                    _ => seg.clone(),
+                })
+                .collect();
+            let mut data = json!({"message_scene": scene, "peer_id": peer, "message_seq": g("message_id"),
+                                  "sender_id": g("user_id"), "time": g("time"), "segments": segments});
+            let who = json!({"user_id": g("user_id"), "nickname": ev["sender"]["nickname"], "card": "",
+                             "role": ev["sender"]["role"]});
+            data[if group.is_null() { "friend" } else { "group_member" }] = who;
+            ("message_receive", data)
+        }
+        (Some("notice"), Some("notify")) if group.is_null() => {
+            ("friend_nudge", json!({"user_id": g("user_id"), "is_self_send": false, "is_self_receive": true}))
+        }
+        (Some("notice"), Some("notify")) => {
+            ("group_nudge", json!({"group_id": group, "sender_id": g("user_id"), "receiver_id": g("target_id")}))
+        }
+        (Some("notice"), Some("group_increase")) => (
+            "group_member_increase",
+            json!({"group_id": group,
+            "user_id": g("user_id"), "operator_id": g("operator_id"), "invitor_id": null}),
+        ),
+        (Some("notice"), Some("group_decrease")) => (
+            "group_member_decrease",
+            json!({"group_id": group,
+            "user_id": g("user_id"), "operator_id": g("operator_id")}),
+        ),
+        (Some("notice"), Some(_)) => (
+            "message_recall",
+            json!({"message_scene": scene, "peer_id": peer,
+            "message_seq": g("message_id"), "sender_id": g("user_id"), "operator_id": g("operator_id"),
+            "display_suffix": ""}),
+        ),
+        (Some("request"), _) if group.is_null() => (
+            "friend_request",
+            json!({"initiator_id": g("user_id"),
+            "initiator_uid": format!("u_{}", g("user_id")), "comment": g("comment"), "via": "console"}),
+        ),
+        _ => (
+            "group_join_request",
+            json!({"group_id": group, "notification_seq": g("time"), "is_filtered": false,
+            "initiator_id": g("user_id"), "comment": g("comment")}),
+        ),
+    };
+    json!({"time": g("time"), "self_id": SELF_ID, "event_type": kind, "data": data})
 }
 
 fn now_secs() -> i64 {

@@ -138,7 +138,8 @@ pub struct Adapter {
 }
 
 /// Every adapter: the one registration point of a protocol.
-pub const ADAPTERS: &[&Adapter] = &[&console::ADAPTER, &onebot11::ADAPTER, &milky::ADAPTER, &qq::ADAPTER];
+pub const ADAPTERS: &[&Adapter] =
+    &[&console::ADAPTER, &console::MILKY_ADAPTER, &onebot11::ADAPTER, &milky::ADAPTER, &qq::ADAPTER];
 
 /// The adapter of `protocol`.
 pub fn adapter(protocol: &Protocol) -> Option<&'static Adapter> {
@@ -219,7 +220,7 @@ impl Opened {
 /// across restarts (the official gateway's session).
 pub fn open(cfg: &BotConfig, call_timeout: Duration, data_dir: &std::path::Path) -> Opened {
     let opened = match &cfg.kind {
-        BotKind::Console => console::open(&cfg.name, call_timeout),
+        BotKind::Console { milky } => console::open(&cfg.name, call_timeout, *milky),
         BotKind::OneBot11(ob) => onebot11::open(&cfg.name, ob, call_timeout),
         BotKind::Milky(m) => milky::open(&cfg.name, m, call_timeout),
         BotKind::Qq(q) => qq::open(&cfg.name, q, call_timeout, data_dir),

@@ -437,3 +437,25 @@ fn a_piped_console_transcript_is_the_same_every_run() {
         assert_eq!(run, expected);
     }
 }
+
+/// The console can imitate Milky: Milky's events reach the scripts, and `milky::` calls and
+/// replies go to the terminal.
+#[test]
+fn the_console_imitates_milky_when_asked() {
+    let script = r#"
+        on("milky.message_receive", |ev| ev.reply(`milky: ${ev.text} role=${ev.role} at=${ev.at_me}`));
+        on("poke", |ev| ev.reply("poked"));
+        on("member.increase", |ev| chat::send_group(ev.group_id, `welcome ${ev.user_id}`));
+    "#;
+    let dir = BotDir::new(&[("m.rhai", script)])
+        .file("rhaibot.toml", "[[bot]]\nprotocol = \"console\"\nflavour = \"milky\"\n");
+    let out = run_with_stdin(&["run"], ":group 5\n:role owner\n@bot hi\n:poke\n:join 9\n", dir.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in ["[group 5] bot: milky: hi role=owner at=true", "[group 5] bot: poked", "[group 5] bot: welcome 9"] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+    let bad = BotDir::new(&[]).file("rhaibot.toml", "[[bot]]\nprotocol = \"console\"\nflavour = \"irc\"\n");
+    let out = bad.run(&["run"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("flavour"), "{}", text(&out.stderr));
+}
