@@ -161,9 +161,22 @@ const TYPES: &[&str] = &["Event", "KvSpace"];
 /// The public functions of the `.rhai` modules in `dir`, as `module::function`.
 fn stdlib_functions(engine: &rhai::Engine, dir: &Path) -> Vec<FunctionInfo> {
     let mut out = Vec::new();
-    for file in crate::script::script_files(dir).unwrap_or_default() {
-        let Some(module) = file.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
-        let Ok(ast) = engine.compile_file(file.clone()) else { continue };
+    // The modules of the stdlib dir, and the built-in ones it does not override.
+    let mut modules: Vec<(String, String)> = crate::script::script_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|file| {
+            let module = file.file_stem()?.to_string_lossy().into_owned();
+            Some((module, std::fs::read_to_string(&file).ok()?))
+        })
+        .collect();
+    for (name, source) in crate::script::engine::BUILTIN_STDLIB {
+        if !modules.iter().any(|(m, _)| m == name) {
+            modules.push(((*name).to_owned(), (*source).to_owned()));
+        }
+    }
+    for (module, source) in modules {
+        let Ok(ast) = engine.compile(source) else { continue };
         for f in ast.iter_functions().filter(|f| f.access == rhai::FnAccess::Public) {
             let doc = f.comments.iter().map(|c| c.trim_start_matches('/').trim()).collect::<Vec<_>>().join(" ");
             out.push(FunctionInfo {

@@ -459,3 +459,13 @@ fn the_console_imitates_milky_when_asked() {
     let out = bad.run(&["run"]);
     assert!(!out.status.success() && text(&out.stderr).contains("flavour"), "{}", text(&out.stderr));
 }
+
+/// `api list FILTER` filters by name, and lists the built-in stdlib from any directory.
+#[test]
+fn api_list_filters_and_finds_the_builtin_stdlib_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(rhaibot_bin()).current_dir(dir.path()).args(["api", "list", "args::"]).output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("args::words(text)") && !stdout.contains("onebot::"), "{stdout}");
+}
