@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -240,7 +240,8 @@ fn play(scenario: Scenario, config: &Config, rt: &tokio::runtime::Handle) -> Res
                     host.submit_job(d);
                 }
             }
-            settle(&host);
+            // Every output of the step is in.
+            ScriptHost::settle(&|| host.idle(), Duration::from_secs(10));
             let mut outputs: VecDeque<(String, Value)> =
                 std::mem::take(&mut *recorder.calls.lock().unwrap_or_else(PoisonError::into_inner));
             let shown = outputs.iter().map(|(a, p)| describe(a, p)).collect::<Vec<_>>();
@@ -317,17 +318,6 @@ fn play(scenario: Scenario, config: &Config, rt: &tokio::runtime::Handle) -> Res
     })();
     host.drain(Duration::from_secs(5));
     result
-}
-
-/// Waits until every script is idle (outputs of a step are all in), at most 10 s.
-fn settle(host: &ScriptHost) {
-    let until = Instant::now() + Duration::from_secs(10);
-    // Idle twice in a row: a callback may queue another's work as it ends.
-    let mut quiet = 0;
-    while Instant::now() < until && quiet < 2 {
-        std::thread::sleep(Duration::from_millis(2));
-        quiet = if host.idle() { quiet + 1 } else { 0 };
-    }
 }
 
 fn is_send(action: &str) -> bool {

@@ -187,7 +187,9 @@ pub fn spawn_reader(bot: Arc<Bot>, sink: EventSink, done: CancellationToken, out
         // Piped: each line's answers are printed before the next line is read.
         let settle = || {
             if piped {
-                wait_idle(&idle);
+                // At most 2 s: an answer that takes longer comes with a later line (a
+                // conversation waiting for the next line counts as idle).
+                crate::script::ScriptHost::settle(&*idle, std::time::Duration::from_secs(2));
                 output.flush(true);
             }
         };
@@ -198,17 +200,6 @@ pub fn spawn_reader(bot: Arc<Bot>, sink: EventSink, done: CancellationToken, out
     });
     if let Err(e) = spawned {
         tracing::error!("cannot start the console reader: {e}");
-    }
-}
-
-/// Waits until the scripts are idle, at most 2 s (an answer that takes longer comes with a
-/// later line; a conversation waiting for the next line counts as idle).
-fn wait_idle(idle: &super::Idle) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    let mut quiet = 0;
-    while quiet < 2 && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        quiet = if idle() { quiet + 1 } else { 0 };
     }
 }
 

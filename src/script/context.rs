@@ -82,16 +82,6 @@ pub const DEADLINE_TOKEN: &str = "deadline";
 /// Names a callback stopped at its total budget.
 pub const TOTAL_TOKEN: &str = "total";
 
-/// What is left before the running callback's first deadline (`None` outside callbacks).
-pub fn budget_left() -> Option<Duration> {
-    let now = Instant::now();
-    let left = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now));
-    match (left(DEADLINE.get()), left(TOTAL.get())) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// What is left of the running callback's total budget (`None` outside callbacks).
 pub fn total_left() -> Option<Duration> {
     TOTAL.get().map(|t| t.saturating_duration_since(Instant::now()))

@@ -26,6 +26,33 @@ pub struct Lane<T> {
     capacity: usize,
     /// How many callbacks wait (read without the lock by dispatch).
     waiting: AtomicUsize,
+    /// How many keys have items or a drainer (kept by [`Guard`]; read without the lock).
+    keys: AtomicUsize,
+}
+
+/// The lane's locked state; on release it records how many keys are in use.
+struct Guard<'a, T> {
+    state: std::sync::MutexGuard<'a, State<T>>,
+    in_use: &'a AtomicUsize,
+}
+
+impl<T> std::ops::Deref for Guard<'_, T> {
+    type Target = State<T>;
+    fn deref(&self) -> &State<T> {
+        &self.state
+    }
+}
+
+impl<T> std::ops::DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut State<T> {
+        &mut self.state
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        self.in_use.store(self.state.keys.len(), Ordering::Release);
+    }
 }
 
 /// A callback waiting for an item (a conversation's next message).
@@ -110,11 +137,17 @@ impl<T> Lane<T> {
             closed: false,
             refused_waits: 0,
         };
-        Lane { state: Mutex::new(state), limit: limit.max(1), capacity, waiting: AtomicUsize::new(0) }
+        Lane {
+            state: Mutex::new(state),
+            limit: limit.max(1),
+            capacity,
+            waiting: AtomicUsize::new(0),
+            keys: AtomicUsize::new(0),
+        }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> Guard<'_, T> {
+        Guard { state: self.state.lock().unwrap_or_else(PoisonError::into_inner), in_use: &self.keys }
     }
 
     /// Queues `item` behind the earlier items of `key`, unless a waiting callback takes it.
@@ -158,7 +191,9 @@ impl<T> Lane<T> {
     /// Whether `key` has a callback running or waiting to run (what comes next in that
     /// conversation may be what it will wait for).
     pub fn holds(&self, key: u64) -> bool {
-        self.state().keys.contains_key(&key)
+        // Dispatch asks this of every script a message is not for: an idle lane answers
+        // without its lock.
+        self.keys.load(Ordering::Acquire) > 0 && self.state().keys.contains_key(&key)
     }
 
     /// Waits for an item that `matches`: one already queued is taken at once (`Err`), else the

@@ -385,6 +385,18 @@ impl ScriptHost {
         self.pool.queued() == 0 && self.snapshot().iter().all(|s| s.lane.is_idle())
     }
 
+    /// Waits until every script is idle twice in a row (a callback may queue another's work as
+    /// it ends), at most `limit`. For tools that read a bot's answers (`rhaibot test`, a piped
+    /// console), not for the event path.
+    pub fn settle(idle: &dyn Fn() -> bool, limit: Duration) {
+        let until = std::time::Instant::now() + limit;
+        let mut quiet = 0;
+        while quiet < 2 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+            quiet = if idle() { quiet + 1 } else { 0 };
+        }
+    }
+
     /// Every scheduled job with its next fire time.
     pub fn jobs(&self) -> Vec<crate::scheduler::JobInfo> {
         self.globals.scheduler.as_ref().map_or_else(Vec::new, |s| s.list(None))

@@ -248,6 +248,9 @@ cron("good", "0 0 8 * * *", #{ tz: "Asia/Nowhere" }, || print("x"));
 cron("fine", "0 0 8 * * *", || print("x"));
 fn on_mesage(ev) {}
 fn on_message(ev) {}
+on("notice.group_ban.ban", |ev| print("x"));
+import "args.rhai" as a2;
+let obj = #{ hi: || "hello" }; obj.hi();
 "#;
     let dir = BotDir::new(&[("mistakes.rhai", script)]);
     let out = dir.run(&["check", "--json", "scripts/mistakes.rhai"]);
@@ -272,7 +275,8 @@ fn on_message(ev) {}
     has(12, &["Asia/Nowhere"]);
     has(14, &["fn on_mesage", "did you mean message"]);
     let lines: Vec<u64> = got.iter().map(|(l, _)| *l).collect();
-    for fine in [8, 9, 13, 15] {
+    // A sub_type, an import with its extension, a function kept in a map are all fine.
+    for fine in [8, 9, 13, 15, 16, 17, 18] {
         assert!(!lines.contains(&fine), "line {fine} is correct but was reported: {got:#?}");
     }
     // The good scripts of the repository pass.
@@ -468,4 +472,32 @@ fn api_list_filters_and_finds_the_builtin_stdlib_anywhere() {
     let stdout = text(&out.stdout);
     assert!(out.status.success());
     assert!(stdout.contains("args::words(text)") && !stdout.contains("onebot::"), "{stdout}");
+}
+
+/// A proxy in the environment is not used: it would resolve names itself, past the guard
+/// against private addresses.
+#[test]
+fn http_ignores_proxies_from_the_environment() {
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", proxy.local_addr().unwrap());
+    let script = "on(\"message\", |ev| { try { http::get(\"http://localhost:9/\"); ev.reply(\"reached\"); } catch (e) { ev.reply(e.message); } });\n";
+    let dir = BotDir::new(&[("p.rhai", script)]);
+    let mut child = Command::new(rhaibot_bin())
+        .arg("run")
+        .current_dir(dir.path())
+        .env("HTTP_PROXY", &url)
+        .env("http_proxy", &url)
+        .env("ALL_PROXY", &url)
+        .env_remove("RHAIBOT_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("non-public"), "{stdout}{}", text(&out.stderr));
+    assert!(proxy.accept().is_err(), "the request went to the proxy");
 }

@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use super::functions::{self, MAX_PAGES, Paging};
 use super::message::{self, Composed, Media, Place};
 use super::reply::{Pacer, Replies, Scene};
-use super::rest::{Answer, Body, Request, Rest};
+use super::rest::{Answer, Body, Request, Rest, encode_segment as segment};
 use crate::bot::{CallError, CallFuture, Requests};
 use crate::event::Event;
 
@@ -697,10 +697,4 @@ fn text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-/// `id` as one path segment.
-fn segment(id: &str) -> String {
-    let mut params = Map::from_iter([("x".to_owned(), json!(id))]);
-    super::rest::fill_route("{x}", &mut params).unwrap_or_default()
 }

@@ -215,7 +215,7 @@ pub fn fill_route(route: &str, params: &mut Map<String, Value>) -> Result<String
 }
 
 /// `value` as one path segment: unreserved characters as they are, the rest percent-encoded.
-fn encode_segment(value: &str) -> String {
+pub fn encode_segment(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
