@@ -501,3 +501,13 @@ fn http_ignores_proxies_from_the_environment() {
     assert!(stdout.contains("non-public"), "{stdout}{}", text(&out.stderr));
     assert!(proxy.accept().is_err(), "the request went to the proxy");
 }
+
+/// A timer set during a scenario runs on the scenario's clock: not early, and on time.
+#[test]
+fn scenario_timers_follow_the_virtual_clock() {
+    let script = "command(\"remind\", |ev| { let who = ev.user_id; after(3600000, || chat::send_private(who, \"time is up\")); ev.reply(\"set\"); });\n";
+    let scenario = "[[step]]\nadvance = \"1d\"\n\n[[step]]\nsend = \"/remind\"\nreply = \"set\"\n\n[[step]]\nadvance = \"1m\"\nno_reply = true\n\n[[step]]\nadvance = \"1h\"\nreply = \"time is up\"\n";
+    let dir = BotDir::new(&[("r.rhai", script), ("r.test.toml", scenario)]);
+    let out = dir.run(&["test"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+}
