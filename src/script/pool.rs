@@ -9,12 +9,12 @@
 //! waiting callbacks never take the workers other callbacks need. Spares are capped; an idle
 //! spare leaves once nobody waits.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 
 /// A unit of work for a worker.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -32,17 +32,167 @@ pub const MAX_SPARES: usize = 1024;
 /// How long an idle spare stays before it checks whether it is still needed.
 const SPARE_IDLE: Duration = Duration::from_secs(5);
 
+/// How long a worker that just ran a job watches for the next one before it sleeps.
+const SPIN: Duration = Duration::from_micros(40);
+
+/// A worker watches only while jobs come at least this often; at lower rates the watching
+/// would cost more than the wake-up it saves.
+const BUSY_GAP: Duration = Duration::from_micros(300);
+
 /// The worker pool.
 #[derive(Debug)]
 pub struct Pool {
-    queue: RwLock<Option<Sender<Job>>>,
-    /// What spares take jobs from.
-    jobs: Receiver<Job>,
+    /// The queue the workers and spares take jobs from.
+    shared: Arc<Shared>,
     /// Held by every thread; the pool's own copy goes at shutdown.
     exit_tx: Mutex<Option<std_mpsc::Sender<()>>>,
     exited: Mutex<std_mpsc::Receiver<()>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    spares: std::sync::Arc<Mutex<Spares>>,
+    spares: Arc<Mutex<Spares>>,
+}
+
+/// The job queue, its sleeping threads, and at most one worker watching it for a moment
+/// before it sleeps.
+///
+/// Waking a sleeping thread is the largest cost of a job that comes alone. Under load, one
+/// worker that just finished watches the queue briefly and takes the next job without being
+/// woken; when jobs come seldom, nobody watches, so an idle bot burns nothing. Nothing
+/// yields: on a machine with few cores a yielding worker hands its core back and forth with
+/// the reactor, a context switch each time. The thread that slept last is woken first: its
+/// stack and allocator caches are warm, and the others stay asleep.
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    capacity: usize,
+    /// Jobs queued, for the watching worker to read without the lock.
+    len: AtomicUsize,
+    /// A worker is watching the queue.
+    watching: AtomicBool,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// False once shut down: nothing more is accepted, and threads leave when it is empty.
+    open: bool,
+    /// Threads asleep waiting for a job, the most recent last.
+    sleepers: Vec<Arc<Sleeper>>,
+}
+
+/// A thread asleep in [`Shared::next`].
+#[derive(Debug)]
+struct Sleeper {
+    thread: std::thread::Thread,
+    woken: AtomicBool,
+}
+
+impl Sleeper {
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("jobs", &self.jobs.len()).field("open", &self.open).finish_non_exhaustive()
+    }
+}
+
+/// What a thread asking for work gets.
+enum Next {
+    Job(Job),
+    /// Nothing came within the idle time.
+    Idle,
+    /// Shut down and empty.
+    Closed,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The sleeper to wake for a job just queued: none while a worker watches (it takes it).
+    fn sleeper_for_job(&self, q: &mut Queue) -> Option<Arc<Sleeper>> {
+        if self.watching.load(Ordering::SeqCst) { None } else { q.sleepers.pop() }
+    }
+
+    /// The next job, waiting for one (at most `idle_for`, when given).
+    fn next(&self, idle_for: Option<Duration>) -> Next {
+        let deadline = idle_for.map(|d| Instant::now() + d);
+        let mut q = self.lock();
+        loop {
+            if let Some(job) = q.jobs.pop_front() {
+                self.len.store(q.jobs.len(), Ordering::Release);
+                // Jobs queued while a worker watched woke nobody: pass one on to a sleeper.
+                let next = if q.jobs.is_empty() { None } else { self.sleeper_for_job(&mut q) };
+                drop(q);
+                if let Some(sleeper) = next {
+                    sleeper.wake();
+                }
+                return Next::Job(job);
+            }
+            if !q.open {
+                return Next::Closed;
+            }
+            let me = Arc::new(Sleeper { thread: std::thread::current(), woken: AtomicBool::new(false) });
+            q.sleepers.push(me.clone());
+            drop(q);
+            let timed_out = loop {
+                match deadline {
+                    None => std::thread::park(),
+                    Some(at) => match at.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => std::thread::park_timeout(left),
+                        _ => break true,
+                    },
+                }
+                if me.woken.load(Ordering::Acquire) {
+                    break false;
+                }
+            };
+            q = self.lock();
+            if timed_out && let Some(i) = q.sleepers.iter().position(|s| Arc::ptr_eq(s, &me)) {
+                // Nobody woke it: it leaves the list (once taken off it, it was woken for a job).
+                q.sleepers.remove(i);
+                if q.jobs.is_empty() {
+                    return if q.open { Next::Idle } else { Next::Closed };
+                }
+            }
+        }
+    }
+
+    /// Runs jobs until the pool is shut down and empty.
+    fn work(&self) {
+        let mut busy = false;
+        loop {
+            if busy {
+                self.watch();
+            }
+            let asked = Instant::now();
+            let Next::Job(job) = self.next(None) else { return };
+            busy = asked.elapsed() < BUSY_GAP;
+            job();
+        }
+    }
+
+    /// Watches the queue for [`SPIN`] or until a job comes, unless another worker watches.
+    fn watch(&self) {
+        if self.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let until = Instant::now() + SPIN;
+        'watch: while Instant::now() < until {
+            for _ in 0..64 {
+                if self.len.load(Ordering::Acquire) > 0 {
+                    break 'watch;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        // Cleared before the queue is checked under its lock: a job queued meanwhile is seen
+        // there, or its submitter saw nobody watching and woke a sleeper.
+        self.watching.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Callbacks waiting in [`Pool::blocking`] and the spare threads standing in for them.
@@ -55,25 +205,28 @@ struct Spares {
 impl Pool {
     /// Starts `workers` threads sharing a queue of `capacity` jobs.
     pub fn new(workers: usize, capacity: usize) -> std::io::Result<Pool> {
-        let (tx, rx) = bounded::<Job>(capacity);
+        let queue = Queue { jobs: VecDeque::with_capacity(capacity.min(1024)), open: true, sleepers: Vec::new() };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(queue),
+            capacity,
+            len: AtomicUsize::new(0),
+            watching: AtomicBool::new(false),
+        });
         let (exit_tx, exited) = std_mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
-            let rx = rx.clone();
+            let shared = shared.clone();
             let exit_tx = exit_tx.clone();
             let handle = std::thread::Builder::new().name(format!("rhaibot-worker-{i}")).stack_size(STACK_SIZE).spawn(
                 move || {
-                    for job in rx.iter() {
-                        job();
-                    }
+                    shared.work();
                     drop(exit_tx);
                 },
             )?;
             threads.push(handle);
         }
         Ok(Pool {
-            queue: RwLock::new(Some(tx)),
-            jobs: rx,
+            shared,
             exit_tx: Mutex::new(Some(exit_tx)),
             exited: Mutex::new(exited),
             threads: Mutex::new(threads),
@@ -99,14 +252,14 @@ impl Pool {
     /// Starts a spare thread; false when it could not be started (shut down, or no thread).
     fn spawn_spare(&self) -> bool {
         let Some(exit_tx) = self.exit_tx.lock().unwrap_or_else(PoisonError::into_inner).clone() else { return false };
-        let (jobs, spares) = (self.jobs.clone(), self.spares.clone());
+        let (shared, spares) = (self.shared.clone(), self.spares.clone());
         let spawned =
             std::thread::Builder::new().name("rhaibot-spare".into()).stack_size(STACK_SIZE).spawn(move || {
                 loop {
-                    match jobs.recv_timeout(SPARE_IDLE) {
-                        Ok(job) => job(),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => {
+                    match shared.next(Some(SPARE_IDLE)) {
+                        Next::Job(job) => job(),
+                        Next::Idle => {}
+                        Next::Closed => {
                             spares.lock().unwrap_or_else(PoisonError::into_inner).spares -= 1;
                             break;
                         }
@@ -136,22 +289,36 @@ impl Pool {
 
     /// Queues a job without blocking.
     pub fn submit(&self, job: Job) -> Result<(), QueueFull> {
-        let queue = self.queue.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(queue) = queue.as_ref() else { return Err(QueueFull) };
-        queue.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) | TrySendError::Disconnected(_) => QueueFull,
-        })
+        let mut q = self.shared.lock();
+        if !q.open || q.jobs.len() >= self.shared.capacity {
+            return Err(QueueFull);
+        }
+        q.jobs.push_back(job);
+        self.shared.len.store(q.jobs.len(), Ordering::Release);
+        let sleeper = self.shared.sleeper_for_job(&mut q);
+        drop(q);
+        if let Some(sleeper) = sleeper {
+            sleeper.wake();
+        }
+        Ok(())
     }
 
     /// Jobs waiting for a worker.
     pub fn queued(&self) -> usize {
-        self.queue.read().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, Sender::len)
+        self.shared.lock().jobs.len()
     }
 
     /// Stops accepting jobs, lets the queued and running ones finish, and waits at most
     /// `deadline`. Returns false when some worker was still busy at the deadline.
     pub fn shutdown(&self, deadline: Duration) -> bool {
-        self.queue.write().unwrap_or_else(PoisonError::into_inner).take();
+        let sleepers = {
+            let mut q = self.shared.lock();
+            q.open = false;
+            std::mem::take(&mut q.sleepers)
+        };
+        for sleeper in sleepers {
+            sleeper.wake();
+        }
         self.exit_tx.lock().unwrap_or_else(PoisonError::into_inner).take();
         let until = Instant::now() + deadline;
         let exited = self.exited.lock().unwrap_or_else(PoisonError::into_inner);
@@ -173,7 +340,6 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use notify_debouncer_mini::notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tracing::{debug, info, warn};
 
 use super::{ScriptHost, is_script_file_name, script_files};
@@ -22,7 +23,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
 /// Watches while alive; dropping it stops watching.
 pub struct Watcher {
-    _debouncer: Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+    _watcher: RecommendedWatcher,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -33,15 +34,12 @@ impl std::fmt::Debug for Watcher {
 
 /// Starts watching `dirs` (those that exist) and reloading into `host`.
 pub fn watch(host: Arc<ScriptHost>, dirs: &[PathBuf]) -> Result<Watcher, String> {
-    let (tx, rx) = std::sync::mpsc::channel::<DebounceEventResult>();
-    let mut debouncer = new_debouncer(DEBOUNCE, tx).map_err(|e| format!("cannot watch files: {e}"))?;
+    let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(tx).map_err(|e| format!("cannot watch files: {e}"))?;
     let mut seen = Seen::default();
     for dir in dirs.iter().filter(|d| d.is_dir()) {
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
-        debouncer
-            .watcher()
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        watcher.watch(&dir, RecursiveMode::NonRecursive).map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
         for f in script_files(&dir).unwrap_or_default() {
             seen.changed(&f);
         }
@@ -50,19 +48,55 @@ pub fn watch(host: Arc<ScriptHost>, dirs: &[PathBuf]) -> Result<Watcher, String>
     std::thread::Builder::new()
         .name("rhaibot-reload".into())
         .spawn(move || {
-            for result in rx {
-                match result {
-                    Ok(events) => {
-                        let changed: Vec<PathBuf> =
-                            events.into_iter().map(|e| e.path).filter(|p| seen.changed(p)).collect();
-                        reload_changed(&host, &changed);
-                    }
-                    Err(e) => warn!("file watcher: {e}"),
-                }
+            while let Some(paths) = next_batch(&rx) {
+                let changed: Vec<PathBuf> = paths.into_iter().filter(|p| seen.changed(p)).collect();
+                reload_changed(&host, &changed);
             }
         })
         .map_err(|e| format!("cannot start the reload thread: {e}"))?;
-    Ok(Watcher { _debouncer: debouncer })
+    Ok(Watcher { _watcher: watcher })
+}
+
+/// Blocks until a file is written, created, removed or renamed, then collects the paths of
+/// such changes until none came for [`DEBOUNCE`]. `None` once the watcher is gone.
+///
+/// Reads are not changes: loading a script opens it (and its modules), and counting that
+/// would reload, read and reload again forever, waking this thread several times a second.
+fn next_batch(rx: &mpsc::Receiver<notify::Result<notify::Event>>) -> Option<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    while paths.is_empty() {
+        collect(rx.recv().ok()?, &mut paths);
+    }
+    loop {
+        match rx.recv_timeout(DEBOUNCE) {
+            Ok(event) => collect(event, &mut paths),
+            Err(RecvTimeoutError::Timeout) => return Some(paths),
+            Err(RecvTimeoutError::Disconnected) => return Some(paths),
+        }
+    }
+}
+
+/// Adds the paths of `event` to `paths` if it is a change.
+fn collect(event: notify::Result<notify::Event>, paths: &mut Vec<PathBuf>) {
+    match event {
+        Ok(event) if is_change(&event.kind) => {
+            for path in event.paths {
+                if !paths.contains(&path) {
+                    paths.push(path);
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => warn!("file watcher: {e}"),
+    }
+}
+
+/// Whether an event can mean a file's content or existence changed (not a read or open).
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(access) => matches!(access, AccessKind::Close(AccessMode::Write)),
+        _ => true,
+    }
 }
 
 /// Content hashes of the `.rhai` files last seen.
@@ -102,5 +136,39 @@ pub fn reload_changed(host: &Arc<ScriptHost>, paths: &[PathBuf]) {
         if let Err(e) = thread.spawn(move || h.reload(&t)) {
             warn!("cannot start a reload thread: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RemoveKind};
+
+    #[test]
+    fn opening_or_reading_a_file_is_not_a_change() {
+        assert!(!is_change(&EventKind::Access(AccessKind::Open(AccessMode::Any))));
+        assert!(!is_change(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(is_change(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Any)));
+        assert!(is_change(&EventKind::Create(CreateKind::File)));
+        assert!(is_change(&EventKind::Remove(RemoveKind::File)));
+    }
+
+    #[test]
+    fn reads_of_a_watched_file_wake_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.rhai");
+        std::fs::write(&file, "1").unwrap();
+        let (tx, rx) = mpsc::channel();
+        let mut watcher = notify::recommended_watcher(tx).unwrap();
+        watcher.watch(dir.path(), RecursiveMode::NonRecursive).unwrap();
+        // Reads first, then one change: the batch that comes is the change alone, and the
+        // reads before it (what loading a script does) did not make a batch of their own.
+        for _ in 0..3 {
+            std::fs::read(&file).unwrap();
+        }
+        std::fs::write(dir.path().join("b.rhai"), "2").unwrap();
+        let batch = next_batch(&rx).unwrap();
+        assert_eq!(batch.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), ["b.rhai"]);
     }
 }
