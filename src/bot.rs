@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+mod outbox;
+pub use outbox::{Batching, DirectWrite, Outbox, batching};
 
 /// Which protocol family a bot speaks: its name (`ev.protocol`, logs) and the script
 /// namespace whose actions it accepts (`onebot` for OneBot 11 and the console).
@@ -264,8 +267,8 @@ const MAX_PENDING_PER_CHAT: usize = 1024;
 /// Picks the connection a bot's calls go to when that changes while running (a listener that
 /// several accounts connect to).
 pub trait Route: Send + Sync + std::fmt::Debug {
-    /// The channel of the connection that takes calls now, or why there is none.
-    fn sender(&self) -> Result<mpsc::Sender<Call>, String>;
+    /// The outbox of the connection that takes calls now, or why there is none.
+    fn sender(&self) -> Result<Arc<Outbox>, String>;
 
     /// The per-account handles behind this route, for `bot(self_id)`.
     fn accounts(&self) -> Vec<Arc<Bot>> {
@@ -293,8 +296,8 @@ pub trait Requests: Send + Sync + std::fmt::Debug {
 pub enum Link {
     /// Calls are answered in-process.
     InProcess(Arc<dyn InProcess>),
-    /// Calls go to a connection task.
-    Channel(mpsc::Sender<Call>),
+    /// Calls go to a connection.
+    Channel(Arc<Outbox>),
     /// Calls go to whichever connection the route picks at the time of the call.
     Routed(Arc<dyn Route>),
     /// Calls are requests.
@@ -371,8 +374,8 @@ impl Bot {
         }
     }
 
-    /// The connection channel calls go to now, for socket links.
-    fn channel(&self, action: &str) -> Result<mpsc::Sender<Call>, CallError> {
+    /// The connection calls go to now, for socket links.
+    fn channel(&self, action: &str) -> Result<Arc<Outbox>, CallError> {
         match &self.link {
             Link::Channel(tx) => Ok(tx.clone()),
             Link::Routed(route) => route.sender().map_err(|reason| CallError::NotConnected {
@@ -431,13 +434,9 @@ impl Bot {
                 };
                 let deadline = Instant::now() + self.call_timeout;
                 let call = Call { action: action.to_owned(), params, reply: done, deadline };
-                // A full channel means the connection is busy: wait for room, as a waiting call would.
-                let refused = match tx.try_send(call) {
-                    Ok(()) => None,
-                    Err(mpsc::error::TrySendError::Full(call)) => tx.blocking_send(call).err().map(|e| e.0),
-                    Err(mpsc::error::TrySendError::Closed(call)) => Some(call),
-                };
-                if let Some(call) = refused {
+                // Written at once when the socket takes it; a full channel means the connection
+                // is busy: wait for room, as a waiting call would.
+                if let Err(call) = tx.send_blocking(call) {
                     call.reply.send(Err(self.not_connected(action)));
                 }
             }

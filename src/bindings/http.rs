@@ -299,10 +299,12 @@ fn run(services: &Services, req: Result<Request, String>, url_hint: &str) -> Rha
         timeout = timeout.min(left.max(Duration::from_millis(1)));
     }
     let started = Instant::now();
-    let result = rt.block_on(async {
-        tokio::time::timeout(timeout, client.perform(&req, timeout))
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+    let result = crate::script::wait::blocking(|| {
+        rt.block_on(async {
+            tokio::time::timeout(timeout, client.perform(&req, timeout))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+        })
     });
     context::extend(started.elapsed());
     super::out_of_time()?;

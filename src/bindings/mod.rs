@@ -99,7 +99,7 @@ impl Services {
         };
         let timeout = context::total_left().map_or(bot.call_timeout, |left| left.min(bot.call_timeout));
         let started = Instant::now();
-        let result = rt.block_on(bot.call_within(action, params, timeout));
+        let result = crate::script::wait::blocking(|| rt.block_on(bot.call_within(action, params, timeout)));
         context::extend(started.elapsed());
         result
     }
@@ -129,7 +129,7 @@ impl Services {
         };
         let timeout = context::total_left().map_or(bot.call_timeout, |left| left.min(bot.call_timeout));
         let started = Instant::now();
-        let result = rt.block_on(bot.call_in_order(order, action, params, timeout));
+        let result = crate::script::wait::blocking(|| rt.block_on(bot.call_in_order(order, action, params, timeout)));
         context::extend(started.elapsed());
         result
     }

@@ -89,7 +89,13 @@ impl Globals {
             .set_max_call_levels(l.max_call_depth)
             .set_max_expr_depths(l.max_call_depth * 2, l.max_call_depth * 2);
         // Checking the clock on every operation would be slow; every 1024th is within microseconds.
-        engine.on_progress(|ops| if ops & 0x3FF == 0 { context::expired().map(Into::into) } else { None });
+        engine.on_progress(|ops| {
+            if ops & 0x3FF != 0 {
+                return None;
+            }
+            super::wait::note_progress();
+            context::expired().map(Into::into)
+        });
         let (p, d) = (name.to_owned(), name.to_owned());
         engine.on_print(move |s| tracing::info!(script = %p, "{s}"));
         engine.on_debug(move |s, _, pos| tracing::debug!(script = %d, %pos, "{s}"));

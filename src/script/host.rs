@@ -481,6 +481,10 @@ impl Script {
         for _ in 0..budget {
             let Some((key, work)) = self.lane.next(held) else { return true };
             held = Some(key);
+            // With more events waiting, replies go to the connection to be written in batches;
+            // an event on its own has its reply written by this thread at once.
+            let _batching = crate::bot::batching(self.lane.has_backlog());
+            let _item = super::wait::Item::begin();
             match work {
                 Work::Event(ev) if !self.supervisor.is_quarantined() => self.handle(&ev),
                 Work::Event(_) => {}

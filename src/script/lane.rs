@@ -28,12 +28,15 @@ pub struct Lane<T> {
     waiting: AtomicUsize,
     /// How many keys have items or a drainer (kept by [`Guard`]; read without the lock).
     keys: AtomicUsize,
+    /// How many items wait (kept by [`Guard`]; read without the lock).
+    backlog: AtomicUsize,
 }
 
 /// The lane's locked state; on release it records how many keys are in use.
 struct Guard<'a, T> {
     state: std::sync::MutexGuard<'a, State<T>>,
     in_use: &'a AtomicUsize,
+    backlog: &'a AtomicUsize,
 }
 
 impl<T> std::ops::Deref for Guard<'_, T> {
@@ -52,6 +55,7 @@ impl<T> std::ops::DerefMut for Guard<'_, T> {
 impl<T> Drop for Guard<'_, T> {
     fn drop(&mut self) {
         self.in_use.store(self.state.keys.len(), Ordering::Release);
+        self.backlog.store(self.state.queued, Ordering::Release);
     }
 }
 
@@ -91,6 +95,9 @@ struct State<T> {
     holding: usize,
     /// Drainers waiting in a callback: they hold their key but not a place among `running`.
     suspended: usize,
+    /// Running drainers that make no progress for now: blocked in a call or asleep, or long in
+    /// one callback.
+    blocked: usize,
     /// Items handed to a waiting callback that has not resumed yet.
     handed: usize,
     /// Callbacks waiting for an item, oldest first.
@@ -131,6 +138,7 @@ impl<T> Lane<T> {
             running: 0,
             holding: 0,
             suspended: 0,
+            blocked: 0,
             handed: 0,
             waiters: Vec::new(),
             next_waiter: 0,
@@ -143,11 +151,16 @@ impl<T> Lane<T> {
             capacity,
             waiting: AtomicUsize::new(0),
             keys: AtomicUsize::new(0),
+            backlog: AtomicUsize::new(0),
         }
     }
 
     fn state(&self) -> Guard<'_, T> {
-        Guard { state: self.state.lock().unwrap_or_else(PoisonError::into_inner), in_use: &self.keys }
+        Guard {
+            state: self.state.lock().unwrap_or_else(PoisonError::into_inner),
+            in_use: &self.keys,
+            backlog: &self.backlog,
+        }
     }
 
     /// Queues `item` behind the earlier items of `key`, unless a waiting callback takes it.
@@ -269,6 +282,26 @@ impl<T> Lane<T> {
         }
     }
 
+    /// A running drainer stops making progress for a while (a call, a sleep, a long callback).
+    /// `true` means the caller must start a drainer for the keys that are ready (the lane
+    /// counts it as running).
+    pub fn block(&self) -> bool {
+        let mut s = self.state();
+        s.blocked += 1;
+        if s.wants_drainer(self.limit) {
+            s.running += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The blocked drainer makes progress again.
+    pub fn unblock(&self) {
+        let mut s = self.state();
+        s.blocked = s.blocked.saturating_sub(1);
+    }
+
     /// The waiting drainer goes on (it may take the running count past the limit briefly).
     pub fn resume(&self, got_item: bool) {
         let mut s = self.state();
@@ -320,6 +353,11 @@ impl<T> Lane<T> {
         s.queued == 0 && s.running == 0 && s.handed == 0
     }
 
+    /// Whether items wait to be taken (read without the lock, so a moment old).
+    pub fn has_backlog(&self) -> bool {
+        self.backlog.load(Ordering::Acquire) > 0
+    }
+
     /// Items waiting.
     pub fn waiting(&self) -> usize {
         self.state().queued
@@ -327,10 +365,11 @@ impl<T> Lane<T> {
 }
 
 impl<T> State<T> {
-    /// One more drainer when more keys are ready than running drainers are free to take them.
     fn wants_drainer(&self, limit: usize) -> bool {
-        let busy = self.holding - self.suspended;
-        self.running < limit && self.ready.len() > self.running.saturating_sub(busy)
+        // A drainer busy in a callback takes the next ready key when it is done: another one is
+        // started only when every running drainer is blocked. Starting one per ready key would
+        // wake a thread per event under load, and on few cores they would only take turns.
+        self.running < limit && !self.ready.is_empty() && self.running <= self.blocked
     }
 
     fn hand_to_waiter(&mut self, item: T, waiting: &AtomicUsize) -> Result<(), T> {
@@ -380,8 +419,12 @@ mod tests {
     fn different_keys_run_in_parallel_up_to_the_limit_and_take_turns() {
         let lane = Lane::new(2, 100);
         assert_eq!(lane.push(1, "a1"), Pushed::StartDrainer);
-        assert_eq!(lane.push(2, "b1"), Pushed::StartDrainer);
+        assert_eq!(lane.push(2, "b1"), Pushed::Queued, "the running drainer takes it next");
+        assert!(lane.block(), "the drainer blocks (in a call): a second one starts for key 2");
         assert_eq!(lane.push(3, "c1"), Pushed::Queued, "limit reached");
+        assert!(!lane.block(), "limit reached");
+        lane.unblock();
+        lane.unblock();
         lane.push(1, "a2");
         let (ka, a) = lane.next(None).unwrap();
         let (kb, b) = lane.next(None).unwrap();
@@ -399,6 +442,8 @@ mod tests {
         assert_eq!(lane.push(1, 1), Pushed::StartDrainer);
         lane.drainer_not_started();
         assert_eq!(lane.push(2, 2), Pushed::StartDrainer, "the uncounted drainer may start again");
+        assert!(!lane.block(), "limit reached");
+        lane.unblock();
         assert_eq!(lane.push(3, 3), Pushed::Queued);
         assert_eq!(lane.push(4, 4), Pushed::Full);
         assert_eq!(lane.next(None), Some((1, 1)));

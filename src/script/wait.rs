@@ -7,9 +7,9 @@
 //! script's running drainers (other chats go on) and the worker pool adds a spare thread for it
 //! (the pool's size stays what it was for everyone else).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::pool::Pool;
 use super::{Script, Work};
@@ -18,6 +18,69 @@ use crate::event::Event;
 thread_local! {
     /// The script whose drainer runs on this worker, and the pool it runs on.
     static CURRENT: RefCell<Option<(Arc<Script>, Arc<Pool>)>> = const { RefCell::new(None) };
+    /// When this worker's current item began, and whether its drainer counts as blocked.
+    static ITEM: Cell<(Option<Instant>, bool)> = const { Cell::new((None, false)) };
+}
+
+/// A callback running this long on the CPU counts as blocked: the script's other chats get a
+/// drainer of their own rather than wait for it.
+const LONG_CALLBACK: Duration = Duration::from_millis(2);
+
+/// One item of a drainer: from its start, it can be marked blocked; the mark ends with it.
+pub(super) struct Item(());
+
+impl Item {
+    pub(super) fn begin() -> Item {
+        ITEM.set((Some(Instant::now()), false));
+        Item(())
+    }
+}
+
+impl Drop for Item {
+    fn drop(&mut self) {
+        set_blocked(false);
+        ITEM.set((None, false));
+    }
+}
+
+/// Marks this worker's drainer blocked (or not): while it is, another drainer may start for
+/// the script's ready chats.
+fn set_blocked(on: bool) {
+    let (started, blocked) = ITEM.get();
+    if blocked == on || started.is_none() {
+        return;
+    }
+    let Some((script, pool)) = CURRENT.with_borrow(Clone::clone) else { return };
+    ITEM.set((started, on));
+    if !on {
+        script.lane.unblock();
+    } else if script.lane.block() {
+        let again = script.clone();
+        let p = pool.clone();
+        if pool.submit(Box::new(move || super::drain(again, p))).is_err() {
+            script.lane.drainer_not_started();
+        }
+    }
+}
+
+/// Runs `wait` (an API call, a request, a sleep) with this worker's drainer counted as blocked.
+pub fn blocking<R>(wait: impl FnOnce() -> R) -> R {
+    let was = ITEM.get().1;
+    set_blocked(true);
+    let result = wait();
+    if !was {
+        set_blocked(false);
+    }
+    result
+}
+
+/// Called as a callback runs: past [`LONG_CALLBACK`] it counts as blocked until it ends.
+pub fn note_progress() {
+    if let (Some(started), false) = ITEM.get()
+        && started.elapsed() >= LONG_CALLBACK
+    {
+        set_blocked(true);
+    }
 }
 
 /// Marks this worker as draining `script` until dropped.
@@ -50,6 +113,8 @@ pub fn wait_for_event(
         Err(Work::Event(ev)) => return Ok(Some(ev)),
         Err(Work::Job(_)) => return Ok(None),
     };
+    // A suspended drainer is accounted apart from a blocked one.
+    set_blocked(false);
     if script.lane.suspend() {
         let (again, p) = (script.clone(), pool.clone());
         if pool.submit(Box::new(move || super::drain(again, p))).is_err() {
@@ -77,7 +142,7 @@ pub fn sleep(d: Duration) {
     let d = super::context::total_left().map_or(d, |left| d.min(left));
     let started = std::time::Instant::now();
     match CURRENT.with_borrow(Clone::clone) {
-        Some((_, pool)) => pool.blocking(|| std::thread::sleep(d)),
+        Some((_, pool)) => blocking(|| pool.blocking(|| std::thread::sleep(d))),
         None => std::thread::sleep(d),
     }
     super::context::extend(started.elapsed());

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{Adapter, EventSink, Opened, Start, Verb};
-use crate::bot::{Bot, Call, CallError, Link, Protocol};
+use crate::bot::{Bot, Call, CallError, Link, Outbox, Protocol};
 use crate::event::{Event, Identity, hash_id, is_name_part, name_part};
 use config::{HttpEvents, OneBotConfig, OneBotTransport};
 use tokio::sync::mpsc;
@@ -64,8 +64,8 @@ pub fn verb_call(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
 /// How a OneBot 11 bot's calls reach its connections.
 #[derive(Debug)]
 pub enum Wiring {
-    /// The forward WebSocket task takes them from this channel.
-    Channel(mpsc::Receiver<Call>),
+    /// The forward WebSocket task takes them from this outbox's channel.
+    Channel(Arc<Outbox>, mpsc::Receiver<Call>),
     /// The reverse WebSocket listener routes them to the account's connection.
     Accounts(Arc<reverse::Accounts>),
     /// They are HTTP requests the caller makes.
@@ -80,8 +80,8 @@ pub fn open(name: &str, cfg: &OneBotConfig, call_timeout: std::time::Duration) -
             Wiring::Http,
         ),
         OneBotTransport::Ws { .. } => {
-            let (tx, rx) = mpsc::channel(1024);
-            (Link::Channel(tx), Wiring::Channel(rx))
+            let (outbox, rx) = Outbox::new();
+            (Link::Channel(outbox.clone()), Wiring::Channel(outbox, rx))
         }
         OneBotTransport::ReverseWs { .. } => {
             let accounts = Arc::new(reverse::Accounts::default());
@@ -103,8 +103,8 @@ fn start(
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
     match (cfg.transport.clone(), wiring) {
-        (OneBotTransport::Ws { url, split }, Wiring::Channel(calls)) => {
-            ws::spawn(bot, cfg, url, split, calls, sink, shutdown, tasks)
+        (OneBotTransport::Ws { url, split }, Wiring::Channel(outbox, rx)) => {
+            ws::spawn(bot, cfg, url, split, (outbox, rx), sink, shutdown, tasks)
         }
         (OneBotTransport::ReverseWs { listen, self_id }, Wiring::Accounts(accounts)) => {
             reverse::serve(bot, cfg, &listen, self_id, accounts, sink, shutdown, tasks)?

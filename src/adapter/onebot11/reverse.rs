@@ -19,14 +19,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::config::OneBotConfig;
-use super::session::{self, End, Incoming};
+use super::session::{self, Calls, End, Incoming};
 use crate::adapter::EventSink;
-use crate::bot::{Bot, BotId, Call, Route, connection_id};
+use crate::bot::{Bot, BotId, Outbox, Route, connection_id};
 
 /// The accounts connected to one reverse WebSocket listener, and where their calls go.
 #[derive(Debug, Default)]
@@ -48,7 +47,7 @@ struct Account {
     handle: Arc<Bot>,
     route: Arc<AccountRoute>,
     /// Live connections by role, newest per role: id, close token, where its calls go.
-    roles: HashMap<Role, (u64, CancellationToken, mpsc::Sender<Call>)>,
+    roles: HashMap<Role, (u64, CancellationToken, Arc<Outbox>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,10 +73,10 @@ impl Role {
 
 /// Where one account's calls go: the newest connection of it that takes calls.
 #[derive(Debug, Default)]
-struct AccountRoute(Mutex<Option<(u64, mpsc::Sender<Call>)>>);
+struct AccountRoute(Mutex<Option<(u64, Arc<Outbox>)>>);
 
 impl Route for AccountRoute {
-    fn sender(&self) -> Result<mpsc::Sender<Call>, String> {
+    fn sender(&self) -> Result<Arc<Outbox>, String> {
         match &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
             Some((_, tx)) => Ok(tx.clone()),
             None => Err("no API connection of this account is open".into()),
@@ -86,7 +85,7 @@ impl Route for AccountRoute {
 }
 
 impl Route for Accounts {
-    fn sender(&self) -> Result<mpsc::Sender<Call>, String> {
+    fn sender(&self) -> Result<Arc<Outbox>, String> {
         let accounts = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
         let mut open = accounts.values().filter_map(|a| a.route.sender().ok());
         match (open.next(), open.next()) {
@@ -117,7 +116,7 @@ impl Accounts {
         key: Key,
         role: Role,
         conn: u64,
-        calls: mpsc::Sender<Call>,
+        calls: Arc<Outbox>,
         parent: &CancellationToken,
     ) -> Option<(Arc<Bot>, CancellationToken)> {
         let template = self.template.get().and_then(std::sync::Weak::upgrade)?;
@@ -237,8 +236,10 @@ async fn upgrade(
 async fn connection(server: Server, socket: WebSocket, role: Role, self_id: Option<i64>) {
     let conn = connection_id();
     let key = self_id.map_or(Key::Connection(conn), Key::SelfId);
-    let (call_tx, mut call_rx) = mpsc::channel(1024);
-    let Some((account, close)) = server.accounts.join(key, role, conn, call_tx, &server.shutdown) else { return };
+    let (outbox, mut call_rx) = Outbox::new();
+    let Some((account, close)) = server.accounts.join(key, role, conn, outbox.clone(), &server.shutdown) else {
+        return;
+    };
     info!(bot = %account.name, ?role, ?self_id, conn, "reverse WebSocket connected");
     let (tx, rx) = socket.split();
     let tx = Box::pin(tx.with(|text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) }));
@@ -249,12 +250,13 @@ async fn connection(server: Server, socket: WebSocket, role: Role, self_id: Opti
         Ok(_) => Incoming::Alive,
         Err(e) => Incoming::Closed(e.to_string()),
     });
-    let calls = role.takes_calls().then_some(&mut call_rx);
+    let calls = role.takes_calls().then_some(Calls { rx: &mut call_rx, outbox: &outbox });
     let end = session::run(&account, server.cfg.max_frame_bytes, rx, tx, calls, &server.sink, &close, || {}).await;
     server.accounts.leave(key, role, conn);
     // Calls routed here that the session never took fail now rather than at their timeout.
     call_rx.close();
     while let Ok(call) = call_rx.try_recv() {
+        outbox.taken();
         session::fail(call.reply, &call.action, &account);
     }
     if let End::Lost(why) = end {

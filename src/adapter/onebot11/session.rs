@@ -2,23 +2,31 @@
 //! frames in (events to the sink, responses matched to pending calls by `echo`), calls out,
 //! and a watchdog that ends the session when nothing arrived for three heartbeat intervals.
 //!
+//! Calls reach the socket two ways: through the connection's channel, written by this task,
+//! or straight from the worker that sends them ([`Writer`] as the outbox's [`DirectWrite`]),
+//! which spares the reactor a wake-up per reply. Both write under one lock, and a direct
+//! write never overtakes a call queued before it.
+//!
 //! Generic over the socket's halves so the tungstenite client and the axum server share it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Display;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Frame, classify, decode_event, prepare_params};
 use crate::adapter::EventSink;
-use crate::bot::{Bot, Call, CallError, Reply, connection_id};
+use crate::bot::{Bot, Call, CallError, DirectWrite, Outbox, Reply, connection_id};
 use crate::logsafe::RateLimit;
 pub use crate::logsafe::preview;
 
@@ -40,6 +48,14 @@ pub enum End {
     Lost(String),
 }
 
+/// Where a session takes calls from: the channel's receiving end and its outbox.
+pub struct Calls<'a> {
+    /// The channel calls queue in.
+    pub rx: &'a mut mpsc::Receiver<Call>,
+    /// The outbox senders use, which this session lets write directly while it runs.
+    pub outbox: &'a Outbox,
+}
+
 /// Calls sent and not yet answered, by echo: action, where the result goes, when it was sent.
 type Pending = HashMap<u64, (String, Reply, Instant)>;
 
@@ -49,6 +65,140 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Most calls written before one flush.
 const WRITE_BATCH: usize = 64;
 
+/// The socket's writing half and the calls written to it, shared by the session task and the
+/// workers that write their calls directly.
+struct Writer {
+    state: Mutex<WriterState>,
+    /// Tells the session task that a direct write left a frame to flush, or failed.
+    notify: Arc<Notify>,
+    /// Wakes `notify`: the waker direct writes poll the sink with.
+    waker: Waker,
+}
+
+struct WriterState {
+    sink: Pin<Box<dyn Sink<String, Error = String> + Send>>,
+    /// Frames encoded by the session task that the sink has not taken yet, oldest first.
+    outgoing: VecDeque<String>,
+    /// The sink holds frames it has not flushed.
+    unflushed: bool,
+    pending: Pending,
+    next_echo: u64,
+    /// Why a direct write failed, for the session task to end on.
+    failed: Option<String>,
+    /// The session is ending: no more direct writes.
+    closed: bool,
+}
+
+/// Wakes the session task through its [`Notify`].
+struct NotifyWaker(Arc<Notify>);
+
+impl Wake for NotifyWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+impl Writer {
+    fn new(sink: Pin<Box<dyn Sink<String, Error = String> + Send>>) -> Writer {
+        let notify = Arc::new(Notify::new());
+        let waker = Waker::from(Arc::new(NotifyWaker(notify.clone())));
+        let state = WriterState {
+            sink,
+            outgoing: VecDeque::new(),
+            unflushed: false,
+            pending: Pending::new(),
+            next_echo: 0,
+            failed: None,
+            closed: false,
+        };
+        Writer { state: Mutex::new(state), notify, waker }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WriterState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the outgoing frames and flushes, by `by` at the latest.
+    async fn flush(&self, by: Instant) -> Result<(), String> {
+        let write = std::future::poll_fn(|cx| self.lock().poll_write(cx));
+        match tokio::time::timeout_at(by, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("send failed: {}", crate::logsafe::short(&e))),
+            Err(_) => Err("a write stalled: the other end stopped reading".into()),
+        }
+    }
+
+    /// Stops direct writes and closes the socket's writing half.
+    async fn close(&self) {
+        self.lock().closed = true;
+        let _ = std::future::poll_fn(|cx| self.lock().sink.as_mut().poll_close(cx)).await;
+    }
+}
+
+impl WriterState {
+    /// The frame for `call`, remembered as pending under a fresh echo.
+    fn encode(&mut self, call: Call) -> String {
+        self.next_echo += 1;
+        let frame = encode_call(&call.action, &prepare_params(call.params), self.next_echo);
+        self.pending.insert(self.next_echo, (call.action, call.reply, Instant::now()));
+        frame
+    }
+
+    /// Gives the outgoing frames to the sink and flushes it.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        while !self.outgoing.is_empty() {
+            ready!(self.sink.as_mut().poll_ready(cx))?;
+            if let Some(frame) = self.outgoing.pop_front() {
+                self.sink.as_mut().start_send(frame)?;
+                self.unflushed = true;
+            }
+        }
+        if self.unflushed {
+            ready!(self.sink.as_mut().poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl DirectWrite for Writer {
+    fn try_write(&self, call: Call, queued: &AtomicUsize) -> Result<(), Call> {
+        let Ok(mut w) = self.state.try_lock() else { return Err(call) };
+        let behind = w.unflushed || !w.outgoing.is_empty() || queued.load(Ordering::Acquire) > 0;
+        // Calls still unanswered mean a busy connection, whose task is awake anyway and writes
+        // queued calls many to a system call; a direct write pays off when the reactor sleeps.
+        let busy = !w.pending.is_empty();
+        if w.closed || w.failed.is_some() || behind || busy || call.given_up(std::time::Instant::now()) {
+            return Err(call);
+        }
+        let mut cx = Context::from_waker(&self.waker);
+        if !matches!(w.sink.as_mut().poll_ready(&mut cx), Poll::Ready(Ok(()))) {
+            return Err(call);
+        }
+        let frame = w.encode(call);
+        let sent = w.sink.as_mut().start_send(frame).map(|()| {
+            w.unflushed = true;
+            w.sink.as_mut().poll_flush(&mut cx)
+        });
+        match sent {
+            Ok(Poll::Ready(Ok(()))) => w.unflushed = false,
+            // The session task flushes the rest when the socket takes it.
+            Ok(Poll::Pending) => self.notify.notify_one(),
+            Ok(Poll::Ready(Err(e))) | Err(e) => {
+                w.failed = Some(e);
+                self.notify.notify_one();
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Serves one connection until it ends. `calls` is `None` for an event-only socket;
 /// `on_frame` runs for every data frame (the forward client resets its back-off there).
 #[allow(clippy::too_many_arguments)]
@@ -56,21 +206,23 @@ pub async fn run<S, K>(
     bot: &Arc<Bot>,
     max_frame_bytes: usize,
     mut rx: S,
-    mut tx: K,
-    mut calls: Option<&mut mpsc::Receiver<Call>>,
+    tx: K,
+    mut calls: Option<Calls<'_>>,
     sink: &EventSink,
     shutdown: &CancellationToken,
     mut on_frame: impl FnMut(),
 ) -> End
 where
     S: Stream<Item = Incoming> + Unpin,
-    K: Sink<String> + Unpin,
+    K: Sink<String> + Send + 'static,
     K::Error: Display,
 {
-    let mut pending = Pending::new();
+    let writer = Arc::new(Writer::new(Box::pin(tx.sink_map_err(|e| e.to_string()))));
+    if let Some(c) = &calls {
+        c.outbox.attach(writer.clone());
+    }
     let via = connection_id();
     let mut warnings = RateLimit::per_connection();
-    let mut next_echo = 0u64;
     let mut heartbeat: Option<Duration> = None;
     let mut last_frame = Instant::now();
     // Unanswered calls nobody waits for time out here.
@@ -78,8 +230,8 @@ where
     // At shutdown, answers to calls already sent still get a moment to arrive.
     let mut closing: Option<Instant> = None;
     let end = loop {
-        if closing.is_some() && pending.is_empty() {
-            let _ = tx.close().await;
+        if closing.is_some() && writer.lock().pending.is_empty() {
+            writer.close().await;
             break End::Shutdown;
         }
         let grace_over = async {
@@ -95,56 +247,68 @@ where
             }
         };
         let next_call = async {
-            match calls.as_deref_mut() {
-                Some(c) => c.recv().await,
+            match calls.as_mut() {
+                Some(c) => c.rx.recv().await,
                 None => std::future::pending().await,
             }
         };
+        // A peer that stopped reading blocks the write: give up on the connection by the
+        // write timeout, or sooner when the watchdog would have fired meanwhile.
+        let mut write_by = Instant::now() + bot.call_timeout;
+        if let Some(interval) = heartbeat {
+            write_by = write_by.min(last_frame + interval * 3);
+        }
         tokio::select! {
             _ = shutdown.cancelled(), if closing.is_none() => closing = Some(Instant::now() + SHUTDOWN_GRACE),
             _ = grace_over => {
-                let _ = tx.close().await;
+                writer.close().await;
                 break End::Shutdown;
             }
             _ = watchdog => break End::Lost("no frame for 3 heartbeat intervals".into()),
-            _ = sweep.tick() => expire(bot, &mut pending),
+            _ = sweep.tick() => expire(bot, &writer),
+            _ = writer.notify.notified() => {
+                let failed = writer.lock().failed.take();
+                if let Some(e) = failed {
+                    break End::Lost(format!("send failed: {}", crate::logsafe::short(&e)));
+                }
+                if let Err(why) = writer.flush(write_by).await {
+                    break End::Lost(why);
+                }
+            }
             call = next_call => {
-                let Some(mut call) = call else { break End::Shutdown };
-                if pending.len() >= 1024 {
-                    expire(bot, &mut pending);
+                let Some(call) = call else { break End::Shutdown };
+                let Some(c) = calls.as_mut() else { continue };
+                if writer.lock().pending.len() >= 1024 {
+                    expire(bot, &writer);
                 }
                 // Calls that queued up meanwhile go out together: one write for the batch.
-                let batch = async {
-                    for written in 1.. {
+                let mut late = Vec::new();
+                {
+                    let mut w = writer.lock();
+                    let mut next = Some(call);
+                    let mut taken = 0;
+                    while let Some(call) = next.take() {
                         if call.given_up(std::time::Instant::now()) {
                             // The caller saw it fail already: never send it late.
-                            call.reply.send(Err(CallError::Timeout { action: call.action, timeout: bot.call_timeout }));
+                            late.push(call);
                         } else {
-                            next_echo += 1;
-                            let frame = encode_call(&call.action, &prepare_params(call.params), next_echo);
-                            pending.insert(next_echo, (call.action, call.reply, Instant::now()));
-                            tx.feed(frame).await?;
+                            let frame = w.encode(call);
+                            w.outgoing.push_back(frame);
                         }
-                        if written == WRITE_BATCH {
-                            break;
-                        }
-                        match calls.as_deref_mut().map(|c| c.try_recv()) {
-                            Some(Ok(more)) => call = more,
-                            _ => break,
+                        // Counted down under the lock, after the frame is queued: a direct
+                        // write that sees no call queued comes after this one.
+                        c.outbox.taken();
+                        taken += 1;
+                        if taken < WRITE_BATCH {
+                            next = c.rx.try_recv().ok();
                         }
                     }
-                    tx.flush().await
-                };
-                // A peer that stopped reading blocks the write: give up on the connection by the
-                // write timeout, or sooner when the watchdog would have fired meanwhile.
-                let mut write_by = Instant::now() + bot.call_timeout;
-                if let Some(interval) = heartbeat {
-                    write_by = write_by.min(last_frame + interval * 3);
                 }
-                match tokio::time::timeout_at(write_by, batch).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break End::Lost(format!("send failed: {}", crate::logsafe::short(&e.to_string()))),
-                    Err(_) => break End::Lost("a write stalled: the other end stopped reading".into()),
+                for call in late {
+                    call.reply.send(Err(CallError::Timeout { action: call.action, timeout: bot.call_timeout }));
+                }
+                if let Err(why) = writer.flush(write_by).await {
+                    break End::Lost(why);
                 }
             }
             frame = rx.next() => {
@@ -160,11 +324,19 @@ where
                     crate::warn_limited!(warnings, bot = %bot.name, size = bytes.len(), limit = max_frame_bytes, "oversized frame skipped");
                     continue;
                 }
-                handle_frame(bot, &bytes, &mut pending, &mut heartbeat, sink, via, &mut warnings);
+                handle_frame(bot, &bytes, &writer, &mut heartbeat, sink, via, &mut warnings);
             }
         }
     };
-    for (_, (action, reply, _)) in pending.drain() {
+    if let Some(c) = &calls {
+        c.outbox.detach();
+    }
+    let pending: Vec<_> = {
+        let mut w = writer.lock();
+        w.closed = true;
+        w.pending.drain().collect()
+    };
+    for (_, (action, reply, _)) in pending {
         fail(reply, &action, bot);
     }
     end
@@ -183,24 +355,27 @@ fn encode_call(action: &str, params: &Value, echo: u64) -> String {
 }
 
 /// Forgets callers that gave up, and times out calls nobody waits for.
-fn expire(bot: &Bot, pending: &mut Pending) {
+fn expire(bot: &Bot, writer: &Writer) {
     let now = Instant::now();
-    let expired: Vec<u64> = pending
-        .iter()
-        .filter(|(_, (_, reply, sent))| reply.is_abandoned() || now.duration_since(*sent) > bot.call_timeout)
-        .map(|(echo, _)| *echo)
-        .collect();
-    for echo in expired {
-        if let Some((action, reply, _)) = pending.remove(&echo) {
-            reply.send(Err(CallError::Timeout { action, timeout: bot.call_timeout }));
-        }
+    let expired: Vec<(String, Reply)> = {
+        let mut w = writer.lock();
+        let echoes: Vec<u64> = w
+            .pending
+            .iter()
+            .filter(|(_, (_, reply, sent))| reply.is_abandoned() || now.duration_since(*sent) > bot.call_timeout)
+            .map(|(echo, _)| *echo)
+            .collect();
+        echoes.iter().filter_map(|echo| w.pending.remove(echo)).map(|(action, reply, _)| (action, reply)).collect()
+    };
+    for (action, reply) in expired {
+        reply.send(Err(CallError::Timeout { action, timeout: bot.call_timeout }));
     }
 }
 
 fn handle_frame(
     bot: &Arc<Bot>,
     bytes: &[u8],
-    pending: &mut Pending,
+    writer: &Writer,
     heartbeat: &mut Option<Duration>,
     sink: &EventSink,
     via: u64,
@@ -225,7 +400,8 @@ fn handle_frame(
             }
         }
         Frame::Response { echo, result } => {
-            let Some((action, reply, _)) = echo_id(&echo).and_then(|id| pending.remove(&id)) else {
+            let found = echo_id(&echo).and_then(|id| writer.lock().pending.remove(&id));
+            let Some((action, reply, _)) = found else {
                 let echo = crate::logsafe::short(&echo.to_string());
                 crate::warn_limited!(warnings, bot = %bot.name, %echo, "response with unknown echo skipped");
                 return;
@@ -256,4 +432,94 @@ fn echo_id(echo: &Value) -> Option<u64> {
 /// Answers a call with `NotConnected`.
 pub fn fail(reply: Reply, action: &str, bot: &Bot) {
     reply.send(Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::Detached;
+    use serde_json::json;
+
+    /// A sink that records what it was given and can refuse to take more for a while.
+    #[derive(Clone, Default)]
+    struct Socket {
+        written: Arc<Mutex<Vec<String>>>,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Sink<String> for Socket {
+        type Error = String;
+        fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+            if self.full.load(Ordering::SeqCst) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, frame: String) -> Result<(), String> {
+            self.written.lock().unwrap().push(frame);
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), String>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), String>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn call(text: &str) -> Call {
+        Call {
+            action: "send_msg".into(),
+            params: json!({"message": text}),
+            reply: Reply::Detached(Detached::new(|_| {})),
+            deadline: std::time::Instant::now() + Duration::from_secs(5),
+        }
+    }
+
+    fn texts(socket: &Socket) -> Vec<String> {
+        let frames = socket.written.lock().unwrap();
+        frames
+            .iter()
+            .map(|f| serde_json::from_str::<Value>(f).unwrap()["params"]["message"][0]["data"]["text"].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_direct_write_never_overtakes_a_queued_call() {
+        let socket = Socket::default();
+        let writer = Writer::new(Box::pin(socket.clone()));
+        let queued = AtomicUsize::new(0);
+
+        assert!(writer.try_write(call("1"), &queued).is_ok(), "nothing ahead: written at once");
+        assert_eq!(texts(&socket).len(), 1);
+        assert_eq!(writer.lock().pending.len(), 1, "its answer is expected");
+        // Unanswered, it marks the connection busy: the next call is batched by the session.
+        assert!(writer.try_write(call("1b"), &queued).is_err());
+        writer.lock().pending.clear();
+
+        // A call waits in the channel: the next one must queue behind it.
+        queued.store(1, Ordering::SeqCst);
+        assert!(writer.try_write(call("2"), &queued).is_err());
+        queued.store(0, Ordering::SeqCst);
+
+        // The session holds encoded frames the socket has not taken: the same.
+        let frame = writer.lock().encode(call("3"));
+        writer.lock().outgoing.push_back(frame);
+        assert!(writer.try_write(call("4"), &queued).is_err());
+        writer.lock().outgoing.clear();
+        writer.lock().pending.clear();
+
+        // A socket that cannot take a frame now: given back, nothing half written.
+        socket.full.store(true, Ordering::SeqCst);
+        assert!(writer.try_write(call("5"), &queued).is_err());
+        socket.full.store(false, Ordering::SeqCst);
+        assert!(writer.try_write(call("6"), &queued).is_ok());
+        assert_eq!(texts(&socket), ["\"1\"", "\"6\""]);
+        writer.lock().pending.clear();
+
+        // A closing session takes no more.
+        writer.lock().closed = true;
+        assert!(writer.try_write(call("7"), &queued).is_err());
+    }
 }

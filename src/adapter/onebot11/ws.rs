@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::config::OneBotConfig;
-use super::session::{self, End, Incoming};
+use super::session::{self, Calls, End, Incoming};
 use crate::adapter::EventSink;
 use crate::adapter::backoff::Retry;
 use crate::adapter::ws_client::{self, TokenIn};
-use crate::bot::{Bot, Call};
+use crate::bot::{Bot, Call, Outbox};
 
 /// Starts the bot's sockets: one universal socket, or an API and an event socket.
 #[allow(clippy::too_many_arguments)]
@@ -27,7 +27,7 @@ pub fn spawn(
     cfg: OneBotConfig,
     url: String,
     split: bool,
-    calls: mpsc::Receiver<Call>,
+    calls: (Arc<Outbox>, mpsc::Receiver<Call>),
     sink: EventSink,
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
@@ -48,7 +48,7 @@ async fn run(
     bot: Arc<Bot>,
     cfg: OneBotConfig,
     url: String,
-    mut calls: Option<mpsc::Receiver<Call>>,
+    mut calls: Option<(Arc<Outbox>, mpsc::Receiver<Call>)>,
     sink: EventSink,
     shutdown: CancellationToken,
 ) {
@@ -71,9 +71,8 @@ async fn run(
                     Err(e) => Incoming::Closed(e.to_string()),
                 });
                 let reset = || retry.reset();
-                let end =
-                    session::run(&bot, cfg.max_frame_bytes, rx, Box::pin(tx), calls.as_mut(), &sink, &shutdown, reset)
-                        .await;
+                let calls = calls.as_mut().map(|(outbox, rx)| Calls { rx, outbox });
+                let end = session::run(&bot, cfg.max_frame_bytes, rx, tx, calls, &sink, &shutdown, reset).await;
                 match end {
                     End::Shutdown => return,
                     End::Lost(why) => warn!(bot = %bot.name, %url, "connection lost: {why}; reconnecting"),
@@ -85,7 +84,7 @@ async fn run(
         loop {
             let next_call = async {
                 match calls.as_mut() {
-                    Some(c) => c.recv().await,
+                    Some((outbox, rx)) => rx.recv().await.inspect(|_| outbox.taken()),
                     None => std::future::pending().await,
                 }
             };

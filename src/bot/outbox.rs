@@ -1,0 +1,123 @@
+//! The way into one connection for calls: its channel, and a writer that lets the calling
+//! worker put a call on the socket itself.
+//!
+//! A reply sent through the channel wakes the reactor just to write it; when events arrive
+//! one by one that wake-up is a large part of what an event costs. So a worker first tries
+//! to write the call straight to the socket, without waiting: it succeeds when the socket
+//! takes the frame at once and nothing is queued ahead of it. Otherwise the call goes
+//! through the channel as before, and the calls behind it follow it there, so the order in
+//! which calls were sent is the order they reach the other end.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tokio::sync::mpsc;
+
+use super::Call;
+
+/// Calls a connection's channel holds before senders wait for room.
+pub const CHANNEL_CAPACITY: usize = 1024;
+
+thread_local! {
+    /// Whether this thread's calls should queue for a batched write (see [`batching`]).
+    static BATCHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Until the guard drops, this thread's calls go through the channel even when they could be
+/// written directly (`busy`): with more events waiting, the connection writes many calls with
+/// one system call, which costs less than one each. Nests; the guard restores what was before.
+pub fn batching(busy: bool) -> Batching {
+    Batching(BATCHING.replace(busy))
+}
+
+/// Restores the thread's batching choice when dropped.
+#[derive(Debug)]
+pub struct Batching(bool);
+
+impl Drop for Batching {
+    fn drop(&mut self) {
+        BATCHING.set(self.0);
+    }
+}
+
+/// Writes a call to a connection's socket at once, from any thread.
+pub trait DirectWrite: Send + Sync + std::fmt::Debug {
+    /// Writes `call` now if the socket takes it without waiting and `queued` (calls in the
+    /// channel not yet written) is zero; gives it back otherwise.
+    fn try_write(&self, call: Call, queued: &AtomicUsize) -> Result<(), Call>;
+}
+
+/// One connection's way in for calls.
+#[derive(Debug)]
+pub struct Outbox {
+    tx: mpsc::Sender<Call>,
+    /// Calls given to the channel that the connection has not written (or dropped) yet: a
+    /// direct write must not overtake them.
+    queued: AtomicUsize,
+    /// The connection's writer while it is up.
+    writer: RwLock<Option<Arc<dyn DirectWrite>>>,
+}
+
+impl Outbox {
+    /// A new outbox and the receiving end its connection takes calls from.
+    pub fn new() -> (Arc<Outbox>, mpsc::Receiver<Call>) {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        (Arc::new(Outbox { tx, queued: AtomicUsize::new(0), writer: RwLock::new(None) }), rx)
+    }
+
+    /// Lets callers write to `writer` directly (a connection is up).
+    pub fn attach(&self, writer: Arc<dyn DirectWrite>) {
+        *self.writer.write().unwrap_or_else(PoisonError::into_inner) = Some(writer);
+    }
+
+    /// Calls go through the channel only (the connection is gone).
+    pub fn detach(&self) {
+        self.writer.write().unwrap_or_else(PoisonError::into_inner).take();
+    }
+
+    /// The connection took a call from the channel and has written or dropped it.
+    pub fn taken(&self) {
+        // Never below zero, whatever a caller miscounts.
+        let _ = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Hands `call` to the connection from a worker thread: written at once when the socket
+    /// takes it, else queued (waiting for room when the channel is full). `Err` gives the call
+    /// back when the connection is closed.
+    pub fn send_blocking(&self, call: Call) -> Result<(), Call> {
+        let writer = self.writer.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let call = match writer {
+            Some(w) if !BATCHING.get() && self.queued.load(Ordering::Acquire) == 0 => {
+                match w.try_write(call, &self.queued) {
+                    Ok(()) => return Ok(()),
+                    Err(call) => call,
+                }
+            }
+            _ => call,
+        };
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let refused = match self.tx.try_send(call) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(call)) => self.tx.blocking_send(call).err().map(|e| e.0),
+            Err(mpsc::error::TrySendError::Closed(call)) => Some(call),
+        };
+        match refused {
+            Some(call) => {
+                self.taken();
+                Err(call)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Queues `call` for the connection from async code. `Err` gives it back when the
+    /// connection is closed.
+    pub async fn send(&self, call: Call) -> Result<(), Call> {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(call).await.map_err(|e| {
+            self.taken();
+            e.0
+        })
+    }
+}
