@@ -181,10 +181,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.stdlib_dir = dir;
             }
             init_logging(&config.log_level, config.log_format);
-            // One network thread: scripts run on their own workers, storage on blocking threads,
-            // and a second reactor thread would only add cross-thread wake-ups on the hot path.
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+            // One network thread, this one: scripts run on their own workers, storage on blocking
+            // threads, and a second reactor thread would only add cross-thread wake-ups on the
+            // hot path. Workers' `Handle::block_on` calls rely on this thread driving the I/O
+            // and timers, which it does for as long as the bot runs.
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .thread_name("rhaibot-net")
                 .enable_all()
                 .build()
