@@ -1,25 +1,38 @@
-//! `loadgen`: a load generator for rhaibot's hot path that plays the OneBot 11 implementation.
+//! `loadgen`: a load generator for rhaibot's hot path that plays the bot backend: a OneBot 11
+//! implementation, a Milky implementation, or the official QQ bot platform (`--protocol`).
 //!
-//! It listens on loopback as a forward-WebSocket server (universal endpoint `/`), waits for a
-//! running rhaibot to connect, pushes group-message events whose text is `--text` with `{i}` replaced
-//! by a sequence number, answers every action call, and matches each sent message to its event by the
-//! first number in its text. It reports throughput, latency percentiles and, given rhaibot's pid, its
-//! CPU time per event and peak RSS.
+//! It listens on loopback (HTTP/1.1 and WebSocket on one port), waits for a running rhaibot to
+//! open its event socket, pushes group-message events whose text is `--text` with `{i}` replaced
+//! by a sequence number, answers every call, and matches each sent message to its event by the
+//! first number in its text. It reports throughput, latency percentiles and, given rhaibot's pid,
+//! its CPU time and context switches per event (per thread too) and peak RSS.
 //!
 //! ```text
 //! cargo run --release -p rhaibot-loadgen -- --port-file /tmp/lg/port --pid-file /tmp/lg/pid
-//! # then point a `protocol = "onebot11"` bot at ws://127.0.0.1:<port>/, with a script such as
-//! # command("echo", |ev, args| ev.reply(args));
+//! # then point a bot at the port (onebot11: url = "ws://127.0.0.1:<port>/"; milky: url =
+//! # "http://127.0.0.1:<port>"; qq: api_url and token_url = "http://127.0.0.1:<port>"), with a
+//! # script such as  command("echo", |ev, args| ev.reply(args));
 //! # and write rhaibot's pid to /tmp/lg/pid as soon as it is started.
 //! ```
+//!
+//! Layout: `server` (the shared HTTP/WebSocket server and its notes to the session), one module
+//! per protocol (`onebot11`, `milky`, `qq`: frames and answers), `session` (sending, pacing and
+//! matching, the same for all), `wire` (the event text and its number), `stats` (percentiles and
+//! `/proc`).
 //!
 //! `--mode throughput` keeps `--window` events outstanding; `--mode latency` sends at a fixed
 //! `--rate` and times each reply from the event's scheduled send time. Everything but the latency
 //! pacer runs on one thread, leaving the other cores to rhaibot.
 
+mod milky;
+mod onebot11;
+mod qq;
+mod server;
 mod session;
 mod stats;
 mod wire;
+
+use std::collections::BTreeMap;
 
 use std::error::Error;
 use std::net::Ipv4Addr;
@@ -31,14 +44,17 @@ use clap::{Parser, ValueEnum};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use session::{Outcome, Session, Socket};
-use stats::Percentiles;
-use wire::EventTemplate;
+use session::{Outcome, Session};
+use stats::{Percentiles, Threads};
+use wire::{EventTemplate, Protocol};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
-#[command(version, about = "Load generator for rhaibot: a fake OneBot 11 implementation on loopback")]
+#[command(version, about = "Load generator for rhaibot: a fake bot backend (OneBot 11, Milky, QQ) on loopback")]
 struct Args {
+    /// The bot backend to play.
+    #[arg(long, value_enum, default_value_t = Protocol::Onebot11)]
+    protocol: Protocol,
     /// Port to listen on at 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -49,7 +65,7 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     events: Option<u64>,
     /// Throughput mode (and warm-up): most events sent but not yet answered.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     window: u64,
     /// Latency mode: events per second.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
@@ -106,6 +122,8 @@ impl Mode {
 struct Report {
     /// What was measured.
     mode: Mode,
+    /// The protocol played.
+    protocol: Protocol,
     /// Counts and timing of the events.
     outcome: Outcome,
     /// Latency percentiles of matched events.
@@ -114,6 +132,10 @@ struct Report {
     send_lag: Option<Percentiles>,
     /// rhaibot's CPU time per matched event, in µs.
     cpu_us_per_event: Option<f64>,
+    /// rhaibot's context switches per matched event.
+    ctx_switches_per_event: Option<f64>,
+    /// rhaibot's CPU time per matched event by thread name, in µs.
+    threads: Option<BTreeMap<String, f64>>,
     /// rhaibot's peak RSS, in MiB.
     peak_rss_mib: Option<f64>,
 }
@@ -128,6 +150,7 @@ impl Report {
     fn to_json(&self) -> String {
         let o = &self.outcome;
         json!({
+            "protocol": self.protocol.name(),
             "mode": self.mode.name(),
             "events": o.sent,
             "matched": o.matched,
@@ -140,6 +163,8 @@ impl Report {
             "p99_us": self.latency.map(|p| p.p99),
             "max_us": self.latency.map(|p| p.max),
             "cpu_us_per_event": self.cpu_us_per_event,
+            "ctx_switches_per_event": self.ctx_switches_per_event,
+            "threads": self.threads,
             "peak_rss_mib": self.peak_rss_mib,
         })
         .to_string()
@@ -149,7 +174,7 @@ impl Report {
     fn to_text(&self) -> String {
         let o = &self.outcome;
         let mut lines = vec![
-            format!("mode        {}", self.mode.name()),
+            format!("mode        {} ({})", self.mode.name(), self.protocol.name()),
             format!(
                 "events      {} sent, {} matched, {} missing, {} unexpected{}",
                 o.sent,
@@ -172,7 +197,13 @@ impl Report {
         }
         let cpu = self.cpu_us_per_event.map_or("?".to_owned(), |us| format!("{us:.1}"));
         let rss = self.peak_rss_mib.map_or("?".to_owned(), |mib| format!("{mib:.1}"));
-        lines.push(format!("rhaibot     {cpu} µs CPU per event, peak RSS {rss} MiB"));
+        let switches = self.ctx_switches_per_event.map_or("?".to_owned(), |n| format!("{n:.2}"));
+        lines.push(format!(
+            "rhaibot     {cpu} µs CPU per event, {switches} context switches per event, peak RSS {rss} MiB"
+        ));
+        for (name, us) in self.threads.iter().flatten() {
+            lines.push(format!("  thread    {name}: {us:.1} µs per event"));
+        }
         lines.join("\n")
     }
 }
@@ -207,18 +238,20 @@ async fn run(args: &Args) -> Result<Report, Box<dyn Error>> {
     let timeout = Duration::from_secs(args.timeout_secs);
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, args.port)).await?;
     let port = listener.local_addr()?.port();
-    eprintln!("listening on ws://127.0.0.1:{port}/");
+    eprintln!("playing {} on 127.0.0.1:{port}", args.protocol.name());
     if let Some(path) = &args.port_file {
         write_atomically(path, &format!("{port}\n"))?;
     }
-    let socket = tokio::time::timeout(timeout, accept(&listener))
+    let server = server::start(listener, args.protocol)?;
+    let socket = tokio::time::timeout(timeout, server.connected)
         .await
-        .map_err(|_| format!("no client connected within {} s", args.timeout_secs))??;
-    drop(listener);
+        .map_err(|_| format!("no client opened the event socket within {} s", args.timeout_secs))?
+        .map_err(|_| "the server stopped")?;
+    eprintln!("client connected");
     let mut pid = args.pid.or_else(|| args.pid_file.as_deref().and_then(read_pid));
 
-    let mut session = Session::new(socket, EventTemplate::new(&args.text, args.groups), timeout);
-    session.send(wire::LIFECYCLE);
+    let events = EventTemplate::new(args.protocol, &args.text, args.groups);
+    let mut session = Session::new(socket, server.notes, events, timeout);
     session.idle(Duration::from_millis(args.warmup_ms)).await;
     if args.warmup_events > 0 {
         let warm = session.window(args.warmup_events, args.window).await;
@@ -240,47 +273,44 @@ async fn run(args: &Args) -> Result<Report, Box<dyn Error>> {
             eprintln!("warning: no pid in {}; CPU and memory not measured", path.display());
         }
     }
-    let ticks_before = pid.and_then(stats::cpu_ticks);
+    let threads_before = pid.and_then(Threads::of);
     let mut outcome = match args.mode {
         Mode::Throughput => session.window(args.events.unwrap_or(200_000), args.window).await,
         Mode::Latency => session.paced(args.events.unwrap_or(5_000), f64::from(args.rate)).await,
     };
-    let ticks_after = pid.and_then(stats::cpu_ticks);
+    let threads_after = pid.and_then(Threads::of);
     let peak_rss_mib = pid.and_then(stats::peak_rss_kib).map(|kib| kib as f64 / 1024.0);
 
     if let Some(why) = &session.closed {
         eprintln!("warning: connection ended early: {why}");
     }
     if session.malformed > 0 {
-        eprintln!("warning: {} malformed frames skipped", session.malformed);
+        eprintln!("warning: {} malformed frames or requests skipped", session.malformed);
     }
     session.close().await;
 
-    let cpu_us_per_event = match (ticks_before, ticks_after) {
-        (Some(before), Some(after)) if outcome.matched > 0 => {
-            let micros = after.saturating_sub(before) as f64 * 1e6 / stats::clock_ticks_per_sec() as f64;
-            Some(micros / outcome.matched as f64)
-        }
+    // Threads that ended during the phase are not counted (their time is gone from /proc).
+    let usage = match (threads_before, threads_after) {
+        (Some(before), Some(after)) if outcome.matched > 0 => Some(after.since(&before)),
         _ => None,
     };
+    let per_event = |x: u64| x as f64 / outcome.matched as f64;
+    let cpu_us_per_event = usage.as_ref().map(|u| per_event(u.cpu_ns) / 1000.0);
+    let ctx_switches_per_event = usage.as_ref().map(|u| per_event(u.switches));
+    let threads = usage.map(|u| u.by_name.into_iter().map(|(name, ns)| (name, per_event(ns) / 1000.0)).collect());
     let latency = Percentiles::of(&mut outcome.latencies_us);
     let send_lag = Percentiles::of(&mut outcome.send_lag_us);
-    Ok(Report { mode: args.mode, outcome, latency, send_lag, cpu_us_per_event, peak_rss_mib })
-}
-
-/// Accepts connections until one completes the WebSocket handshake.
-async fn accept(listener: &TcpListener) -> std::io::Result<Socket> {
-    loop {
-        let (tcp, peer) = listener.accept().await?;
-        tcp.set_nodelay(true)?;
-        match tokio_tungstenite::accept_async(tcp).await {
-            Ok(socket) => {
-                eprintln!("client connected from {peer}");
-                return Ok(socket);
-            }
-            Err(e) => eprintln!("warning: WebSocket handshake with {peer} failed: {e}"),
-        }
-    }
+    Ok(Report {
+        mode: args.mode,
+        protocol: args.protocol,
+        outcome,
+        latency,
+        send_lag,
+        cpu_us_per_event,
+        ctx_switches_per_event,
+        threads,
+        peak_rss_mib,
+    })
 }
 
 /// Reads a pid from `path`, if it holds one.

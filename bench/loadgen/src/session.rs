@@ -1,30 +1,31 @@
-//! One connected client: pushing events, answering every action call, and matching replies to events.
+//! One connected client: pushing events, taking in what the server noted, and matching replies to
+//! events. The same for every protocol: the server's tasks answer the client and turn each message it
+//! sends into a [`Note`].
 
 use std::pin::pin;
 use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::wire::{self, EventTemplate};
+use crate::server::{Connected, Note};
+use crate::wire::EventTemplate;
 
-/// The server side of a WebSocket connection.
-pub type Socket = WebSocketStream<TcpStream>;
+/// Notes taken from the channel at once.
+const NOTE_BATCH: usize = 256;
 
 /// A connected client and the bookkeeping shared by all phases of a run.
 pub struct Session {
-    /// Incoming frames.
-    frames: SplitStream<Socket>,
-    /// Outgoing frames, written by the writer task so that reading never waits on writing.
+    /// What the server's tasks noted: replies, malformed input, the event socket ending.
+    notes: mpsc::UnboundedReceiver<Note>,
+    /// Notes taken from the channel and not yet handled.
+    batch: Vec<Note>,
+    /// Outgoing event frames, written by the writer task so that reading never waits on writing.
     out: mpsc::UnboundedSender<Message>,
-    /// The task that writes `out` to the socket.
+    /// The task that writes `out` to the event socket.
     writer: JoinHandle<()>,
     /// Builds the event frames.
     events: EventTemplate,
@@ -32,13 +33,9 @@ pub struct Session {
     timeout: Duration,
     /// Sequence number of the next event.
     next_seq: u64,
-    /// `message_id` of the next action response.
-    next_message_id: u64,
-    /// Action calls answered.
-    pub actions: u64,
-    /// Incoming frames that were not action calls and were skipped.
+    /// Input from the client that could not be read and was skipped.
     pub malformed: u64,
-    /// Why the connection ended, once it has.
+    /// Why the event socket ended, once it has.
     pub closed: Option<String>,
 }
 
@@ -69,38 +66,39 @@ impl Outcome {
 }
 
 impl Session {
-    /// Takes over an accepted connection; events will be built from `events`.
-    pub fn new(socket: Socket, events: EventTemplate, timeout: Duration) -> Self {
-        let (sink, frames) = socket.split();
-        let (out, queue) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(write_frames(sink, queue));
+    /// Takes over a connected event socket and the server's notes; events will be built from `events`.
+    pub fn new(
+        socket: Connected,
+        notes: mpsc::UnboundedReceiver<Note>,
+        events: EventTemplate,
+        timeout: Duration,
+    ) -> Self {
         Session {
-            frames,
-            out,
-            writer,
+            notes,
+            batch: Vec::with_capacity(NOTE_BATCH),
+            out: socket.frames,
+            writer: socket.writer,
             events,
             timeout,
             next_seq: 1,
-            next_message_id: 1,
-            actions: 0,
             malformed: 0,
             closed: None,
         }
     }
 
-    /// Queues a prepared frame.
-    pub fn send(&self, frame: impl Into<String>) {
+    /// Queues an event frame.
+    fn send(&self, frame: String) {
         // A failed send means the writer is gone, which the reading side reports.
-        let _ = self.out.send(Message::text(frame.into()));
+        let _ = self.out.send(Message::text(frame));
     }
 
-    /// Answers action calls for `time` without sending events.
+    /// Takes in notes for `time` without sending events (the server answers calls meanwhile).
     pub async fn idle(&mut self, time: Duration) {
         let mut tracker = Tracker::new(self.next_seq, 0, Sends::Recorded(Vec::new()));
         let mut until = pin!(sleep(time));
         while self.closed.is_none() {
             tokio::select! {
-                message = self.frames.next() => self.on_message(message, &mut tracker),
+                n = self.notes.recv_many(&mut self.batch, NOTE_BATCH) => self.on_notes(n, &mut tracker),
                 () = &mut until => break,
             }
         }
@@ -126,7 +124,7 @@ impl Session {
                 break;
             }
             tokio::select! {
-                message = self.frames.next() => self.on_message(message, &mut t),
+                n = self.notes.recv_many(&mut self.batch, NOTE_BATCH) => self.on_notes(n, &mut t),
                 () = &mut deadline => {
                     if last_send.elapsed() >= self.timeout {
                         timed_out = true;
@@ -165,7 +163,7 @@ impl Session {
         let mut timed_out = false;
         while self.closed.is_none() && t.matched < count {
             tokio::select! {
-                message = self.frames.next() => self.on_message(message, &mut t),
+                n = self.notes.recv_many(&mut self.batch, NOTE_BATCH) => self.on_notes(n, &mut t),
                 at = &mut sending_done, if !all_sent => {
                     all_sent = true;
                     deadline.as_mut().reset((at.unwrap_or_else(|_| Instant::now()) + self.timeout).into());
@@ -183,59 +181,26 @@ impl Session {
         Outcome { send_lag_us, ..t.outcome(schedule.start, timed_out) }
     }
 
-    /// Handles one incoming frame (or the end of the stream).
-    fn on_message(&mut self, message: Option<Result<Message, WsError>>, t: &mut Tracker) {
-        let now = Instant::now();
-        match message {
-            Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), now, t),
-            Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
-                Ok(text) => self.on_text(text, now, t),
-                Err(_) => self.malformed += 1,
-            },
-            Some(Ok(Message::Close(frame))) => self.closed = Some(format!("client closed the connection ({frame:?})")),
-            // tungstenite answers pings by itself.
-            Some(Ok(_)) => {}
-            Some(Err(e)) => self.closed = Some(e.to_string()),
-            None => self.closed = Some("connection closed".into()),
+    /// Handles the `n` notes just taken into the batch (none: the server is gone).
+    fn on_notes(&mut self, n: usize, t: &mut Tracker) {
+        if n == 0 {
+            self.closed = Some("the server stopped".into());
         }
-    }
-
-    /// Answers an action call and, if it sends a message, matches it to its event.
-    fn on_text(&mut self, text: &str, now: Instant, t: &mut Tracker) {
-        let Ok(action) = wire::parse_action(text) else {
-            self.malformed += 1;
-            return;
-        };
-        self.send(wire::response(self.next_message_id, action.echo));
-        self.next_message_id += 1;
-        self.actions += 1;
-        if action.sends_message {
-            t.on_reply(action.number, now);
-        }
-    }
-
-    /// Flushes what is queued, closes the connection and waits briefly for the writer.
-    pub async fn close(self) {
-        let Session { out, writer, .. } = self;
-        drop(out);
-        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    }
-}
-
-/// Writes queued frames in batches, flushing once per batch; closes the socket when the queue ends.
-async fn write_frames(mut sink: SplitSink<Socket, Message>, mut queue: mpsc::UnboundedReceiver<Message>) {
-    let mut batch = Vec::with_capacity(256);
-    while queue.recv_many(&mut batch, 256).await > 0 {
-        for message in batch.drain(..) {
-            if sink.feed(message).await.is_err() {
-                return;
+        for note in self.batch.drain(..) {
+            match note {
+                Note::Reply { number, at } => t.on_reply(number, at),
+                Note::Malformed => self.malformed += 1,
+                Note::Closed(why) => self.closed = Some(why),
             }
         }
-        if sink.flush().await.is_err() {
-            return;
-        }
     }
-    let _ = sink.close().await;
+
+    /// Flushes what is queued, closes the event socket and waits briefly for the writer.
+    pub async fn close(self) {
+        let Session { out, writer, .. } = self;
+        let _ = out.send(Message::Close(None));
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    }
 }
 
 /// Queues events `first..first + count` at their scheduled times until done or `stop` is dropped;

@@ -1,6 +1,8 @@
-//! Latency percentiles, and CPU time and peak memory of another process read from `/proc`.
+//! Latency percentiles, and CPU time, context switches and peak memory of another process read
+//! from `/proc`: per thread, from `/proc/PID/task/TID/{schedstat,status,comm}` (nanoseconds on a
+//! CPU, not clock ticks).
 
-use std::process::Command;
+use std::collections::{BTreeMap, HashMap};
 
 /// p50, p90, p99 and max of a set of latencies, in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,34 +37,83 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Clock ticks per second, the unit of CPU times in `/proc/PID/stat` (`getconf CLK_TCK`, else 100).
-pub fn clock_ticks_per_sec() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|&ticks| ticks > 0)
-        .unwrap_or(100)
+/// The counters of one thread of another process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ThreadCounters {
+    /// The thread's name (`comm`).
+    pub name: String,
+    /// Time on a CPU, in ns (first field of `schedstat`).
+    pub cpu_ns: u64,
+    /// Voluntary plus involuntary context switches.
+    pub switches: u64,
 }
 
-/// User plus system CPU time of process `pid` so far, in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    parse_cpu_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+/// The live threads of a process at one moment, by thread id.
+#[derive(Clone, Debug, Default)]
+pub struct Threads(HashMap<u32, ThreadCounters>);
+
+/// What a process's threads used between two [`Threads`] snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time, in ns.
+    pub cpu_ns: u64,
+    /// Context switches.
+    pub switches: u64,
+    /// CPU time by thread name, in ns (threads of one name summed).
+    pub by_name: BTreeMap<String, u64>,
 }
 
-/// `utime + stime` (fields 14 and 15) from the text of `/proc/PID/stat`.
-///
-/// Field 2, `comm`, is in parentheses and may itself contain spaces and `)`, so fields are
-/// counted from after the last `)`.
-pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    // The first field after comm is field 3 (state), so utime (14) is the 12th.
-    let mut fields = after_comm.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+impl Threads {
+    /// Reads every thread of process `pid` from `/proc/PID/task`; threads that end while being
+    /// read are skipped.
+    pub fn of(pid: u32) -> Option<Threads> {
+        let dir = format!("/proc/{pid}/task");
+        let mut threads = HashMap::new();
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let read = |file: &str| std::fs::read_to_string(format!("{dir}/{tid}/{file}")).ok();
+            let counters = (|| {
+                Some(ThreadCounters {
+                    name: read("comm")?.trim_end().to_owned(),
+                    cpu_ns: parse_schedstat_ns(&read("schedstat")?)?,
+                    switches: parse_ctxt_switches(&read("status")?)?,
+                })
+            })();
+            if let Some(counters) = counters {
+                threads.insert(tid, counters);
+            }
+        }
+        Some(Threads(threads))
+    }
+
+    /// What was used since `before`. A thread started since counts whole; a thread that ended since
+    /// is lost, with all it used after `before`.
+    pub fn since(&self, before: &Threads) -> Usage {
+        let mut usage = Usage::default();
+        let zero = ThreadCounters::default();
+        for (tid, now) in &self.0 {
+            let then = before.0.get(tid).filter(|then| then.name == now.name).unwrap_or(&zero);
+            let cpu_ns = now.cpu_ns.saturating_sub(then.cpu_ns);
+            usage.cpu_ns += cpu_ns;
+            usage.switches += now.switches.saturating_sub(then.switches);
+            *usage.by_name.entry(now.name.clone()).or_default() += cpu_ns;
+        }
+        usage
+    }
+}
+
+/// Time on a CPU in ns: the first field of `/proc/PID/task/TID/schedstat`.
+pub fn parse_schedstat_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
+/// `voluntary_ctxt_switches` plus `nonvoluntary_ctxt_switches` from the text of a `status` file.
+pub fn parse_ctxt_switches(status: &str) -> Option<u64> {
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find_map(|line| line.strip_prefix(name))?;
+        line.trim_start_matches(':').trim().parse().ok()
+    };
+    Some(field("voluntary_ctxt_switches")? + field("nonvoluntary_ctxt_switches")?)
 }
 
 /// Peak resident set size of process `pid`, in KiB.
@@ -97,18 +148,30 @@ mod tests {
     }
 
     #[test]
-    fn parses_stat_with_a_tricky_comm() {
-        let stat = "4242 (rhai bot) (x)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 350 27 0 0 20 0 9 0 \
-                    100 123456789 4096 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(377));
-        assert_eq!(parse_cpu_ticks("1 (short) S 1 2"), None);
-        assert_eq!(parse_cpu_ticks("no parenthesis"), None);
+    fn parses_schedstat_and_context_switches() {
+        assert_eq!(parse_schedstat_ns("123456789 2345 67\n"), Some(123_456_789));
+        assert_eq!(parse_schedstat_ns(""), None);
+        let status = "Name:\trhaibot\nvoluntary_ctxt_switches:\t150\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(parse_ctxt_switches(status), Some(157));
+        assert_eq!(parse_ctxt_switches("voluntary_ctxt_switches:\t1\n"), None);
     }
 
     #[test]
-    fn parses_own_stat() {
-        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-        assert!(parse_cpu_ticks(&own).is_some());
+    fn usage_is_the_difference_per_thread_summed_by_name() {
+        let t = |name: &str, cpu_ns, switches| ThreadCounters { name: name.into(), cpu_ns, switches };
+        let before = Threads(HashMap::from([(1, t("main", 1000, 5)), (2, t("worker", 500, 1)), (3, t("gone", 9, 9))]));
+        let after =
+            Threads(HashMap::from([(1, t("main", 4000, 6)), (2, t("worker", 700, 4)), (4, t("worker", 300, 2))]));
+        let usage = after.since(&before);
+        assert_eq!((usage.cpu_ns, usage.switches), (3500, 6));
+        assert_eq!(usage.by_name, BTreeMap::from([("main".into(), 3000), ("worker".into(), 500)]));
+    }
+
+    #[test]
+    fn reads_own_threads() {
+        let threads = Threads::of(std::process::id()).expect("own /proc");
+        assert!(!threads.0.is_empty());
+        assert!(threads.0.values().any(|t| t.cpu_ns > 0 && !t.name.is_empty()));
         assert!(peak_rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
     }
 

@@ -1,30 +1,66 @@
-//! OneBot 11 frames: event and response frames built as strings, action calls parsed only as far as needed.
+//! What every protocol shares on the wire: which protocol is played, the text of each event with
+//! its sequence number, and finding that number again in a reply's text or message segments.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use clap::ValueEnum;
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The lifecycle meta event sent right after the client connects.
-pub const LIFECYCLE: &str =
-    r#"{"time":1,"self_id":10000,"post_type":"meta_event","meta_event_type":"lifecycle","sub_type":"connect"}"#;
+use crate::{milky, onebot11, qq};
+
+/// The bot backend the load generator plays.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// OneBot 11, forward WebSocket: events and action calls on one socket at `/`.
+    Onebot11,
+    /// Milky: events on a WebSocket at `/event`, calls as `POST /api/<action>`.
+    Milky,
+    /// The official QQ bot platform: token and OpenAPI over HTTP, events from the WebSocket gateway.
+    Qq,
+}
+
+impl Protocol {
+    /// The name used on the command line and in the JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Onebot11 => "onebot11",
+            Protocol::Milky => "milky",
+            Protocol::Qq => "qq",
+        }
+    }
+}
 
 /// Builds group-message event frames from a text template in which `{i}` stands for the sequence number.
 #[derive(Clone, Debug)]
 pub struct EventTemplate {
+    /// The protocol whose frames are built.
+    protocol: Protocol,
     /// The template split at each `{i}`, every part already JSON-escaped (without quotes).
     parts: Vec<String>,
     /// How many distinct group ids the events cycle through.
     groups: u64,
 }
 
+/// One event's varying fields, handed to the protocol's frame builder.
+#[derive(Clone, Copy, Debug)]
+pub struct EventFields<'a> {
+    /// The sequence number; unique per run.
+    pub seq: u64,
+    /// The message text, JSON-escaped without quotes.
+    pub text: &'a str,
+    /// The sender's numeric id.
+    pub user: u64,
+    /// The group's numeric id.
+    pub group: u64,
+}
+
 impl EventTemplate {
-    /// Prepares `text` (with `{i}` placeholders) for events spread over `groups` groups.
-    pub fn new(text: &str, groups: u64) -> Self {
+    /// Prepares `text` (with `{i}` placeholders) for `protocol` events spread over `groups` groups.
+    pub fn new(protocol: Protocol, text: &str, groups: u64) -> Self {
         let parts = text.split("{i}").map(escape).collect();
-        EventTemplate { parts, groups: groups.max(1) }
+        EventTemplate { protocol, parts, groups: groups.max(1) }
     }
 
     /// The event frame for sequence number `seq`.
@@ -36,70 +72,19 @@ impl EventTemplate {
             }
             text.push_str(part);
         }
-        let user = 100_000 + seq % 1000;
-        let group = 123_456 + seq % self.groups;
-        format!(
-            concat!(
-                r#"{{"time":1700000000,"self_id":10000,"post_type":"message","message_type":"group","#,
-                r#""sub_type":"normal","message_id":{seq},"message_seq":{seq},"user_id":{user},"group_id":{group},"#,
-                r#""message":[{{"type":"text","data":{{"text":"{text}"}}}}],"message_format":"array","#,
-                r#""raw_message":"{text}","font":14,"#,
-                r#""sender":{{"user_id":{user},"nickname":"load","card":"","role":"member"}}}}"#
-            ),
-            seq = seq,
-            user = user,
-            group = group,
-            text = text,
-        )
+        let fields = EventFields { seq, text: &text, user: 100_000 + seq % 1000, group: 123_456 + seq % self.groups };
+        match self.protocol {
+            Protocol::Onebot11 => onebot11::event(fields),
+            Protocol::Milky => milky::event(fields),
+            Protocol::Qq => qq::event(fields),
+        }
     }
 }
 
 /// `s` as the inside of a JSON string literal.
-fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     let quoted = serde_json::Value::from(s).to_string();
     quoted[1..quoted.len() - 1].to_owned()
-}
-
-/// The success response to an action call, carrying `echo` back verbatim.
-pub fn response(message_id: u64, echo: Option<&RawValue>) -> String {
-    let head = format!(r#"{{"status":"ok","retcode":0,"data":{{"message_id":{message_id}}},"message":"","wording":"""#);
-    match echo {
-        Some(echo) => format!(r#"{head},"echo":{}}}"#, echo.get()),
-        None => head + "}",
-    }
-}
-
-/// What the loadgen needs to know about one action call.
-#[derive(Debug)]
-pub struct Action<'a> {
-    /// The call's `echo`, verbatim.
-    pub echo: Option<&'a RawValue>,
-    /// Whether the call carries `params.message`, i.e. sends a message (a reply).
-    pub sends_message: bool,
-    /// The first run of ASCII digits in the message's text, if any.
-    pub number: Option<u64>,
-}
-
-/// The fields of an action frame that matter; everything else is skipped unparsed.
-#[derive(Deserialize)]
-struct RawAction<'a> {
-    /// Required, so that frames without an action are rejected, but never looked at.
-    #[serde(rename = "action")]
-    _action: IgnoredAny,
-    /// The call's arguments.
-    #[serde(default, borrow)]
-    params: Option<RawParams<'a>>,
-    /// Correlates the response with the call.
-    #[serde(default, borrow, deserialize_with = "present")]
-    echo: Option<&'a RawValue>,
-}
-
-/// The `params` of an action call.
-#[derive(Deserialize)]
-struct RawParams<'a> {
-    /// The message to send: a CQ-code string or an array of segments.
-    #[serde(default, borrow)]
-    message: Option<&'a RawValue>,
 }
 
 /// One message segment; `data` is parsed only for text segments.
@@ -121,37 +106,17 @@ struct TextData<'a> {
     text: Cow<'a, str>,
 }
 
-/// A JSON string, borrowed from the frame when it has no escapes.
-#[derive(Deserialize)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
-
-/// Keeps a present `echo` even when it is `null`, so it can be returned verbatim.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
-}
-
-/// Parses an action frame; `Err` means the frame is malformed.
-pub fn parse_action(frame: &str) -> Result<Action<'_>, serde_json::Error> {
-    let raw: RawAction = serde_json::from_str(frame)?;
-    let message = raw.params.and_then(|p| p.message).filter(|m| m.get() != "null");
-    let number = match message {
-        None => None,
-        Some(m) if m.get().starts_with('"') => {
-            let Text(text) = serde_json::from_str(m.get())?;
-            first_number([strip_cq(&text)])
-        }
-        Some(m) => {
-            let segments: Vec<Segment> = serde_json::from_str(m.get())?;
-            let texts = segments
-                .iter()
-                .filter(|s| s.kind == "text")
-                .filter_map(|s| s.data)
-                .map(|d| serde_json::from_str::<TextData>(d.get()).map(|d| d.text))
-                .collect::<Result<Vec<_>, _>>()?;
-            first_number(&texts)
-        }
-    };
-    Ok(Action { echo: raw.echo, sends_message: message.is_some(), number })
+/// The first number in the text segments of a JSON array of message segments
+/// (`[{"type":"text","data":{"text":".."}}, ..]`, OneBot's and Milky's shape alike).
+pub fn segments_number(segments: &str) -> Result<Option<u64>, serde_json::Error> {
+    let segments: Vec<Segment> = serde_json::from_str(segments)?;
+    let texts = segments
+        .iter()
+        .filter(|s| s.kind == "text")
+        .filter_map(|s| s.data)
+        .map(|d| serde_json::from_str::<TextData>(d.get()).map(|d| d.text))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(first_number(&texts))
 }
 
 /// The first run of ASCII digits across `chunks` (read as one concatenated text), or `None`
@@ -172,39 +137,6 @@ where
         }
     }
     value
-}
-
-/// The escapes of CQ-code strings and what they stand for.
-const ENTITIES: [(&str, char); 4] = [("&#91;", '['), ("&#93;", ']'), ("&#44;", ','), ("&amp;", '&')];
-
-/// The plain text of a CQ-code string message: `[CQ:...]` codes dropped, the escapes `&#91;`, `&#93;`,
-/// `&#44;` and `&amp;` decoded.
-fn strip_cq(s: &str) -> Cow<'_, str> {
-    if !s.contains(['[', '&']) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(at) = rest.find(['[', '&']) {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        if rest.starts_with("[CQ:") {
-            rest = rest.find(']').map_or("", |end| &rest[end + 1..]);
-            continue;
-        }
-        match ENTITIES.iter().find(|(entity, _)| rest.starts_with(entity)) {
-            Some((entity, c)) => {
-                out.push(*c);
-                rest = &rest[entity.len()..];
-            }
-            None => {
-                out.push_str(&rest[..1]);
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -229,67 +161,22 @@ mod tests {
     }
 
     #[test]
-    fn events_are_valid_json_with_the_sequence_number() {
-        let template = EventTemplate::new("/echo {i} \"quoted\" {i}", 3);
-        let frame = template.frame(7);
-        let v: serde_json::Value = serde_json::from_str(&frame).expect("valid JSON");
-        assert_eq!(v["message"][0]["data"]["text"], "/echo 7 \"quoted\" 7");
-        assert_eq!(v["raw_message"], "/echo 7 \"quoted\" 7");
-        assert_eq!(v["message_id"], 7);
-        assert_eq!(v["user_id"], 100_007);
-        assert_eq!(v["group_id"], 123_457);
-        assert_eq!(v["sender"]["user_id"], 100_007);
-        let v: serde_json::Value = serde_json::from_str(LIFECYCLE).expect("valid JSON");
-        assert_eq!(v["meta_event_type"], "lifecycle");
+    fn segments_give_the_number_of_their_text() {
+        let segs = r#"[{"type":"reply","data":{"id":"9"}},{"type":"text","data":{"text":"re 4"}},
+                      {"type":"image","data":{"file":"1.png"}},{"type":"text","data":{"text":"2 ok"}}]"#;
+        assert_eq!(segments_number(segs).unwrap(), Some(42));
+        assert_eq!(segments_number("[]").unwrap(), None);
+        assert!(segments_number("42").is_err());
+        assert!(segments_number(r#"[{"type":"text","data":{"text":1}}]"#).is_err());
     }
 
     #[test]
-    fn responses_carry_the_echo_verbatim() {
-        let action = parse_action(r#"{"action":"get_login_info","params":{},"echo":{"id": [1, "x"]}}"#).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&response(5, action.echo)).unwrap();
-        assert_eq!(v["echo"], serde_json::json!({"id": [1, "x"]}));
-        assert_eq!(v["data"]["message_id"], 5);
-        assert_eq!(v["retcode"], 0);
-        assert!(response(1, None).ends_with(r#""wording":""}"#));
-        let null_echo = parse_action(r#"{"action":"x","echo":null}"#).unwrap();
-        assert!(response(1, null_echo.echo).ends_with(r#""echo":null}"#));
-    }
-
-    #[test]
-    fn parses_array_and_string_messages() {
-        let a = parse_action(
-            r#"{"action":"send_group_msg","params":{"group_id":1,"message":[
-                {"type":"reply","data":{"id":"9"}},{"type":"text","data":{"text":"re 4"}},
-                {"type":"image","data":{"file":"1.png"}},{"type":"text","data":{"text":"2 ok"}}]},"echo":12}"#,
-        )
-        .unwrap();
-        assert_eq!(a.echo.map(RawValue::get), Some("12"));
-        assert!(a.sends_message);
-        assert_eq!(a.number, Some(42));
-
-        let s =
-            parse_action(r#"{"action":"send_msg","params":{"message":"[CQ:at,qq=5] \u0033&#91;1&#93;"},"echo":"e"}"#)
-                .unwrap();
-        assert!(s.sends_message);
-        assert_eq!(s.number, Some(3));
-
-        let other = parse_action(r#"{"action":"get_login_info","params":null}"#).unwrap();
-        assert!(!other.sends_message);
-        assert!(other.echo.is_none());
-    }
-
-    #[test]
-    fn rejects_malformed_frames() {
-        assert!(parse_action("not json").is_err());
-        assert!(parse_action(r#"{"params":{}}"#).is_err());
-        assert!(parse_action(r#"{"action":"send_group_msg","params":{"message":42}}"#).is_err());
-        assert!(parse_action(r#"{"action":"x","params":{"message":[{"type":"text","data":{"text":1}}]}}"#).is_err());
-    }
-
-    #[test]
-    fn strips_cq_codes() {
-        assert_eq!(strip_cq("plain"), "plain");
-        assert_eq!(strip_cq("[CQ:face,id=1]a&#91;b&#93;&#44;&amp;&x["), "a[b],&&x[");
-        assert_eq!(strip_cq("[CQ:unterminated"), "");
+    fn every_protocol_puts_the_text_in_its_event() {
+        for protocol in [Protocol::Onebot11, Protocol::Milky, Protocol::Qq] {
+            let frame = EventTemplate::new(protocol, "/echo {i} \"q\"", 3).frame(7);
+            let v: serde_json::Value = serde_json::from_str(&frame).expect("valid JSON");
+            assert!(frame.contains(r#"/echo 7 \"q\""#), "{}: {frame}", protocol.name());
+            assert!(v.is_object());
+        }
     }
 }
