@@ -114,10 +114,47 @@ impl Outbox {
     /// Queues `call` for the connection from async code. `Err` gives it back when the
     /// connection is closed.
     pub async fn send(&self, call: Call) -> Result<(), Call> {
+        // Counted only once there is room: a caller that gives up while waiting for room
+        // (a timeout around this future) must leave nothing counted.
+        let Ok(permit) = self.tx.reserve().await else { return Err(call) };
         self.queued.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(call).await.map_err(|e| {
-            self.taken();
-            e.0
-        })
+        permit.send(call);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::{Detached, Reply};
+    use std::time::{Duration, Instant};
+
+    fn call() -> Call {
+        Call {
+            action: "send_msg".into(),
+            params: serde_json::Value::Null,
+            reply: Reply::Detached(Detached::new(|_| {})),
+            deadline: Instant::now() + Duration::from_secs(5),
+        }
+    }
+
+    /// `Bot::call_within` wraps `Outbox::send` in a timeout: a caller that gives up while the
+    /// channel is full must not leave `queued` counted, or direct writes stop for good.
+    #[test]
+    fn a_send_given_up_while_waiting_for_room_leaves_nothing_counted() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (outbox, mut rx) = Outbox::new();
+            for _ in 0..CHANNEL_CAPACITY {
+                outbox.send(call()).await.unwrap();
+            }
+            let gave_up = tokio::time::timeout(Duration::from_millis(20), outbox.send(call())).await;
+            assert!(gave_up.is_err(), "the channel is full: the caller times out waiting for room");
+            // The connection takes every call in the channel.
+            while rx.try_recv().is_ok() {
+                outbox.taken();
+            }
+            assert_eq!(outbox.queued.load(Ordering::SeqCst), 0, "nothing is queued, yet direct writes stay off");
+        });
     }
 }

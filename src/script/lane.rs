@@ -465,4 +465,124 @@ mod tests {
         // The waiting thread has not woken yet: `rhaibot test`'s settle must not see idle here.
         assert!(!lane.is_idle(), "an item handed to a waiter that has not resumed is work in flight");
     }
+
+    /// A random model of drainers over the real lane: whatever they do, the counts match and
+    /// no item is left queued once every drainer has run to its end.
+    #[test]
+    fn random_drainers_never_strand_an_item() {
+        #[derive(Clone, Copy, PartialEq, Debug)]
+        enum D {
+            Start,
+            Item { key: u64, blocked: bool, suspended: bool },
+        }
+        for seed in 1..3000u64 {
+            let mut r = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut rnd = |n: u64| {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                r % n
+            };
+            let limit = 1 + rnd(3) as usize;
+            let lane: Lane<u32> = Lane::new(limit, 1000);
+            let mut ds: Vec<D> = Vec::new();
+            let check = |lane: &Lane<u32>, ds: &[D]| {
+                let s = lane.state();
+                let running = ds.iter().filter(|d| !matches!(d, D::Item { suspended: true, .. })).count();
+                let blocked = ds.iter().filter(|d| matches!(d, D::Item { blocked: true, .. })).count();
+                assert_eq!((s.running, s.blocked), (running, blocked), "seed {seed}: {ds:?}");
+                assert!(!s.wants_drainer(lane.limit), "seed {seed}: a drainer is wanted and none started: {ds:?}");
+                assert!(s.ready.is_empty() || s.running > 0, "seed {seed}: ready keys, no drainer: {ds:?}");
+            };
+            for step in 0..200 {
+                let finishing = step >= 150;
+                let pick = rnd(8);
+                if !finishing && pick == 0 {
+                    if lane.push(rnd(4), 0) == Pushed::StartDrainer {
+                        ds.push(D::Start);
+                    }
+                } else if !ds.is_empty() {
+                    let i = rnd(ds.len() as u64) as usize;
+                    match ds[i] {
+                        D::Start => match lane.next(None) {
+                            Some((key, _)) => ds[i] = D::Item { key, blocked: false, suspended: false },
+                            None => {
+                                ds.remove(i);
+                            }
+                        },
+                        D::Item { key, blocked, suspended: true } => {
+                            lane.resume(false);
+                            ds[i] = D::Item { key, blocked, suspended: false };
+                        }
+                        D::Item { key, blocked, suspended: false } => match (finishing, rnd(5)) {
+                            (false, 0) if !blocked => {
+                                ds[i] = D::Item { key, blocked: true, suspended: false };
+                                if lane.block() {
+                                    ds.push(D::Start);
+                                }
+                            }
+                            (false, 1) => {
+                                if blocked {
+                                    lane.unblock();
+                                }
+                                ds[i] = D::Item { key, blocked: false, suspended: true };
+                                if lane.suspend() {
+                                    ds.push(D::Start);
+                                }
+                            }
+                            (false, 2) => {
+                                // Yields its worker after a batch: still running.
+                                if blocked {
+                                    lane.unblock();
+                                }
+                                lane.release(key);
+                                ds[i] = D::Start;
+                            }
+                            _ => {
+                                if blocked {
+                                    lane.unblock();
+                                }
+                                match lane.next(Some(key)) {
+                                    Some((key, _)) => ds[i] = D::Item { key, blocked: false, suspended: false },
+                                    None => {
+                                        ds.remove(i);
+                                    }
+                                }
+                            }
+                        },
+                    }
+                }
+                check(&lane, &ds);
+            }
+            // Every drainer runs to its end.
+            while !ds.is_empty() {
+                let i = ds.len() - 1;
+                match ds[i] {
+                    D::Start => match lane.next(None) {
+                        Some((key, _)) => ds[i] = D::Item { key, blocked: false, suspended: false },
+                        None => {
+                            ds.pop();
+                        }
+                    },
+                    D::Item { key, blocked, suspended } => {
+                        if suspended {
+                            lane.resume(false);
+                        }
+                        if blocked {
+                            lane.unblock();
+                        }
+                        match lane.next(Some(key)) {
+                            Some((key, _)) => ds[i] = D::Item { key, blocked: false, suspended: false },
+                            None => {
+                                ds.pop();
+                            }
+                        }
+                    }
+                }
+                check(&lane, &ds);
+            }
+            assert_eq!(lane.waiting(), 0, "seed {seed}: items stranded with no drainer");
+            assert!(lane.is_idle(), "seed {seed}");
+        }
+    }
 }

@@ -373,4 +373,48 @@ mod tests {
         assert!(pool.submit(Box::new(|| {})).is_err());
         drop(block_tx);
     }
+
+    /// Every job runs while all threads may be asleep: a lost wake-up shows as a job that
+    /// never runs (no later submit comes to rescue it).
+    #[test]
+    fn no_job_is_left_queued_while_every_thread_sleeps() {
+        let pool = Arc::new(Pool::new(2, 1000).unwrap());
+        let submitters: Vec<_> = (0..3u64)
+            .map(|t| {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    let mut seed = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    for i in 0..2_000u32 {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        let (tx, rx) = std_mpsc::channel();
+                        let spare = seed % 97 == 0;
+                        let p = pool.clone();
+                        pool.submit(Box::new(move || {
+                            if spare {
+                                p.blocking(|| std::thread::sleep(Duration::from_micros(200)));
+                            }
+                            let _ = tx.send(());
+                        }))
+                        .unwrap();
+                        assert!(rx.recv_timeout(Duration::from_secs(2)).is_ok(), "job {i} of submitter {t} never ran");
+                        let gap = Duration::from_micros(seed % 500);
+                        let until = Instant::now() + gap;
+                        if seed % 3 == 0 {
+                            std::thread::sleep(gap);
+                        } else {
+                            while Instant::now() < until {
+                                std::hint::spin_loop();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for s in submitters {
+            s.join().unwrap();
+        }
+        assert!(pool.shutdown(Duration::from_secs(5)));
+    }
 }

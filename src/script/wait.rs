@@ -70,8 +70,17 @@ pub fn blocking<R>(wait: impl FnOnce() -> R) -> R {
     let result = wait();
     if !was {
         set_blocked(false);
+        restart_clock();
     }
     result
+}
+
+/// Time spent waiting is not time on the CPU: the long-callback clock starts again.
+fn restart_clock() {
+    let (started, blocked) = ITEM.get();
+    if started.is_some() {
+        ITEM.set((Some(Instant::now()), blocked));
+    }
 }
 
 /// Called as a callback runs: past [`LONG_CALLBACK`] it counts as blocked until it ends.
@@ -129,6 +138,7 @@ pub fn wait_for_event(
         None => None,
     };
     script.lane.resume(got.is_some());
+    restart_clock();
     Ok(match got {
         Some(Work::Event(ev)) => Some(ev),
         _ => None,
@@ -146,4 +156,18 @@ pub fn sleep(d: Duration) {
         None => std::thread::sleep(d),
     }
     super::context::extend(started.elapsed());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_waiting_in_a_call_does_not_count_towards_a_long_callback() {
+        let _item = Item::begin();
+        blocking(|| std::thread::sleep(LONG_CALLBACK * 2));
+        let (started, blocked) = ITEM.get();
+        assert!(!blocked);
+        assert!(started.is_some_and(|at| at.elapsed() < LONG_CALLBACK), "the wait counted as time on the CPU");
+    }
 }
