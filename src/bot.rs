@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 mod outbox;
-pub use outbox::{Batching, DirectWrite, Outbox, batching};
+pub use outbox::{DirectWrite, Outbox};
 
 /// Which protocol family a bot speaks: its name (`ev.protocol`, logs) and the script
 /// namespace whose actions it accepts (`onebot` for OneBot 11 and the console).
@@ -264,6 +264,11 @@ struct Pending {
 /// Detached calls one chat may have waiting on a request-based link before more are refused.
 const MAX_PENDING_PER_CHAT: usize = 1024;
 
+/// The refusal of a call whose chat has [`MAX_PENDING_PER_CHAT`] calls waiting.
+fn chat_full(action: String) -> CallError {
+    CallError::Invalid { action, reason: format!("{MAX_PENDING_PER_CHAT} calls of this chat are waiting already") }
+}
+
 /// Picks the connection a bot's calls go to when that changes while running (a listener that
 /// several accounts connect to).
 pub trait Route: Send + Sync + std::fmt::Debug {
@@ -441,21 +446,12 @@ impl Bot {
                 }
             }
             Link::Requests(_) | Link::Detached => {
-                let pending = Pending { action: action.to_owned(), params, done };
-                let mut queues = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
-                match queues.get_mut(&order) {
-                    // A sender for this chat runs: it takes this call after the earlier ones.
-                    Some(queue) if queue.len() >= MAX_PENDING_PER_CHAT => {
-                        drop(queues);
-                        let reason = format!("{MAX_PENDING_PER_CHAT} calls of this chat are waiting already");
-                        pending.done.send(Err(CallError::Invalid { action: pending.action, reason }));
+                match self.enqueue(order, Pending { action: action.to_owned(), params, done }) {
+                    Ok(Some(first)) => {
+                        rt.spawn(self.clone().send_in_order(order, first));
                     }
-                    Some(queue) => queue.push_back(pending),
-                    None => {
-                        queues.insert(order, std::collections::VecDeque::new());
-                        drop(queues);
-                        rt.spawn(self.clone().send_in_order(order, pending));
-                    }
+                    Ok(None) => {}
+                    Err(full) => full.done.send(Err(chat_full(full.action))),
                 }
             }
         }
@@ -476,23 +472,7 @@ impl Bot {
         }
         let (tx, rx) = oneshot::channel();
         let pending = Pending { action: action.to_owned(), params, done: Reply::Wait(tx) };
-        let start = {
-            let mut queues = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
-            match queues.get_mut(&order) {
-                Some(queue) if queue.len() >= MAX_PENDING_PER_CHAT => {
-                    let reason = format!("{MAX_PENDING_PER_CHAT} calls of this chat are waiting already");
-                    return Err(CallError::Invalid { action: action.to_owned(), reason });
-                }
-                Some(queue) => {
-                    queue.push_back(pending);
-                    None
-                }
-                None => {
-                    queues.insert(order, std::collections::VecDeque::new());
-                    Some(pending)
-                }
-            }
-        };
+        let start = self.enqueue(order, pending).map_err(|full| chat_full(full.action))?;
         let run = async {
             if let Some(first) = start {
                 // This call starts the chat's sender; the calls queued behind it run on after it
@@ -504,6 +484,25 @@ impl Bot {
         match tokio::time::timeout(timeout, run).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
+        }
+    }
+
+    /// Puts `pending` behind the calls queued for `order` (a chat) on a request-based link.
+    /// `Ok(Some(_))`: no sender runs for the chat; the caller starts one with the call given
+    /// back. `Err(_)`: the chat's queue is full.
+    fn enqueue(&self, order: u64, pending: Pending) -> Result<Option<Pending>, Pending> {
+        let mut queues = self.ordered.lock().unwrap_or_else(PoisonError::into_inner);
+        match queues.get_mut(&order) {
+            Some(queue) if queue.len() >= MAX_PENDING_PER_CHAT => Err(pending),
+            // A sender for this chat runs: it takes this call after the earlier ones.
+            Some(queue) => {
+                queue.push_back(pending);
+                Ok(None)
+            }
+            None => {
+                queues.insert(order, std::collections::VecDeque::new());
+                Ok(Some(pending))
+            }
         }
     }
 

@@ -44,10 +44,8 @@ fn pick(services: &Services, verb: &str) -> RhaiResult<Arc<Bot>> {
 fn run(services: &Services, ctx: &NativeCallContext, verb: Verb<'_>) -> RhaiResult<Dynamic> {
     let go = || {
         let bot = pick(services, verb.name())?;
-        if let Verb::SendGroup { message, .. } | Verb::SendPrivate { message, .. } = &verb
-            && bot.protocol.namespace != "qq"
-        {
-            crate::api::check_message(message).map_err(|e| script_error(format!("{}: {e}", verb.name())))?;
+        if let Verb::SendGroup { message, .. } | Verb::SendPrivate { message, .. } = &verb {
+            super::event::check_message_for(&bot, message, verb.name())?;
         }
         let (action, params) = verb_call(&bot, &verb).map_err(call_error)?;
         // A send goes after the replies already on their way to the same chat.
@@ -61,12 +59,7 @@ fn run(services: &Services, ctx: &NativeCallContext, verb: Verb<'_>) -> RhaiResu
             _ => None,
         };
         match chat {
-            Some(order) => {
-                super::out_of_time()?;
-                let result = services.call_blocking_in_order(&bot, order, action, params);
-                super::out_of_time()?;
-                result.map(|v| super::convert::to_dynamic(&v)).map_err(call_error)
-            }
+            Some(order) => services.call_script_in_order(&bot, order, action, params),
             None => services.call_script(&bot, action, params),
         }
     };

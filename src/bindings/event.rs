@@ -17,10 +17,21 @@ pub(crate) fn message_for(
     what: &str,
 ) -> Result<serde_json::Value, Box<EvalAltResult>> {
     let message = to_json(value, what)?;
-    if bot.protocol.namespace != "qq" {
-        crate::api::check_message(&message).map_err(|e| super::convert::script_error(format!("{what}: {e}")))?;
-    }
+    check_message_for(bot, &message, what)?;
     Ok(message)
+}
+
+/// Checks `message` where `bot`'s protocol takes only segments (not on the official platform,
+/// which also takes a map of its own message fields).
+pub(crate) fn check_message_for(
+    bot: &crate::bot::Bot,
+    message: &serde_json::Value,
+    what: &str,
+) -> Result<(), Box<EvalAltResult>> {
+    if bot.protocol.namespace == "qq" {
+        return Ok(());
+    }
+    crate::api::check_message(message).map_err(|e| super::convert::script_error(format!("{what}: {e}")))
 }
 
 /// The script-side handle of an event.
@@ -153,10 +164,7 @@ pub fn module(services: Arc<Services>) -> Module {
         move |e: &mut EventRef, message: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
             let message = message_for(&e.bot, &message, "ev.reply_wait")?;
             let (action, params) = crate::adapter::reply_call(e, message).map_err(call_error)?;
-            super::out_of_time()?;
-            let result = services.call_blocking_in_order(&e.bot, e.conversation(), action, params);
-            super::out_of_time()?;
-            result.map(|v| to_dynamic(&v)).map_err(call_error)
+            services.call_script_in_order(&e.bot, e.conversation(), action, params)
         },
     );
     m

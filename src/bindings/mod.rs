@@ -18,7 +18,7 @@ pub mod text;
 pub mod time;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -42,7 +42,7 @@ pub struct Services {
     /// The scripts' HTTP client; `None` offline.
     pub http: Option<http::Client>,
     /// The longest a callback may wait for a user's next message.
-    pub max_wait: std::time::Duration,
+    pub max_wait: Duration,
     /// How commands are recognised and refused.
     pub commands: crate::script::command::Settings,
 }
@@ -54,7 +54,7 @@ impl Services {
             bots: Vec::new(),
             rt: None,
             http: None,
-            max_wait: std::time::Duration::from_secs(600),
+            max_wait: Duration::from_secs(600),
             commands: Default::default(),
         })
     }
@@ -94,12 +94,21 @@ impl Services {
     /// waiting does not count against the callback's running-time deadline (the call has its own
     /// timeout), but it does against its total budget: a call never waits past it.
     pub fn call_blocking(&self, bot: &Bot, action: &str, params: Value) -> Result<Value, CallError> {
+        self.block_on_call(bot, action, |timeout| bot.call_within(action, params, timeout))
+    }
+
+    /// Blocks this worker on `call`, given the time it may take: the call's timeout, never past
+    /// the callback's total budget. The wait counts as blocked, not as running time.
+    fn block_on_call<F>(&self, bot: &Bot, action: &str, call: impl FnOnce(Duration) -> F) -> Result<Value, CallError>
+    where
+        F: std::future::Future<Output = Result<Value, CallError>>,
+    {
         let Some(rt) = &self.rt else {
             return Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() });
         };
         let timeout = context::total_left().map_or(bot.call_timeout, |left| left.min(bot.call_timeout));
         let started = Instant::now();
-        let result = crate::script::wait::blocking(|| rt.block_on(bot.call_within(action, params, timeout)));
+        let result = crate::script::wait::blocking(|| rt.block_on(call(timeout)));
         context::extend(started.elapsed());
         result
     }
@@ -115,23 +124,18 @@ impl Services {
         self.call_value(bot, action, params)?.map(|v| convert::to_dynamic(&v)).map_err(convert::call_error)
     }
 
-    /// Like [`Services::call_blocking`], after the calls already on their way to the chat
+    /// Like [`Services::call_script`], after the calls already on their way to the chat
     /// `order` (a reply that waits must not overtake one that does not).
-    pub fn call_blocking_in_order(
+    pub fn call_script_in_order(
         &self,
         bot: &Arc<Bot>,
         order: u64,
         action: &str,
         params: Value,
-    ) -> Result<Value, CallError> {
-        let Some(rt) = &self.rt else {
-            return Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() });
-        };
-        let timeout = context::total_left().map_or(bot.call_timeout, |left| left.min(bot.call_timeout));
-        let started = Instant::now();
-        let result = crate::script::wait::blocking(|| rt.block_on(bot.call_in_order(order, action, params, timeout)));
-        context::extend(started.elapsed());
-        result
+    ) -> Result<rhai::Dynamic, Box<rhai::EvalAltResult>> {
+        within_budget(|| self.block_on_call(bot, action, |timeout| bot.call_in_order(order, action, params, timeout)))?
+            .map(|v| convert::to_dynamic(&v))
+            .map_err(convert::call_error)
     }
 
     /// [`Services::call_blocking`] for a script, its result still JSON: a callback past its
@@ -143,11 +147,19 @@ impl Services {
         action: &str,
         params: Value,
     ) -> Result<Result<Value, CallError>, Box<rhai::EvalAltResult>> {
-        out_of_time()?;
-        let result = self.call_blocking(bot, action, params);
-        out_of_time()?;
-        Ok(result)
+        within_budget(|| self.call_blocking(bot, action, params))
     }
+}
+
+/// Runs `call` unless the callback is past its total budget, and stops the callback if it is
+/// past it afterwards (the outer error, not catchable).
+fn within_budget(
+    call: impl FnOnce() -> Result<Value, CallError>,
+) -> Result<Result<Value, CallError>, Box<rhai::EvalAltResult>> {
+    out_of_time()?;
+    let result = call();
+    out_of_time()?;
+    Ok(result)
 }
 
 /// Blocks the running callback until an event that `matches` comes, at most `timeout` (the

@@ -8,7 +8,6 @@
 //! through the channel as before, and the calls behind it follow it there, so the order in
 //! which calls were sent is the order they reach the other end.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -18,28 +17,6 @@ use super::Call;
 
 /// Calls a connection's channel holds before senders wait for room.
 pub const CHANNEL_CAPACITY: usize = 1024;
-
-thread_local! {
-    /// Whether this thread's calls should queue for a batched write (see [`batching`]).
-    static BATCHING: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Until the guard drops, this thread's calls go through the channel even when they could be
-/// written directly (`busy`): with more events waiting, the connection writes many calls with
-/// one system call, which costs less than one each. Nests; the guard restores what was before.
-pub fn batching(busy: bool) -> Batching {
-    Batching(BATCHING.replace(busy))
-}
-
-/// Restores the thread's batching choice when dropped.
-#[derive(Debug)]
-pub struct Batching(bool);
-
-impl Drop for Batching {
-    fn drop(&mut self) {
-        BATCHING.set(self.0);
-    }
-}
 
 /// Writes a call to a connection's socket at once, from any thread.
 pub trait DirectWrite: Send + Sync + std::fmt::Debug {
@@ -88,12 +65,10 @@ impl Outbox {
     pub fn send_blocking(&self, call: Call) -> Result<(), Call> {
         let writer = self.writer.read().unwrap_or_else(PoisonError::into_inner).clone();
         let call = match writer {
-            Some(w) if !BATCHING.get() && self.queued.load(Ordering::Acquire) == 0 => {
-                match w.try_write(call, &self.queued) {
-                    Ok(()) => return Ok(()),
-                    Err(call) => call,
-                }
-            }
+            Some(w) if self.queued.load(Ordering::Acquire) == 0 => match w.try_write(call, &self.queued) {
+                Ok(()) => return Ok(()),
+                Err(call) => call,
+            },
             _ => call,
         };
         self.queued.fetch_add(1, Ordering::AcqRel);

@@ -481,9 +481,6 @@ impl Script {
         for _ in 0..budget {
             let Some((key, work)) = self.lane.next(held) else { return true };
             held = Some(key);
-            // With more events waiting, replies go to the connection to be written in batches;
-            // an event on its own has its reply written by this thread at once.
-            let _batching = crate::bot::batching(self.lane.has_backlog());
             let _item = super::wait::Item::begin();
             match work {
                 Work::Event(ev) if !self.supervisor.is_quarantined() => self.handle(&ev),
@@ -600,16 +597,6 @@ pub fn full_engine(globals: &Arc<Globals>) -> Engine {
     Registry::open("listing").install(&mut engine);
     let _ = globals.install_script_services(&mut engine, "listing", Arc::new(|_: &str, _: &FnPtr, _: i64| {}));
     engine
-}
-
-/// Checks a file's syntax with `globals`' engine; the error carries file:line:col.
-pub fn check_file(path: &Path, globals: &Globals) -> Result<(), LoadError> {
-    let shown = path.display().to_string();
-    let source =
-        std::fs::read_to_string(path).map_err(|e| LoadError::Read { path: shown.clone(), message: e.to_string() })?;
-    let mut engine = globals.engine("check", path.parent().map(Path::to_path_buf));
-    Registry::default().install(&mut engine);
-    engine.compile(&source).map(|_| ()).map_err(|e| syntax_error(&shown, e))
 }
 
 /// One line for a script error: `file:line:col: in <callback>: <reason>`, looking through

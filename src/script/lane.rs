@@ -28,15 +28,12 @@ pub struct Lane<T> {
     waiting: AtomicUsize,
     /// How many keys have items or a drainer (kept by [`Guard`]; read without the lock).
     keys: AtomicUsize,
-    /// How many items wait (kept by [`Guard`]; read without the lock).
-    backlog: AtomicUsize,
 }
 
 /// The lane's locked state; on release it records how many keys are in use.
 struct Guard<'a, T> {
     state: std::sync::MutexGuard<'a, State<T>>,
     in_use: &'a AtomicUsize,
-    backlog: &'a AtomicUsize,
 }
 
 impl<T> std::ops::Deref for Guard<'_, T> {
@@ -55,7 +52,6 @@ impl<T> std::ops::DerefMut for Guard<'_, T> {
 impl<T> Drop for Guard<'_, T> {
     fn drop(&mut self) {
         self.in_use.store(self.state.keys.len(), Ordering::Release);
-        self.backlog.store(self.state.queued, Ordering::Release);
     }
 }
 
@@ -91,8 +87,6 @@ struct State<T> {
     queued: usize,
     /// Drainers counted as running.
     running: usize,
-    /// Keys held by drainers (the other running drainers are about to take a ready key).
-    holding: usize,
     /// Drainers waiting in a callback: they hold their key but not a place among `running`.
     suspended: usize,
     /// Running drainers that make no progress for now: blocked in a call or asleep, or long in
@@ -136,7 +130,6 @@ impl<T> Lane<T> {
             ready: VecDeque::new(),
             queued: 0,
             running: 0,
-            holding: 0,
             suspended: 0,
             blocked: 0,
             handed: 0,
@@ -151,16 +144,11 @@ impl<T> Lane<T> {
             capacity,
             waiting: AtomicUsize::new(0),
             keys: AtomicUsize::new(0),
-            backlog: AtomicUsize::new(0),
         }
     }
 
     fn state(&self) -> Guard<'_, T> {
-        Guard {
-            state: self.state.lock().unwrap_or_else(PoisonError::into_inner),
-            in_use: &self.keys,
-            backlog: &self.backlog,
-        }
+        Guard { state: self.state.lock().unwrap_or_else(PoisonError::into_inner), in_use: &self.keys }
     }
 
     /// Queues `item` behind the earlier items of `key`, unless a waiting callback takes it.
@@ -326,7 +314,6 @@ impl<T> Lane<T> {
                 && let Some(item) = k.items.pop_front()
             {
                 k.held = true;
-                s.holding += 1;
                 s.queued -= 1;
                 return Some((key, item));
             }
@@ -351,11 +338,6 @@ impl<T> Lane<T> {
     pub fn is_idle(&self) -> bool {
         let s = self.state();
         s.queued == 0 && s.running == 0 && s.handed == 0
-    }
-
-    /// Whether items wait to be taken (read without the lock, so a moment old).
-    pub fn has_backlog(&self) -> bool {
-        self.backlog.load(Ordering::Acquire) > 0
     }
 
     /// Items waiting.
@@ -385,9 +367,6 @@ impl<T> State<T> {
 
     fn release(&mut self, key: u64) {
         let Some(k) = self.keys.get_mut(&key) else { return };
-        if k.held {
-            self.holding -= 1;
-        }
         k.held = false;
         if k.items.is_empty() {
             self.keys.remove(&key);

@@ -26,7 +26,7 @@ pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -65,6 +65,8 @@ pub struct ScriptHost {
     /// Replaced or unloaded versions with callbacks still waiting for an answer: the answers
     /// still reach them (a save in the middle of a conversation does not lose it).
     retired: Mutex<Vec<Arc<Script>>>,
+    /// How many versions `retired` holds, read by dispatch without the lock (almost always 0).
+    retired_count: AtomicUsize,
 }
 
 /// One script as `rhaibot status` shows it.
@@ -100,6 +102,7 @@ impl ScriptHost {
             pool: Arc::new(pool),
             accepting: AtomicBool::new(true),
             retired: Mutex::default(),
+            retired_count: AtomicUsize::new(0),
         })
     }
 
@@ -247,6 +250,7 @@ impl ScriptHost {
         let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
         retired.retain(|s| s.lane.has_waiters());
         retired.extend(old.filter(|s| s.lane.has_waiters()).cloned());
+        self.retired_count.store(retired.len(), Ordering::Release);
     }
 
     /// Queues `ev` for every interested script. Never blocks.
@@ -260,9 +264,12 @@ impl ScriptHost {
         let mut conversation = None;
         // An answer a replaced version waits for goes to it, and not to the new version too.
         let mut answered: Vec<String> = Vec::new();
-        {
-            let retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-            for old in retired.iter().filter(|s| s.lane.has_waiters()) {
+        if self.retired_count.load(Ordering::Acquire) > 0 {
+            let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+            // Versions whose conversations ended are let go.
+            retired.retain(|s| s.lane.has_waiters());
+            self.retired_count.store(retired.len(), Ordering::Release);
+            for old in retired.iter() {
                 if old.lane.offer(Work::Event(ev.clone())).is_ok() {
                     answered.push(old.name.clone());
                 }
@@ -294,25 +301,13 @@ impl ScriptHost {
     fn push(&self, script: &Arc<Script>, key: u64, work: Work) {
         match script.lane.push(key, work) {
             Pushed::Queued | Pushed::Taken => {}
-            Pushed::StartDrainer => self.start_drainer(script.clone()),
+            Pushed::StartDrainer => start_drainer(script, &self.pool),
             Pushed::Full => {
                 let n = script.supervisor.dropped();
                 if n.is_power_of_two() {
                     warn!(script = %script.name, dropped = n, "script queue full; events and job runs dropped");
                 }
             }
-        }
-    }
-
-    fn start_drainer(&self, script: Arc<Script>) {
-        let pool = self.pool.clone();
-        let job = {
-            let script = script.clone();
-            Box::new(move || drain(script, pool))
-        };
-        if self.pool.submit(job).is_err() {
-            script.lane.drainer_not_started();
-            warn!(script = %script.name, queued = self.pool.queued(), "worker queue full; the script's events wait");
         }
     }
 
@@ -413,12 +408,22 @@ impl ScriptHost {
         for script in self.retired.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             script.lane.cancel_waiters();
         }
+        self.retired_count.store(0, Ordering::Release);
         if self.pool.shutdown(deadline) {
             return Vec::new();
         }
         let running: Vec<String> =
             self.snapshot().iter().flat_map(|s| s.supervisor.running()).map(|who| who.to_string()).collect();
         if running.is_empty() { vec!["(a worker between callbacks)".into()] } else { running }
+    }
+}
+
+/// Starts a drainer the lane already counts as running; undoes the count when the pool is full.
+fn start_drainer(script: &Arc<Script>, pool: &Arc<Pool>) {
+    let (again, p) = (script.clone(), pool.clone());
+    if pool.submit(Box::new(move || drain(again, p))).is_err() {
+        script.lane.drainer_not_started();
+        warn!(script = %script.name, queued = pool.queued(), "worker queue full; the script's events wait");
     }
 }
 

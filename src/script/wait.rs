@@ -55,11 +55,7 @@ fn set_blocked(on: bool) {
     if !on {
         script.lane.unblock();
     } else if script.lane.block() {
-        let again = script.clone();
-        let p = pool.clone();
-        if pool.submit(Box::new(move || super::drain(again, p))).is_err() {
-            script.lane.drainer_not_started();
-        }
+        super::start_drainer(&script, &pool);
     }
 }
 
@@ -125,10 +121,7 @@ pub fn wait_for_event(
     // A suspended drainer is accounted apart from a blocked one.
     set_blocked(false);
     if script.lane.suspend() {
-        let (again, p) = (script.clone(), pool.clone());
-        if pool.submit(Box::new(move || super::drain(again, p))).is_err() {
-            script.lane.drainer_not_started();
-        }
+        super::start_drainer(&script, &pool);
     }
     let got = pool.blocking(|| ticket.rx.recv_timeout(timeout).ok());
     let got = match got {

@@ -168,7 +168,9 @@ mod tests {
             std::fs::read(&file).unwrap();
         }
         std::fs::write(dir.path().join("b.rhai"), "2").unwrap();
-        let batch = next_batch(&rx).unwrap();
+        let (tx, batches) = mpsc::channel();
+        std::thread::spawn(move || tx.send(next_batch(&rx)));
+        let batch = batches.recv_timeout(Duration::from_secs(10)).expect("no change reported within 10 s").unwrap();
         assert_eq!(batch.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), ["b.rhai"]);
     }
 }

@@ -252,12 +252,6 @@ where
                 None => std::future::pending().await,
             }
         };
-        // A peer that stopped reading blocks the write: give up on the connection by the
-        // write timeout, or sooner when the watchdog would have fired meanwhile.
-        let mut write_by = Instant::now() + bot.call_timeout;
-        if let Some(interval) = heartbeat {
-            write_by = write_by.min(last_frame + interval * 3);
-        }
         tokio::select! {
             _ = shutdown.cancelled(), if closing.is_none() => closing = Some(Instant::now() + SHUTDOWN_GRACE),
             _ = grace_over => {
@@ -271,7 +265,7 @@ where
                 if let Some(e) = failed {
                     break End::Lost(format!("send failed: {}", crate::logsafe::short(&e)));
                 }
-                if let Err(why) = writer.flush(write_by).await {
+                if let Err(why) = writer.flush(write_by(bot, heartbeat, last_frame)).await {
                     break End::Lost(why);
                 }
             }
@@ -307,7 +301,7 @@ where
                 for call in late {
                     call.reply.send(Err(CallError::Timeout { action: call.action, timeout: bot.call_timeout }));
                 }
-                if let Err(why) = writer.flush(write_by).await {
+                if let Err(why) = writer.flush(write_by(bot, heartbeat, last_frame)).await {
                     break End::Lost(why);
                 }
             }
@@ -342,6 +336,13 @@ where
     end
 }
 
+/// A peer that stopped reading blocks a write: it is given up by the write timeout, or sooner
+/// when the watchdog would have fired meanwhile.
+fn write_by(bot: &Bot, heartbeat: Option<Duration>, last_frame: Instant) -> Instant {
+    let by = Instant::now() + bot.call_timeout;
+    heartbeat.map_or(by, |interval| by.min(last_frame + interval * 3))
+}
+
 /// The action frame `{"action", "params", "echo"}`, serialised straight from the borrowed
 /// params (no intermediate `Value`).
 fn encode_call(action: &str, params: &Value, echo: u64) -> String {
@@ -357,17 +358,12 @@ fn encode_call(action: &str, params: &Value, echo: u64) -> String {
 /// Forgets callers that gave up, and times out calls nobody waits for.
 fn expire(bot: &Bot, writer: &Writer) {
     let now = Instant::now();
-    let expired: Vec<(String, Reply)> = {
-        let mut w = writer.lock();
-        let echoes: Vec<u64> = w
-            .pending
-            .iter()
-            .filter(|(_, (_, reply, sent))| reply.is_abandoned() || now.duration_since(*sent) > bot.call_timeout)
-            .map(|(echo, _)| *echo)
-            .collect();
-        echoes.iter().filter_map(|echo| w.pending.remove(echo)).map(|(action, reply, _)| (action, reply)).collect()
-    };
-    for (action, reply) in expired {
+    let expired: Vec<_> = writer
+        .lock()
+        .pending
+        .extract_if(|_, (_, reply, sent)| reply.is_abandoned() || now.duration_since(*sent) > bot.call_timeout)
+        .collect();
+    for (_, (action, reply, _)) in expired {
         reply.send(Err(CallError::Timeout { action, timeout: bot.call_timeout }));
     }
 }
