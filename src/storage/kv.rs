@@ -5,8 +5,27 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{StorageError, Store};
 
-/// The SQL condition for a live row, given `now` as parameter `?now`.
-const LIVE: &str = "(expires_at IS NULL OR expires_at > :now)";
+/// The SQL condition for a live row, given `now` as parameter `:now`. A macro so each
+/// statement is one literal (`concat!`) that the statement cache finds without formatting.
+macro_rules! live {
+    () => {
+        "(expires_at IS NULL OR expires_at > :now)"
+    };
+}
+
+/// Stores a value and its expiry under a key, replacing any row there.
+const UPSERT: &str = "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
+
+/// Removes a key, live or expired.
+const DELETE_ANY: &str = "DELETE FROM kv WHERE ns = ?1 AND key = ?2";
+
+/// A live value.
+const SELECT: &str = concat!("SELECT value FROM kv WHERE ns = :ns AND key = :key AND ", live!());
+
+/// A live value and its expiry.
+const SELECT_WITH_EXPIRY: &str =
+    concat!("SELECT value, expires_at FROM kv WHERE ns = :ns AND key = :key AND ", live!());
 
 impl Store {
     /// The JSON text stored under `key`, if present and not expired.
@@ -14,7 +33,7 @@ impl Store {
         let now = self.now();
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(&format!("SELECT value FROM kv WHERE ns = :ns AND key = :key AND {LIVE}"))
+            .prepare_cached(SELECT)
             .map_err(|e| self.query_error(e))?;
         stmt.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}, |r| r.get(0))
             .optional()
@@ -26,10 +45,7 @@ impl Store {
         let expires = ttl_ms.map(|t| self.now().saturating_add(t));
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-            )
+            .prepare_cached(UPSERT)
             .map_err(|e| self.query_error(e))?;
         stmt.execute(params![ns, key, json, expires]).map_err(|e| self.query_error(e))?;
         Ok(())
@@ -40,11 +56,13 @@ impl Store {
         let now = self.now();
         let conn = self.conn();
         let n = conn
-            .prepare_cached(&format!("DELETE FROM kv WHERE ns = :ns AND key = :key AND {LIVE}"))
+            .prepare_cached(concat!("DELETE FROM kv WHERE ns = :ns AND key = :key AND ", live!()))
             .and_then(|mut s| s.execute(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}))
             .map_err(|e| self.query_error(e))?;
         // An expired leftover goes too, so the key is really gone.
-        conn.execute("DELETE FROM kv WHERE ns = ?1 AND key = ?2", params![ns, key]).map_err(|e| self.query_error(e))?;
+        conn.prepare_cached(DELETE_ANY)
+            .and_then(|mut s| s.execute(params![ns, key]))
+            .map_err(|e| self.query_error(e))?;
         Ok(n > 0)
     }
 
@@ -55,12 +73,13 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.query_error(e))?;
         let current: Option<(String, Option<i64>)> = tx
-            .query_row(
-                &format!("SELECT value, expires_at FROM kv WHERE ns = :ns AND key = :key AND {LIVE}"),
-                rusqlite::named_params! {":ns": ns, ":key": key, ":now": now},
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
+            .prepare_cached(SELECT_WITH_EXPIRY)
+            .and_then(|mut s| {
+                s.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}, |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
             .map_err(|e| self.query_error(e))?;
         let (old, expires) = match &current {
             None => (0, None),
@@ -72,12 +91,9 @@ impl Store {
             }
         };
         let new = old.saturating_add(by);
-        tx.execute(
-            "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-            params![ns, key, new.to_string(), expires],
-        )
-        .map_err(|e| self.query_error(e))?;
+        tx.prepare_cached(UPSERT)
+            .and_then(|mut s| s.execute(params![ns, key, new.to_string(), expires]))
+            .map_err(|e| self.query_error(e))?;
         tx.commit().map_err(|e| self.query_error(e))?;
         Ok(new)
     }
@@ -93,9 +109,11 @@ impl Store {
         let now = self.now();
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(&format!(
+            .prepare_cached(concat!(
                 "SELECT key FROM kv WHERE ns = :ns AND key >= :prefix AND key > :after
-                 AND substr(key, 1, length(:prefix)) = :prefix AND {LIVE} ORDER BY key LIMIT :limit"
+                 AND substr(key, 1, length(:prefix)) = :prefix AND ",
+                live!(),
+                " ORDER BY key LIMIT :limit"
             ))
             .map_err(|e| self.query_error(e))?;
         let rows = stmt
@@ -121,12 +139,10 @@ impl Store {
         let tx = conn.transaction().map_err(|e| self.query_error(e))?;
         for (key, want) in expected {
             let have: Option<String> = tx
-                .query_row(
-                    &format!("SELECT value FROM kv WHERE ns = :ns AND key = :key AND {LIVE}"),
-                    rusqlite::named_params! {":ns": ns, ":key": key, ":now": now},
-                    |r| r.get(0),
-                )
-                .optional()
+                .prepare_cached(SELECT)
+                .and_then(|mut s| {
+                    s.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}, |r| r.get(0)).optional()
+                })
                 .map_err(|e| self.query_error(e))?;
             if have.as_deref() != *want {
                 return Ok(false);
@@ -134,12 +150,8 @@ impl Store {
         }
         for (key, value) in new {
             match value {
-                Some(v) => tx.execute(
-                    "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, NULL)
-                     ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = NULL",
-                    params![ns, key, v],
-                ),
-                None => tx.execute("DELETE FROM kv WHERE ns = ?1 AND key = ?2", params![ns, key]),
+                Some(v) => tx.prepare_cached(UPSERT).and_then(|mut s| s.execute(params![ns, key, v, None::<i64>])),
+                None => tx.prepare_cached(DELETE_ANY).and_then(|mut s| s.execute(params![ns, key])),
             }
             .map_err(|e| self.query_error(e))?;
         }

@@ -21,7 +21,11 @@ fn main() {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     println!("kvbench: {ops} operations per run, {threads} threads for the concurrent runs");
-    for (what, body) in [("set (durable)", "kv::set(`k${i % 1000}`, i);"), ("get", "kv::get(`k${i % 1000}`);")] {
+    for (what, body) in [
+        ("set (durable)", "kv::set(`k${i % 1000}`, i);"),
+        ("get", "kv::get(`k${i % 1000}`);"),
+        ("incr (durable)", "kv::incr(`n${i % 1000}`);"),
+    ] {
         let single = run(&globals, dir.path(), what, body, ops, 1);
         let concurrent = run(&globals, dir.path(), what, body, ops, threads);
         println!("{what:>14}: {single:>9.0} ops/s in one callback, {concurrent:>9.0} ops/s from {threads} callbacks");
