@@ -4,7 +4,7 @@
 //! (`message.group`), the fields most handlers read (`text`, `user_id`, ...) and the raw JSON
 //! exactly as it came off the wire.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -38,8 +38,8 @@ pub struct Event {
     pub segments_at: &'static str,
     /// JSON pointer to the sender object inside `raw`.
     pub sender_at: &'static str,
-    /// The event exactly as received.
-    pub raw: Value,
+    /// The event exactly as received (see [`Event::raw`]).
+    raw: Raw,
     /// Normalised names handlers can subscribe to: every dotted prefix of `name` plus aliases.
     keys: Vec<String>,
     /// State the protocol attaches to an event it produced and reads back when a script
@@ -65,7 +65,7 @@ impl Event {
     /// Builds an event; `aliases` are cross-protocol names beyond the dotted prefixes of `name`.
     /// Decoders check names with [`is_name_part`] first; past [`MAX_NAME_PARTS`] parts only the
     /// longest prefixes get keys, so building them stays linear in the name's length.
-    pub fn new(bot: Arc<Bot>, name: String, aliases: &[&str], raw: Value) -> Event {
+    pub fn new(bot: Arc<Bot>, name: String, aliases: &[&str], raw: impl Into<Raw>) -> Event {
         let mut keys: Vec<String> = Vec::with_capacity(4 + aliases.len());
         // Lowercasing ASCII and '.' -> '_' keep byte offsets: every prefix is a slice of this.
         let normalized = name.to_ascii_lowercase().replace('.', "_");
@@ -97,10 +97,15 @@ impl Event {
             parsed_segments: None,
             segments_at: "",
             sender_at: "",
-            raw,
+            raw: raw.into(),
             keys,
             state: None,
         }
+    }
+
+    /// The event exactly as received, as JSON (parsed now if it was kept as text).
+    pub fn raw(&self) -> &Value {
+        self.raw.tree()
     }
 
     /// Message segments as an array of `{type, data}`; `Null` for events without a message.
@@ -127,7 +132,7 @@ impl Event {
             });
         }
         // Guilds list role ids: 4 is the owner, 2 an admin, 5 a channel admin.
-        let roles = self.raw.pointer("/d/member/roles").and_then(Value::as_array)?;
+        let roles = self.raw().pointer("/d/member/roles").and_then(Value::as_array)?;
         let has = |id: &str| roles.iter().any(|r| r.as_str() == Some(id));
         Some(if has("4") {
             "owner"
@@ -147,12 +152,48 @@ impl Event {
         if at.is_empty() {
             return &Value::Null;
         }
-        self.raw.pointer(at).unwrap_or(&Value::Null)
+        self.raw().pointer(at).unwrap_or(&Value::Null)
     }
 
     /// The normalised names this event is delivered under, most specific first.
     pub fn keys(&self) -> &[String] {
         &self.keys
+    }
+}
+
+/// An event as it came off the wire. A decoder that read the fields it needs without building
+/// the whole tree keeps the text: most handlers never look at the rest, and one that does
+/// parses it on its worker, where the tree is also freed (allocations made on the reactor and
+/// freed on a worker are the dearest kind).
+pub struct Raw {
+    /// The JSON text, when the tree was not built up front; a decoder checked that it parses.
+    text: Option<bytes::Bytes>,
+    tree: OnceLock<Value>,
+}
+
+impl Raw {
+    /// Keeps `text`, a JSON document the caller has already parsed once, for [`Raw::tree`].
+    pub fn text(text: bytes::Bytes) -> Raw {
+        Raw { text: Some(text), tree: OnceLock::new() }
+    }
+
+    /// The tree, built from the text on first use.
+    pub fn tree(&self) -> &Value {
+        self.tree.get_or_init(|| {
+            let text = self.text.as_deref().unwrap_or_default();
+            // Cannot fail for text a decoder parsed; if it ever did, the event has no raw part
+            // rather than a wrong one.
+            serde_json::from_slice(text).unwrap_or_else(|e| {
+                tracing::error!("an event's JSON did not parse the second time: {e}");
+                Value::Null
+            })
+        })
+    }
+}
+
+impl From<Value> for Raw {
+    fn from(tree: Value) -> Raw {
+        Raw { text: None, tree: OnceLock::from(tree) }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod console;
+pub mod head;
 pub mod http_api;
 pub mod listener;
 pub mod milky;

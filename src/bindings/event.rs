@@ -1,5 +1,5 @@
 //! The `Event` type scripts receive. Fields are converted to Rhai values only when a script
-//! reads them, so a handler that looks at `ev.text` alone never pays for `ev.raw`.
+//! reads them, so a handler that looks at `ev.text` alone never pays for `ev.raw()`.
 
 use std::sync::Arc;
 
@@ -61,7 +61,7 @@ pub fn module(services: Arc<Services>) -> Module {
         segs => to_dynamic(segs),
     });
     get!("sender", "the sender as the protocol describes it (nickname, card, role, ...)", |e| to_dynamic(e.sender()));
-    get!("raw", "the event exactly as received, as a map", |e| to_dynamic(&e.raw));
+    get!("raw", "the event exactly as received, as a map", |e| to_dynamic(e.raw()));
     get!("is_group", "whether the event happened in a group", |e| !e.group_id.is_null());
     get!("at_me", "whether the message @-mentions the bot", |e| e.at_me);
     get!(
@@ -85,14 +85,14 @@ pub fn module(services: Arc<Services>) -> Module {
         .with_comments(["/// `ev[\"key\"]`: a field of the raw event, `()` when absent"])
         .in_global_namespace()
         .set_into_module(&mut m, |e: &mut EventRef, key: &str| {
-            to_dynamic(e.raw.get(key).unwrap_or(&serde_json::Value::Null))
+            to_dynamic(e.raw().get(key).unwrap_or(&serde_json::Value::Null))
         });
     documented("to_string", &["ev: Event"], "`Event(name)`, for printing")
         .in_global_namespace()
         .set_into_module(&mut m, |e: &mut EventRef| format!("Event({})", e.name));
     documented("to_debug", &["ev: Event"], "the event's name and raw JSON, for debugging")
         .in_global_namespace()
-        .set_into_module(&mut m, |e: &mut EventRef| format!("Event({}) {}", e.name, e.raw));
+        .set_into_module(&mut m, |e: &mut EventRef| format!("Event({}) {}", e.name, e.raw()));
 
     let quick_services = services.clone();
     let doc = "OneBot HTTP POST: answer the event in the HTTP response (`#{reply, at_sender, delete, kick, ban, approve, ...}`), or by `.handle_quick_operation` when too late";
@@ -107,7 +107,7 @@ pub fn module(services: Arc<Services>) -> Module {
             if crate::adapter::onebot11::quick::slot(e).is_some_and(|q| q.add(ops.clone())) {
                 return Ok(());
             }
-            let params = serde_json::json!({"context": e.raw, "operation": ops});
+            let params = serde_json::json!({"context": e.raw(), "operation": ops});
             quick_services.call_script(&e.bot, ".handle_quick_operation", params).map(|_| ())
         },
     );

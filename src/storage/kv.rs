@@ -32,9 +32,7 @@ impl Store {
     pub fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>, StorageError> {
         let now = self.now();
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(SELECT)
-            .map_err(|e| self.query_error(e))?;
+        let mut stmt = conn.prepare_cached(SELECT).map_err(|e| self.query_error(e))?;
         stmt.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}, |r| r.get(0))
             .optional()
             .map_err(|e| self.query_error(e))
@@ -44,9 +42,7 @@ impl Store {
     pub fn kv_set(&self, ns: &str, key: &str, json: &str, ttl_ms: Option<i64>) -> Result<(), StorageError> {
         let expires = ttl_ms.map(|t| self.now().saturating_add(t));
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(UPSERT)
-            .map_err(|e| self.query_error(e))?;
+        let mut stmt = conn.prepare_cached(UPSERT).map_err(|e| self.query_error(e))?;
         stmt.execute(params![ns, key, json, expires]).map_err(|e| self.query_error(e))?;
         Ok(())
     }

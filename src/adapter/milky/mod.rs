@@ -49,8 +49,8 @@ pub fn verb_call(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
         Verb::Kick { group, user } => ("kick_group_member", json!({"group_id": group, "user_id": user})),
         Verb::MemberInfo { group, user } => ("get_group_member_info", json!({"group_id": group, "user_id": user})),
         Verb::Answer { event, approve } => {
-            let data = event.raw.get("data").cloned().unwrap_or(Value::Null);
-            let kind = event.raw.get("event_type").and_then(Value::as_str).unwrap_or_default();
+            let data = event.raw().get("data").cloned().unwrap_or(Value::Null);
+            let kind = event.raw().get("event_type").and_then(Value::as_str).unwrap_or_default();
             let pick = |yes, no| if *approve { yes } else { no };
             match kind {
                 "friend_request" => (
@@ -227,7 +227,7 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
     if !ev.group_id.is_null() {
         return Ok(("send_group_message", json!({"group_id": ev.group_id, "message": message})));
     }
-    let peer = ev.raw.pointer("/data/peer_id").filter(|p| !p.is_null()).cloned();
+    let peer = ev.raw().pointer("/data/peer_id").filter(|p| !p.is_null()).cloned();
     match peer.or_else(|| (!ev.user_id.is_null()).then(|| ev.user_id.clone())) {
         Some(user) => Ok(("send_private_message", json!({"user_id": user, "message": message}))),
         None => Err(CallError::NoTarget { event: ev.name.clone() }),

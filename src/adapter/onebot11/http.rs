@@ -127,7 +127,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
         }
     };
     let (done, ops) = tokio::sync::oneshot::channel();
-    ev.state = Some(Box::new(QuickSlot::new(done, ev.bot.clone(), ev.raw.clone())));
+    ev.state = Some(Box::new(QuickSlot::new(done, ev.bot.clone(), ev.raw().clone())));
     (r.sink)(ev);
     // The answer goes when every callback is done with the event (or no script wanted it).
     match tokio::time::timeout(r.quick_timeout, ops).await {

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::{Adapter, EventSink, Opened, Start, Verb};
 use crate::bot::{Bot, Call, CallError, Link, Outbox, Protocol};
-use crate::event::{Event, Identity, hash_id, is_name_part, name_part};
+use crate::event::{Event, Identity, Raw, hash_id, is_name_part, name_part};
 use config::{HttpEvents, OneBotConfig, OneBotTransport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -48,11 +48,11 @@ pub fn verb_call(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
         Verb::Kick { group, user } => ("set_group_kick", json!({"group_id": group, "user_id": user})),
         Verb::MemberInfo { group, user } => ("get_group_member_info", json!({"group_id": group, "user_id": user})),
         Verb::Answer { event, approve } => {
-            let flag = event.raw.get("flag").cloned().unwrap_or(Value::Null);
-            match event.raw.get("request_type").and_then(Value::as_str) {
+            let flag = event.raw().get("flag").cloned().unwrap_or(Value::Null);
+            match event.raw().get("request_type").and_then(Value::as_str) {
                 Some("friend") => ("set_friend_add_request", json!({"flag": flag, "approve": approve})),
                 Some("group") => {
-                    let sub_type = event.raw.get("sub_type").cloned().unwrap_or(Value::Null);
+                    let sub_type = event.raw().get("sub_type").cloned().unwrap_or(Value::Null);
                     ("set_group_add_request", json!({"flag": flag, "sub_type": sub_type, "approve": approve}))
                 }
                 _ => return Err(verb.unsupported(&PROTOCOL, &format!("`{}` is not a request", event.name))),
@@ -200,10 +200,48 @@ pub struct Malformed {
 /// Fields the protocol requires are checked here, so a script never sees, say, a group
 /// message without a group: name parts must be short identifiers; messages need `user_id`
 /// (and `group_id` in a group); requests need a `flag`; `group_*` notices need `group_id`.
-pub fn decode_event(bot: &Arc<Bot>, mut raw: Value, via: u64) -> Result<Event, Malformed> {
+pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
+    let head = match &raw {
+        Value::Object(all) => HEAD.iter().filter_map(|k| Some(((*k).to_owned(), all.get(*k)?.clone()))).collect(),
+        _ => serde_json::Map::new(),
+    };
+    decode(bot, Value::Object(head), raw.into(), via)
+}
+
+/// Reads a frame's [`HEAD`] fields and nothing else; `None` when it is JSON but not an object.
+pub fn read_head(frame: &[u8]) -> serde_json::Result<Option<Value>> {
+    Ok(super::head::head(frame, HEAD)?.map(Value::Object))
+}
+
+/// The top-level fields of an event or response frame that decoding reads. The rest of an
+/// event (its sender, its text as a string, the font...) is parsed only if a script asks.
+pub const HEAD: &[&str] = &[
+    "post_type",
+    "message_type",
+    "notice_type",
+    "request_type",
+    "meta_event_type",
+    "sub_type",
+    "self_id",
+    "user_id",
+    "group_id",
+    "message_id",
+    "message",
+    "flag",
+    "interval",
+    "echo",
+    "status",
+    "retcode",
+    "data",
+    "wording",
+    "msg",
+];
+
+/// Decodes an event from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
+pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
     let malformed =
         |post_type: &str, problem: String| Malformed { post_type: crate::logsafe::short(post_type), problem };
-    let post_type = name_part(&raw, "post_type").map_err(|problem| malformed("?", problem))?;
+    let post_type = name_part(&head, "post_type").map_err(|problem| malformed("?", problem))?;
     let detail_key = match post_type {
         "message" | "message_sent" => Some("message_type"),
         "notice" => Some("notice_type"),
@@ -213,7 +251,7 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value, via: u64) -> Result<Event, M
     };
     let mut name = post_type.to_owned();
     for key in detail_key.into_iter().chain(Some("sub_type")) {
-        match raw.get(key) {
+        match head.get(key) {
             Some(Value::String(part)) if is_name_part(part) => {
                 name.push('.');
                 name.push_str(part);
@@ -227,16 +265,16 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value, via: u64) -> Result<Event, M
         }
     }
     let is_message = matches!(post_type, "message" | "message_sent");
-    let has = |k: &str| raw.get(k).is_some_and(|v| v.is_number() || v.as_str().is_some_and(|s| !s.is_empty()));
-    let message_type = raw.get("message_type").and_then(Value::as_str);
+    let has = |k: &str| head.get(k).is_some_and(|v| v.is_number() || v.as_str().is_some_and(|s| !s.is_empty()));
+    let message_type = head.get("message_type").and_then(Value::as_str);
     let missing = match post_type {
         _ if is_message && message_type.is_none() => Some("message_type"),
         _ if is_message && !has("user_id") => Some("user_id"),
         _ if is_message && message_type == Some("group") && !has("group_id") => Some("group_id"),
-        _ if is_message && raw.get("message").is_none() => Some("message"),
+        _ if is_message && head.get("message").is_none() => Some("message"),
         "request" if !has("flag") => Some("flag"),
         "notice"
-            if raw.get("notice_type").and_then(Value::as_str).is_some_and(|t| t.starts_with("group_"))
+            if head.get("notice_type").and_then(Value::as_str).is_some_and(|t| t.starts_with("group_"))
                 && !has("group_id") =>
         {
             Some("group_id")
@@ -246,24 +284,25 @@ pub fn decode_event(bot: &Arc<Bot>, mut raw: Value, via: u64) -> Result<Event, M
     if let Some(field) = missing {
         return Err(malformed(post_type, format!("`{name}` has no {field}")));
     }
-    let identity = identity(&raw, post_type);
-    // A CQ-string message is parsed once here; array messages stay in `raw` untouched.
-    let parsed = match raw.get_mut("message") {
+    let identity = identity(&head, &raw, post_type);
+    // The segments, parsed once here (a CQ string) or taken from the head (an array).
+    let parsed = match head.get_mut("message") {
         Some(Value::String(s)) if is_message => Some(Value::Array(cq::parse(s))),
+        Some(segs @ Value::Array(_)) if is_message => Some(segs.take()),
         _ => None,
     };
-    let text = match parsed.as_ref().or_else(|| raw.get("message")) {
-        Some(Value::Array(segs)) if is_message => cq::plain_text(segs),
+    let text = match &parsed {
+        Some(Value::Array(segs)) => cq::plain_text(segs),
         _ => String::new(),
     };
-    let field = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
+    let mut field = |k: &str| head.get_mut(k).map(Value::take).unwrap_or(Value::Null);
     let (user_id, group_id, message_id) = (field("user_id"), field("group_id"), field("message_id"));
-    let self_id = raw.get("self_id").and_then(Value::as_i64).unwrap_or(0);
+    let self_id = head.get("self_id").and_then(Value::as_i64).unwrap_or(0);
     if self_id != 0 {
         bot.set_self_id(crate::bot::BotId::Number(self_id));
     }
-    let (at_me, reply_to) = match parsed.as_ref().or_else(|| raw.get("message")) {
-        Some(Value::Array(segs)) if is_message => mentions(segs, self_id),
+    let (at_me, reply_to) = match &parsed {
+        Some(Value::Array(segs)) => mentions(segs, self_id),
         _ => (false, Value::Null),
     };
     let aliases = aliases(&name);
@@ -324,16 +363,16 @@ fn mentions(segs: &[Value], self_id: i64) -> (bool, Value) {
 }
 
 /// How the event is recognised when delivered twice: a message by its account and id (`123`
-/// and `"123"` alike); meta events never; anything else by its whole content.
-fn identity(raw: &Value, post_type: &str) -> Identity {
+/// and `"123"` alike); meta events never; anything else by its whole content (`raw`).
+fn identity(head: &Value, raw: &Raw, post_type: &str) -> Identity {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     match post_type {
         "meta_event" => Identity::None,
-        "message" | "message_sent" if raw.get("message_id").is_some_and(|id| !id.is_null()) => {
+        "message" | "message_sent" if head.get("message_id").is_some_and(|id| !id.is_null()) => {
             post_type.hash(&mut h);
             for key in ["self_id", "message_type", "message_id"] {
-                hash_id(raw.get(key).unwrap_or(&Value::Null), &mut h);
+                hash_id(head.get(key).unwrap_or(&Value::Null), &mut h);
             }
             Identity::Id(h.finish())
         }
@@ -349,7 +388,7 @@ fn identity(raw: &Value, post_type: &str) -> Identity {
                     Ok(())
                 }
             }
-            let _ = serde_json::to_writer(Feed(&mut h), raw);
+            let _ = serde_json::to_writer(Feed(&mut h), raw.tree());
             Identity::Content(h.finish())
         }
     }
@@ -381,7 +420,10 @@ pub fn prepare_params(mut params: Value) -> Value {
 /// The call that answers `ev`: to its group if it has one, else privately to its user.
 pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), CallError> {
     let message = normalize_message(message);
-    let in_group = ev.raw.get("message_type").and_then(Value::as_str) != Some("private") && !ev.group_id.is_null();
+    // A message's name is `post_type.message_type...`: no need to parse the raw event.
+    let mut parts = ev.name.split('.');
+    let private = matches!(parts.next(), Some("message" | "message_sent")) && parts.next() == Some("private");
+    let in_group = !private && !ev.group_id.is_null();
     if in_group {
         return Ok(("send_group_msg", json!({"group_id": ev.group_id, "message": message})));
     }
@@ -432,6 +474,7 @@ mod tests {
         let a = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 7, "time": 1});
         let b = json!({"post_type": "message", "message_type": "group", "self_id": "1", "message_id": "7", "time": 2});
         let c = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 8, "time": 1});
+        let identity = |v: &Value, post_type| identity(v, &Raw::from(v.clone()), post_type);
         assert_eq!(identity(&a, "message"), identity(&b, "message"), "ids as numbers or strings are one id");
         assert_ne!(identity(&a, "message"), identity(&c, "message"));
         let poke = |target: i64| json!({"post_type": "notice", "notice_type": "notify", "sub_type": "poke", "time": 1, "target_id": target});
@@ -439,6 +482,38 @@ mod tests {
         assert_eq!(identity(&poke(1), "notice"), identity(&poke(1), "notice"));
         assert_ne!(identity(&poke(1), "notice"), identity(&poke(2), "notice"));
         assert_eq!(identity(&json!({"post_type": "meta_event"}), "meta_event"), Identity::None);
+    }
+
+    #[test]
+    fn a_frame_read_by_its_head_decodes_as_the_whole_tree_does() {
+        let frames = [
+            json!({"time": 1, "self_id": 10001, "post_type": "message", "message_type": "group", "sub_type": "normal",
+                "message_id": 7, "user_id": 2, "group_id": 3, "font": 14, "raw_message": "x",
+                "message": [{"type": "at", "data": {"qq": "10001"}}, {"type": "text", "data": {"text": " hi "}},
+                    {"type": "reply", "data": {"id": "5"}}],
+                "sender": {"user_id": 2, "role": "admin", "card": "c\"é"}}),
+            json!({"self_id": 10001, "post_type": "message", "message_type": "private", "message_id": "8",
+                "user_id": 2, "message": "[CQ:face,id=1]hi&amp;", "sender": {"nickname": "n"}}),
+            json!({"post_type": "notice", "notice_type": "group_increase", "sub_type": "approve", "group_id": 3,
+                "user_id": 4, "operator_id": 5, "time": 9}),
+            json!({"post_type": "request", "request_type": "group", "sub_type": "add", "flag": "f", "group_id": 3,
+                "comment": "let me in"}),
+            json!({"post_type": "meta_event", "meta_event_type": "heartbeat", "interval": 5000,
+                "status": {"online": true}}),
+        ];
+        for frame in frames {
+            let text = bytes::Bytes::from(frame.to_string());
+            let head = read_head(&text).unwrap().unwrap();
+            assert!(head.get("sender").is_none() && head.get("time").is_none(), "only the head is built");
+            let lazy = super::decode(&bot(), head, Raw::text(text), 1).unwrap();
+            let whole = decode_event(&bot(), frame.clone(), 1).unwrap();
+            let seen =
+                |e: &Event| (e.name.clone(), e.keys().to_vec(), e.text.clone(), e.user_id.clone(), e.group_id.clone());
+            assert_eq!(seen(&lazy), seen(&whole), "{frame}");
+            assert_eq!((lazy.at_me, &lazy.reply_to, lazy.identity), (whole.at_me, &whole.reply_to, whole.identity));
+            assert_eq!((lazy.segments(), lazy.sender(), lazy.role()), (whole.segments(), whole.sender(), whole.role()));
+            assert_eq!(lazy.raw(), &frame, "the rest is parsed when asked for");
+        }
     }
 
     #[test]

@@ -24,9 +24,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Frame, classify, decode_event, prepare_params};
+use super::{Frame, classify, prepare_params};
 use crate::adapter::EventSink;
 use crate::bot::{Bot, Call, CallError, DirectWrite, Outbox, Reply, connection_id};
+use crate::event::Raw;
 use crate::logsafe::RateLimit;
 pub use crate::logsafe::preview;
 
@@ -318,7 +319,7 @@ where
                     crate::warn_limited!(warnings, bot = %bot.name, size = bytes.len(), limit = max_frame_bytes, "oversized frame skipped");
                     continue;
                 }
-                handle_frame(bot, &bytes, &writer, &mut heartbeat, sink, via, &mut warnings);
+                handle_frame(bot, bytes, &writer, &mut heartbeat, sink, via, &mut warnings);
             }
         }
     };
@@ -370,27 +371,28 @@ fn expire(bot: &Bot, writer: &Writer) {
 
 fn handle_frame(
     bot: &Arc<Bot>,
-    bytes: &[u8],
+    bytes: Bytes,
     writer: &Writer,
     heartbeat: &mut Option<Duration>,
     sink: &EventSink,
     via: u64,
     warnings: &mut RateLimit,
 ) {
-    let value: Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
+    // Only the fields decoding reads are built; an event keeps the rest as text.
+    let head = match super::read_head(&bytes) {
+        Ok(head) => head.unwrap_or(Value::Null),
         Err(e) => {
-            crate::warn_limited!(warnings, bot = %bot.name, "malformed frame skipped: {e}: {}", preview(bytes));
+            crate::warn_limited!(warnings, bot = %bot.name, "malformed frame skipped: {e}: {}", preview(&bytes));
             return;
         }
     };
-    match classify(value) {
-        Frame::Event(raw) => {
-            if raw.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat") {
+    match classify(head) {
+        Frame::Event(head) => {
+            if head.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat") {
                 *heartbeat =
-                    raw.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis);
+                    head.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis);
             }
-            match decode_event(bot, raw, via) {
+            match super::decode(bot, head, Raw::text(bytes), via) {
                 Ok(ev) => sink(ev),
                 Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
             }
@@ -411,8 +413,8 @@ fn handle_frame(
             });
             reply.send(result);
         }
-        Frame::Unknown(v) => {
-            crate::warn_limited!(warnings, bot = %bot.name, "frame of unknown shape skipped: {}", preview(v.to_string().as_bytes()))
+        Frame::Unknown(_) => {
+            crate::warn_limited!(warnings, bot = %bot.name, "frame of unknown shape skipped: {}", preview(&bytes))
         }
     }
 }

@@ -52,12 +52,12 @@ pub static ADAPTER: Adapter = Adapter {
 /// names a chat by its event id (`event_id`), as the platform's passive replies require.
 pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), CallError> {
     let kind = ev.name.strip_prefix("qq.").unwrap_or_default();
-    let d = ev.raw.get("d").cloned().unwrap_or(Value::Null);
+    let d = ev.raw().get("d").cloned().unwrap_or(Value::Null);
     let by_message = !ev.message_id.is_null();
     let mut params = json!({ "message": message });
     if by_message {
         params["message_id"] = ev.message_id.clone();
-    } else if let Some(id) = ev.raw.get("id").filter(|v| v.is_string()) {
+    } else if let Some(id) = ev.raw().get("id").filter(|v| v.is_string()) {
         params["event_id"] = id.clone();
     }
     let field = |k: &str| d.get(k).filter(|v| v.is_string()).cloned();
@@ -158,7 +158,7 @@ fn noting(bot: &Arc<Bot>, api: &Arc<Api>, sink: EventSink) -> EventSink {
             }
         }
         if ev.name == "qq.READY"
-            && let Some(id) = ev.raw.pointer("/d/user/id").and_then(Value::as_str)
+            && let Some(id) = ev.raw().pointer("/d/user/id").and_then(Value::as_str)
         {
             api.set_me(id);
             if let Some(bot) = bot.upgrade() {
