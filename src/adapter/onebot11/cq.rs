@@ -94,7 +94,7 @@ pub fn plain_text(segments: &[Value]) -> String {
     let mut out = String::new();
     for seg in segments {
         if seg.get("type").and_then(Value::as_str) == Some("text")
-            && let Some(t) = seg.pointer("/data/text").and_then(Value::as_str)
+            && let Some(t) = crate::event::path(seg, "/data/text").and_then(Value::as_str)
         {
             out.push_str(t);
         }

@@ -348,11 +348,12 @@ fn mentions(segs: &[Value], self_id: i64) -> (bool, Value) {
     for seg in segs {
         match seg.get("type").and_then(Value::as_str) {
             Some("at") => {
-                let qq = seg.pointer("/data/qq").map(|q| q.as_str().map_or_else(|| q.to_string(), str::to_owned));
+                let qq = crate::event::path(seg, "/data/qq")
+                    .map(|q| q.as_str().map_or_else(|| q.to_string(), str::to_owned));
                 at_me |= self_id != 0 && qq.as_deref() == Some(self_id.to_string().as_str());
             }
             Some("reply") => {
-                let id = seg.pointer("/data/id").cloned().unwrap_or(Value::Null);
+                let id = crate::event::path(seg, "/data/id").cloned().unwrap_or(Value::Null);
                 // Message ids are integers on the wire elsewhere; keep them comparable.
                 reply_to = id.as_str().and_then(|s| s.parse::<i64>().ok()).map_or(id, Value::from);
             }
