@@ -28,6 +28,10 @@ pub struct Event {
     pub at_me: bool,
     /// The id of the message this one replies to, `Null` when none.
     pub reply_to: Value,
+    /// Where the event happened beyond `group_id` and `user_id`, as the protocol names it: a
+    /// Milky event's peer (`data.peer_id`), a QQ platform event's guild (`d.guild_id`); `Null`
+    /// when it does not say. Kept so replies (and `qq::wait_for`) never parse `raw`.
+    pub place: Value,
     /// How to recognise this event when it arrives again (two transports, a resend).
     pub identity: Identity,
     /// The connection that delivered it (see [`crate::adapter::connection_id`]).
@@ -92,6 +96,7 @@ impl Event {
             message_id: Value::Null,
             at_me: false,
             reply_to: Value::Null,
+            place: Value::Null,
             identity: Identity::None,
             via: 0,
             parsed_segments: None,

@@ -30,6 +30,33 @@ pub fn head(text: &[u8], keys: &[&str]) -> serde_json::Result<Option<Map<String,
     })
 }
 
+/// What [`head`] builds from the text of `value`, taken from a tree already built: for
+/// decoders handed a whole event (a webhook, a test) instead of its text.
+pub fn pick(value: &Value, keys: &[&str]) -> Option<Map<String, Value>> {
+    match pick_within(value, Head { keys, within: "" }) {
+        Value::Object(fields) => Some(fields),
+        _ => None,
+    }
+}
+
+fn pick_within(value: &Value, head: Head<'_>) -> Value {
+    match value {
+        Value::Object(all) => Value::Object(
+            all.iter()
+                .filter_map(|(k, v)| {
+                    let v = match head.wanted(k)? {
+                        Wanted::Whole => v.clone(),
+                        Wanted::Part(within) => pick_within(v, Head { keys: head.keys, within }),
+                    };
+                    Some((k.clone(), v))
+                })
+                .collect(),
+        ),
+        _ if head.within.is_empty() => Value::Null,
+        other => other.clone(),
+    }
+}
+
 /// Builds the members named by `keys` of the object at the path `within` (`""` for the
 /// document, `"outer/"` for a member of it).
 #[derive(Clone, Copy)]
@@ -241,6 +268,10 @@ mod tests {
         let whole = head(text, &["d", "d/id"]).unwrap().unwrap();
         assert_eq!(whole["d"]["big"], json!([1, 2, 3]), "naming the member itself builds it whole");
         assert!(head(br#"{"d":{"id":1,"x":[}}"#, &["d/id"]).is_err(), "the skipped parts are still checked");
+        for keys in [&keys[..], &["d", "d/id"], &["e", "x"]] {
+            let tree: Value = serde_json::from_slice(text).unwrap();
+            assert_eq!(pick(&tree, keys), head(text, keys).unwrap(), "a built tree gives the same head");
+        }
         let repeated = head(br#"{"d":{"id":1},"d":{"id":2,"x":0}}"#, &["d/id"]).unwrap().unwrap();
         assert_eq!(repeated["d"], json!({"id": 2}), "the last of a repeated key, as a full parse");
     }
@@ -249,6 +280,7 @@ mod tests {
     fn anything_but_an_object_has_no_fields() {
         for text in [&b"[1,{\"a\":1}]"[..], b"5", b"-1", b"1.5", b"\"s\"", b"null", b"true"] {
             assert_eq!(head(text, &["a"]).unwrap(), None, "{}", String::from_utf8_lossy(text));
+            assert_eq!(pick(&serde_json::from_slice(text).unwrap(), &["a"]), None);
         }
     }
 
