@@ -348,6 +348,18 @@ mod tests {
     }
 
     #[test]
+    fn answering_a_message_never_parses_the_whole_event() {
+        let mut private = group_message(10002, json!([]));
+        private["data"]["message_scene"] = json!("friend");
+        for frame in [group_message(10002, json!([{"type": "text", "data": {"text": "hi"}}])), private] {
+            let text = bytes::Bytes::from(frame.to_string());
+            let ev = decode(&bot(), read_head(&text).unwrap().unwrap(), Raw::text(text), 1).unwrap();
+            reply_call(&ev, json!("pong")).unwrap();
+            assert!(!ev.raw_is_built(), "{frame}");
+        }
+    }
+
+    #[test]
     fn a_private_reply_goes_to_the_peer_not_the_sender() {
         let mut own = group_message(10001, json!([]));
         own["data"]["message_scene"] = json!("friend");
