@@ -28,6 +28,13 @@ pub struct Event {
     pub at_me: bool,
     /// The id of the message this one replies to, `Null` when none.
     pub reply_to: Value,
+    /// Where the event happened beyond `group_id` and `user_id`, as the protocol names it: a
+    /// Milky event's peer (`data.peer_id`), a QQ platform event's guild (`d.guild_id`); `Null`
+    /// when it does not say. Kept so replies (and `qq::wait_for`) never parse `raw`.
+    pub place: Value,
+    /// When the protocol says the event happened, in seconds since the Unix epoch: the QQ
+    /// platform's `d.timestamp` (its reply windows count from it); `None` when it does not say.
+    pub time: Option<f64>,
     /// How to recognise this event when it arrives again (two transports, a resend).
     pub identity: Identity,
     /// The connection that delivered it (see [`crate::adapter::connection_id`]).
@@ -92,6 +99,8 @@ impl Event {
             message_id: Value::Null,
             at_me: false,
             reply_to: Value::Null,
+            place: Value::Null,
+            time: None,
             identity: Identity::None,
             via: 0,
             parsed_segments: None,
@@ -106,6 +115,12 @@ impl Event {
     /// The event exactly as received, as JSON (parsed now if it was kept as text).
     pub fn raw(&self) -> &Value {
         self.raw.tree()
+    }
+
+    /// Whether [`Event::raw`] has been built (tests check that a path never needs it).
+    #[cfg(test)]
+    pub fn raw_is_built(&self) -> bool {
+        self.raw.tree.get().is_some()
     }
 
     /// Message segments as an array of `{type, data}`; `Null` for events without a message.

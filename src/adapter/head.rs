@@ -3,73 +3,154 @@
 //! An event frame carries far more than routing reads (the sender's card, the font, the raw
 //! message text). Building the whole tree on the reactor costs an allocation per key and per
 //! string, all freed later on a worker. [`head`] checks the whole document but builds only the
-//! named top-level fields; the event keeps the text, and the rest is parsed if a script asks.
+//! named fields; the event keeps the text, and the rest is parsed if a script asks.
 
 use std::fmt;
 
-use serde::Deserializer;
+use serde::de::value::SeqAccessDeserializer;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 /// The fields of the JSON object `text` named in `keys`; `None` when `text` is JSON but not an
 /// object. Fails when `text` is not one well-formed JSON document, like [`serde_json::from_slice`].
+///
+/// A key `outer/inner` names the member `inner` of the member `outer` (at any depth, as in
+/// `d/author/id`): protocols that wrap an event in `data` or `d` need a few of its members, not
+/// all of it. Such an `outer` is built with only its named members when it is an object, and
+/// whole when it is not (so a decoder can still tell what it was); a key naming `outer` itself
+/// builds it whole.
 pub fn head(text: &[u8], keys: &[&str]) -> serde_json::Result<Option<Map<String, Value>>> {
     let mut de = serde_json::Deserializer::from_slice(text);
-    let fields = de.deserialize_any(Head { keys })?;
+    let fields = de.deserialize_any(Head { keys, within: "" })?;
     de.end()?;
-    Ok(fields)
+    Ok(match fields {
+        Value::Object(fields) => Some(fields),
+        _ => None,
+    })
 }
 
+/// What [`head`] builds from the text of `value`, taken from a tree already built: for
+/// decoders handed a whole event (a webhook, a test) instead of its text.
+pub fn pick(value: &Value, keys: &[&str]) -> Option<Map<String, Value>> {
+    match pick_within(value, Head { keys, within: "" }) {
+        Value::Object(fields) => Some(fields),
+        _ => None,
+    }
+}
+
+fn pick_within(value: &Value, head: Head<'_>) -> Value {
+    match value {
+        Value::Object(all) => Value::Object(
+            all.iter()
+                .filter_map(|(k, v)| {
+                    let v = match head.wanted(k)? {
+                        Wanted::Whole => v.clone(),
+                        Wanted::Part(within) => pick_within(v, Head { keys: head.keys, within }),
+                    };
+                    Some((k.clone(), v))
+                })
+                .collect(),
+        ),
+        _ if head.within.is_empty() => Value::Null,
+        other => other.clone(),
+    }
+}
+
+/// Builds the members named by `keys` of the object at the path `within` (`""` for the
+/// document, `"outer/"` for a member of it).
+#[derive(Clone, Copy)]
 struct Head<'k> {
     keys: &'k [&'k str],
+    within: &'k str,
+}
+
+/// How much of a member [`Head`] builds.
+enum Wanted<'k> {
+    Whole,
+    /// Its own named members: the path of the member, with the trailing `/`.
+    Part(&'k str),
+}
+
+impl<'k> Head<'k> {
+    fn wanted(&self, member: &str) -> Option<Wanted<'k>> {
+        let mut part = None;
+        for &key in self.keys {
+            let Some(rest) = key.strip_prefix(self.within).and_then(|k| k.strip_prefix(member)) else { continue };
+            if rest.is_empty() {
+                return Some(Wanted::Whole);
+            }
+            if rest.starts_with('/') {
+                part = Some(Wanted::Part(&key[..key.len() - rest.len() + 1]));
+            }
+        }
+        part
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Head<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
 }
 
 impl<'de> Visitor<'de> for Head<'_> {
-    type Value = Option<Map<String, Value>>;
+    /// The object's named members; a member that is not an object is built whole, and a
+    /// document that is not one (`within` empty) is checked and comes back as `Null`.
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON document")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut fields = Map::new();
         while let Some(key) = map.next_key_seed(Key)? {
-            match self.keys.iter().find(|k| **k == key.as_ref()) {
-                // A repeated key keeps its last value, as a full parse would.
-                Some(_) => drop(fields.insert(key.into_owned(), map.next_value()?)),
+            // A repeated key keeps its last value, as a full parse would.
+            match self.wanted(&key) {
+                Some(Wanted::Whole) => drop(fields.insert(key.into_owned(), map.next_value()?)),
+                Some(Wanted::Part(within)) => {
+                    let part = map.next_value_seed(Head { keys: self.keys, within })?;
+                    drop(fields.insert(key.into_owned(), part));
+                }
                 None => map.next_value_seed(Skip)?,
             }
         }
-        Ok(Some(fields))
+        Ok(Value::Object(fields))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element_seed(Skip)?.is_some() {}
-        Ok(None)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        if self.within.is_empty() {
+            while seq.next_element_seed(Skip)?.is_some() {}
+            return Ok(Value::Null);
+        }
+        Value::deserialize(SeqAccessDeserializer::new(seq))
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
     }
 
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
@@ -177,9 +258,29 @@ mod tests {
     }
 
     #[test]
+    fn a_path_builds_only_the_named_members_of_an_object_member() {
+        let text =
+            br#"{"t":"X","d":{"id":"1","big":[1,2,3],"author":{"id":"a","name":"n"},"d":{"x":1}},"e":[1],"f":5}"#;
+        let keys = ["t", "d/id", "d/author/id", "d/missing", "e/x", "f/x", "g/x"];
+        let got = head(text, &keys).unwrap().unwrap();
+        // `e` and `f` are not objects: built whole, so a decoder sees what they were.
+        assert_eq!(Value::Object(got), json!({"t": "X", "d": {"id": "1", "author": {"id": "a"}}, "e": [1], "f": 5}));
+        let whole = head(text, &["d", "d/id"]).unwrap().unwrap();
+        assert_eq!(whole["d"]["big"], json!([1, 2, 3]), "naming the member itself builds it whole");
+        assert!(head(br#"{"d":{"id":1,"x":[}}"#, &["d/id"]).is_err(), "the skipped parts are still checked");
+        for keys in [&keys[..], &["d", "d/id"], &["e", "x"]] {
+            let tree: Value = serde_json::from_slice(text).unwrap();
+            assert_eq!(pick(&tree, keys), head(text, keys).unwrap(), "a built tree gives the same head");
+        }
+        let repeated = head(br#"{"d":{"id":1},"d":{"id":2,"x":0}}"#, &["d/id"]).unwrap().unwrap();
+        assert_eq!(repeated["d"], json!({"id": 2}), "the last of a repeated key, as a full parse");
+    }
+
+    #[test]
     fn anything_but_an_object_has_no_fields() {
         for text in [&b"[1,{\"a\":1}]"[..], b"5", b"-1", b"1.5", b"\"s\"", b"null", b"true"] {
             assert_eq!(head(text, &["a"]).unwrap(), None, "{}", String::from_utf8_lossy(text));
+            assert_eq!(pick(&serde_json::from_slice(text).unwrap(), &["a"]), None);
         }
     }
 
@@ -187,5 +288,12 @@ mod tests {
     fn skipped_parts_are_held_to_the_same_depth_limit() {
         let deep = format!(r#"{{"a":1,"b":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         assert_eq!(head(deep.as_bytes(), &["a"]).is_err(), serde_json::from_str::<Value>(&deep).is_err());
+        for depth in [120, 126, 127, 128, 200] {
+            let deep = format!(r#"{{"d":{{"x":{}{}}}}}"#, "[".repeat(depth), "]".repeat(depth));
+            let full = serde_json::from_str::<Value>(&deep).is_err();
+            for keys in [&["d/x"][..], &["d/y"], &["d"]] {
+                assert_eq!(head(deep.as_bytes(), keys).is_err(), full, "depth {depth}, {keys:?}");
+            }
+        }
     }
 }

@@ -152,7 +152,8 @@ fn wait_for(services: &Services, args: &[Dynamic]) -> RhaiResult<Dynamic> {
         return Err(script_error(format!("{what}: only a callback that handles an event can wait for the next one")));
     };
     let same = |a: &Value, b: &Value| !a.is_null() && a == b;
-    let guild = |e: &Event| e.raw().pointer("/d/guild_id").cloned().unwrap_or(Value::Null);
+    // A QQ event keeps its `d.guild_id` as `place` (other protocols' events have no guild).
+    let guild = |e: &Event| if e.bot.protocol.namespace == "qq" { e.place.clone() } else { Value::Null };
     let in_scope: Box<dyn Fn(&Event) -> bool + Send + Sync> = {
         let c = current.clone();
         match scope.as_str() {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::{Adapter, Opened, Start, Verb};
 use crate::bot::{Bot, BotId, CallError, Link, Protocol};
-use crate::event::{Event, Identity, hash_id, name_part};
+use crate::event::{Event, Identity, Raw, hash_id, name_part};
 use config::MilkyConfig;
 
 /// Milky: its bots accept the `milky::` actions.
@@ -91,20 +91,50 @@ pub struct Malformed(String);
 
 /// Turns a Milky event object into an [`Event`] (`via` names the connection).
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
-    let kind = name_part(&raw, "event_type").map_err(Malformed)?.to_owned();
-    if !raw.get("data").is_none_or(Value::is_object) {
+    let head = super::head::pick(&raw, HEAD).map_or(Value::Null, Value::Object);
+    decode(bot, head, raw.into(), via)
+}
+
+/// Reads an event's [`HEAD`] fields and nothing else; `None` when it is JSON but not an object.
+pub fn read_head(event: &[u8]) -> serde_json::Result<Option<Value>> {
+    Ok(super::head::head(event, HEAD)?.map(Value::Object))
+}
+
+/// The fields of an event that decoding reads. The rest (the group member, the group, the
+/// friend: often most of a message event) is parsed only if a script asks.
+pub const HEAD: &[&str] = &[
+    "event_type",
+    "self_id",
+    "data/message_scene",
+    "data/peer_id",
+    "data/sender_id",
+    "data/message_seq",
+    "data/user_id",
+    "data/group_id",
+    "data/initiator_id",
+    "data/segments",
+];
+
+/// Decodes an event from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
+pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
+    let kind = name_part(&head, "event_type").map_err(Malformed)?.to_owned();
+    if !head.get("data").is_none_or(Value::is_object) {
         return Err(Malformed(format!("`{kind}` has a data member that is not an object")));
     }
-    let self_id = raw.get("self_id").and_then(Value::as_i64);
+    let self_id = head.get("self_id").and_then(Value::as_i64);
     if let Some(id) = self_id {
         bot.set_self_id(BotId::Number(id));
     }
     if !events::EVENTS.iter().any(|(name, _)| name.strip_prefix("milky.") == Some(kind.as_str())) {
         warn_unknown(&kind);
     }
-    // Borrowed, not copied: `raw` moves into the event whole once the fields are read.
+    // Taken before `data` is borrowed: only a message's segments are read, once.
+    let incoming = match head.pointer_mut("/data/segments") {
+        Some(segs) if kind == "message_receive" => Some(segs.take()),
+        _ => None,
+    };
     let empty = json!({});
-    let data = raw.get("data").unwrap_or(&empty);
+    let data = head.get("data").unwrap_or(&empty);
     let field = |k: &str| data.get(k).filter(|v| !v.is_null()).cloned();
     let scene = data.get("message_scene").and_then(Value::as_str).unwrap_or_default().to_owned();
     let mut aliases: Vec<&str> = Vec::new();
@@ -156,8 +186,8 @@ pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malfo
         "group_member_decrease" => aliases.push("member.decrease"),
         _ => {}
     }
-    let identity = identity(&raw, &kind, data);
-    let parsed = (kind == "message_receive").then(|| Value::Array(segments::incoming(&data["segments"])));
+    let identity = identity(&head, &raw, &kind, data);
+    let parsed = (kind == "message_receive").then(|| Value::Array(segments::incoming(incoming.unwrap_or_default())));
     let (text, at_me, reply_to) = match parsed.as_ref().and_then(Value::as_array) {
         Some(segs) => {
             let mut at_me = false;
@@ -179,6 +209,7 @@ pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malfo
         "friend" => "/data/friend",
         _ => "",
     };
+    let place = field("peer_id");
     let mut ev = Event::new(bot.clone(), format!("milky.{kind}"), &aliases, raw);
     ev.text = text;
     ev.at_me = at_me;
@@ -186,6 +217,7 @@ pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malfo
     ev.user_id = user_id.unwrap_or(Value::Null);
     ev.group_id = group_id.unwrap_or(Value::Null);
     ev.message_id = message_id.unwrap_or(Value::Null);
+    ev.place = place.unwrap_or(Value::Null);
     ev.identity = identity;
     ev.via = via;
     if parsed.is_some() {
@@ -205,19 +237,19 @@ fn warn_unknown(kind: &str) {
     }
 }
 
-/// A message by scene, peer and sequence; anything else by its whole content.
-fn identity(raw: &Value, kind: &str, data: &Value) -> Identity {
+/// A message by scene, peer and sequence; anything else by its whole content (`raw`).
+fn identity(head: &Value, raw: &Raw, kind: &str, data: &Value) -> Identity {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     if kind == "message_receive" {
         ("milky", kind).hash(&mut h);
-        hash_id(raw.get("self_id").unwrap_or(&Value::Null), &mut h);
+        hash_id(head.get("self_id").unwrap_or(&Value::Null), &mut h);
         for key in ["message_scene", "peer_id", "message_seq"] {
             hash_id(data.get(key).unwrap_or(&Value::Null), &mut h);
         }
         return Identity::Id(h.finish());
     }
-    raw.to_string().hash(&mut h);
+    raw.tree().to_string().hash(&mut h);
     Identity::Content(h.finish())
 }
 
@@ -227,8 +259,9 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
     if !ev.group_id.is_null() {
         return Ok(("send_group_message", json!({"group_id": ev.group_id, "message": message})));
     }
-    let peer = ev.raw().pointer("/data/peer_id").filter(|p| !p.is_null()).cloned();
-    match peer.or_else(|| (!ev.user_id.is_null()).then(|| ev.user_id.clone())) {
+    // The peer, not the sender: the bot's own message from another device names the friend.
+    let peer = [&ev.place, &ev.user_id].into_iter().find(|p| !p.is_null());
+    match peer {
         Some(user) => Ok(("send_private_message", json!({"user_id": user, "message": message}))),
         None => Err(CallError::NoTarget { event: ev.name.clone() }),
     }
@@ -261,6 +294,78 @@ mod tests {
         assert_eq!(ev.sender()["role"], "admin");
         let (action, params) = reply_call(&ev, json!("pong")).unwrap();
         assert_eq!((action, &params["group_id"]), ("send_group_message", &json!(20001)));
+    }
+
+    #[test]
+    fn a_frame_read_by_its_head_decodes_as_the_whole_tree_does() {
+        let segs = json!([{"type": "reply", "data": {"message_seq": 29999}}, {"type": "mention", "data": {"user_id": 10001}},
+                          {"type": "text", "data": {"text": " hi \"é\" "}}, {"type": "shiny", "data": {"summary": "[s]"}}, 7]);
+        let mut own_private = group_message(10001, json!([{"type": "text", "data": {"text": "sent elsewhere"}}]));
+        own_private["data"]["message_scene"] = json!("friend");
+        own_private["data"]["peer_id"] = json!(10003);
+        own_private["data"]["friend"] = json!({"user_id": 10003, "nickname": "f", "remark": ""});
+        let frames = [
+            group_message(10002, segs),
+            group_message(10002, json!([{"type": "mention_all", "data": {}}])),
+            own_private,
+            json!({"time": 1, "self_id": 10001, "event_type": "message_recall", "data": {"message_scene": "friend",
+                "peer_id": 10003, "message_seq": 5, "sender_id": 10003, "operator_id": 10003, "display_suffix": ""}}),
+            json!({"time": 1, "self_id": 10001, "event_type": "group_nudge", "data": {"group_id": 20001,
+                "sender_id": 10002, "receiver_id": 10001, "display_action": "戳了戳"}}),
+            json!({"time": 1, "self_id": 10001, "event_type": "friend_request", "data": {"initiator_id": 10004,
+                "initiator_uid": "u", "comment": "hi", "via": "search"}}),
+            json!({"time": 1, "self_id": 10001, "event_type": "bot_offline", "data": {"reason": "kicked"}}),
+            json!({"time": 1, "self_id": 10001, "event_type": "brand_new"}),
+        ];
+        for frame in frames {
+            let text = bytes::Bytes::from(frame.to_string());
+            let head = read_head(&text).unwrap().unwrap();
+            for big in ["group_member", "group", "friend", "time", "display_suffix", "comment"] {
+                assert!(
+                    head.get(big).is_none() && head.pointer(&format!("/data/{big}")).is_none(),
+                    "only the head is built"
+                );
+            }
+            let lazy = decode(&bot(), head, Raw::text(text), 1).unwrap();
+            let whole = decode_event(&bot(), frame.clone(), 1).unwrap();
+            let seen = |e: &Event| {
+                (
+                    e.name.clone(),
+                    e.keys().to_vec(),
+                    e.text.clone(),
+                    e.user_id.clone(),
+                    e.group_id.clone(),
+                    e.message_id.clone(),
+                )
+            };
+            assert_eq!(seen(&lazy), seen(&whole), "{frame}");
+            assert_eq!((lazy.at_me, &lazy.reply_to, lazy.identity), (whole.at_me, &whole.reply_to, whole.identity));
+            assert_eq!((lazy.segments(), lazy.sender(), lazy.role()), (whole.segments(), whole.sender(), whole.role()));
+            let reply = |e: &Event| reply_call(e, json!("pong")).map_err(|e| e.to_string());
+            assert_eq!(reply(&lazy), reply(&whole));
+            assert_eq!(lazy.raw(), &frame, "the rest is parsed when asked for");
+        }
+    }
+
+    #[test]
+    fn answering_a_message_never_parses_the_whole_event() {
+        let mut private = group_message(10002, json!([]));
+        private["data"]["message_scene"] = json!("friend");
+        for frame in [group_message(10002, json!([{"type": "text", "data": {"text": "hi"}}])), private] {
+            let text = bytes::Bytes::from(frame.to_string());
+            let ev = decode(&bot(), read_head(&text).unwrap().unwrap(), Raw::text(text), 1).unwrap();
+            reply_call(&ev, json!("pong")).unwrap();
+            assert!(!ev.raw_is_built(), "{frame}");
+        }
+    }
+
+    #[test]
+    fn a_private_reply_goes_to_the_peer_not_the_sender() {
+        let mut own = group_message(10001, json!([]));
+        own["data"]["message_scene"] = json!("friend");
+        own["data"]["peer_id"] = json!(10003);
+        let (action, params) = reply_call(&decode_event(&bot(), own, 1).unwrap(), json!("x")).unwrap();
+        assert_eq!((action, &params["user_id"]), ("send_private_message", &json!(10003)));
     }
 
     #[test]

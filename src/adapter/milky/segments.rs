@@ -25,15 +25,17 @@ const KNOWN_INCOMING: &[&str] = &[
 ];
 
 /// `segments` of an incoming message, normalised: unknown types become a `text` segment
-/// carrying their summary (or `[type]`), and items that are not segments are dropped.
-pub fn incoming(segments: &Value) -> Vec<Value> {
-    let items = segments.as_array().map(Vec::as_slice).unwrap_or_default();
+/// carrying their summary (or `[type]`), and items that are not segments are dropped. Each
+/// segment's `data` is moved, not copied.
+pub fn incoming(segments: Value) -> Vec<Value> {
+    let Value::Array(items) = segments else { return Vec::new() };
     items
-        .iter()
+        .into_iter()
         .filter_map(|seg| {
-            let kind = seg.get("type")?.as_str()?;
-            let data = seg.get("data").filter(|d| d.is_object()).cloned().unwrap_or_else(|| json!({}));
-            if KNOWN_INCOMING.contains(&kind) {
+            let Value::Object(mut seg) = seg else { return None };
+            let Some(Value::String(kind)) = seg.remove("type") else { return None };
+            let data = seg.remove("data").filter(Value::is_object).unwrap_or_else(|| json!({}));
+            if KNOWN_INCOMING.contains(&kind.as_str()) {
                 return Some(json!({"type": kind, "data": data}));
             }
             let text = data.get("summary").and_then(Value::as_str).map_or_else(|| format!("[{kind}]"), str::to_owned);
@@ -158,7 +160,7 @@ mod tests {
 
     #[test]
     fn unknown_incoming_segments_read_as_text_and_junk_is_skipped() {
-        let segs = incoming(&json!([
+        let segs = incoming(json!([
             {"type": "text", "data": {"text": "a"}},
             {"type": "shiny_new", "data": {"summary": "[新东西]"}},
             {"type": "other_new", "data": {}},

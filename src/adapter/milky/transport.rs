@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -17,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::config::{Events, MilkyConfig};
-use super::decode_event;
+use super::{decode, read_head};
 use crate::adapter::backoff::Retry;
 use crate::adapter::sse::{self, Source};
 use crate::adapter::ws_client::{self, Socket, TokenIn};
 use crate::adapter::{EventSink, Start};
 use crate::bot::{Bot, connection_id};
+use crate::event::Raw;
 use crate::logsafe::{RateLimit, preview};
 
 /// A silent WebSocket is pinged after this long, and given up after three times it.
@@ -50,7 +52,7 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
             let (sink, shutdown) = (s.sink, s.shutdown);
             s.tasks.spawn(async move {
                 let handler_bot = bot.clone();
-                let mut handle = move |data: &[u8], via: u64, warnings: &mut RateLimit| {
+                let mut handle = move |data: Bytes, via: u64, warnings: &mut RateLimit| {
                     deliver(&handler_bot, data, via, &sink, warnings);
                     None
                 };
@@ -77,17 +79,18 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
 }
 
 /// Decodes one event's JSON and hands it on; what is not an event is one rate-limited line.
-fn deliver(bot: &Arc<Bot>, data: &[u8], via: u64, sink: &EventSink, warnings: &mut RateLimit) {
-    match serde_json::from_slice::<Value>(data) {
-        Ok(raw @ Value::Object(_)) => match decode_event(bot, raw, via) {
+/// Only the fields decoding reads are built; the event keeps the rest as text.
+fn deliver(bot: &Arc<Bot>, data: Bytes, via: u64, sink: &EventSink, warnings: &mut RateLimit) {
+    match read_head(&data) {
+        Ok(Some(head)) => match decode(bot, head, Raw::text(data), via) {
             Ok(ev) => sink(ev),
             Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
         },
-        Ok(_) => {
-            crate::warn_limited!(warnings, bot = %bot.name, "Milky event is not an object, skipped: {}", preview(data))
+        Ok(None) => {
+            crate::warn_limited!(warnings, bot = %bot.name, "Milky event is not an object, skipped: {}", preview(&data))
         }
         Err(e) => {
-            crate::warn_limited!(warnings, bot = %bot.name, "malformed Milky event skipped: {e}: {}", preview(data))
+            crate::warn_limited!(warnings, bot = %bot.name, "malformed Milky event skipped: {e}: {}", preview(&data))
         }
     }
 }
@@ -169,8 +172,8 @@ async fn read_ws(
         silent_for = 0;
         retry.reset();
         let data = match message {
-            Message::Text(t) => t.as_bytes().to_vec(),
-            Message::Binary(b) => b.to_vec(),
+            Message::Text(t) => Bytes::from(t),
+            Message::Binary(b) => b,
             Message::Close(c) => return Some(format!("close frame {c:?}")),
             _ => continue,
         };
@@ -178,7 +181,7 @@ async fn read_ws(
             crate::warn_limited!(warnings, bot = %bot.name, size = data.len(), limit = cfg.max_frame_bytes, "oversized event skipped");
             continue;
         }
-        deliver(bot, &data, via, sink, &mut warnings);
+        deliver(bot, data, via, sink, &mut warnings);
     }
 }
 
@@ -217,6 +220,6 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
             Ok(body) => body,
             Err(status) => return status.into_response(),
         };
-    deliver(&r.bot, &body, r.via, &r.sink, &mut warnings());
+    deliver(&r.bot, body, r.via, &r.sink, &mut warnings());
     StatusCode::NO_CONTENT.into_response()
 }

@@ -201,10 +201,7 @@ pub struct Malformed {
 /// message without a group: name parts must be short identifiers; messages need `user_id`
 /// (and `group_id` in a group); requests need a `flag`; `group_*` notices need `group_id`.
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
-    let head = match &raw {
-        Value::Object(all) => HEAD.iter().filter_map(|k| Some(((*k).to_owned(), all.get(*k)?.clone()))).collect(),
-        _ => serde_json::Map::new(),
-    };
+    let head = super::head::pick(&raw, HEAD).unwrap_or_default();
     decode(bot, Value::Object(head), raw.into(), via)
 }
 

@@ -26,9 +26,9 @@ pub async fn run(bot: Arc<Bot>, cfg: OneBotConfig, url: String, sink: EventSink,
         tls: cfg.tls.clone(),
     };
     let handler_bot = bot.clone();
-    let mut handle = move |data: &[u8], via: u64, warnings: &mut RateLimit| -> Option<Duration> {
+    let mut handle = move |data: bytes::Bytes, via: u64, warnings: &mut RateLimit| -> Option<Duration> {
         let bot = &handler_bot;
-        match serde_json::from_slice::<Value>(data) {
+        match serde_json::from_slice::<Value>(&data) {
             Ok(raw) if raw.get("post_type").is_some() => {
                 let heartbeat = (raw.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat"))
                     .then(|| {
@@ -42,11 +42,11 @@ pub async fn run(bot: Arc<Bot>, cfg: OneBotConfig, url: String, sink: EventSink,
                 heartbeat
             }
             Ok(_) => {
-                crate::warn_limited!(warnings, bot = %bot.name, "SSE frame is not an event, skipped: {}", preview(data));
+                crate::warn_limited!(warnings, bot = %bot.name, "SSE frame is not an event, skipped: {}", preview(&data));
                 None
             }
             Err(e) => {
-                crate::warn_limited!(warnings, bot = %bot.name, "malformed SSE frame skipped: {e}: {}", preview(data));
+                crate::warn_limited!(warnings, bot = %bot.name, "malformed SSE frame skipped: {e}: {}", preview(&data));
                 None
             }
         }

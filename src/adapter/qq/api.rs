@@ -108,8 +108,6 @@ impl Api {
     /// id (the platform lets some events be answered with `event_id`).
     pub fn note_event(&self, ev: &Event) {
         let now = sent_at(ev).unwrap_or_else(Instant::now);
-        let d = ev.raw().get("d");
-        let s = |k: &str| d.and_then(|d| d.get(k)).and_then(Value::as_str);
         let kind = ev.name.strip_prefix("qq.").unwrap_or_default();
         let mut rules = self.rules();
         match kind {
@@ -128,8 +126,11 @@ impl Api {
                     rules.replies.received(id, Scene::Guild, None, now);
                 }
             }
+            // Not a message: rarer, and read from the whole event (messages never parse it).
             _ => {
                 let Some(event_id) = ev.raw().get("id").and_then(Value::as_str) else { return };
+                let d = ev.raw().get("d");
+                let s = |k: &str| d.and_then(|d| d.get(k)).and_then(Value::as_str);
                 let scene = if s("group_openid").is_some() {
                     Scene::Group
                 } else if s("openid").is_some() || s("user_openid").is_some() {
@@ -577,15 +578,11 @@ impl Requests for Api {
     }
 }
 
-/// When the platform says the event happened (`d.timestamp`), as an instant: a message replayed
-/// after a resume keeps the window it had. `None` when absent, odd, or in the future.
+/// When the platform says the event happened (`d.timestamp`, kept as [`Event::time`]), as an
+/// instant: a message replayed after a resume keeps the window it had. `None` when absent, odd,
+/// or in the future.
 fn sent_at(ev: &Event) -> Option<Instant> {
-    let stamp = ev.raw().pointer("/d/timestamp")?;
-    let secs = match stamp {
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_millis() as f64 / 1000.0,
-        Value::Number(n) => n.as_f64()?,
-        _ => return None,
-    };
+    let secs = ev.time?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
     let age = now - secs;
     // Clocks differ a little; only an age that makes sense moves the start of the window.

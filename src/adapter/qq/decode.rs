@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::events::EVENTS;
 use crate::bot::Bot;
-use crate::event::{Event, Identity, name_part, normalize_name};
+use crate::event::{Event, Identity, Raw, name_part, normalize_name};
 
 /// A payload that is not a dispatch event this runtime can read: logged, not delivered.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -22,13 +22,51 @@ pub struct Malformed(String);
 
 /// Turns a dispatch payload into an [`Event`] (`via` names the connection).
 pub fn decode_event(bot: &Arc<Bot>, payload: Value, via: u64) -> Result<Event, Malformed> {
-    let kind = name_part(&payload, "t").map_err(Malformed)?.to_owned();
-    // Borrowed, not copied: `payload` moves into the event whole once the fields are read.
-    let empty = json!({});
-    let d = payload.get("d").unwrap_or(&empty);
-    if !d.is_object() {
+    let head = crate::adapter::head::pick(&payload, HEAD).map_or(Value::Null, Value::Object);
+    decode(bot, head, payload.into(), via)
+}
+
+/// Reads a payload's [`HEAD`] fields and nothing else; `None` when it is JSON but not an object.
+pub fn read_head(payload: &[u8]) -> serde_json::Result<Option<Value>> {
+    Ok(crate::adapter::head::head(payload, HEAD)?.map(Value::Object))
+}
+
+/// The fields of a gateway payload that the socket and decoding read. The rest (the author's
+/// name and avatar, a guild member's roles, mentions...) is parsed only if a script asks.
+pub const HEAD: &[&str] = &[
+    "op",
+    "s",
+    "t",
+    "id",
+    "d/heartbeat_interval",
+    "d/session_id",
+    "d/id",
+    "d/content",
+    "d/timestamp",
+    "d/attachments",
+    "d/group_openid",
+    "d/channel_id",
+    "d/guild_id",
+    "d/member_openid",
+    "d/user_openid",
+    "d/openid",
+    "d/user_id",
+    "d/author_id",
+    "d/author/id",
+    "d/author/user_openid",
+    "d/author/member_openid",
+];
+
+/// Decodes a dispatch payload from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
+pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
+    let kind = name_part(&head, "t").map_err(Malformed)?.to_owned();
+    if !head.get("d").is_none_or(Value::is_object) {
         return Err(Malformed(format!("`{kind}` has a d that is not an object")));
     }
+    // Taken before `d` is borrowed: the attachments move into the segments.
+    let attachments = head.pointer_mut("/d/attachments").map(Value::take);
+    let empty = json!({});
+    let d = head.get("d").unwrap_or(&empty);
     let s = |pointer: &str| d.pointer(pointer).filter(|v| !v.is_null()).cloned();
     let mut aliases: Vec<&str> = Vec::new();
     let mut group_id = s("/group_openid");
@@ -78,14 +116,17 @@ pub fn decode_event(bot: &Arc<Bot>, payload: Value, via: u64) -> Result<Event, M
     }
     let content = d.get("content").and_then(Value::as_str).unwrap_or_default();
     let text = if is_message { strip_mention(content).trim().to_owned() } else { String::new() };
-    let segments = is_message.then(|| segments(&text, d));
-    let identity = identity(&payload, &kind, d);
-    let mut ev = Event::new(bot.clone(), format!("qq.{kind}"), &aliases, payload);
+    let segments = is_message.then(|| segments(&text, attachments));
+    let identity = identity(&head, &kind, d);
+    let (place, time) = (s("/guild_id"), d.get("timestamp").and_then(seconds));
+    let mut ev = Event::new(bot.clone(), format!("qq.{kind}"), &aliases, raw);
     ev.text = text;
     ev.at_me = at_me;
     ev.user_id = user_id.unwrap_or(Value::Null);
     ev.group_id = group_id.unwrap_or(Value::Null);
     ev.message_id = message_id.unwrap_or(Value::Null);
+    ev.place = place.unwrap_or(Value::Null);
+    ev.time = time;
     ev.identity = identity;
     ev.via = via;
     if let Some(segments) = segments {
@@ -105,13 +146,17 @@ fn strip_mention(content: &str) -> &str {
     }
 }
 
-/// The text and the attachments as segments.
-fn segments(text: &str, d: &Value) -> Value {
+/// The text and the attachments (`d.attachments`) as segments.
+fn segments(text: &str, attachments: Option<Value>) -> Value {
     let mut out = Vec::new();
     if !text.is_empty() {
         out.push(json!({"type": "text", "data": {"text": text}}));
     }
-    for a in d.get("attachments").and_then(Value::as_array).into_iter().flatten() {
+    let attachments = match attachments {
+        Some(Value::Array(all)) => all,
+        _ => Vec::new(),
+    };
+    for a in attachments {
         let kind = match a.get("content_type").and_then(Value::as_str).unwrap_or_default() {
             t if t.starts_with("image") => "image",
             t if t.starts_with("video") => "video",
@@ -121,6 +166,16 @@ fn segments(text: &str, d: &Value) -> Value {
         out.push(json!({"type": kind, "data": a}));
     }
     Value::Array(out)
+}
+
+/// When the platform says an event happened (`d.timestamp`: RFC 3339 text, or a number), in
+/// seconds since the Unix epoch.
+fn seconds(stamp: &Value) -> Option<f64> {
+    match stamp {
+        Value::String(s) => Some(chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_millis() as f64 / 1000.0),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
 }
 
 /// Group messages by their type and the message's id (the @ copy and the plain copy are two
@@ -199,6 +254,72 @@ mod tests {
         );
         assert_eq!(ev.segments()[1]["type"], "image");
         assert_eq!(ev.sender()["member_role"], "admin");
+    }
+
+    #[test]
+    fn a_frame_read_by_its_head_decodes_as_the_whole_tree_does() {
+        let mut plain = group_at("GROUP_MESSAGE_CREATE:9", "MSG1");
+        plain["t"] = json!("GROUP_MESSAGE_CREATE");
+        let frames = [
+            group_at("GROUP_AT_MESSAGE_CREATE:1", "MSG1"),
+            plain,
+            json!({"op": 0, "s": 4, "id": "C2C_MESSAGE_CREATE:2", "t": "C2C_MESSAGE_CREATE", "d": {
+                "id": "MSG2", "content": "hi \"é\"", "timestamp": 1764432000,
+                "author": {"id": "A", "user_openid": "U_OPENID", "union_openid": "X"},
+                "attachments": [{"content_type": "voice", "url": "https://x/v.silk"}, {"content_type": "file"}]}}),
+            json!({"op": 0, "s": 5, "id": "AT_MESSAGE_CREATE:3", "t": "AT_MESSAGE_CREATE", "d": {
+                "id": "M3", "content": "<@!1234> hello", "channel_id": "C", "guild_id": "G",
+                "timestamp": "2026-11-30T00:00:01+08:00", "author": {"id": "U", "username": "u", "avatar": "a", "bot": false},
+                "member": {"roles": ["2", "4"], "joined_at": "2026-01-01T00:00:00+08:00"}, "mentions": [{"id": "1234"}]}}),
+            json!({"op": 0, "s": 6, "id": "DIRECT_MESSAGE_CREATE:4", "t": "DIRECT_MESSAGE_CREATE", "d": {
+                "id": "M4", "content": "dm", "channel_id": "DC", "guild_id": "DG", "src_guild_id": "G",
+                "author": {"id": "U"}, "member": {"joined_at": "x"}}}),
+            json!({"op": 0, "s": 7, "id": "GROUP_MEMBER_ADD:5", "t": "GROUP_MEMBER_ADD", "d": {
+                "group_openid": "G_OPENID", "member_openid": "M", "timestamp": 1764432000}}),
+            json!({"op": 0, "s": 8, "id": "INTERACTION_CREATE:6", "t": "INTERACTION_CREATE", "d": {
+                "id": "I", "type": 11, "chat_type": 1, "group_openid": "G_OPENID", "group_member_openid": "M",
+                "data": {"resolved": {"button_id": "b", "button_data": "d"}}}}),
+            json!({"op": 0, "s": 1, "t": "READY", "d": {"version": 1, "session_id": "S",
+                "user": {"id": "BOT", "username": "b", "bot": true}, "shard": [0, 1]}}),
+        ];
+        for frame in frames {
+            let text = bytes::Bytes::from(frame.to_string());
+            let head = read_head(&text).unwrap().unwrap();
+            for big in ["member", "mentions", "data", "user", "src_guild_id"] {
+                assert!(head.pointer(&format!("/d/{big}")).is_none(), "only the head is built");
+            }
+            assert!(head.pointer("/d/author/username").is_none());
+            let lazy = decode(&bot(), head, Raw::text(text), 1).unwrap();
+            let whole = decode_event(&bot(), frame.clone(), 1).unwrap();
+            let seen = |e: &Event| {
+                (
+                    e.name.clone(),
+                    e.keys().to_vec(),
+                    e.text.clone(),
+                    e.user_id.clone(),
+                    e.group_id.clone(),
+                    e.message_id.clone(),
+                )
+            };
+            assert_eq!(seen(&lazy), seen(&whole), "{frame}");
+            assert_eq!((lazy.at_me, &lazy.reply_to, lazy.identity), (whole.at_me, &whole.reply_to, whole.identity));
+            assert_eq!((lazy.segments(), lazy.sender(), lazy.role()), (whole.segments(), whole.sender(), whole.role()));
+            assert_eq!((&lazy.place, lazy.time), (&whole.place, whole.time));
+            let reply = |e: &Event| super::super::reply_call(e, json!("pong")).map_err(|e| e.to_string());
+            assert_eq!(reply(&lazy), reply(&whole));
+            assert_eq!(lazy.raw(), &frame, "the rest is parsed when asked for");
+        }
+    }
+
+    #[test]
+    fn a_message_keeps_what_its_reply_needs() {
+        let dm = json!({"op": 0, "id": "E", "t": "DIRECT_MESSAGE_CREATE", "d": {"id": "M", "content": "x",
+            "guild_id": "DG", "timestamp": "2026-11-30T00:00:01+08:00", "author": {"id": "U"}}});
+        let text = bytes::Bytes::from(dm.to_string());
+        let ev = decode(&bot(), read_head(&text).unwrap().unwrap(), Raw::text(text), 1).unwrap();
+        assert_eq!((&ev.place, ev.time), (&json!("DG"), Some(1_795_968_001.0)));
+        let (action, params) = super::super::reply_call(&ev, json!("pong")).unwrap();
+        assert_eq!((action, &params["guild_id"], &params["message_id"]), ("send_dm", &json!("DG"), &json!("M")));
     }
 
     #[test]

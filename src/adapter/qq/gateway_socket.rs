@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::decode::decode_event;
+use super::decode::{decode, read_head};
 use super::gateway::{Action, Input, Session, State};
 use super::token::Tokens;
 use crate::adapter::EventSink;
@@ -22,6 +23,7 @@ use crate::adapter::backoff::Retry;
 use crate::adapter::ws_client::{self, Socket, TokenIn};
 use crate::bot::{Bot, connection_id};
 use crate::config::Backoff;
+use crate::event::Raw;
 use crate::logsafe::RateLimit;
 
 /// How long a connection may take from opening to a running session (READY or RESUMED).
@@ -209,8 +211,11 @@ impl Gateway {
                             crate::warn_limited!(warnings, bot = %self.bot.name, size = text.len(), "oversized gateway frame skipped");
                             continue;
                         }
-                        match serde_json::from_str::<Value>(&text) {
-                            Ok(payload) => pending.extend(self.read(payload, via, sink, &mut warnings)),
+                        // Only the fields dispatch and decoding read are built; an event keeps the
+                        // rest as text.
+                        let text = Bytes::from(text);
+                        match read_head(&text) {
+                            Ok(head) => pending.extend(self.read(head.unwrap_or(Value::Null), text, via, sink, &mut warnings)),
                             Err(e) => crate::warn_limited!(warnings, bot = %self.bot.name, "malformed gateway frame skipped: {e}"),
                         }
                     }
@@ -226,23 +231,24 @@ impl Gateway {
         }
     }
 
-    /// What a payload means for the machine; dispatches are also handed on.
-    fn read(&self, payload: Value, via: u64, sink: &EventSink, warnings: &mut RateLimit) -> Option<Input> {
-        let op = payload.get("op").and_then(Value::as_i64);
-        let seq = payload.get("s").and_then(Value::as_u64);
+    /// What a payload means for the machine (read from its [`HEAD`](super::decode::HEAD) fields,
+    /// `head`); dispatches are also handed on, with the whole payload (`text`).
+    fn read(&self, head: Value, text: Bytes, via: u64, sink: &EventSink, warnings: &mut RateLimit) -> Option<Input> {
+        let op = head.get("op").and_then(Value::as_i64);
+        let seq = head.get("s").and_then(Value::as_u64);
         match op {
             Some(10) => {
-                let ms = payload.pointer("/d/heartbeat_interval").and_then(Value::as_u64).unwrap_or(41_250);
+                let ms = head.pointer("/d/heartbeat_interval").and_then(Value::as_u64).unwrap_or(41_250);
                 Some(Input::Hello(Duration::from_millis(ms.max(1))))
             }
             Some(11) => Some(Input::HeartbeatAck),
             Some(7) => Some(Input::Reconnect),
             Some(9) => Some(Input::InvalidSession),
             Some(0) => {
-                let t = payload.get("t").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let t = head.get("t").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let input = match t.as_str() {
                     "READY" => Input::ReadyEvent {
-                        session_id: payload
+                        session_id: head
                             .pointer("/d/session_id")
                             .and_then(Value::as_str)
                             .unwrap_or_default()
@@ -252,7 +258,7 @@ impl Gateway {
                     "RESUMED" => Input::Resumed,
                     _ => Input::Dispatch(seq.unwrap_or(0)),
                 };
-                match decode_event(&self.bot, payload, via) {
+                match decode(&self.bot, head, Raw::text(text), via) {
                     Ok(ev) => sink(ev),
                     Err(e) => crate::warn_limited!(warnings, bot = %self.bot.name, "{e}; skipped"),
                 }

@@ -52,15 +52,16 @@ pub static ADAPTER: Adapter = Adapter {
 /// names a chat by its event id (`event_id`), as the platform's passive replies require.
 pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), CallError> {
     let kind = ev.name.strip_prefix("qq.").unwrap_or_default();
-    let d = ev.raw().get("d").cloned().unwrap_or(Value::Null);
     let by_message = !ev.message_id.is_null();
     let mut params = json!({ "message": message });
+    // A message is answered from the fields the event keeps; only other events (rarer) parse
+    // the whole of it for their event id and chat.
     if by_message {
         params["message_id"] = ev.message_id.clone();
     } else if let Some(id) = ev.raw().get("id").filter(|v| v.is_string()) {
         params["event_id"] = id.clone();
     }
-    let field = |k: &str| d.get(k).filter(|v| v.is_string()).cloned();
+    let field = |k: &str| ev.raw().get("d").and_then(|d| d.get(k)).filter(|v| v.is_string()).cloned();
     let action = match kind {
         "GROUP_AT_MESSAGE_CREATE" | "GROUP_MESSAGE_CREATE" => {
             params["group_openid"] = ev.group_id.clone();
@@ -70,8 +71,15 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
             params["user_openid"] = ev.user_id.clone();
             "send_qq_dm"
         }
+        // A guild channel message's channel is its group_id (decoding took it from d.channel_id).
+        "AT_MESSAGE_CREATE" | "MESSAGE_CREATE" => {
+            let channel = Some(&ev.group_id).filter(|v| v.is_string()).cloned();
+            params["channel_id"] = channel.ok_or_else(|| CallError::NoTarget { event: ev.name.clone() })?;
+            "send_msg"
+        }
         "DIRECT_MESSAGE_CREATE" => {
-            params["guild_id"] = field("guild_id").ok_or_else(|| CallError::NoTarget { event: ev.name.clone() })?;
+            let guild = Some(&ev.place).filter(|v| v.is_string()).cloned();
+            params["guild_id"] = guild.ok_or_else(|| CallError::NoTarget { event: ev.name.clone() })?;
             "send_dm"
         }
         _ => match (field("group_openid"), field("openid").or_else(|| field("user_openid")), field("channel_id")) {
@@ -331,6 +339,33 @@ fn file_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noting_and_answering_a_message_never_parse_the_whole_event() {
+        let tls = crate::tls::client(None).unwrap();
+        let client = crate::tls::http_client(&tls);
+        let tokens =
+            Arc::new(token::Tokens::new(client.clone(), "http://127.0.0.1:9", "1", crate::config::Secret("s".into())));
+        let api = Api::new(rest::Rest::new(client, "http://127.0.0.1:9", tokens, 1));
+        let bot = Bot::detached("qq", &PROTOCOL);
+        for (t, d) in [
+            ("GROUP_AT_MESSAGE_CREATE", json!({"group_openid": "G", "author": {"member_openid": "M"}})),
+            ("C2C_MESSAGE_CREATE", json!({"author": {"user_openid": "U"}})),
+            ("AT_MESSAGE_CREATE", json!({"channel_id": "C", "guild_id": "G", "author": {"id": "U"}})),
+            ("DIRECT_MESSAGE_CREATE", json!({"channel_id": "C", "guild_id": "DG", "author": {"id": "U"}})),
+        ] {
+            let mut payload = json!({"op": 0, "s": 1, "id": "E", "t": t, "d": d});
+            payload["d"]["id"] = json!("M1");
+            payload["d"]["content"] = json!("hi");
+            payload["d"]["timestamp"] = json!("2026-11-30T00:00:01+08:00");
+            let text = bytes::Bytes::from(payload.to_string());
+            let head = decode::read_head(&text).unwrap().unwrap();
+            let ev = decode::decode(&bot, head, crate::event::Raw::text(text), 1).unwrap();
+            api.note_event(&ev);
+            reply_call(&ev, json!("pong")).unwrap();
+            assert!(!ev.raw_is_built(), "{t}");
+        }
+    }
 
     #[test]
     fn shards_start_max_concurrency_at_a_time_every_five_seconds() {
