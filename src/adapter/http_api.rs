@@ -2,9 +2,6 @@
 //! Bearer token, and answers read within a size bound, so that a broken or hostile server
 //! cannot make the runtime buffer more than the bot accepts from the wire.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-
 use serde_json::Value;
 use tracing::warn;
 
@@ -42,10 +39,6 @@ pub async fn read(mut response: reqwest::Response, limit: usize) -> Result<Vec<u
     Ok(body)
 }
 
-/// Request URLs remembered per API (one per action: the protocols' catalogs are a few hundred;
-/// an action name beyond them is parsed each time).
-const URLS_REMEMBERED: usize = 512;
-
 /// An HTTP JSON API at one base URL.
 #[derive(Debug)]
 pub struct JsonApi {
@@ -55,9 +48,6 @@ pub struct JsonApi {
     base: String,
     token: Secret,
     max_answer: usize,
-    /// Each path's URL, parsed once: parsing it for every call was a few percent of the
-    /// reactor's time in a reply-heavy profile, and a path is the same for every call of an action.
-    urls: Mutex<HashMap<String, reqwest::Url>>,
 }
 
 impl JsonApi {
@@ -65,22 +55,7 @@ impl JsonApi {
     /// reading answers of up to `max_answer` bytes.
     pub fn new(name: &'static str, base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Self {
         let base = base.trim_end_matches('/').to_owned();
-        let urls = Mutex::default();
-        JsonApi { name, client: crate::tls::http_client(tls), base, token: token.clone(), max_answer, urls }
-    }
-
-    /// `<base><path>` parsed, from the cache when it was parsed before; `None` when it does not
-    /// parse (the request is then made from the text, to fail as it always did).
-    fn url(&self, path: &str) -> Option<reqwest::Url> {
-        let mut urls = self.urls.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(url) = urls.get(path) {
-            return Some(url.clone());
-        }
-        let url = reqwest::Url::parse(&format!("{}{path}", self.base)).ok()?;
-        if urls.len() < URLS_REMEMBERED {
-            urls.insert(path.to_owned(), url.clone());
-        }
-        Some(url)
+        JsonApi { name, client: crate::tls::http_client(tls), base, token: token.clone(), max_answer }
     }
 
     /// POSTs `body` to `<base><path>` and returns the JSON answer of a 2xx status. Any other
@@ -92,11 +67,7 @@ impl JsonApi {
         body: &Value,
         explain: impl Fn(u16) -> Option<String>,
     ) -> Result<Value, CallError> {
-        let request = match self.url(path) {
-            Some(url) => self.client.post(url),
-            None => self.client.post(format!("{}{path}", self.base)),
-        };
-        let mut request = request.json(body);
+        let mut request = self.client.post(format!("{}{path}", self.base)).json(body);
         if !self.token.0.is_empty() {
             request = request.bearer_auth(&self.token.0);
         }
@@ -115,25 +86,5 @@ impl JsonApi {
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| http(status, format!("the answer is not JSON ({e}): {}", preview(&bytes))))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_paths_url_is_parsed_once_and_the_cache_stays_bounded() {
-        let tls = crate::tls::client(None).unwrap();
-        let api = JsonApi::new("t", "http://127.0.0.1:3000/", &Secret(String::new()), 1, &tls);
-        let url = api.url("/api/send_group_message").unwrap();
-        assert_eq!(url.as_str(), "http://127.0.0.1:3000/api/send_group_message");
-        assert_eq!(api.url("/api/send_group_message"), Some(url));
-        for i in 0..URLS_REMEMBERED + 10 {
-            assert!(api.url(&format!("/api/a{i}")).is_some());
-        }
-        assert_eq!(api.urls.lock().unwrap().len(), URLS_REMEMBERED);
-        let bad = JsonApi::new("t", "not a url", &Secret(String::new()), 1, &tls);
-        assert_eq!(bad.url("/x"), None, "left to fail at send, as before");
     }
 }
