@@ -182,14 +182,17 @@ impl Event {
 /// freed on a worker are the dearest kind).
 pub struct Raw {
     /// The JSON text, when the tree was not built up front; a decoder checked that it parses.
-    text: Option<bytes::Bytes>,
+    /// An exact-size copy: a frame's bytes are often a slice of the socket's whole read buffer
+    /// (128 KiB with tungstenite), which an event kept for a while would otherwise pin.
+    text: Option<Box<[u8]>>,
     tree: OnceLock<Value>,
 }
 
 impl Raw {
-    /// Keeps `text`, a JSON document the caller has already parsed once, for [`Raw::tree`].
-    pub fn text(text: bytes::Bytes) -> Raw {
-        Raw { text: Some(text), tree: OnceLock::new() }
+    /// Keeps a copy of `text`, a JSON document the caller has already parsed once, for
+    /// [`Raw::tree`].
+    pub fn text(text: &[u8]) -> Raw {
+        Raw { text: Some(text.into()), tree: OnceLock::new() }
     }
 
     /// The tree, built from the text on first use.

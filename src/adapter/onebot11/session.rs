@@ -392,7 +392,7 @@ fn handle_frame(
                 *heartbeat =
                     head.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis);
             }
-            match super::decode(bot, head, Raw::text(bytes), via) {
+            match super::decode(bot, head, Raw::text(&bytes), via) {
                 Ok(ev) => sink(ev),
                 Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
             }

@@ -9,10 +9,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::config::OneBotConfig;
-use super::decode_event;
 use crate::adapter::EventSink;
 use crate::adapter::sse::{self, Source};
 use crate::bot::Bot;
+use crate::event::Raw;
 use crate::logsafe::{RateLimit, preview};
 
 /// Reads `<url>/_events` until `shutdown`.
@@ -28,14 +28,15 @@ pub async fn run(bot: Arc<Bot>, cfg: OneBotConfig, url: String, sink: EventSink,
     let handler_bot = bot.clone();
     let mut handle = move |data: bytes::Bytes, via: u64, warnings: &mut RateLimit| -> Option<Duration> {
         let bot = &handler_bot;
-        match serde_json::from_slice::<Value>(&data) {
-            Ok(raw) if raw.get("post_type").is_some() => {
+        // Only the fields decoding reads are built; the event keeps the rest as text.
+        match super::read_head(&data) {
+            Ok(Some(raw)) if raw.get("post_type").is_some() => {
                 let heartbeat = (raw.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat"))
                     .then(|| {
                         raw.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis)
                     })
                     .flatten();
-                match decode_event(bot, raw, via) {
+                match super::decode(bot, raw, Raw::text(&data), via) {
                     Ok(ev) => sink(ev),
                     Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
                 }

@@ -64,10 +64,10 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
         return Err(Malformed(format!("`{kind}` has a d that is not an object")));
     }
     // Taken before `d` is borrowed: the attachments move into the segments.
-    let attachments = head.pointer_mut("/d/attachments").map(Value::take);
+    let attachments = head.get_mut("d").and_then(|d| d.get_mut("attachments")).map(Value::take);
     let empty = json!({});
     let d = head.get("d").unwrap_or(&empty);
-    let s = |pointer: &str| d.pointer(pointer).filter(|v| !v.is_null()).cloned();
+    let s = |pointer: &str| crate::event::path(d, pointer).filter(|v| !v.is_null()).cloned();
     let mut aliases: Vec<&str> = Vec::new();
     let mut group_id = s("/group_openid");
     let mut at_me = false;
@@ -289,8 +289,9 @@ mod tests {
                 assert!(head.pointer(&format!("/d/{big}")).is_none(), "only the head is built");
             }
             assert!(head.pointer("/d/author/username").is_none());
-            let lazy = decode(&bot(), head, Raw::text(text), 1).unwrap();
-            let whole = decode_event(&bot(), frame.clone(), 1).unwrap();
+            let lazy = decode(&bot(), head, Raw::text(&text), 1).unwrap();
+            // The old path: the whole tree as the head, so a field missing from HEAD shows.
+            let whole = decode(&bot(), frame.clone(), Raw::from(frame.clone()), 1).unwrap();
             let seen = |e: &Event| {
                 (
                     e.name.clone(),
@@ -316,7 +317,7 @@ mod tests {
         let dm = json!({"op": 0, "id": "E", "t": "DIRECT_MESSAGE_CREATE", "d": {"id": "M", "content": "x",
             "guild_id": "DG", "timestamp": "2026-11-30T00:00:01+08:00", "author": {"id": "U"}}});
         let text = bytes::Bytes::from(dm.to_string());
-        let ev = decode(&bot(), read_head(&text).unwrap().unwrap(), Raw::text(text), 1).unwrap();
+        let ev = decode(&bot(), read_head(&text).unwrap().unwrap(), Raw::text(&text), 1).unwrap();
         assert_eq!((&ev.place, ev.time), (&json!("DG"), Some(1_795_968_001.0)));
         let (action, params) = super::super::reply_call(&ev, json!("pong")).unwrap();
         assert_eq!((action, &params["guild_id"], &params["message_id"]), ("send_dm", &json!("DG"), &json!("M")));

@@ -258,7 +258,7 @@ impl Gateway {
                     "RESUMED" => Input::Resumed,
                     _ => Input::Dispatch(seq.unwrap_or(0)),
                 };
-                match decode(&self.bot, head, Raw::text(text), via) {
+                match decode(&self.bot, head, Raw::text(&text), via) {
                     Ok(ev) => sink(ev),
                     Err(e) => crate::warn_limited!(warnings, bot = %self.bot.name, "{e}; skipped"),
                 }

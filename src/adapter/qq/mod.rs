@@ -360,7 +360,7 @@ mod tests {
             payload["d"]["timestamp"] = json!("2026-11-30T00:00:01+08:00");
             let text = bytes::Bytes::from(payload.to_string());
             let head = decode::read_head(&text).unwrap().unwrap();
-            let ev = decode::decode(&bot, head, crate::event::Raw::text(text), 1).unwrap();
+            let ev = decode::decode(&bot, head, crate::event::Raw::text(&text), 1).unwrap();
             api.note_event(&ev);
             reply_call(&ev, json!("pong")).unwrap();
             assert!(!ev.raw_is_built(), "{t}");
