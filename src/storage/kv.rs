@@ -17,6 +17,34 @@ macro_rules! live {
 const UPSERT: &str = "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
      ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
 
+/// The SQL condition for an expired row, given `now` as parameter `:now`.
+macro_rules! expired {
+    () => {
+        "(expires_at IS NOT NULL AND expires_at <= :now)"
+    };
+}
+
+/// `kv::incr` as one statement (no transaction to begin and commit, one step), for the common
+/// case: the stored value is an integer written the way we write one and the sum fits, or the
+/// key is absent or expired. Otherwise no row comes back, nothing is written, and the checked
+/// path decides (non-integers, other spellings of a number, saturation).
+const INCR: &str = concat!(
+    "INSERT INTO kv (ns, key, value, expires_at) VALUES (:ns, :key, :by, NULL)
+     ON CONFLICT (ns, key) DO UPDATE SET
+        value = CASE WHEN ",
+    expired!(),
+    " THEN :by ELSE CAST(value AS INTEGER) + :by END,
+        expires_at = CASE WHEN ",
+    expired!(),
+    " THEN NULL ELSE expires_at END
+     WHERE ",
+    expired!(),
+    " OR (CAST(CAST(value AS INTEGER) AS TEXT) = value AND CASE WHEN :by >= 0
+            THEN CAST(value AS INTEGER) <= 9223372036854775807 - :by
+            ELSE CAST(value AS INTEGER) >= (-9223372036854775807 - 1) - :by END)
+     RETURNING CAST(value AS INTEGER)"
+);
+
 /// Removes a key, live or expired.
 const DELETE_ANY: &str = "DELETE FROM kv WHERE ns = ?1 AND key = ?2";
 
@@ -67,6 +95,16 @@ impl Store {
     pub fn kv_incr(&self, ns: &str, key: &str, by: i64) -> Result<i64, StorageError> {
         let now = self.now();
         let mut conn = self.conn();
+        let done: Option<i64> = conn
+            .prepare_cached(INCR)
+            .and_then(|mut s| {
+                s.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":by": by, ":now": now}, |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.query_error(e))?;
+        if let Some(new) = done {
+            return Ok(new);
+        }
         let tx = conn.transaction().map_err(|e| self.query_error(e))?;
         let current: Option<(String, Option<i64>)> = tx
             .prepare_cached(SELECT_WITH_EXPIRY)
@@ -221,6 +259,34 @@ mod tests {
         assert_eq!(e, "key `name` holds a string, not an integer");
         assert_eq!(s.kv_incr("a", "n", 5).unwrap(), 5);
         assert_eq!(s.kv_incr("a", "n", -2).unwrap(), 3);
+    }
+
+    #[test]
+    fn incr_keeps_expiry_saturates_and_reads_other_spellings_as_before() {
+        let (_d, s, now) = store();
+        s.kv_set("a", "t", "5", Some(1_000)).unwrap();
+        assert_eq!(s.kv_incr("a", "t", 1).unwrap(), 6);
+        now.fetch_add(999, Ordering::SeqCst);
+        assert_eq!(s.kv_get("a", "t").unwrap().as_deref(), Some("6"), "the expiry is kept");
+        now.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(s.kv_get("a", "t").unwrap(), None);
+        s.kv_set("a", "max", &(i64::MAX - 1).to_string(), None).unwrap();
+        assert_eq!(s.kv_incr("a", "max", 5).unwrap(), i64::MAX, "saturates");
+        assert_eq!(s.kv_incr("a", "max", 0).unwrap(), i64::MAX);
+        s.kv_set("a", "min", &i64::MIN.to_string(), None).unwrap();
+        assert_eq!(s.kv_incr("a", "min", -1).unwrap(), i64::MIN);
+        s.kv_set("a", "spaced", " 7 ", None).unwrap();
+        assert_eq!(s.kv_incr("a", "spaced", 1).unwrap(), 8, "JSON with blanks is still a number");
+        for (text, found) in [("007", "unreadable data"), ("1.5", "a float"), ("\"3\"", "a string"), ("1e3", "a float")]
+        {
+            s.kv_set("a", "odd", text, None).unwrap();
+            let e = s.kv_incr("a", "odd", 1).unwrap_err().to_string();
+            assert!(e.contains(found), "{text}: {e}");
+            assert_eq!(s.kv_get("a", "odd").unwrap().as_deref(), Some(text), "nothing written");
+        }
+        assert_eq!(s.kv_get("a", "spaced").unwrap().as_deref(), Some("8"));
+        let other = Store::open(s.path(), crate::storage::system_clock()).unwrap();
+        assert_eq!(other.kv_get("a", "spaced").unwrap().as_deref(), Some("8"), "committed when it returns");
     }
 
     #[test]
