@@ -673,6 +673,9 @@ async fn the_gateway_runs_its_shards_over_tls_and_replies_go_over_https() {
     let r = fake.next_request().await;
     assert_eq!(r.uri, "/v2/groups/G/messages");
     assert_eq!(r.body, json!({"content": "pong hello", "msg_id": "MSG1", "msg_seq": 1, "msg_type": 0}));
+    // A reply to shard 1 shows that it has handled its READY (and kept its session) too.
+    gateway.dispatch_to(1, group_message("GROUP_AT_MESSAGE_CREATE", "E2", "MSG2", " again"));
+    assert_eq!(fake.next_request().await.body["content"], "pong again");
     // Each shard keeps its session in the data dir, so a restart resumes.
     for shard in 0..2 {
         let file = rt.data_dir.join(format!("qq-official-shard-{shard}-of-2.json"));

@@ -202,13 +202,18 @@ impl FakeGateway {
 
     /// Sends a dispatch (`op 0`, its `s` assigned) to shard 0, or keeps it for the replay while
     /// that shard is not connected.
-    pub fn dispatch(&self, mut event: Value) {
+    pub fn dispatch(&self, event: Value) {
+        self.dispatch_to(0, event);
+    }
+
+    /// Sends a dispatch to shard `to` (see [`FakeGateway::dispatch`]).
+    pub fn dispatch_to(&self, to: u64, mut event: Value) {
         let mut st = self.shared.lock().expect("gateway state");
         st.seq += 1;
         event["s"] = json!(st.seq);
         st.history.push(event.clone());
         st.ready.retain(|(_, tx)| !tx.is_closed());
-        if let Some((_, tx)) = st.ready.iter().find(|(shard, _)| *shard == 0) {
+        if let Some((_, tx)) = st.ready.iter().find(|(shard, _)| *shard == to) {
             let _ = tx.send(GatewayCommand::Dispatch(event));
         }
     }
