@@ -74,14 +74,21 @@ enum Wanted<'k> {
 
 impl<'k> Head<'k> {
     fn wanted(&self, member: &str) -> Option<Wanted<'k>> {
+        // Runs for every member of every frame: one byte and the length are compared before
+        // any string is, since most keys are not this member.
+        let first = member.as_bytes().first();
         let mut part = None;
         for &key in self.keys {
-            let Some(rest) = key.strip_prefix(self.within).and_then(|k| k.strip_prefix(member)) else { continue };
-            if rest.is_empty() {
-                return Some(Wanted::Whole);
+            if key.as_bytes().get(self.within.len()) != first {
+                continue;
             }
-            if rest.starts_with('/') {
-                part = Some(Wanted::Part(&key[..key.len() - rest.len() + 1]));
+            let Some(rest) = key.strip_prefix(self.within) else { continue };
+            if rest.len() == member.len() {
+                if rest == member {
+                    return Some(Wanted::Whole);
+                }
+            } else if rest.as_bytes().get(member.len()) == Some(&b'/') && rest.starts_with(member) {
+                part = Some(Wanted::Part(&key[..key.len() - rest.len() + member.len() + 1]));
             }
         }
         part
