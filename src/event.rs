@@ -123,6 +123,19 @@ impl Event {
         self.raw.tree.get().is_some()
     }
 
+    /// Asserts that `self`, decoded from a frame's head and text, shows a script everything
+    /// `whole` (decoded from the whole tree) does, and that its raw part is `frame`.
+    #[cfg(test)]
+    pub fn assert_decoded_like(&self, whole: &Event, frame: &Value) {
+        let seen = |e: &Event| {
+            let ids = (e.user_id.clone(), e.group_id.clone(), e.message_id.clone(), e.place.clone(), e.time);
+            (e.name.clone(), e.keys().to_vec(), e.text.clone(), ids, e.at_me, e.reply_to.clone(), e.identity)
+        };
+        assert_eq!(seen(self), seen(whole), "{frame}");
+        assert_eq!((self.segments(), self.sender(), self.role()), (whole.segments(), whole.sender(), whole.role()));
+        assert_eq!(self.raw(), frame, "the rest is parsed when asked for");
+    }
+
     /// Message segments as an array of `{type, data}`; `Null` for events without a message.
     pub fn segments(&self) -> &Value {
         match &self.parsed_segments {
