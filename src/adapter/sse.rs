@@ -33,10 +33,9 @@ pub struct Source {
     pub tls: crate::tls::ClientTls,
 }
 
-/// Handles one event's data (`via` names the connection; the data is handed over, so an event
-/// can keep it as its text); returns a heartbeat interval when the event announced one, which
-/// arms the idle watchdog (three intervals without a byte).
-pub type Handler<'a> = dyn FnMut(bytes::Bytes, u64, &mut RateLimit) -> Option<Duration> + Send + 'a;
+/// Handles one event's data (`via` names the connection); returns a heartbeat interval when the
+/// event announced one, which arms the idle watchdog (three intervals without a byte).
+pub type Handler<'a> = dyn FnMut(&[u8], u64, &mut RateLimit) -> Option<Duration> + Send + 'a;
 
 /// Reads `source` until `shutdown`, reconnecting when it ends or goes quiet.
 pub async fn run(bot: Arc<Bot>, source: Source, handle: &mut Handler<'_>, shutdown: CancellationToken) {
@@ -113,7 +112,7 @@ async fn read(
         for found in parser.push(&chunk) {
             match found {
                 Found::Data(data) => {
-                    if let Some(interval) = handle(data.into(), via, &mut warnings) {
+                    if let Some(interval) = handle(&data, via, &mut warnings) {
                         heartbeat = Some(interval);
                     }
                 }

@@ -52,7 +52,7 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
             let (sink, shutdown) = (s.sink, s.shutdown);
             s.tasks.spawn(async move {
                 let handler_bot = bot.clone();
-                let mut handle = move |data: Bytes, via: u64, warnings: &mut RateLimit| {
+                let mut handle = move |data: &[u8], via: u64, warnings: &mut RateLimit| {
                     deliver(&handler_bot, data, via, &sink, warnings);
                     None
                 };
@@ -80,17 +80,17 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
 
 /// Decodes one event's JSON and hands it on; what is not an event is one rate-limited line.
 /// Only the fields decoding reads are built; the event keeps the rest as text.
-fn deliver(bot: &Arc<Bot>, data: Bytes, via: u64, sink: &EventSink, warnings: &mut RateLimit) {
-    match read_head(&data) {
-        Ok(Some(head)) => match decode(bot, head, Raw::text(&data), via) {
+fn deliver(bot: &Arc<Bot>, data: &[u8], via: u64, sink: &EventSink, warnings: &mut RateLimit) {
+    match read_head(data) {
+        Ok(Some(head)) => match decode(bot, head, Raw::text(data), via) {
             Ok(ev) => sink(ev),
             Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
         },
         Ok(None) => {
-            crate::warn_limited!(warnings, bot = %bot.name, "Milky event is not an object, skipped: {}", preview(&data))
+            crate::warn_limited!(warnings, bot = %bot.name, "Milky event is not an object, skipped: {}", preview(data))
         }
         Err(e) => {
-            crate::warn_limited!(warnings, bot = %bot.name, "malformed Milky event skipped: {e}: {}", preview(&data))
+            crate::warn_limited!(warnings, bot = %bot.name, "malformed Milky event skipped: {e}: {}", preview(data))
         }
     }
 }
@@ -181,7 +181,7 @@ async fn read_ws(
             crate::warn_limited!(warnings, bot = %bot.name, size = data.len(), limit = cfg.max_frame_bytes, "oversized event skipped");
             continue;
         }
-        deliver(bot, data, via, sink, &mut warnings);
+        deliver(bot, &data, via, sink, &mut warnings);
     }
 }
 
@@ -220,6 +220,6 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
             Ok(body) => body,
             Err(status) => return status.into_response(),
         };
-    deliver(&r.bot, body, r.via, &r.sink, &mut warnings());
+    deliver(&r.bot, &body, r.via, &r.sink, &mut warnings());
     StatusCode::NO_CONTENT.into_response()
 }

@@ -319,7 +319,7 @@ where
                     crate::warn_limited!(warnings, bot = %bot.name, size = bytes.len(), limit = max_frame_bytes, "oversized frame skipped");
                     continue;
                 }
-                handle_frame(bot, bytes, &writer, &mut heartbeat, sink, via, &mut warnings);
+                handle_frame(bot, &bytes, &writer, &mut heartbeat, sink, via, &mut warnings);
             }
         }
     };
@@ -371,7 +371,7 @@ fn expire(bot: &Bot, writer: &Writer) {
 
 fn handle_frame(
     bot: &Arc<Bot>,
-    bytes: Bytes,
+    bytes: &[u8],
     writer: &Writer,
     heartbeat: &mut Option<Duration>,
     sink: &EventSink,
@@ -379,10 +379,10 @@ fn handle_frame(
     warnings: &mut RateLimit,
 ) {
     // Only the fields decoding reads are built; an event keeps the rest as text.
-    let head = match super::read_head(&bytes) {
+    let head = match super::read_head(bytes) {
         Ok(head) => head.unwrap_or(Value::Null),
         Err(e) => {
-            crate::warn_limited!(warnings, bot = %bot.name, "malformed frame skipped: {e}: {}", preview(&bytes));
+            crate::warn_limited!(warnings, bot = %bot.name, "malformed frame skipped: {e}: {}", preview(bytes));
             return;
         }
     };
@@ -392,7 +392,7 @@ fn handle_frame(
                 *heartbeat =
                     head.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis);
             }
-            match super::decode(bot, head, Raw::text(&bytes), via) {
+            match super::decode(bot, head, Raw::text(bytes), via) {
                 Ok(ev) => sink(ev),
                 Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
             }
@@ -414,7 +414,7 @@ fn handle_frame(
             reply.send(result);
         }
         Frame::Unknown(_) => {
-            crate::warn_limited!(warnings, bot = %bot.name, "frame of unknown shape skipped: {}", preview(&bytes))
+            crate::warn_limited!(warnings, bot = %bot.name, "frame of unknown shape skipped: {}", preview(bytes))
         }
     }
 }

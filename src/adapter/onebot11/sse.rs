@@ -26,28 +26,28 @@ pub async fn run(bot: Arc<Bot>, cfg: OneBotConfig, url: String, sink: EventSink,
         tls: cfg.tls.clone(),
     };
     let handler_bot = bot.clone();
-    let mut handle = move |data: bytes::Bytes, via: u64, warnings: &mut RateLimit| -> Option<Duration> {
+    let mut handle = move |data: &[u8], via: u64, warnings: &mut RateLimit| -> Option<Duration> {
         let bot = &handler_bot;
         // Only the fields decoding reads are built; the event keeps the rest as text.
-        match super::read_head(&data) {
+        match super::read_head(data) {
             Ok(Some(raw)) if raw.get("post_type").is_some() => {
                 let heartbeat = (raw.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat"))
                     .then(|| {
                         raw.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis)
                     })
                     .flatten();
-                match super::decode(bot, raw, Raw::text(&data), via) {
+                match super::decode(bot, raw, Raw::text(data), via) {
                     Ok(ev) => sink(ev),
                     Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
                 }
                 heartbeat
             }
             Ok(_) => {
-                crate::warn_limited!(warnings, bot = %bot.name, "SSE frame is not an event, skipped: {}", preview(&data));
+                crate::warn_limited!(warnings, bot = %bot.name, "SSE frame is not an event, skipped: {}", preview(data));
                 None
             }
             Err(e) => {
-                crate::warn_limited!(warnings, bot = %bot.name, "malformed SSE frame skipped: {e}: {}", preview(&data));
+                crate::warn_limited!(warnings, bot = %bot.name, "malformed SSE frame skipped: {e}: {}", preview(data));
                 None
             }
         }

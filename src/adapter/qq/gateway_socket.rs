@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -213,9 +212,8 @@ impl Gateway {
                         }
                         // Only the fields dispatch and decoding read are built; an event keeps the
                         // rest as text.
-                        let text = Bytes::from(text);
-                        match read_head(&text) {
-                            Ok(head) => pending.extend(self.read(head.unwrap_or(Value::Null), text, via, sink, &mut warnings)),
+                        match read_head(text.as_bytes()) {
+                            Ok(head) => pending.extend(self.read(head.unwrap_or(Value::Null), text.as_bytes(), via, sink, &mut warnings)),
                             Err(e) => crate::warn_limited!(warnings, bot = %self.bot.name, "malformed gateway frame skipped: {e}"),
                         }
                     }
@@ -233,7 +231,7 @@ impl Gateway {
 
     /// What a payload means for the machine (read from its [`HEAD`](super::decode::HEAD) fields,
     /// `head`); dispatches are also handed on, with the whole payload (`text`).
-    fn read(&self, head: Value, text: Bytes, via: u64, sink: &EventSink, warnings: &mut RateLimit) -> Option<Input> {
+    fn read(&self, head: Value, text: &[u8], via: u64, sink: &EventSink, warnings: &mut RateLimit) -> Option<Input> {
         let op = head.get("op").and_then(Value::as_i64);
         let seq = head.get("s").and_then(Value::as_u64);
         match op {
@@ -258,7 +256,7 @@ impl Gateway {
                     "RESUMED" => Input::Resumed,
                     _ => Input::Dispatch(seq.unwrap_or(0)),
                 };
-                match decode(&self.bot, head, Raw::text(&text), via) {
+                match decode(&self.bot, head, Raw::text(text), via) {
                     Ok(ev) => sink(ev),
                     Err(e) => crate::warn_limited!(warnings, bot = %self.bot.name, "{e}; skipped"),
                 }
