@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 mod outbox;
-pub use outbox::{DirectWrite, Outbox};
+pub use outbox::{DirectWrite, Outbox, json_text};
 
 /// Which protocol family a bot speaks: its name (`ev.protocol`, logs) and the script
 /// namespace whose actions it accepts (`onebot` for OneBot 11 and the console).
@@ -147,8 +147,9 @@ impl CallError {
 pub struct Call {
     /// Action name, e.g. `send_group_msg`.
     pub action: String,
-    /// Parameters as a JSON object.
-    pub params: Value,
+    /// Parameters as the connection writes them: JSON text, written by the thread that made
+    /// the call (see [`Outbox::call`]).
+    pub params: Box<serde_json::value::RawValue>,
     /// Where the connection sends the result.
     pub reply: Reply,
     /// When the caller gives up: a call still unsent then is answered with a timeout and never
@@ -411,7 +412,7 @@ impl Bot {
                 Link::Channel(_) | Link::Routed(_) => {
                     let tx = self.channel(action)?;
                     let (reply, rx) = oneshot::channel();
-                    let call = Call { action: action.to_owned(), params, reply: Reply::Wait(reply), deadline };
+                    let call = tx.call(action, params, Reply::Wait(reply), deadline);
                     tx.send(call).await.map_err(|_| self.not_connected(action))?;
                     rx.await.map_err(|_| self.not_connected(action))?
                 }
@@ -438,7 +439,7 @@ impl Bot {
                     Err(e) => return done.send(Err(e)),
                 };
                 let deadline = Instant::now() + self.call_timeout;
-                let call = Call { action: action.to_owned(), params, reply: done, deadline };
+                let call = tx.call(action, params, done, deadline);
                 // Written at once when the socket takes it; a full channel means the connection
                 // is busy: wait for room, as a waiting call would.
                 if let Err(call) = tx.send_blocking(call) {

@@ -10,10 +10,13 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
 
+use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use super::Call;
+use super::{Call, Reply};
 
 /// Calls a connection's channel holds before senders wait for room.
 pub const CHANNEL_CAPACITY: usize = 1024;
@@ -34,13 +37,25 @@ pub struct Outbox {
     queued: AtomicUsize,
     /// The connection's writer while it is up.
     writer: RwLock<Option<Arc<dyn DirectWrite>>>,
+    /// Turns a caller's parameters into what the protocol sends (see [`Outbox::call`]).
+    prepare: fn(Value) -> Value,
 }
 
 impl Outbox {
-    /// A new outbox and the receiving end its connection takes calls from.
-    pub fn new() -> (Arc<Outbox>, mpsc::Receiver<Call>) {
+    /// A new outbox whose calls' parameters are `prepare`d, and the receiving end its
+    /// connection takes calls from.
+    pub fn new(prepare: fn(Value) -> Value) -> (Arc<Outbox>, mpsc::Receiver<Call>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        (Arc::new(Outbox { tx, queued: AtomicUsize::new(0), writer: RwLock::new(None) }), rx)
+        (Arc::new(Outbox { tx, queued: AtomicUsize::new(0), writer: RwLock::new(None), prepare }), rx)
+    }
+
+    /// The call of `action` with `params`, prepared and written as JSON text here, on the
+    /// caller's thread: the tree is built, read and freed by one thread, and the connection
+    /// only copies text. (A block freed by another thread than the one that allocated it
+    /// takes the allocator's lock for that thread, which the connection would then contend
+    /// for with every worker.)
+    pub fn call(&self, action: &str, params: Value, reply: Reply, deadline: Instant) -> Call {
+        Call { action: action.to_owned(), params: json_text(&(self.prepare)(params)), reply, deadline }
     }
 
     /// Lets callers write to `writer` directly (a connection is up).
@@ -98,6 +113,12 @@ impl Outbox {
     }
 }
 
+/// `value` as JSON text.
+pub fn json_text(value: &Value) -> Box<RawValue> {
+    // Writing a `Value` cannot fail: its keys are strings and its numbers finite.
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +128,7 @@ mod tests {
     fn call() -> Call {
         Call {
             action: "send_msg".into(),
-            params: serde_json::Value::Null,
+            params: RawValue::NULL.to_owned(),
             reply: Reply::Detached(Detached::new(|_| {})),
             deadline: Instant::now() + Duration::from_secs(5),
         }
@@ -119,7 +140,7 @@ mod tests {
     fn a_send_given_up_while_waiting_for_room_leaves_nothing_counted() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let (outbox, mut rx) = Outbox::new();
+            let (outbox, mut rx) = Outbox::new(std::convert::identity);
             for _ in 0..CHANNEL_CAPACITY {
                 outbox.send(call()).await.unwrap();
             }

@@ -80,7 +80,7 @@ pub fn open(name: &str, cfg: &OneBotConfig, call_timeout: std::time::Duration) -
             Wiring::Http,
         ),
         OneBotTransport::Ws { .. } => {
-            let (outbox, rx) = Outbox::new();
+            let (outbox, rx) = Outbox::new(prepare_params);
             (Link::Channel(outbox.clone()), Wiring::Channel(outbox, rx))
         }
         OneBotTransport::ReverseWs { .. } => {

@@ -236,7 +236,7 @@ async fn upgrade(
 async fn connection(server: Server, socket: WebSocket, role: Role, self_id: Option<i64>) {
     let conn = connection_id();
     let key = self_id.map_or(Key::Connection(conn), Key::SelfId);
-    let (outbox, mut call_rx) = Outbox::new();
+    let (outbox, mut call_rx) = Outbox::new(super::prepare_params);
     let Some((account, close)) = server.accounts.join(key, role, conn, outbox.clone(), &server.shutdown) else {
         return;
     };

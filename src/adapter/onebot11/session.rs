@@ -18,13 +18,14 @@ use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Frame, classify, prepare_params};
+use super::{Frame, classify};
 use crate::adapter::EventSink;
 use crate::bot::{Bot, Call, CallError, DirectWrite, Outbox, Reply, connection_id};
 use crate::event::Raw;
@@ -65,6 +66,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Most calls written before one flush.
 const WRITE_BATCH: usize = 64;
+
+/// Most frames already read that are handled before the calls they caused are written.
+const READ_BATCH: usize = 64;
 
 /// The socket's writing half and the calls written to it, shared by the session task and the
 /// workers that write their calls directly.
@@ -146,7 +150,7 @@ impl WriterState {
     /// The frame for `call`, remembered as pending under a fresh echo.
     fn encode(&mut self, call: Call) -> String {
         self.next_echo += 1;
-        let frame = encode_call(&call.action, &prepare_params(call.params), self.next_echo);
+        let frame = encode_call(&call.action, &call.params, self.next_echo);
         self.pending.insert(self.next_echo, (call.action, call.reply, Instant::now()));
         frame
     }
@@ -307,19 +311,35 @@ where
                 }
             }
             frame = rx.next() => {
-                let bytes = match frame {
-                    None => break End::Lost("closed by the other end".into()),
-                    Some(Incoming::Closed(why)) => break End::Lost(crate::logsafe::short(&why)),
-                    Some(Incoming::Alive) => { last_frame = Instant::now(); continue; }
-                    Some(Incoming::Data(bytes)) => bytes,
+                let (mut frame, mut read) = (frame, 1);
+                let lost = loop {
+                    match frame {
+                        None => break Some("closed by the other end".to_owned()),
+                        Some(Incoming::Closed(why)) => break Some(crate::logsafe::short(&why)),
+                        Some(Incoming::Alive) => last_frame = Instant::now(),
+                        Some(Incoming::Data(bytes)) => {
+                            last_frame = Instant::now();
+                            on_frame();
+                            if bytes.len() > max_frame_bytes {
+                                crate::warn_limited!(warnings, bot = %bot.name, size = bytes.len(), limit = max_frame_bytes, "oversized frame skipped");
+                            } else {
+                                handle_frame(bot, &bytes, &writer, &mut heartbeat, sink, via, &mut warnings);
+                            }
+                        }
+                    }
+                    // Frames already read join this one before the loop turns to writing: the
+                    // replies to a burst then leave together, in one write.
+                    if read == READ_BATCH {
+                        break None;
+                    }
+                    match rx.next().now_or_never() {
+                        Some(next) => (frame, read) = (next, read + 1),
+                        None => break None,
+                    }
                 };
-                last_frame = Instant::now();
-                on_frame();
-                if bytes.len() > max_frame_bytes {
-                    crate::warn_limited!(warnings, bot = %bot.name, size = bytes.len(), limit = max_frame_bytes, "oversized frame skipped");
-                    continue;
+                if let Some(why) = lost {
+                    break End::Lost(why);
                 }
-                handle_frame(bot, &bytes, &writer, &mut heartbeat, sink, via, &mut warnings);
             }
         }
     };
@@ -344,13 +364,12 @@ fn write_by(bot: &Bot, heartbeat: Option<Duration>, last_frame: Instant) -> Inst
     heartbeat.map_or(by, |interval| by.min(last_frame + interval * 3))
 }
 
-/// The action frame `{"action", "params", "echo"}`, serialised straight from the borrowed
-/// params (no intermediate `Value`).
-fn encode_call(action: &str, params: &Value, echo: u64) -> String {
+/// The action frame `{"action", "params", "echo"}`, around the params' text as written.
+fn encode_call(action: &str, params: &RawValue, echo: u64) -> String {
     #[derive(serde::Serialize)]
     struct Frame<'a> {
         action: &'a str,
-        params: &'a Value,
+        params: &'a RawValue,
         echo: u64,
     }
     serde_json::to_string(&Frame { action, params, echo }).unwrap_or_default()
@@ -443,6 +462,8 @@ mod tests {
     struct Socket {
         written: Arc<Mutex<Vec<String>>>,
         full: Arc<std::sync::atomic::AtomicBool>,
+        /// How many frames each flush that had any put on the wire.
+        flushed: Arc<Mutex<Vec<usize>>>,
     }
 
     impl Sink<String> for Socket {
@@ -459,6 +480,12 @@ mod tests {
             Ok(())
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), String>> {
+            let written = self.written.lock().unwrap().len();
+            let mut flushed = self.flushed.lock().unwrap();
+            let before: usize = flushed.iter().sum();
+            if written > before {
+                flushed.push(written - before);
+            }
             Poll::Ready(Ok(()))
         }
         fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), String>> {
@@ -469,7 +496,7 @@ mod tests {
     fn call(text: &str) -> Call {
         Call {
             action: "send_msg".into(),
-            params: json!({"message": text}),
+            params: crate::bot::json_text(&super::super::prepare_params(json!({"message": text}))),
             reply: Reply::Detached(Detached::new(|_| {})),
             deadline: std::time::Instant::now() + Duration::from_secs(5),
         }
@@ -519,5 +546,53 @@ mod tests {
         // A closing session takes no more.
         writer.lock().closed = true;
         assert!(writer.try_write(call("7"), &queued).is_err());
+    }
+
+    /// Frames that arrive together are all handled before the calls they caused are written,
+    /// so the replies to a burst leave in one write instead of one each.
+    #[test]
+    fn replies_to_frames_read_together_leave_together() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            const FRAMES: usize = 20;
+            let (outbox, mut rx) = Outbox::new(super::super::prepare_params);
+            let bot = Arc::new(Bot::new("t", &super::super::PROTOCOL, Duration::from_secs(5), crate::bot::Link::Channel(outbox.clone())));
+            // A script that answers at once: each event queues its reply while it is handled.
+            let answering = outbox.clone();
+            let sink: EventSink = Arc::new(move |ev| {
+                let done = Reply::Detached(Detached::new(|_| {}));
+                let call = answering.call("send_msg", json!({"message": ev.text}), done, std::time::Instant::now() + Duration::from_secs(5));
+                assert!(answering.send_blocking(call).is_ok());
+            });
+            let frames = (0..FRAMES).map(|i| {
+                let event = json!({"post_type": "message", "message_type": "private", "user_id": 1, "self_id": 2, "message": format!("m{i}")});
+                Incoming::Data(Bytes::from(event.to_string()))
+            });
+            let socket = Socket::default();
+            let shutdown = CancellationToken::new();
+            // The peer hangs up once every reply is written.
+            let (hang_up, hung_up) = tokio::sync::oneshot::channel::<()>();
+            let hung_up = futures_util::stream::once(async move {
+                let _ = hung_up.await;
+                Incoming::Closed("hung up".into())
+            });
+            let frames = Box::pin(futures_util::stream::iter(frames).chain(hung_up));
+            let calls = Some(Calls { rx: &mut rx, outbox: &outbox });
+            let session = run(&bot, 1 << 20, frames, socket.clone(), calls, &sink, &shutdown, || {});
+            let watch = async {
+                while socket.written.lock().unwrap().len() < FRAMES {
+                    tokio::task::yield_now().await;
+                }
+                let _ = hang_up.send(());
+            };
+            let (end, ()) = tokio::join!(session, watch);
+            assert!(matches!(end, End::Lost(why) if why == "hung up"));
+            let sent: Vec<String> = (0..FRAMES).map(|i| format!("\"m{i}\"")).collect();
+            assert_eq!(texts(&socket), sent, "every reply, in order");
+            // The first reply goes straight from the script's thread to an idle socket; the
+            // rest wait for it to be answered and leave together.
+            let flushed = socket.flushed.lock().unwrap().clone();
+            assert_eq!(flushed, [1, FRAMES - 1], "writes per flush");
+        });
     }
 }
