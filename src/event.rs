@@ -4,6 +4,8 @@
 //! (`message.group`), the fields most handlers read (`text`, `user_id`, ...) and the raw JSON
 //! exactly as it came off the wire.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
@@ -48,7 +50,7 @@ pub struct Event {
     /// The event exactly as received (see [`Event::raw`]).
     raw: Raw,
     /// Normalised names handlers can subscribe to: every dotted prefix of `name` plus aliases.
-    keys: Vec<String>,
+    keys: Keys,
     /// State the protocol attaches to an event it produced and reads back when a script
     /// answers it (OneBot's quick-operation slot); dropped with the last handle to the event.
     pub state: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -65,31 +67,15 @@ impl Event {
     /// protocol's second copy of something already delivered under them).
     pub fn without_aliases(mut self) -> Event {
         let native = self.name.to_ascii_lowercase().replace('.', "_");
-        self.keys.retain(|k| native == *k || native.starts_with(&format!("{k}_")));
+        let kept = self.keys.iter().filter(|k| native == **k || native.starts_with(&format!("{k}_")));
+        self.keys = kept.cloned().collect();
         self
     }
 
     /// Builds an event; `aliases` are cross-protocol names beyond the dotted prefixes of `name`.
-    /// Decoders check names with [`is_name_part`] first; past [`MAX_NAME_PARTS`] parts only the
-    /// longest prefixes get keys, so building them stays linear in the name's length.
+    /// Decoders check names with [`is_name_part`] first (see [`build_keys`] for long names).
     pub fn new(bot: Arc<Bot>, name: String, aliases: &[&str], raw: impl Into<Raw>) -> Event {
-        let mut keys: Vec<String> = Vec::with_capacity(4 + aliases.len());
-        // Lowercasing ASCII and '.' -> '_' keep byte offsets: every prefix is a slice of this.
-        let normalized = name.to_ascii_lowercase().replace('.', "_");
-        let mut end = name.len();
-        while keys.len() < MAX_NAME_PARTS {
-            keys.push(normalized[..end].to_owned());
-            match name[..end].rfind('.') {
-                Some(i) => end = i,
-                None => break,
-            }
-        }
-        for a in aliases {
-            let k = normalize_name(a);
-            if !keys.contains(&k) {
-                keys.push(k);
-            }
-        }
+        let keys = keys_of(&name, aliases);
         Event {
             bot,
             name,
@@ -187,6 +173,59 @@ impl Event {
     pub fn keys(&self) -> &[String] {
         &self.keys
     }
+}
+
+/// The names an event is delivered under; events of one name share them.
+type Keys = Arc<[String]>;
+
+/// Names whose keys each thread keeps: decoders accept any short identifier, so the names an
+/// event can have are unbounded, while a bot sees a few dozen in practice.
+const KNOWN_NAMES: usize = 256;
+
+/// The keys of an event named `name`: every dotted prefix of `name`, most specific first, then
+/// the `aliases`, all normalised. Built once per name and thread and shared after that: the
+/// decoding thread would otherwise allocate a string per key for every event, and the worker
+/// that drops the event would free them.
+fn keys_of(name: &str, aliases: &[&str]) -> Keys {
+    type Known = HashMap<String, Vec<(Vec<String>, Keys)>>;
+    thread_local! {
+        static KNOWN: RefCell<Known> = RefCell::new(HashMap::new());
+    }
+    KNOWN.with_borrow_mut(|known| {
+        let same = |(a, _): &&(Vec<String>, Keys)| a.iter().map(String::as_str).eq(aliases.iter().copied());
+        if let Some((_, keys)) = known.get(name).and_then(|variants| variants.iter().find(same)) {
+            return keys.clone();
+        }
+        let keys = build_keys(name, aliases);
+        if known.len() < KNOWN_NAMES || known.contains_key(name) {
+            let alias_names = aliases.iter().map(|a| (*a).to_owned()).collect();
+            known.entry(name.to_owned()).or_default().push((alias_names, keys.clone()));
+        }
+        keys
+    })
+}
+
+/// The keys of [`keys_of`], built. Past [`MAX_NAME_PARTS`] parts only the longest prefixes get
+/// keys, so building them stays linear in the name's length.
+fn build_keys(name: &str, aliases: &[&str]) -> Keys {
+    let mut keys: Vec<String> = Vec::with_capacity(4 + aliases.len());
+    // Lowercasing ASCII and '.' -> '_' keep byte offsets: every prefix is a slice of this.
+    let normalized = name.to_ascii_lowercase().replace('.', "_");
+    let mut end = name.len();
+    while keys.len() < MAX_NAME_PARTS {
+        keys.push(normalized[..end].to_owned());
+        match name[..end].rfind('.') {
+            Some(i) => end = i,
+            None => break,
+        }
+    }
+    for a in aliases {
+        let k = normalize_name(a);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.into()
 }
 
 /// An event as it came off the wire. A decoder that read the fields it needs without building
@@ -367,6 +406,22 @@ mod tests {
         let bot = Bot::detached("t", &crate::adapter::onebot11::PROTOCOL);
         let ev = Event::new(bot, "notice.group_ban.ban".into(), &["notice.ban"], Value::Null);
         assert_eq!(ev.keys(), ["notice_group_ban_ban", "notice_group_ban", "notice", "notice_ban"]);
+    }
+
+    #[test]
+    fn events_of_one_name_share_their_keys_and_any_name_gets_its_own() {
+        let bot = Bot::detached("t", &crate::adapter::onebot11::PROTOCOL);
+        let event = |name: &str, aliases: &[&str]| Event::new(bot.clone(), name.into(), aliases, Value::Null);
+        let (a, b) = (event("message.group.normal", &["x"]), event("message.group.normal", &["x"]));
+        assert!(Arc::ptr_eq(&a.keys, &b.keys), "built once");
+        let other = event("message.group.normal", &["y"]);
+        assert_eq!(other.keys(), ["message_group_normal", "message_group", "message", "y"]);
+        assert_eq!(a.keys(), ["message_group_normal", "message_group", "message", "x"]);
+        // Past the names a thread keeps, keys are still right (built each time).
+        for i in 0..KNOWN_NAMES + 8 {
+            assert_eq!(event(&format!("notice.n{i}"), &[]).keys(), [format!("notice_n{i}"), "notice".into()]);
+        }
+        assert_eq!(event("notice.n0", &[]).keys(), ["notice_n0", "notice"]);
     }
 
     #[test]

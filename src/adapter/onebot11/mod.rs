@@ -283,6 +283,7 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
     }
     let identity = identity(&head, &raw, post_type);
     // The segments, parsed once here (a CQ string) or taken from the head (an array).
+    let in_raw = matches!(head.get("message"), Some(Value::Array(_)));
     let parsed = match head.get_mut("message") {
         Some(Value::String(s)) if is_message => Some(Value::Array(cq::parse(s))),
         Some(segs @ Value::Array(_)) if is_message => Some(segs.take()),
@@ -314,7 +315,9 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
     ev.group_id = group_id;
     ev.message_id = message_id;
     if is_message {
-        ev.parsed_segments = parsed;
+        // An array is read from the raw event if a script asks, like the sender: the tree
+        // built here is freed here, not by the worker that drops the event.
+        ev.parsed_segments = parsed.filter(|_| !in_raw);
         ev.segments_at = "/message";
         ev.sender_at = "/sender";
     }
@@ -506,6 +509,8 @@ mod tests {
             let lazy = super::decode(&bot(), head, Raw::text(&text), 1).unwrap();
             // The old path: the whole tree as the head, so a field missing from HEAD shows.
             let whole = super::decode(&bot(), frame.clone(), Raw::from(frame.clone()), 1).unwrap();
+            // An array message is read from the raw text if asked for; a CQ string is parsed here.
+            assert_eq!(lazy.parsed_segments.is_some(), frame["message"].is_string(), "{frame}");
             lazy.assert_decoded_like(&whole, &frame);
         }
     }
