@@ -5,11 +5,13 @@
 //! string, all freed later on a worker. [`head`] checks the whole document but builds only the
 //! named fields; the event keeps the text, and the rest is parsed if a script asks.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The fields of the JSON object `text` named in `keys`; `None` when `text` is JSON but not an
@@ -21,11 +23,26 @@ use serde_json::{Map, Value};
 /// whole when it is not (so a decoder can still tell what it was); a key naming `outer` itself
 /// builds it whole.
 pub fn head(text: &[u8], keys: &[&str]) -> serde_json::Result<Option<Map<String, Value>>> {
+    Ok(read(text, keys, None)?.map(|(fields, _)| fields))
+}
+
+/// The fields [`head_keeping`] built, and the member it kept as text.
+pub type Kept<'a> = (Map<String, Value>, Option<&'a RawValue>);
+
+/// What [`head`] builds, and the top-level member `kept` as its JSON text (`None` when the
+/// object has none), for a decoder that reads that member its own way. The text is checked
+/// for UTF-8 here; a decoder reading it checks the rest.
+pub fn head_keeping<'a>(text: &'a [u8], keys: &[&str], kept: &str) -> serde_json::Result<Option<Kept<'a>>> {
+    read(text, keys, Some(kept))
+}
+
+fn read<'a>(text: &'a [u8], keys: &[&str], kept: Option<&str>) -> serde_json::Result<Option<Kept<'a>>> {
+    let slot = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(text);
-    let fields = de.deserialize_any(Head { keys, within: "" })?;
+    let fields = de.deserialize_any(Head { keys, within: "", kept: kept.map(|k| (k, &slot)) })?;
     de.end()?;
     Ok(match fields {
-        Value::Object(fields) => Some(fields),
+        Value::Object(fields) => Some((fields, slot.get())),
         _ => None,
     })
 }
@@ -33,20 +50,20 @@ pub fn head(text: &[u8], keys: &[&str]) -> serde_json::Result<Option<Map<String,
 /// What [`head`] builds from the text of `value`, taken from a tree already built: for
 /// decoders handed a whole event (a webhook, a test) instead of its text.
 pub fn pick(value: &Value, keys: &[&str]) -> Option<Map<String, Value>> {
-    match pick_within(value, Head { keys, within: "" }) {
+    match pick_within(value, Head { keys, within: "", kept: None }) {
         Value::Object(fields) => Some(fields),
         _ => None,
     }
 }
 
-fn pick_within(value: &Value, head: Head<'_>) -> Value {
+fn pick_within(value: &Value, head: Head<'_, '_>) -> Value {
     match value {
         Value::Object(all) => Value::Object(
             all.iter()
                 .filter_map(|(k, v)| {
                     let v = match head.wanted(k)? {
                         Wanted::Whole => v.clone(),
-                        Wanted::Part(within) => pick_within(v, Head { keys: head.keys, within }),
+                        Wanted::Part(within) => pick_within(v, Head { keys: head.keys, within, kept: None }),
                     };
                     Some((k.clone(), v))
                 })
@@ -60,9 +77,11 @@ fn pick_within(value: &Value, head: Head<'_>) -> Value {
 /// Builds the members named by `keys` of the object at the path `within` (`""` for the
 /// document, `"outer/"` for a member of it).
 #[derive(Clone, Copy)]
-struct Head<'k> {
+struct Head<'k, 'de> {
     keys: &'k [&'k str],
     within: &'k str,
+    /// The top-level member kept as text, and where it goes.
+    kept: Option<(&'k str, &'k Cell<Option<&'de RawValue>>)>,
 }
 
 /// How much of a member [`Head`] builds.
@@ -72,7 +91,7 @@ enum Wanted<'k> {
     Part(&'k str),
 }
 
-impl<'k> Head<'k> {
+impl<'k> Head<'k, '_> {
     fn wanted(&self, member: &str) -> Option<Wanted<'k>> {
         // Runs for every member of every frame: one byte and the length are compared before
         // any string is, since most keys are not this member.
@@ -95,7 +114,7 @@ impl<'k> Head<'k> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Head<'_> {
+impl<'de> DeserializeSeed<'de> for Head<'_, 'de> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -103,7 +122,7 @@ impl<'de> DeserializeSeed<'de> for Head<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Head<'_> {
+impl<'de> Visitor<'de> for Head<'_, 'de> {
     /// The object's named members; a member that is not an object is built whole, and a
     /// document that is not one (`within` empty) is checked and comes back as `Null`.
     type Value = Value;
@@ -116,10 +135,16 @@ impl<'de> Visitor<'de> for Head<'_> {
         let mut fields = Map::new();
         while let Some(key) = map.next_key_seed(Key)? {
             // A repeated key keeps its last value, as a full parse would.
+            if let Some((kept, slot)) = self.kept
+                && *key == *kept
+            {
+                slot.set(Some(map.next_value()?));
+                continue;
+            }
             match self.wanted(&key) {
                 Some(Wanted::Whole) => drop(fields.insert(key.into_owned(), map.next_value()?)),
                 Some(Wanted::Part(within)) => {
-                    let part = map.next_value_seed(Head { keys: self.keys, within })?;
+                    let part = map.next_value_seed(Head { keys: self.keys, within, kept: None })?;
                     drop(fields.insert(key.into_owned(), part));
                 }
                 None => map.next_value_seed(Skip)?,
@@ -159,6 +184,11 @@ impl<'de> Visitor<'de> for Head<'_> {
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
     }
+}
+
+/// Reads a value without building it, checking it as [`Skip`] does.
+pub fn skip<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    d.deserialize_any(Skip)
 }
 
 /// A value passed over without building it. Unlike `IgnoredAny` (which serde_json skips
@@ -219,7 +249,7 @@ impl<'de> Visitor<'de> for Skip {
 }
 
 /// A key, borrowed from the text unless it has escapes.
-struct Key;
+pub struct Key;
 
 impl<'de> DeserializeSeed<'de> for Key {
     type Value = std::borrow::Cow<'de, str>;

@@ -11,16 +11,19 @@ pub mod reverse;
 pub mod segments;
 pub mod session;
 pub mod sse;
+pub mod summary;
 pub mod ws;
 
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{Adapter, EventSink, Opened, Start, Verb};
 use crate::bot::{Bot, Call, CallError, Link, Outbox, Protocol};
 use crate::event::{Event, Identity, Raw, hash_id, is_name_part, name_part};
 use config::{HttpEvents, OneBotConfig, OneBotTransport};
+use summary::Summary;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -202,12 +205,32 @@ pub struct Malformed {
 /// (and `group_id` in a group); requests need a `flag`; `group_*` notices need `group_id`.
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
     let head = super::head::pick(&raw, HEAD).unwrap_or_default();
-    decode(bot, Value::Object(head), raw.into(), via)
+    decode(bot, Value::Object(head), None, raw.into(), via)
+}
+
+/// A frame's [`HEAD`] fields, built, and its `message` as text (see [`decode`]).
+pub struct Head<'a> {
+    /// The fields, `message` aside.
+    pub fields: Value,
+    /// The `message` member's JSON text, if it has one.
+    pub message: Option<&'a RawValue>,
+}
+
+impl Head<'_> {
+    /// The fields with `message` built into them: what a response frame is read from.
+    pub fn into_whole(self) -> Value {
+        let mut fields = self.fields;
+        if let (Some(text), Value::Object(map)) = (self.message, &mut fields) {
+            map.insert("message".into(), serde_json::from_str(text.get()).unwrap_or(Value::Null));
+        }
+        fields
+    }
 }
 
 /// Reads a frame's [`HEAD`] fields and nothing else; `None` when it is JSON but not an object.
-pub fn read_head(frame: &[u8]) -> serde_json::Result<Option<Value>> {
-    Ok(super::head::head(frame, HEAD)?.map(Value::Object))
+pub fn read_head(frame: &[u8]) -> serde_json::Result<Option<Head<'_>>> {
+    let head = super::head::head_keeping(frame, HEAD, "message")?;
+    Ok(head.map(|(fields, message)| Head { fields: Value::Object(fields), message }))
 }
 
 /// The top-level fields of an event or response frame that decoding reads. The rest of an
@@ -234,8 +257,15 @@ pub const HEAD: &[&str] = &[
     "msg",
 ];
 
-/// Decodes an event from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
-pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
+/// Decodes an event from its [`HEAD`] fields (`head`), its `message` as text when the head
+/// kept it so (else `head` has it), and the whole of it (`raw`).
+pub fn decode(
+    bot: &Arc<Bot>,
+    mut head: Value,
+    message: Option<&RawValue>,
+    raw: Raw,
+    via: u64,
+) -> Result<Event, Malformed> {
     let malformed =
         |post_type: &str, problem: String| Malformed { post_type: crate::logsafe::short(post_type), problem };
     let post_type = name_part(&head, "post_type").map_err(|problem| malformed("?", problem))?;
@@ -268,7 +298,7 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
         _ if is_message && message_type.is_none() => Some("message_type"),
         _ if is_message && !has("user_id") => Some("user_id"),
         _ if is_message && message_type == Some("group") && !has("group_id") => Some("group_id"),
-        _ if is_message && head.get("message").is_none() => Some("message"),
+        _ if is_message && message.is_none() && head.get("message").is_none() => Some("message"),
         "request" if !has("flag") => Some("flag"),
         "notice"
             if head.get("notice_type").and_then(Value::as_str).is_some_and(|t| t.starts_with("group_"))
@@ -282,27 +312,29 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
         return Err(malformed(post_type, format!("`{name}` has no {field}")));
     }
     let identity = identity(&head, &raw, post_type);
-    // The segments, parsed once here (a CQ string) or taken from the head (an array).
-    let in_raw = matches!(head.get("message"), Some(Value::Array(_)));
-    let parsed = match head.get_mut("message") {
-        Some(Value::String(s)) if is_message => Some(Value::Array(cq::parse(s))),
-        Some(segs @ Value::Array(_)) if is_message => Some(segs.take()),
-        _ => None,
-    };
-    let text = match &parsed {
-        Some(Value::Array(segs)) => cq::plain_text(segs),
-        _ => String::new(),
+    let self_id = head.get("self_id").and_then(Value::as_i64).unwrap_or(0);
+    // Text, mentions and reply, read from the message without building its segments (a CQ
+    // string is parsed into them once, here: its raw form has none).
+    let bad_message = |e: serde_json::Error| malformed(post_type, format!("`{name}` has a malformed message: {e}"));
+    let summary = match (message, head.get("message")) {
+        // Kept as text, it is still checked as a full parse would check it.
+        (Some(text), _) if !is_message => {
+            super::head::skip(&mut serde_json::Deserializer::from_str(text.get())).map_err(bad_message)?;
+            Summary::default()
+        }
+        _ if !is_message => Summary::default(),
+        (Some(text), _) => {
+            Summary::read(&mut serde_json::Deserializer::from_str(text.get()), self_id).map_err(bad_message)?
+        }
+        (None, Some(tree)) => Summary::read(tree, self_id).unwrap_or_default(),
+        (None, None) => Summary::default(),
     };
     let mut field = |k: &str| head.get_mut(k).map(Value::take).unwrap_or(Value::Null);
     let (user_id, group_id, message_id) = (field("user_id"), field("group_id"), field("message_id"));
-    let self_id = head.get("self_id").and_then(Value::as_i64).unwrap_or(0);
     if self_id != 0 {
         bot.set_self_id(crate::bot::BotId::Number(self_id));
     }
-    let (at_me, reply_to) = match &parsed {
-        Some(Value::Array(segs)) => mentions(segs, self_id),
-        _ => (false, Value::Null),
-    };
+    let Summary { text, at_me, reply_to, parsed } = summary;
     let aliases = aliases(&name);
     let mut ev = Event::new(bot.clone(), name, aliases, raw);
     // Leading and trailing blanks (left around an @-mention) are not part of what was said.
@@ -315,9 +347,8 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
     ev.group_id = group_id;
     ev.message_id = message_id;
     if is_message {
-        // An array is read from the raw event if a script asks, like the sender: the tree
-        // built here is freed here, not by the worker that drops the event.
-        ev.parsed_segments = parsed.filter(|_| !in_raw);
+        // An array is read from the raw event if a script asks, like the sender.
+        ev.parsed_segments = parsed.map(Value::Array);
         ev.segments_at = "/message";
         ev.sender_at = "/sender";
     }
@@ -339,28 +370,6 @@ fn aliases(name: &str) -> &'static [&'static str] {
     } else {
         &[]
     }
-}
-
-/// Whether `segs` @-mention `self_id`, and the id of the message they reply to.
-fn mentions(segs: &[Value], self_id: i64) -> (bool, Value) {
-    let mut at_me = false;
-    let mut reply_to = Value::Null;
-    for seg in segs {
-        match seg.get("type").and_then(Value::as_str) {
-            Some("at") => {
-                let qq = crate::event::path(seg, "/data/qq")
-                    .map(|q| q.as_str().map_or_else(|| q.to_string(), str::to_owned));
-                at_me |= self_id != 0 && qq.as_deref() == Some(self_id.to_string().as_str());
-            }
-            Some("reply") => {
-                let id = crate::event::path(seg, "/data/id").cloned().unwrap_or(Value::Null);
-                // Message ids are integers on the wire elsewhere; keep them comparable.
-                reply_to = id.as_str().and_then(|s| s.parse::<i64>().ok()).map_or(id, Value::from);
-            }
-            _ => {}
-        }
-    }
-    (at_me, reply_to)
 }
 
 /// How the event is recognised when delivered twice: a message by its account and id (`123`
@@ -495,6 +504,18 @@ mod tests {
                 "sender": {"user_id": 2, "role": "admin", "card": "c\"é"}}),
             json!({"self_id": 10001, "post_type": "message", "message_type": "private", "message_id": "8",
                 "user_id": 2, "message": "[CQ:face,id=1]hi&amp;", "sender": {"nickname": "n"}}),
+            // Segments of every shape: data before type, ids as numbers, odd members, non-objects.
+            json!({"self_id": 10001, "post_type": "message", "message_type": "private", "message_id": 9, "user_id": 2,
+                "message": [{"data": {"text": "a\"é\n"}, "type": "text"}, {"type": "at", "data": {"qq": 10001}},
+                    {"type": "text", "data": {"text": 5}}, {"type": 1, "data": {"text": "no"}}, "x", 3, null, [1],
+                    {"type": "reply", "data": {"id": 12}}, {"type": "at", "data": "qq"}, {"type": "text"},
+                    {"type": "image", "data": {"file": "f", "extra": {"deep": [1, {"a": "b"}]}}},
+                    {"type": "reply", "data": {"id": {"odd": true}}}, {"type": "at", "data": {"qq": "all"}},
+                    {"type": "text", "data": {"text": " b ", "text2": "c"}}]}),
+            json!({"self_id": 10001, "post_type": "message", "message_type": "group", "message_id": 10, "user_id": 2,
+                "group_id": 3, "message": {"not": "a message"}}),
+            json!({"self_id": 10001, "post_type": "message", "message_type": "group", "message_id": 11, "user_id": 2,
+                "group_id": 3, "message": [{"type": "reply", "data": {"id": "x1"}}, {"type": "at", "data": {"qq": "10001"}}]}),
             json!({"post_type": "notice", "notice_type": "group_increase", "sub_type": "approve", "group_id": 3,
                 "user_id": 4, "operator_id": 5, "time": 9}),
             json!({"post_type": "request", "request_type": "group", "sub_type": "add", "flag": "f", "group_id": 3,
@@ -505,13 +526,36 @@ mod tests {
         for frame in frames {
             let text = bytes::Bytes::from(frame.to_string());
             let head = read_head(&text).unwrap().unwrap();
-            assert!(head.get("sender").is_none() && head.get("time").is_none(), "only the head is built");
-            let lazy = super::decode(&bot(), head, Raw::text(&text), 1).unwrap();
+            let built = |k| head.fields.get(k).is_some();
+            assert!(!built("sender") && !built("time") && !built("message"), "only the head is built");
+            let lazy = super::decode(&bot(), head.fields, head.message, Raw::text(&text), 1).unwrap();
             // The old path: the whole tree as the head, so a field missing from HEAD shows.
-            let whole = super::decode(&bot(), frame.clone(), Raw::from(frame.clone()), 1).unwrap();
+            let whole = super::decode(&bot(), frame.clone(), None, Raw::from(frame.clone()), 1).unwrap();
             // An array message is read from the raw text if asked for; a CQ string is parsed here.
             assert_eq!(lazy.parsed_segments.is_some(), frame["message"].is_string(), "{frame}");
             lazy.assert_decoded_like(&whole, &frame);
+        }
+    }
+
+    #[test]
+    fn a_message_kept_as_text_is_checked_like_the_rest_of_the_frame() {
+        let bad = r#""x\ud800y""#;
+        for event in [
+            r#"{"post_type":"message","message_type":"private","user_id":1,"message":[{"type":"text","data":{"text":BAD}}]}"#,
+            r#"{"post_type":"message","message_type":"private","user_id":1,"message":[{"type":"image","data":{"url":BAD}}]}"#,
+            r#"{"post_type":"notice","notice_type":"x","message":{"a":BAD}}"#,
+        ] {
+            let text = event.replace("BAD", bad);
+            let rejected = match read_head(text.as_bytes()) {
+                Err(_) => true,
+                Ok(head) => {
+                    let head = head.unwrap();
+                    let decoded = super::decode(&bot(), head.fields, head.message, Raw::text(text.as_bytes()), 1);
+                    decoded.is_err()
+                }
+            };
+            assert!(rejected, "{text}");
+            assert!(serde_json::from_str::<Value>(&text).is_err(), "a full parse rejects it too");
         }
     }
 

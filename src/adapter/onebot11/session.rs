@@ -399,19 +399,23 @@ fn handle_frame(
 ) {
     // Only the fields decoding reads are built; an event keeps the rest as text.
     let head = match super::read_head(bytes) {
-        Ok(head) => head.unwrap_or(Value::Null),
+        Ok(Some(head)) => head,
+        Ok(None) => super::Head { fields: Value::Null, message: None },
         Err(e) => {
             crate::warn_limited!(warnings, bot = %bot.name, "malformed frame skipped: {e}: {}", preview(bytes));
             return;
         }
     };
+    let message = head.message;
+    // Only an event's message is read as text; a response's is its error text.
+    let head = if head.fields.get("post_type").is_some() { head.fields } else { head.into_whole() };
     match classify(head) {
         Frame::Event(head) => {
             if head.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat") {
                 *heartbeat =
                     head.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis);
             }
-            match super::decode(bot, head, Raw::text(bytes), via) {
+            match super::decode(bot, head, message, Raw::text(bytes), via) {
                 Ok(ev) => sink(ev),
                 Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
             }

@@ -30,13 +30,13 @@ pub async fn run(bot: Arc<Bot>, cfg: OneBotConfig, url: String, sink: EventSink,
         let bot = &handler_bot;
         // Only the fields decoding reads are built; the event keeps the rest as text.
         match super::read_head(data) {
-            Ok(Some(raw)) if raw.get("post_type").is_some() => {
+            Ok(Some(super::Head { fields: raw, message })) if raw.get("post_type").is_some() => {
                 let heartbeat = (raw.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat"))
                     .then(|| {
                         raw.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis)
                     })
                     .flatten();
-                match super::decode(bot, raw, Raw::text(data), via) {
+                match super::decode(bot, raw, message, Raw::text(data), via) {
                     Ok(ev) => sink(ev),
                     Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
                 }
