@@ -15,7 +15,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 mod outbox;
-pub use outbox::{DirectWrite, Outbox, json_text};
+#[cfg(test)]
+pub use outbox::json_text;
+pub use outbox::{DirectWrite, Outbox};
 
 /// Which protocol family a bot speaks: its name (`ev.protocol`, logs) and the script
 /// namespace whose actions it accepts (`onebot` for OneBot 11 and the console).

@@ -179,7 +179,9 @@ impl Event {
 type Keys = Arc<[String]>;
 
 /// Names whose keys each thread keeps: decoders accept any short identifier, so the names an
-/// event can have are unbounded, while a bot sees a few dozen in practice.
+/// event can have are unbounded, while a bot sees a few dozen in practice. The first names seen
+/// stay; a name past them gets its keys built each time (slower, never wrong). Aliases come from
+/// the protocols' static tables, so each name has one or two alias sets.
 const KNOWN_NAMES: usize = 256;
 
 /// The keys of an event named `name`: every dotted prefix of `name`, most specific first, then

@@ -5,13 +5,11 @@
 //! string, all freed later on a worker. [`head`] checks the whole document but builds only the
 //! named fields; the event keeps the text, and the rest is parsed if a script asks.
 
-use std::cell::Cell;
 use std::fmt;
 
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The fields of the JSON object `text` named in `keys`; `None` when `text` is JSON but not an
@@ -23,26 +21,36 @@ use serde_json::{Map, Value};
 /// whole when it is not (so a decoder can still tell what it was); a key naming `outer` itself
 /// builds it whole.
 pub fn head(text: &[u8], keys: &[&str]) -> serde_json::Result<Option<Map<String, Value>>> {
-    Ok(read(text, keys, None)?.map(|(fields, _)| fields))
-}
-
-/// The fields [`head_keeping`] built, and the member it kept as text.
-pub type Kept<'a> = (Map<String, Value>, Option<&'a RawValue>);
-
-/// What [`head`] builds, and the top-level member `kept` as its JSON text (`None` when the
-/// object has none), for a decoder that reads that member its own way. The text is checked
-/// for UTF-8 here; a decoder reading it checks the rest.
-pub fn head_keeping<'a>(text: &'a [u8], keys: &[&str], kept: &str) -> serde_json::Result<Option<Kept<'a>>> {
-    read(text, keys, Some(kept))
-}
-
-fn read<'a>(text: &'a [u8], keys: &[&str], kept: Option<&str>) -> serde_json::Result<Option<Kept<'a>>> {
-    let slot = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(text);
-    let fields = de.deserialize_any(Head { keys, within: "", kept: kept.map(|k| (k, &slot)) })?;
+    let fields = de.deserialize_any(Head { keys, within: "" })?;
     de.end()?;
     Ok(match fields {
-        Value::Object(fields) => Some((fields, slot.get())),
+        Value::Object(fields) => Some(fields),
+        _ => None,
+    })
+}
+
+/// The fields [`head_reading`] built, and what its seed read from the member it reads.
+pub type Read<T> = (Map<String, Value>, Option<T>);
+
+/// What [`head`] builds, and the top-level member `member` read by `seed` instead of built
+/// (`None` when the object has none), in the same pass: for a decoder that needs a summary of
+/// a large member, not the member. A repeated member is read each time; the last one counts.
+pub fn head_reading<'de, S>(
+    text: &'de [u8],
+    keys: &[&str],
+    member: &str,
+    seed: S,
+) -> serde_json::Result<Option<Read<S::Value>>>
+where
+    S: DeserializeSeed<'de> + Copy,
+{
+    let mut read = None;
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let fields = de.deserialize_any(Reading { head: Head { keys, within: "" }, member, seed, read: &mut read })?;
+    de.end()?;
+    Ok(match fields {
+        Value::Object(fields) => Some((fields, read)),
         _ => None,
     })
 }
@@ -50,20 +58,20 @@ fn read<'a>(text: &'a [u8], keys: &[&str], kept: Option<&str>) -> serde_json::Re
 /// What [`head`] builds from the text of `value`, taken from a tree already built: for
 /// decoders handed a whole event (a webhook, a test) instead of its text.
 pub fn pick(value: &Value, keys: &[&str]) -> Option<Map<String, Value>> {
-    match pick_within(value, Head { keys, within: "", kept: None }) {
+    match pick_within(value, Head { keys, within: "" }) {
         Value::Object(fields) => Some(fields),
         _ => None,
     }
 }
 
-fn pick_within(value: &Value, head: Head<'_, '_>) -> Value {
+fn pick_within(value: &Value, head: Head<'_>) -> Value {
     match value {
         Value::Object(all) => Value::Object(
             all.iter()
                 .filter_map(|(k, v)| {
                     let v = match head.wanted(k)? {
                         Wanted::Whole => v.clone(),
-                        Wanted::Part(within) => pick_within(v, Head { keys: head.keys, within, kept: None }),
+                        Wanted::Part(within) => pick_within(v, Head { keys: head.keys, within }),
                     };
                     Some((k.clone(), v))
                 })
@@ -77,11 +85,9 @@ fn pick_within(value: &Value, head: Head<'_, '_>) -> Value {
 /// Builds the members named by `keys` of the object at the path `within` (`""` for the
 /// document, `"outer/"` for a member of it).
 #[derive(Clone, Copy)]
-struct Head<'k, 'de> {
+struct Head<'k> {
     keys: &'k [&'k str],
     within: &'k str,
-    /// The top-level member kept as text, and where it goes.
-    kept: Option<(&'k str, &'k Cell<Option<&'de RawValue>>)>,
 }
 
 /// How much of a member [`Head`] builds.
@@ -91,7 +97,31 @@ enum Wanted<'k> {
     Part(&'k str),
 }
 
-impl<'k> Head<'k, '_> {
+impl<'k> Head<'k> {
+    /// The named members of an object; `take` reads a member itself when it returns true.
+    fn members<'de, A: MapAccess<'de>>(
+        self,
+        mut map: A,
+        mut take: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
+    ) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            if take(&key, &mut map)? {
+                continue;
+            }
+            // A repeated key keeps its last value, as a full parse would.
+            match self.wanted(&key) {
+                Some(Wanted::Whole) => drop(fields.insert(key.into_owned(), map.next_value()?)),
+                Some(Wanted::Part(within)) => {
+                    let part = map.next_value_seed(Head { keys: self.keys, within })?;
+                    drop(fields.insert(key.into_owned(), part));
+                }
+                None => map.next_value_seed(Skip)?,
+            }
+        }
+        Ok(Value::Object(fields))
+    }
+
     fn wanted(&self, member: &str) -> Option<Wanted<'k>> {
         // Runs for every member of every frame: one byte and the length are compared before
         // any string is, since most keys are not this member.
@@ -114,7 +144,7 @@ impl<'k> Head<'k, '_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Head<'_, 'de> {
+impl<'de> DeserializeSeed<'de> for Head<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -122,7 +152,7 @@ impl<'de> DeserializeSeed<'de> for Head<'_, 'de> {
     }
 }
 
-impl<'de> Visitor<'de> for Head<'_, 'de> {
+impl<'de> Visitor<'de> for Head<'_> {
     /// The object's named members; a member that is not an object is built whole, and a
     /// document that is not one (`within` empty) is checked and comes back as `Null`.
     type Value = Value;
@@ -131,26 +161,8 @@ impl<'de> Visitor<'de> for Head<'_, 'de> {
         f.write_str("a JSON document")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut fields = Map::new();
-        while let Some(key) = map.next_key_seed(Key)? {
-            // A repeated key keeps its last value, as a full parse would.
-            if let Some((kept, slot)) = self.kept
-                && *key == *kept
-            {
-                slot.set(Some(map.next_value()?));
-                continue;
-            }
-            match self.wanted(&key) {
-                Some(Wanted::Whole) => drop(fields.insert(key.into_owned(), map.next_value()?)),
-                Some(Wanted::Part(within)) => {
-                    let part = map.next_value_seed(Head { keys: self.keys, within, kept: None })?;
-                    drop(fields.insert(key.into_owned(), part));
-                }
-                None => map.next_value_seed(Skip)?,
-            }
-        }
-        Ok(Value::Object(fields))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        self.members(map, |_, _| Ok(false))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
@@ -245,6 +257,62 @@ impl<'de> Visitor<'de> for Skip {
 
     fn visit_unit<E>(self) -> Result<(), E> {
         Ok(())
+    }
+}
+
+/// [`Head`] at the top of a document, with one member read by a seed (see [`head_reading`]).
+struct Reading<'k, 'r, S: DeserializeSeed<'r>> {
+    head: Head<'k>,
+    member: &'k str,
+    seed: S,
+    read: &'k mut Option<S::Value>,
+}
+
+impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Reading<'_, 'de, S> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        let Reading { head, member, seed, read } = self;
+        head.members(map, |key, map| {
+            if key != member {
+                return Ok(false);
+            }
+            *read = Some(map.next_value_seed(seed)?);
+            Ok(true)
+        })
+    }
+
+    // A document that is not an object is only checked, as by [`Head`].
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        self.head.visit_seq(seq)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 

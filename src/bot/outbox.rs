@@ -51,9 +51,9 @@ impl Outbox {
 
     /// The call of `action` with `params`, prepared and written as JSON text here, on the
     /// caller's thread: the tree is built, read and freed by one thread, and the connection
-    /// only copies text. (A block freed by another thread than the one that allocated it
-    /// takes the allocator's lock for that thread, which the connection would then contend
-    /// for with every worker.)
+    /// copies the text and frees one block, not a tree. (A block freed by another thread than
+    /// the one that allocated it takes the allocator's lock for that thread, which the
+    /// connection would then contend for with every worker.)
     pub fn call(&self, action: &str, params: Value, reply: Reply, deadline: Instant) -> Call {
         Call { action: action.to_owned(), params: json_text(&(self.prepare)(params)), reply, deadline }
     }

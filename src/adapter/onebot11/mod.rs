@@ -16,14 +16,14 @@ pub mod ws;
 
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
+use serde::de::DeserializeSeed;
 use serde_json::{Value, json};
 
 use super::{Adapter, EventSink, Opened, Start, Verb};
 use crate::bot::{Bot, Call, CallError, Link, Outbox, Protocol};
 use crate::event::{Event, Identity, Raw, hash_id, is_name_part, name_part};
 use config::{HttpEvents, OneBotConfig, OneBotTransport};
-use summary::Summary;
+use summary::{Message, MessageSeed, Summary};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -208,28 +208,30 @@ pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malfo
     decode(bot, Value::Object(head), None, raw.into(), via)
 }
 
-/// A frame's [`HEAD`] fields, built, and its `message` as text (see [`decode`]).
-pub struct Head<'a> {
+/// A frame's [`HEAD`] fields, with its `message` read as routing reads it (see [`decode`]).
+pub struct Head {
     /// The fields, `message` aside.
     pub fields: Value,
-    /// The `message` member's JSON text, if it has one.
-    pub message: Option<&'a RawValue>,
+    /// The `message` member, if the frame has one.
+    pub message: Option<Message>,
 }
 
-impl Head<'_> {
-    /// The fields with `message` built into them: what a response frame is read from.
-    pub fn into_whole(self) -> Value {
+impl Head {
+    /// The fields with a string `message` put back: what a response (whose `message` is its
+    /// error text) is read from.
+    pub fn into_fields(self) -> Value {
         let mut fields = self.fields;
-        if let (Some(text), Value::Object(map)) = (self.message, &mut fields) {
-            map.insert("message".into(), serde_json::from_str(text.get()).unwrap_or(Value::Null));
+        if let (Some(Message::Text(text)), Value::Object(map)) = (self.message, &mut fields) {
+            map.insert("message".into(), Value::String(text));
         }
         fields
     }
 }
 
-/// Reads a frame's [`HEAD`] fields and nothing else; `None` when it is JSON but not an object.
-pub fn read_head(frame: &[u8]) -> serde_json::Result<Option<Head<'_>>> {
-    let head = super::head::head_keeping(frame, HEAD, "message")?;
+/// Reads a frame's [`HEAD`] fields and nothing else, checking the whole frame as a full parse
+/// would; `None` when it is JSON but not an object.
+pub fn read_head(frame: &[u8]) -> serde_json::Result<Option<Head>> {
+    let head = super::head::head_reading(frame, HEAD, "message", MessageSeed)?;
     Ok(head.map(|(fields, message)| Head { fields: Value::Object(fields), message }))
 }
 
@@ -257,12 +259,12 @@ pub const HEAD: &[&str] = &[
     "msg",
 ];
 
-/// Decodes an event from its [`HEAD`] fields (`head`), its `message` as text when the head
-/// kept it so (else `head` has it), and the whole of it (`raw`).
+/// Decodes an event from its [`HEAD`] fields (`head`), its `message` when the head read it
+/// apart (else `head` has it), and the whole of it (`raw`).
 pub fn decode(
     bot: &Arc<Bot>,
     mut head: Value,
-    message: Option<&RawValue>,
+    message: Option<Message>,
     raw: Raw,
     via: u64,
 ) -> Result<Event, Malformed> {
@@ -313,28 +315,27 @@ pub fn decode(
     }
     let identity = identity(&head, &raw, post_type);
     let self_id = head.get("self_id").and_then(Value::as_i64).unwrap_or(0);
-    // Text, mentions and reply, read from the message without building its segments (a CQ
-    // string is parsed into them once, here: its raw form has none).
-    let bad_message = |e: serde_json::Error| malformed(post_type, format!("`{name}` has a malformed message: {e}"));
-    let summary = match (message, head.get("message")) {
-        // Kept as text, it is still checked as a full parse would check it.
-        (Some(text), _) if !is_message => {
-            super::head::skip(&mut serde_json::Deserializer::from_str(text.get())).map_err(bad_message)?;
-            Summary::default()
+    // Text, mentions and reply, read without building the segments of an array; a CQ string
+    // is parsed into them once, here (its raw form has none).
+    let message = match message {
+        Some(message) => message,
+        None => head.get("message").and_then(|tree| MessageSeed.deserialize(tree).ok()).unwrap_or(Message::Other),
+    };
+    let (summary, parsed) = match message {
+        Message::Text(text) if is_message => {
+            let segments = cq::parse(&text);
+            (Summary::of(&segments), Some(segments))
         }
-        _ if !is_message => Summary::default(),
-        (Some(text), _) => {
-            Summary::read(&mut serde_json::Deserializer::from_str(text.get()), self_id).map_err(bad_message)?
-        }
-        (None, Some(tree)) => Summary::read(tree, self_id).unwrap_or_default(),
-        (None, None) => Summary::default(),
+        Message::Segments(summary) if is_message => (summary, None),
+        _ => (Summary::default(), None),
     };
     let mut field = |k: &str| head.get_mut(k).map(Value::take).unwrap_or(Value::Null);
     let (user_id, group_id, message_id) = (field("user_id"), field("group_id"), field("message_id"));
     if self_id != 0 {
         bot.set_self_id(crate::bot::BotId::Number(self_id));
     }
-    let Summary { text, at_me, reply_to, parsed } = summary;
+    let at_me = summary.mentions(self_id);
+    let Summary { text, reply_to, .. } = summary;
     let aliases = aliases(&name);
     let mut ev = Event::new(bot.clone(), name, aliases, raw);
     // Leading and trailing blanks (left around an @-mention) are not part of what was said.
@@ -538,24 +539,32 @@ mod tests {
     }
 
     #[test]
-    fn a_message_kept_as_text_is_checked_like_the_rest_of_the_frame() {
+    fn a_message_read_apart_is_checked_like_the_rest_of_the_frame() {
         let bad = r#""x\ud800y""#;
-        for event in [
-            r#"{"post_type":"message","message_type":"private","user_id":1,"message":[{"type":"text","data":{"text":BAD}}]}"#,
-            r#"{"post_type":"message","message_type":"private","user_id":1,"message":[{"type":"image","data":{"url":BAD}}]}"#,
-            r#"{"post_type":"notice","notice_type":"x","message":{"a":BAD}}"#,
+        // Nested as deep as a full parse allows, then one level more.
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let (deepest, too_deep) = (1..200)
+            .map(deep)
+            .partition::<Vec<_>, _>(|m| serde_json::from_str::<Value>(&format!(r#"{{"message":{m}}}"#)).is_ok());
+        let (deepest, too_deep) = (deepest.last().unwrap().clone(), too_deep[0].clone());
+        for (frame, good) in [
+            (
+                r#"{"post_type":"message","message_type":"private","user_id":1,"message":[{"type":"text","data":{"text":BAD}}]}"#,
+                false,
+            ),
+            (
+                r#"{"post_type":"message","message_type":"private","user_id":1,"message":[{"type":"image","data":{"url":BAD}}]}"#,
+                false,
+            ),
+            (r#"{"post_type":"notice","notice_type":"x","message":{"a":BAD}}"#, false),
+            (r#"{"post_type":"message","message_type":"private","user_id":1,"message":BAD,"message":"hi"}"#, false),
+            (r#"{"echo":1,"status":"failed","retcode":1,"message":BAD}"#, false),
+            (r#"{"post_type":"message","message_type":"private","user_id":1,"message":DEEPEST}"#, true),
+            (r#"{"post_type":"message","message_type":"private","user_id":1,"message":TOO_DEEP}"#, false),
         ] {
-            let text = event.replace("BAD", bad);
-            let rejected = match read_head(text.as_bytes()) {
-                Err(_) => true,
-                Ok(head) => {
-                    let head = head.unwrap();
-                    let decoded = super::decode(&bot(), head.fields, head.message, Raw::text(text.as_bytes()), 1);
-                    decoded.is_err()
-                }
-            };
-            assert!(rejected, "{text}");
-            assert!(serde_json::from_str::<Value>(&text).is_err(), "a full parse rejects it too");
+            let text = frame.replace("BAD", bad).replace("TOO_DEEP", &too_deep).replace("DEEPEST", &deepest);
+            assert_eq!(serde_json::from_str::<Value>(&text).is_ok(), good, "a full parse: {text}");
+            assert_eq!(read_head(text.as_bytes()).is_ok(), good, "the head: {text}");
         }
     }
 

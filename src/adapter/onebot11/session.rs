@@ -406,9 +406,11 @@ fn handle_frame(
             return;
         }
     };
-    let message = head.message;
-    // Only an event's message is read as text; a response's is its error text.
-    let head = if head.fields.get("post_type").is_some() { head.fields } else { head.into_whole() };
+    // An event's message was read apart; a response's is its error text.
+    let (head, message) = match head {
+        super::Head { fields, message } if fields.get("post_type").is_some() => (fields, message),
+        other => (other.into_fields(), None),
+    };
     match classify(head) {
         Frame::Event(head) => {
             if head.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat") {
@@ -561,7 +563,8 @@ mod tests {
             const FRAMES: usize = 20;
             let (outbox, mut rx) = Outbox::new(super::super::prepare_params);
             let bot = Arc::new(Bot::new("t", &super::super::PROTOCOL, Duration::from_secs(5), crate::bot::Link::Channel(outbox.clone())));
-            // A script that answers at once: each event queues its reply while it is handled.
+            // A script that answers at once: each event's reply is sent while it is dispatched
+            // (on the session's own thread here, where a worker would send it in the runtime).
             let answering = outbox.clone();
             let sink: EventSink = Arc::new(move |ev| {
                 let done = Reply::Detached(Detached::new(|_| {}));
@@ -593,8 +596,8 @@ mod tests {
             assert!(matches!(end, End::Lost(why) if why == "hung up"));
             let sent: Vec<String> = (0..FRAMES).map(|i| format!("\"m{i}\"")).collect();
             assert_eq!(texts(&socket), sent, "every reply, in order");
-            // The first reply goes straight from the script's thread to an idle socket; the
-            // rest wait for it to be answered and leave together.
+            // The first reply goes straight to the idle socket; while it is unanswered (here,
+            // for good) the connection counts as busy, so the rest queue and leave together.
             let flushed = socket.flushed.lock().unwrap().clone();
             assert_eq!(flushed, [1, FRAMES - 1], "writes per flush");
         });

@@ -1,9 +1,11 @@
 //! What decoding reads from a message event's `message`, without building its segments: the
-//! plain text, whether it @-mentions the bot, and the message it replies to.
+//! plain text, whom it @-mentions, and the message it replies to.
 //!
 //! The segments of an array message stay in the event's raw text until a script asks for
-//! them; the decoder reads the array once, here, keeping only these three. A message given as
-//! CQ text is parsed into segments, which the event keeps (its raw form has none).
+//! them; the frame's head reads the array once, in the same pass ([`MessageSeed`] with
+//! [`crate::adapter::head::head_reading`]), keeping only these three. A message given as CQ
+//! text is kept as text: the decoder parses it into segments, which the event keeps (its raw
+//! form has none), and a response's `message` is its error text.
 
 use std::fmt;
 
@@ -11,7 +13,6 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::cq;
 use crate::adapter::head::{Key, skip};
 
 /// Scalars a visitor reads as `$none` (what routing ignores).
@@ -35,98 +36,113 @@ macro_rules! scalars_say {
     };
 }
 
-/// What a message says, as routing reads it.
-#[derive(Debug, Default, PartialEq)]
+/// A `message` member as routing reads it.
+#[derive(Debug)]
+pub enum Message {
+    /// A string: CQ text (or a response's error text).
+    Text(String),
+    /// An array of segments, summarised.
+    Segments(Summary),
+    /// Anything else, which says nothing.
+    Other,
+}
+
+/// What an array of segments says, as routing reads it.
+#[derive(Debug, Default)]
 pub struct Summary {
     /// The text segments joined (untrimmed).
     pub text: String,
-    /// An `at` segment names the bot.
-    pub at_me: bool,
+    /// The `qq` of each `at` segment, as text.
+    pub at: Vec<String>,
     /// The `id` of the last `reply` segment (an integer when it is one as a string).
     pub reply_to: Value,
-    /// The segments of a CQ-text message; `None` for an array (read from the raw event).
-    pub parsed: Option<Vec<Value>>,
 }
 
 impl Summary {
-    /// Summarises `message`, read from any deserializer (its JSON text, or a tree); a value that
-    /// is neither a string nor an array says nothing. `self_id` 0 means the bot is not known.
-    pub fn read<'de, D: Deserializer<'de>>(message: D, self_id: i64) -> Result<Summary, D::Error> {
-        message.deserialize_any(Message { self_id })
-    }
-
     /// The summary of segments already built.
-    fn of(segments: Vec<Value>, self_id: i64) -> Summary {
-        let mut summary = Summary { text: cq::plain_text(&segments), ..Summary::default() };
-        for seg in &segments {
+    pub fn of(segments: &[Value]) -> Summary {
+        let mut summary = Summary::default();
+        for seg in segments {
             let part = Segment {
                 kind: Kind::of(seg.get("type").and_then(Value::as_str)),
                 data: seg.get("data").map_or_else(Data::default, Data::of),
             };
-            summary.add(part, self_id, false);
+            summary.add(part);
         }
-        summary.parsed = Some(segments);
         summary
     }
 
-    fn add(&mut self, seg: Segment, self_id: i64, with_text: bool) {
+    /// Whether an `at` segment names `self_id` (0: the bot is not known, so none does).
+    pub fn mentions(&self, self_id: i64) -> bool {
+        self_id != 0 && self.at.iter().any(|qq| *qq == self_id.to_string())
+    }
+
+    fn add(&mut self, seg: Segment) {
         match seg.kind {
-            Kind::Text if with_text => {
+            Kind::Text => {
                 if let Some(text) = seg.data.text {
                     self.text.push_str(&text);
                 }
             }
             Kind::At => {
-                let qq = seg.data.qq.map(|q| q.as_str().map_or_else(|| q.to_string(), str::to_owned));
-                self.at_me |= self_id != 0 && qq.is_some_and(|qq| qq == self_id.to_string());
+                if let Some(q) = seg.data.qq {
+                    self.at.push(q.as_str().map_or_else(|| q.to_string(), str::to_owned));
+                }
             }
             Kind::Reply => {
                 let id = seg.data.id.unwrap_or(Value::Null);
                 // Message ids are integers on the wire elsewhere; keep them comparable.
                 self.reply_to = id.as_str().and_then(|s| s.parse::<i64>().ok()).map_or(id, Value::from);
             }
-            _ => {}
+            Kind::Other => {}
         }
     }
 }
 
-/// The `message` member: CQ text or an array of segments.
-struct Message {
-    self_id: i64,
+/// Reads a `message` member (from a frame's text or from a tree) as a [`Message`].
+#[derive(Debug, Clone, Copy)]
+pub struct MessageSeed;
+
+impl<'de> DeserializeSeed<'de> for MessageSeed {
+    type Value = Message;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Message, D::Error> {
+        d.deserialize_any(self)
+    }
 }
 
-impl<'de> Visitor<'de> for Message {
-    type Value = Summary;
+impl<'de> Visitor<'de> for MessageSeed {
+    type Value = Message;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a message")
     }
 
-    fn visit_str<E>(self, text: &str) -> Result<Summary, E> {
-        Ok(Summary::of(cq::parse(text), self.self_id))
+    fn visit_str<E>(self, text: &str) -> Result<Message, E> {
+        Ok(Message::Text(text.to_owned()))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Summary, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
         let mut summary = Summary::default();
         while let Some(seg) = seq.next_element_seed(SegmentSeed)? {
             if let Some(seg) = seg {
-                summary.add(seg, self.self_id, true);
+                summary.add(seg);
             }
         }
-        Ok(summary)
+        Ok(Message::Segments(summary))
     }
 
-    // Anything else says nothing; maps and their contents are still checked.
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Summary, A::Error> {
+    // Anything else says nothing; its contents are still checked.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
         while map.next_entry::<Checked, Checked>()?.is_some() {}
-        Ok(Summary::default())
+        Ok(Message::Other)
     }
 
-    scalars_say!(Summary::default());
+    scalars_say!(Message::Other);
 }
 
 /// The segment kinds routing reads.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default, Clone, Copy)]
 enum Kind {
     #[default]
     Other,
@@ -165,12 +181,13 @@ impl Data {
     }
 }
 
-/// One segment; `None` when it is not an object.
+/// One segment.
 struct Segment {
     kind: Kind,
     data: Data,
 }
 
+/// Reads a segment; `None` when it is not an object.
 struct SegmentSeed;
 
 impl<'de> DeserializeSeed<'de> for SegmentSeed {
