@@ -74,7 +74,11 @@ impl Summary {
 
     /// Whether an `at` segment names `self_id` (0: the bot is not known, so none does).
     pub fn mentions(&self, self_id: i64) -> bool {
-        self_id != 0 && self.at.iter().any(|qq| *qq == self_id.to_string())
+        if self_id == 0 || self.at.is_empty() {
+            return false;
+        }
+        let me = self_id.to_string();
+        self.at.contains(&me)
     }
 
     fn add(&mut self, seg: Segment) {
