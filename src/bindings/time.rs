@@ -63,18 +63,14 @@ fn local(ms: INT, zone: Zone) -> RhaiResult<NaiveDateTime> {
 }
 
 /// The instant of wall-clock `naive` in `zone`: the earlier one when a DST change repeats it,
-/// the first valid one after a DST gap.
+/// the first one that exists after a DST gap (as a cron job's time is resolved).
 fn instant(naive: NaiveDateTime, zone: Zone) -> RhaiResult<INT> {
     fn pick<T: TimeZone>(tz: &T, naive: NaiveDateTime) -> Option<INT> {
-        let mut n = naive;
-        for _ in 0..4 {
-            match tz.from_local_datetime(&n) {
-                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => return Some(t.timestamp_millis()),
-                // In a spring-forward gap: the first time that exists.
-                LocalResult::None => n += chrono::Duration::minutes(30),
-            }
-        }
-        None
+        let t = match tz.from_local_datetime(&naive) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t,
+            LocalResult::None => crate::scheduler::cron_time::first_valid_after(tz, naive)?,
+        };
+        Some(t.timestamp_millis())
     }
     match zone {
         Zone::Local => pick(&chrono::Local, naive),
@@ -228,9 +224,12 @@ mod tests {
         assert_eq!((next - noon) / 3_600_000, 23);
         assert_eq!(format(next, "%Y-%m-%d %H:%M", berlin()).unwrap(), "2026-03-29 12:00");
         assert_eq!(day(next, berlin()).unwrap() - day(noon, berlin()).unwrap(), 1);
-        // A time inside the gap is moved to the first one that exists.
-        let gap = parse("2026-03-29 02:30", "%Y-%m-%d %H:%M", berlin()).unwrap();
-        assert_eq!(format(gap, "%H:%M", berlin()).unwrap(), "03:00");
+        // A time inside the gap is moved to the first one that exists, as cron jobs are.
+        for inside in ["02:00", "02:15", "02:30", "02:59:30"] {
+            let pattern = if inside.len() > 5 { "%Y-%m-%d %H:%M:%S" } else { "%Y-%m-%d %H:%M" };
+            let gap = parse(&format!("2026-03-29 {inside}"), pattern, berlin()).unwrap();
+            assert_eq!(format(gap, "%H:%M:%S", berlin()).unwrap(), "03:00:00", "{inside}");
+        }
         assert_eq!(format(start_of_day(next, berlin()).unwrap(), "%H:%M", berlin()).unwrap(), "00:00");
     }
 

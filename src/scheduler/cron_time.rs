@@ -97,11 +97,12 @@ fn next_in<Z: TimeZone>(schedule: &cron::Schedule, tz: &Z, after: DateTime<Utc>)
     None
 }
 
-/// The first existing wall time after a DST gap that swallowed `wall`.
-fn first_valid_after<Z: TimeZone>(tz: &Z, wall: NaiveDateTime) -> Option<DateTime<Z>> {
-    // Gaps start on a whole hour (or half hour), so step minutes from the hour's start.
-    let hour_start = wall.date().and_hms_opt(wall.hour(), 0, 0)?;
-    (1..=24 * 60).find_map(|m| tz.from_local_datetime(&(hour_start + Duration::minutes(m))).earliest())
+/// The first wall time that exists after `wall`, which a DST gap swallowed: gaps end on a
+/// whole minute, so the minutes after `wall` are tried in turn (the earlier instant of a
+/// repeated one). `time::` resolves a time in a gap the same way.
+pub fn first_valid_after<Z: TimeZone>(tz: &Z, wall: NaiveDateTime) -> Option<DateTime<Z>> {
+    let minute = wall.date().and_hms_opt(wall.hour(), wall.minute(), 0)?;
+    (1..=24 * 60).find_map(|m| tz.from_local_datetime(&(minute + Duration::minutes(m))).earliest())
 }
 
 #[cfg(test)]
