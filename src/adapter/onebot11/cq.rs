@@ -89,19 +89,6 @@ pub fn format(segments: &[Value]) -> String {
     out
 }
 
-/// The plain text of a segment array: the `text` segments joined.
-pub fn plain_text(segments: &[Value]) -> String {
-    let mut out = String::new();
-    for seg in segments {
-        if seg.get("type").and_then(Value::as_str) == Some("text")
-            && let Some(t) = crate::event::path(seg, "/data/text").and_then(Value::as_str)
-        {
-            out.push_str(t);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -705,7 +705,7 @@ mod tests {
             fn arbitrary_cq_strings_parse_without_panic_into_bounded_output(s in ".{0,200}|(\\[CQ:[a-z,=&#;\\[\\]]{0,30}){0,5}") {
                 let segs = cq::parse(&s);
                 prop_assert!(segs.len() <= s.len() + 1);
-                let _ = cq::plain_text(&segs);
+                let _ = Summary::of(&segs);
                 let _ = cq::format(&segs);
             }
         }

@@ -586,8 +586,12 @@ mod tests {
             let frames = Box::pin(futures_util::stream::iter(frames).chain(hung_up));
             let calls = Some(Calls { rx: &mut rx, outbox: &outbox });
             let session = run(&bot, 1 << 20, frames, socket.clone(), calls, &sink, &shutdown, || {});
+            // Everything is ready at once: a few hundred turns of the runtime are plenty.
             let watch = async {
-                while socket.written.lock().unwrap().len() < FRAMES {
+                for _ in 0..10_000 {
+                    if socket.written.lock().unwrap().len() >= FRAMES {
+                        break;
+                    }
                     tokio::task::yield_now().await;
                 }
                 let _ = hang_up.send(());

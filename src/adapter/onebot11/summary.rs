@@ -59,15 +59,14 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The summary of segments already built.
+    /// The summary of segments already built, read as the frame's are.
     pub fn of(segments: &[Value]) -> Summary {
         let mut summary = Summary::default();
         for seg in segments {
-            let part = Segment {
-                kind: Kind::of(seg.get("type").and_then(Value::as_str)),
-                data: seg.get("data").map_or_else(Data::default, Data::of),
-            };
-            summary.add(part);
+            // A tree cannot fail to read.
+            if let Ok(Some(seg)) = SegmentSeed.deserialize(seg) {
+                summary.add(seg);
+            }
         }
         summary
     }
@@ -156,11 +155,11 @@ enum Kind {
 }
 
 impl Kind {
-    fn of(kind: Option<&str>) -> Kind {
+    fn of(kind: &str) -> Kind {
         match kind {
-            Some("text") => Kind::Text,
-            Some("at") => Kind::At,
-            Some("reply") => Kind::Reply,
+            "text" => Kind::Text,
+            "at" => Kind::At,
+            "reply" => Kind::Reply,
             _ => Kind::Other,
         }
     }
@@ -173,16 +172,6 @@ struct Data {
     text: Option<String>,
     qq: Option<Value>,
     id: Option<Value>,
-}
-
-impl Data {
-    fn of(data: &Value) -> Data {
-        Data {
-            text: data.get("text").and_then(Value::as_str).map(str::to_owned),
-            qq: data.get("qq").cloned(),
-            id: data.get("id").cloned(),
-        }
-    }
 }
 
 /// One segment.
@@ -255,7 +244,7 @@ impl<'de> Visitor<'de> for KindSeed {
     }
 
     fn visit_str<E>(self, kind: &str) -> Result<Kind, E> {
-        Ok(Kind::of(Some(kind)))
+        Ok(Kind::of(kind))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
