@@ -80,13 +80,6 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, RunError> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let opened: Vec<_> =
         config.bots.iter().map(|b| adapter::open(b, config.limits.call_timeout, &config.data_dir)).collect();
-    let services = Arc::new(Services {
-        bots: opened.iter().map(|o| o.bot.clone()).collect(),
-        rt: Some(tokio::runtime::Handle::current()),
-        http: Some(crate::bindings::http::Client::new(config.http.clone(), &config.tls)),
-        max_wait: config.limits.max_wait,
-        commands: config.commands.clone(),
-    });
     let _lock = lock_data_dir(&config.data_dir)?;
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open_in(&data_dir))
@@ -94,6 +87,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .map_err(|e| RunError::Storage(e.to_string()))?
         .map_err(|e| RunError::Storage(e.to_string()))?;
     let store = Arc::new(store);
+    let services = Arc::new(Services {
+        bots: opened.iter().map(|o| o.bot.clone()).collect(),
+        rt: Some(tokio::runtime::Handle::current()),
+        http: Some(crate::bindings::http::Client::new(config.http.clone(), &config.tls)),
+        max_wait: config.limits.max_wait,
+        commands: config.commands.clone(),
+        store: Some(store.clone()),
+    });
     let scheduler = Scheduler::new(Some(store.clone()));
     let globals = Globals::new(
         services,

@@ -190,6 +190,7 @@ fn play(scenario: Scenario, config: &Config, rt: &tokio::runtime::Handle) -> Res
         http: Some(crate::bindings::http::Client::new(config.http.clone(), &config.tls)),
         max_wait: config.limits.max_wait,
         commands: config.commands.clone(),
+        store: Some(store.clone()),
     });
     let scheduler = crate::scheduler::Scheduler::new(Some(store.clone()));
     let globals = Globals::new(

@@ -45,6 +45,9 @@ pub struct Services {
     pub max_wait: Duration,
     /// How commands are recognised and refused.
     pub commands: crate::script::command::Settings,
+    /// The store (the one the scripts' `kv::` uses): what a script sends waits for the commit
+    /// of the writes made before it. `None` offline.
+    pub store: Option<Arc<crate::storage::Store>>,
 }
 
 impl Services {
@@ -56,6 +59,7 @@ impl Services {
             http: None,
             max_wait: Duration::from_secs(600),
             commands: Default::default(),
+            store: None,
         })
     }
 
@@ -84,10 +88,19 @@ impl Services {
                 tracing::error!(callback = who.as_deref().unwrap_or("?"), "{e}");
             }
         }));
-        match &self.rt {
-            Some(rt) => bot.send(rt, action, params, done, order),
-            None => done.send(Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() })),
-        }
+        let Some(rt) = &self.rt else {
+            return done.send(Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() }));
+        };
+        let Some(store) = &self.store else { return bot.send(rt, action, params, done, order) };
+        // A reply may report a kv write (`count: 5`): it leaves once that write is durable.
+        let (bot, rt, action) = (bot.clone(), rt.clone(), action.to_owned());
+        store.after_commit(move |saved| match saved {
+            Ok(()) => bot.send(&rt, &action, params, done, order),
+            Err(e) => {
+                let reason = format!("not sent: the kv writes made before it were lost ({e})");
+                done.send(Err(CallError::Invalid { action, reason }))
+            }
+        });
     }
 
     /// Calls `action` on `bot` from a worker thread, blocking only this thread. Time spent

@@ -364,6 +364,11 @@ impl Script {
     }
 
     /// The (normalised) event names this script has handlers for.
+    /// The store this script's `kv::` writes to, if any.
+    pub fn store(&self) -> Option<&Arc<crate::storage::Store>> {
+        self.globals.services.store.as_ref()
+    }
+
     pub fn subscribed(&self) -> impl Iterator<Item = &String> {
         self.handlers.keys()
     }

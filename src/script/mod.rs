@@ -431,6 +431,7 @@ fn start_drainer(script: &Arc<Script>, pool: &Arc<Pool>) {
 /// itself again (or keeps going here when the pool queue is full).
 fn drain(script: Arc<Script>, pool: Arc<Pool>) {
     let _draining = wait::Draining::enter(script.clone(), pool.clone());
+    let _grouped = script.store().map(|store| Grouped { _writes: store.group_writes(), store, pool: &pool });
     loop {
         if script.drain(DRAIN_BATCH) {
             return;
@@ -439,6 +440,22 @@ fn drain(script: Arc<Script>, pool: Arc<Pool>) {
         if pool.submit(Box::new(move || drain(again, p))).is_ok() {
             return;
         }
+    }
+}
+
+/// A drainer's kv writes share commits with those of the callbacks running beside it: the
+/// batch commits when the drainer ends with no more work queued (the workers would go idle),
+/// or once it is due while they have more to do. See [`crate::storage::GroupedWrites`].
+struct Grouped<'a> {
+    _writes: crate::storage::GroupedWrites,
+    store: &'a crate::storage::Store,
+    pool: &'a Pool,
+}
+
+impl Drop for Grouped<'_> {
+    fn drop(&mut self) {
+        // A failed commit is logged by the store, and the replies that waited for it are told.
+        let _ = if self.pool.has_queued() { self.store.commit_if_due() } else { self.store.commit() };
     }
 }
 

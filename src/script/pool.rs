@@ -303,6 +303,11 @@ impl Pool {
         Ok(())
     }
 
+    /// Whether jobs wait for a worker (without taking the queue's lock).
+    pub fn has_queued(&self) -> bool {
+        self.shared.len.load(Ordering::Acquire) > 0
+    }
+
     /// Jobs waiting for a worker.
     pub fn queued(&self) -> usize {
         self.shared.lock().jobs.len()

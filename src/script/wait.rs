@@ -61,6 +61,7 @@ fn set_blocked(on: bool) {
 
 /// Runs `wait` (an API call, a request, a sleep) with this worker's drainer counted as blocked.
 pub fn blocking<R>(wait: impl FnOnce() -> R) -> R {
+    commit_before_waiting();
     let was = ITEM.get().1;
     set_blocked(true);
     let result = wait();
@@ -71,6 +72,17 @@ pub fn blocking<R>(wait: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Commits the kv writes of the batch this worker's callbacks write to before the callback
+/// waits: what it waits for may answer a reply that reports them (held until they commit), and
+/// replies of other callbacks should not wait as long as it does.
+fn commit_before_waiting() {
+    let Some(script) = CURRENT.with_borrow(|c| c.as_ref().map(|(script, _)| script.clone())) else { return };
+    if let Some(store) = script.store() {
+        // A failed commit is logged by the store, and the replies that waited for it are told.
+        let _ = store.commit();
+    }
+}
+
 /// Time spent waiting is not time on the CPU: the long-callback clock starts again.
 fn restart_clock() {
     let (started, blocked) = ITEM.get();
@@ -79,8 +91,15 @@ fn restart_clock() {
     }
 }
 
-/// Called as a callback runs: past [`LONG_CALLBACK`] it counts as blocked until it ends.
+/// Called as a callback runs: past [`LONG_CALLBACK`] it counts as blocked until it ends, and
+/// a batch of kv writes that fell due meanwhile commits (a long callback holds up no replies).
 pub fn note_progress() {
+    CURRENT.with_borrow(|current| {
+        if let Some(store) = current.as_ref().and_then(|(script, _)| script.store()) {
+            // A failed commit is logged by the store, and the replies that waited for it are told.
+            let _ = store.commit_if_due();
+        }
+    });
     if let (Some(started), false) = ITEM.get()
         && started.elapsed() >= LONG_CALLBACK
     {
@@ -118,6 +137,7 @@ pub fn wait_for_event(
         Err(Work::Event(ev)) => return Ok(Some(ev)),
         Err(Work::Job(_)) => return Ok(None),
     };
+    commit_before_waiting();
     // A suspended drainer is accounted apart from a blocked one.
     set_blocked(false);
     if script.lane.suspend() {

@@ -23,39 +23,45 @@ pub struct JobRow {
 impl Store {
     /// Marks every job inactive: a starting runtime registers its jobs afresh.
     pub fn jobs_reset(&self) -> Result<(), StorageError> {
-        self.conn().execute("UPDATE jobs SET active = 0, next_fire = NULL", []).map_err(|e| self.query_error(e))?;
+        self.write(|conn| {
+            conn.execute("UPDATE jobs SET active = 0, next_fire = NULL", []).map_err(|e| self.query_error(e))
+        })?;
         Ok(())
     }
 
     /// Records a registered job and its next fire time.
     pub fn job_upsert(&self, script: &str, name: &str, spec: &str, next_fire: Option<i64>) -> Result<(), StorageError> {
-        self.conn()
+        self.write(|conn| {
+            conn
             .prepare_cached(
                 "INSERT INTO jobs (script, name, spec, next_fire, active) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (script, name) DO UPDATE SET spec = excluded.spec, next_fire = excluded.next_fire, active = 1",
             )
             .and_then(|mut s| s.execute(params![script, name, spec, next_fire]))
-            .map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.query_error(e))
+        })?;
         Ok(())
     }
 
     /// Records that a job ran at `at` and when it fires next.
     pub fn job_ran(&self, script: &str, name: &str, at: i64, next_fire: Option<i64>) -> Result<(), StorageError> {
-        self.conn()
-            .prepare_cached("UPDATE jobs SET last_run = ?3, next_fire = ?4 WHERE script = ?1 AND name = ?2")
-            .and_then(|mut s| s.execute(params![script, name, at, next_fire]))
-            .map_err(|e| self.query_error(e))?;
+        self.write(|conn| {
+            conn.prepare_cached("UPDATE jobs SET last_run = ?3, next_fire = ?4 WHERE script = ?1 AND name = ?2")
+                .and_then(|mut s| s.execute(params![script, name, at, next_fire]))
+                .map_err(|e| self.query_error(e))
+        })?;
         Ok(())
     }
 
     /// Marks a job inactive (cancelled or its script unloaded); its last run is kept.
     pub fn job_deactivate(&self, script: &str, name: &str) -> Result<(), StorageError> {
-        self.conn()
-            .execute(
+        self.write(|conn| {
+            conn.execute(
                 "UPDATE jobs SET active = 0, next_fire = NULL WHERE script = ?1 AND name = ?2",
                 params![script, name],
             )
-            .map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.query_error(e))
+        })?;
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! The key-value table: values are JSON text in a namespace, optionally expiring.
 //! An expired key is invisible at once (every read filters on `expires_at`) and purged later.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StorageError, Store};
 
@@ -69,32 +69,38 @@ impl Store {
     /// Stores `json` under `key`, expiring after `ttl_ms` when given.
     pub fn kv_set(&self, ns: &str, key: &str, json: &str, ttl_ms: Option<i64>) -> Result<(), StorageError> {
         let expires = ttl_ms.map(|t| self.now().saturating_add(t));
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(UPSERT).map_err(|e| self.query_error(e))?;
-        stmt.execute(params![ns, key, json, expires]).map_err(|e| self.query_error(e))?;
-        Ok(())
+        self.write(|conn| {
+            conn.prepare_cached(UPSERT)
+                .and_then(|mut s| s.execute(params![ns, key, json, expires]))
+                .map_err(|e| self.query_error(e))?;
+            Ok(())
+        })
     }
 
     /// Removes `key`; true when a live value was there.
     pub fn kv_delete(&self, ns: &str, key: &str) -> Result<bool, StorageError> {
         let now = self.now();
-        let conn = self.conn();
-        let n = conn
-            .prepare_cached(concat!("DELETE FROM kv WHERE ns = :ns AND key = :key AND ", live!()))
-            .and_then(|mut s| s.execute(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}))
-            .map_err(|e| self.query_error(e))?;
-        // An expired leftover goes too, so the key is really gone.
-        conn.prepare_cached(DELETE_ANY)
-            .and_then(|mut s| s.execute(params![ns, key]))
-            .map_err(|e| self.query_error(e))?;
-        Ok(n > 0)
+        self.write(|conn| {
+            let n = conn
+                .prepare_cached(concat!("DELETE FROM kv WHERE ns = :ns AND key = :key AND ", live!()))
+                .and_then(|mut s| s.execute(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}))
+                .map_err(|e| self.query_error(e))?;
+            // An expired leftover goes too, so the key is really gone.
+            conn.prepare_cached(DELETE_ANY)
+                .and_then(|mut s| s.execute(params![ns, key]))
+                .map_err(|e| self.query_error(e))?;
+            Ok(n > 0)
+        })
     }
 
     /// Adds `by` to the integer under `key` (absent counts as 0) and returns the new value,
     /// atomically. The key keeps its expiry.
     pub fn kv_incr(&self, ns: &str, key: &str, by: i64) -> Result<i64, StorageError> {
         let now = self.now();
-        let mut conn = self.conn();
+        self.write(|conn| self.incr_on(conn, ns, key, by, now))
+    }
+
+    fn incr_on(&self, conn: &mut Connection, ns: &str, key: &str, by: i64, now: i64) -> Result<i64, StorageError> {
         let done: Option<i64> = conn
             .prepare_cached(INCR)
             .and_then(|mut s| {
@@ -105,7 +111,7 @@ impl Store {
         if let Some(new) = done {
             return Ok(new);
         }
-        let tx = conn.transaction().map_err(|e| self.query_error(e))?;
+        let tx = conn.savepoint().map_err(|e| self.query_error(e))?;
         let current: Option<(String, Option<i64>)> = tx
             .prepare_cached(SELECT_WITH_EXPIRY)
             .and_then(|mut s| {
@@ -169,36 +175,39 @@ impl Store {
         new: &[(&str, Option<&str>)],
     ) -> Result<bool, StorageError> {
         let now = self.now();
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.query_error(e))?;
-        for (key, want) in expected {
-            let have: Option<String> = tx
-                .prepare_cached(SELECT)
-                .and_then(|mut s| {
-                    s.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}, |r| r.get(0)).optional()
-                })
+        self.write(|conn| {
+            let tx = conn.savepoint().map_err(|e| self.query_error(e))?;
+            for (key, want) in expected {
+                let have: Option<String> = tx
+                    .prepare_cached(SELECT)
+                    .and_then(|mut s| {
+                        s.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}, |r| r.get(0))
+                            .optional()
+                    })
+                    .map_err(|e| self.query_error(e))?;
+                if have.as_deref() != *want {
+                    return Ok(false);
+                }
+            }
+            for (key, value) in new {
+                match value {
+                    Some(v) => tx.prepare_cached(UPSERT).and_then(|mut s| s.execute(params![ns, key, v, None::<i64>])),
+                    None => tx.prepare_cached(DELETE_ANY).and_then(|mut s| s.execute(params![ns, key])),
+                }
                 .map_err(|e| self.query_error(e))?;
-            if have.as_deref() != *want {
-                return Ok(false);
             }
-        }
-        for (key, value) in new {
-            match value {
-                Some(v) => tx.prepare_cached(UPSERT).and_then(|mut s| s.execute(params![ns, key, v, None::<i64>])),
-                None => tx.prepare_cached(DELETE_ANY).and_then(|mut s| s.execute(params![ns, key])),
-            }
-            .map_err(|e| self.query_error(e))?;
-        }
-        tx.commit().map_err(|e| self.query_error(e))?;
-        Ok(true)
+            tx.commit().map_err(|e| self.query_error(e))?;
+            Ok(true)
+        })
     }
 
     /// Deletes expired rows; returns how many.
     pub fn kv_purge_expired(&self) -> Result<usize, StorageError> {
         let now = self.now();
-        self.conn()
-            .execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", params![now])
-            .map_err(|e| self.query_error(e))
+        self.write(|conn| {
+            conn.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", params![now])
+                .map_err(|e| self.query_error(e))
+        })
     }
 }
 

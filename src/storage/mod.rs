@@ -1,20 +1,28 @@
 //! SQLite storage: one database file in the data dir, WAL mode, versioned migrations.
 //!
 //! Locking and durability: one connection behind a mutex, used only from worker threads and
-//! blocking tasks, never from the async reactor, and never held across a script call. Each
-//! write is its own transaction; with WAL and `synchronous = NORMAL` a committed write is in
-//! the OS before the call returns, so it survives the process being killed. Other processes
-//! (`rhaibot kv ...`) may open the same file while the runtime runs.
+//! blocking tasks, never from the async reactor, and never held across a script call. With WAL
+//! and `synchronous = NORMAL` a committed write is in the OS, so it survives the process being
+//! killed. Other processes (`rhaibot kv ...`) may open the same file while the runtime runs.
+//!
+//! A write is committed before the call returns, except on a thread inside
+//! [`Store::group_writes`] (a worker running callbacks): there writes join one open
+//! transaction, a [batch](group), committed when the worker runs out of work, when the batch
+//! is due, or before anything waits. What must not be seen before the writes are durable (a
+//! reply) goes through [`Store::after_commit`].
 
+mod group;
 mod jobs;
 mod kv;
 mod ratelimit;
 
 pub use ratelimit::MAX_USES as MAX_RATE_USES;
 
+pub use group::{Effect, GroupedWrites};
 pub use jobs::JobRow;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -46,6 +54,12 @@ pub enum StorageError {
         path: PathBuf,
         /// The SQLite error.
         source: rusqlite::Error,
+    },
+    /// The batch this thread wrote into was lost (the reason was logged when it happened).
+    #[error("database {path}: the kv writes made before were lost")]
+    Lost {
+        /// The database file.
+        path: PathBuf,
     },
     /// A key's value has the wrong type for the operation.
     #[error("key `{key}` holds {found}, not an integer")]
@@ -83,8 +97,16 @@ const MIGRATIONS: &[&str] = &[
 /// The database.
 pub struct Store {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    db: Mutex<group::Db>,
     clock: Clock,
+    /// A batch is open: read without the lock by every [`Store::after_commit`].
+    open: AtomicBool,
+    /// Batches opened so far; the latest one's number.
+    batches: AtomicU64,
+    /// The number of the last batch that was lost, or 0.
+    lost: AtomicU64,
+    /// Held while a commit's effects run, so that effects run in the order they came.
+    releasing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,7 +163,19 @@ impl Store {
             return Err(fail(corrupt(path, &problem)));
         }
         migrate(&conn, path).map_err(fail)?;
-        Ok(Store { path: path.to_owned(), conn: Mutex::new(conn), clock })
+        Ok(Store::with(path, conn, clock))
+    }
+
+    fn with(path: &Path, conn: Connection, clock: Clock) -> Store {
+        Store {
+            path: path.to_owned(),
+            db: Mutex::new(group::Db::new(conn)),
+            clock,
+            open: AtomicBool::new(false),
+            batches: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            releasing: Mutex::new(()),
+        }
     }
 
     /// A store in memory, gone with the process: for listing the script surface and for tests
@@ -151,7 +185,7 @@ impl Store {
         let fail = |message: String| StorageError::Open { path: path.to_owned(), message };
         let conn = Connection::open_in_memory().map_err(|e| fail(e.to_string()))?;
         migrate(&conn, path).map_err(fail)?;
-        Ok(Store { path: path.to_owned(), conn: Mutex::new(conn), clock: system_clock() })
+        Ok(Store::with(path, conn, system_clock()))
     }
 
     /// The database file.
@@ -164,8 +198,10 @@ impl Store {
         (self.clock)()
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The connection, for reads (which see the open batch's writes) and for writes that
+    /// go through [`Store::write`].
+    fn conn(&self) -> MutexGuard<'_, group::Db> {
+        self.db.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn query_error(&self, source: rusqlite::Error) -> StorageError {

@@ -13,32 +13,35 @@ impl Store {
     /// is recorded (checked and recorded in one transaction).
     pub fn allow(&self, ns: &str, key: &str, count: usize, window_ms: i64) -> Result<bool, StorageError> {
         let now = self.now();
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.query_error(e))?;
-        let held: Option<(String, Option<i64>)> = tx
-            .query_row("SELECT value, expires_at FROM kv WHERE ns = ?1 AND key = ?2", params![ns, key], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
-            .map_err(|e| self.query_error(e))?;
-        let mut uses: Vec<i64> = match held {
-            Some((text, expires)) if expires.is_none_or(|e| e > now) => serde_json::from_str(&text).unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        uses.retain(|t| *t > now - window_ms && *t <= now);
-        if uses.len() >= count.min(MAX_USES) {
-            return Ok(false);
-        }
-        uses.push(now);
-        let text = serde_json::to_string(&uses).unwrap_or_else(|_| "[]".into());
-        tx.execute(
-            "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
+        self.write(|conn| {
+            let tx = conn.savepoint().map_err(|e| self.query_error(e))?;
+            let held: Option<(String, Option<i64>)> = tx
+                .query_row("SELECT value, expires_at FROM kv WHERE ns = ?1 AND key = ?2", params![ns, key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(|e| self.query_error(e))?;
+            let mut uses: Vec<i64> = match held {
+                Some((text, expires)) if expires.is_none_or(|e| e > now) => {
+                    serde_json::from_str(&text).unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            uses.retain(|t| *t > now - window_ms && *t <= now);
+            if uses.len() >= count.min(MAX_USES) {
+                return Ok(false);
+            }
+            uses.push(now);
+            let text = serde_json::to_string(&uses).unwrap_or_else(|_| "[]".into());
+            tx.execute(
+                "INSERT INTO kv (ns, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-            params![ns, key, text, now.saturating_add(window_ms)],
-        )
-        .map_err(|e| self.query_error(e))?;
-        tx.commit().map_err(|e| self.query_error(e))?;
-        Ok(true)
+                params![ns, key, text, now.saturating_add(window_ms)],
+            )
+            .map_err(|e| self.query_error(e))?;
+            tx.commit().map_err(|e| self.query_error(e))?;
+            Ok(true)
+        })
     }
 }
 

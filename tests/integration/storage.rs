@@ -37,6 +37,46 @@ async fn concurrent_callbacks_never_lose_an_increment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_reporting_a_write_leaves_only_once_the_write_is_on_disk() {
+    let mut fake = FakeOneBot::start(None).await;
+    let script = r#"on("message.group", |ev| { let n = kv::incr("n"); ev.reply(`${n}`); });"#;
+    let mut rt = Running::start(&config(&fake.url, ""), &[("count.rhai", script)]);
+    fake.accept().await;
+    let events = 200;
+    // All at once, so that the writes of many callbacks share commits.
+    for i in 0..events {
+        fake.push(group_message(1, i, "x"));
+    }
+    // Another process's view of the file: a reply must never be ahead of it.
+    let other = rhaibot::storage::Store::open_existing(&rt.data_dir).unwrap();
+    for _ in 0..events {
+        let n: i64 = message_text(&fake.next_action().await.params).parse().unwrap();
+        let stored: i64 = other.kv_get("count", "n").unwrap().unwrap_or_default().parse().unwrap();
+        assert!(stored >= n, "the reply `{n}` left while the file held {stored}");
+    }
+    rt.stop_in_place().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_that_wrote_and_then_waits_has_its_prompt_sent() {
+    let mut fake = FakeOneBot::start(None).await;
+    let script = r#"
+        command("name", |ev, rest| {
+            kv::set("asked", ev.user_id);
+            let answer = ev.prompt("your name?", 20000);
+            ev.reply(`hi ${answer.text}`);
+        });
+    "#;
+    let rt = Running::start(&config(&fake.url, ""), &[("ask.rhai", script)]);
+    fake.accept().await;
+    fake.push(group_message(1, 7, "/name"));
+    assert_eq!(message_text(&fake.next_action().await.params), "your name?");
+    fake.push(group_message(1, 7, "Alice"));
+    assert_eq!(message_text(&fake.next_action().await.params), "hi Alice");
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cron_jobs_and_timers_call_the_bot_over_the_wire() {
     let mut fake = FakeOneBot::start(None).await;
     let script = r#"
