@@ -103,6 +103,9 @@ pub fn module(services: Arc<Services>) -> Module {
                 serde_json::Value::Object(map) => map,
                 _ => serde_json::Map::new(),
             };
+            // The answer leaves when the event is dropped, without waiting for the store: it
+            // may carry what the callback wrote, so that is made durable now.
+            quick_services.commit_before_sending("ev.quick").map_err(call_error)?;
             // In the HTTP POST answer when the transport can still give one; else as an action.
             if crate::adapter::onebot11::quick::slot(e).is_some_and(|q| q.add(ops.clone())) {
                 return Ok(());

@@ -294,6 +294,10 @@ fn run(services: &Services, req: Result<Request, String>, url_hint: &str) -> Rha
         return Err(http_error(&req.url, "no HTTP client here (offline: check or api list)".into()));
     };
     super::out_of_time()?;
+    if let Some(store) = &services.store {
+        // A request may carry what the callback wrote: it leaves once that is durable.
+        store.commit_before_sending().map_err(|e| http_error(&req.url, format!("not sent: {e}")))?;
+    }
     let mut timeout = req.timeout.unwrap_or(client.settings.timeout);
     if let Some(left) = context::total_left() {
         timeout = timeout.min(left.max(Duration::from_millis(1)));

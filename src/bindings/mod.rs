@@ -91,7 +91,9 @@ impl Services {
         let Some(rt) = &self.rt else {
             return done.send(Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() }));
         };
-        let Some(store) = &self.store else { return bot.send(rt, action, params, done, order) };
+        let Some(store) = self.store.as_ref().filter(|s| s.effects_wait()) else {
+            return bot.send(rt, action, params, done, order);
+        };
         // A reply may report a kv write (`count: 5`): it leaves once that write is durable.
         let (bot, rt, action) = (bot.clone(), rt.clone(), action.to_owned());
         store.after_commit(move |saved| match saved {
@@ -101,6 +103,15 @@ impl Services {
                 done.send(Err(CallError::Invalid { action, reason }))
             }
         });
+    }
+
+    /// Commits the store's open batch before a call leaves that may carry what the callback
+    /// wrote or read; the call fails when those writes were lost.
+    pub fn commit_before_sending(&self, action: &str) -> Result<(), CallError> {
+        match self.store.as_ref().map(|s| s.commit_before_sending()) {
+            Some(Err(e)) => Err(CallError::Invalid { action: action.to_owned(), reason: format!("not sent: {e}") }),
+            _ => Ok(()),
+        }
     }
 
     /// Calls `action` on `bot` from a worker thread, blocking only this thread. Time spent
@@ -119,6 +130,7 @@ impl Services {
         let Some(rt) = &self.rt else {
             return Err(CallError::NotConnected { action: action.to_owned(), bot: bot.name.clone() });
         };
+        self.commit_before_sending(action)?;
         let timeout = context::total_left().map_or(bot.call_timeout, |left| left.min(bot.call_timeout));
         let started = Instant::now();
         let result = crate::script::wait::blocking(|| rt.block_on(call(timeout)));

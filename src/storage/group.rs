@@ -32,15 +32,17 @@ use crate::logsafe::RateLimit;
 /// Writes in one batch at most.
 pub const MAX_WRITES: usize = 16;
 
-/// How long a batch stays open at most while its workers have more to do; replies waiting for
-/// it wait this long at most (plus the callback that is running when it falls due).
+/// How old a batch may grow while its workers have more to do. It is checked at each write, at
+/// a callback's progress checks and between drains, so replies waiting for it may also wait
+/// for the callbacks running when it falls due (a drain is at most 64 events).
 pub const MAX_AGE: Duration = Duration::from_millis(1);
 
 thread_local! {
     /// This thread groups its writes: it commits them when its work runs out.
     static GROUPING: Cell<bool> = const { Cell::new(false) };
-    /// The batch this thread's last grouped write went into (0: none since it began grouping).
-    static WROTE: Cell<u64> = const { Cell::new(0) };
+    /// The store's count of lost batches when this thread first wrote since it began
+    /// grouping; `None` before that. A count that moved since means its writes may be lost.
+    static WROTE: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 /// What runs once the writes made before it are durable; given the error when they were lost.
@@ -97,7 +99,7 @@ pub struct GroupedWrites {
 impl Drop for GroupedWrites {
     fn drop(&mut self) {
         GROUPING.set(self.was);
-        WROTE.set(0);
+        WROTE.set(None);
     }
 }
 
@@ -106,7 +108,7 @@ impl Store {
     /// [`Store::commit`] (or [`Store::commit_if_due`] while it has more work queued) after its
     /// work, and [`Store::commit`] before anything it runs waits.
     pub fn group_writes(&self) -> GroupedWrites {
-        WROTE.set(0);
+        WROTE.set(None);
         GroupedWrites { was: GROUPING.replace(true) }
     }
 
@@ -117,15 +119,18 @@ impl Store {
         write: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let grouping = GROUPING.get();
+        if grouping {
+            // Writing on after earlier writes were lost would keep half of what a callback did.
+            self.check_mine()?;
+        }
         let mut db = self.conn();
         if grouping && db.batch.is_none() {
             db.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.query_error(e))?;
             db.batch = Some(Batch { writes: 0, opened: Instant::now(), held: Vec::new() });
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.open.store(true, Ordering::Release);
+            self.open.store(true, Ordering::SeqCst);
         }
-        if grouping {
-            WROTE.set(self.batches.load(Ordering::Relaxed));
+        if grouping && WROTE.get().is_none() {
+            WROTE.set(Some(self.lost.load(Ordering::Acquire)));
         }
         let result = write(&mut db.conn);
         if db.batch.is_none() {
@@ -153,12 +158,34 @@ impl Store {
         result
     }
 
-    /// Commits the open batch, if any, then runs the effects that waited for it.
+    /// Commits the open batch, if any, then runs the effects that waited for it; returns once
+    /// the effects of every earlier commit have run too.
     pub fn commit(&self) -> Result<(), StorageError> {
-        if !self.open.load(Ordering::Acquire) {
-            return Ok(());
+        if self.open.load(Ordering::SeqCst) {
+            return self.commit_locked(self.conn());
         }
-        self.commit_locked(self.conn())
+        if self.releasing_now.load(Ordering::SeqCst) > 0 {
+            drop(self.releasing.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+        Ok(())
+    }
+
+    /// [`Store::commit`] before something leaves that a callback may build from what it wrote
+    /// or read (a call, a request): an error when the commit failed or this thread's writes
+    /// were lost, so that it does not leave.
+    pub fn commit_before_sending(&self) -> Result<(), StorageError> {
+        self.commit()?;
+        self.check_mine()
+    }
+
+    /// `Err` when a batch this thread wrote in since it began grouping may have been lost.
+    fn check_mine(&self) -> Result<(), StorageError> {
+        match WROTE.get() {
+            Some(seen) if seen != self.lost.load(Ordering::Acquire) => {
+                Err(StorageError::Lost { path: self.path.clone() })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Commits the open batch if it has [`MAX_WRITES`] writes or is [`MAX_AGE`] old.
@@ -170,15 +197,22 @@ impl Store {
         if db.batch.as_ref().is_some_and(Batch::due) { self.commit_locked(db) } else { Ok(()) }
     }
 
+    /// Whether [`Store::after_commit`] would not simply run an effect now: a batch is open, a
+    /// commit is running its effects, or this thread's writes were lost. When false, the
+    /// caller may run it itself (it comes after every effect held so far) and save building
+    /// one.
+    pub fn effects_wait(&self) -> bool {
+        self.open.load(Ordering::SeqCst) || self.releasing_now.load(Ordering::SeqCst) > 0 || self.check_mine().is_err()
+    }
+
     /// Runs `effect` once every write made before this call is durable: now when no batch is
     /// open, else when it commits. Effects run in the order they were given.
     pub fn after_commit(&self, effect: impl FnOnce(Result<(), &StorageError>) + Send + 'static) {
-        let wrote = WROTE.get();
-        if wrote != 0 && wrote == self.lost.load(Ordering::Acquire) {
+        if let Err(lost) = self.check_mine() {
             // This thread's writes went with a lost batch: what follows them must not claim them.
-            return effect(Err(&StorageError::Lost { path: self.path.clone() }));
+            return effect(Err(&lost));
         }
-        if self.open.load(Ordering::Acquire) {
+        if self.open.load(Ordering::SeqCst) {
             let mut db = self.conn();
             if let Some(batch) = db.batch.as_mut() {
                 batch.held.push(Box::new(effect));
@@ -215,14 +249,18 @@ impl Store {
     fn end_batch(&self, mut db: MutexGuard<'_, Db>, outcome: Result<(), &StorageError>) {
         let held = db.batch.take().map(|b| b.held).unwrap_or_default();
         if outcome.is_err() {
-            self.lost.store(self.batches.load(Ordering::Relaxed), Ordering::Release);
+            self.lost.fetch_add(1, Ordering::AcqRel);
         }
-        self.open.store(false, Ordering::Release);
+        // Taken, and counted, before the batch reads as closed: an effect given after that
+        // (`after_commit`, `effects_wait`, `commit`) waits for these to have run.
         let _order = self.releasing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.releasing_now.fetch_add(1, Ordering::SeqCst);
+        self.open.store(false, Ordering::SeqCst);
         drop(db);
         for effect in held {
             effect(outcome);
         }
+        self.releasing_now.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -340,5 +378,15 @@ mod tests {
         // effect hears `Ok` only if what was written before it is on disk.
         assert_eq!(*seen.lock().unwrap(), [(1, kept), (2, kept)]);
         assert_eq!(other.kv_get("s", "big").unwrap(), None);
+        // After a loss this thread writes and sends nothing more until it groups afresh, so
+        // that a callback never keeps half of what it did.
+        assert_eq!(ours.kv_set("s", "after", "1", None).is_ok(), kept);
+        assert_eq!(ours.commit_before_sending().is_ok(), kept);
+        drop(_grouped);
+        ours.conn().execute_batch("PRAGMA max_page_count = 1000000").unwrap();
+        let _grouped = ours.group_writes();
+        ours.kv_set("s", "again", "1", None).unwrap();
+        ours.commit_before_sending().unwrap();
+        assert_eq!(other.kv_get("s", "again").unwrap().as_deref(), Some("1"));
     }
 }

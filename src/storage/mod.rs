@@ -22,7 +22,7 @@ pub use group::{Effect, GroupedWrites};
 pub use jobs::JobRow;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -101,12 +101,12 @@ pub struct Store {
     clock: Clock,
     /// A batch is open: read without the lock by every [`Store::after_commit`].
     open: AtomicBool,
-    /// Batches opened so far; the latest one's number.
-    batches: AtomicU64,
-    /// The number of the last batch that was lost, or 0.
+    /// Batches lost so far.
     lost: AtomicU64,
     /// Held while a commit's effects run, so that effects run in the order they came.
     releasing: Mutex<()>,
+    /// Commits running their effects (or about to).
+    releasing_now: AtomicUsize,
 }
 
 impl std::fmt::Debug for Store {
@@ -172,9 +172,9 @@ impl Store {
             db: Mutex::new(group::Db::new(conn)),
             clock,
             open: AtomicBool::new(false),
-            batches: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             releasing: Mutex::new(()),
+            releasing_now: AtomicUsize::new(0),
         }
     }
 

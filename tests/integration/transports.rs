@@ -122,6 +122,28 @@ async fn http_post_events_are_verified_answered_with_quick_operations_and_calls_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_answer_reporting_a_write_leaves_only_once_the_write_is_on_disk() {
+    let fake = FakeHttp::start(None).await;
+    let cfg =
+        bot(&format!("transport = \"http\"\nurl = \"{}\"\nevents = \"post\"\nlisten = \"127.0.0.1:0\"", fake.url));
+    let script = r#"on("message.group", |ev| { let n = kv::incr("n"); ev.quick(#{ reply: `${n}` }); });"#;
+    let rt = Running::start(&cfg, &[("count.rhai", script)]);
+    let port = rt.listen_addr("main").await.port();
+    let other = rhaibot::storage::Store::open_existing(&rt.data_dir).unwrap();
+    // Many at once, so that the writes of many callbacks share commits.
+    let posts = (0..64).map(|i| async move {
+        let answer = post_event(port, &group_message(1, i, "x").to_string(), None).await;
+        answer.json::<Value>().await.unwrap()["reply"].as_str().unwrap().parse::<i64>().unwrap()
+    });
+    let mut answers = futures_util::stream::iter(posts).buffer_unordered(16);
+    while let Some(n) = within("a quick answer", answers.next()).await {
+        let stored: i64 = other.kv_get("count", "n").unwrap().unwrap_or_default().parse().unwrap();
+        assert!(stored >= n, "the answer `{n}` left while the file held {stored}");
+    }
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_api_reports_a_refused_token_clearly() {
     let mut fake = FakeHttp::start(Some("right")).await;
     // Two bots on one implementation: "main" has the wrong token, "good" reports what it saw.
