@@ -1,5 +1,6 @@
 //! KV throughput as scripts see it: `kv::get` and `kv::set` per second from Rhai, in one
-//! callback and from several callbacks at once, against a real SQLite file.
+//! callback and from several callbacks at once, against a real SQLite file. The `grouped` rows
+//! write as callbacks on workers do: in batches committed together (`Store::group_writes`).
 //!
 //! usage: cargo run --release -p rhaibot-bench --bin kvbench [OPS]
 
@@ -17,24 +18,32 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(Store::open_in(dir.path()).expect("store"));
     let limits = Limits { callback_timeout: Duration::from_secs(600), max_operations: u64::MAX, ..Limits::default() };
-    let globals = Globals::new(Services::offline(), limits, None, Some(store), None, Zone::Local);
+    let globals = Globals::new(Services::offline(), limits, None, Some(store.clone()), None, Zone::Local);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     println!("kvbench: {ops} operations per run, {threads} threads for the concurrent runs");
-    for (what, body) in [
-        ("set (durable)", "kv::set(`k${i % 1000}`, i);"),
-        ("get", "kv::get(`k${i % 1000}`);"),
-        ("incr (durable)", "kv::incr(`n${i % 1000}`);"),
+    for (what, body, grouped) in [
+        ("set (durable)", "kv::set(`k${i % 1000}`, i);", false),
+        ("get", "kv::get(`k${i % 1000}`);", false),
+        ("incr (durable)", "kv::incr(`n${i % 1000}`);", false),
+        ("incr (grouped)", "kv::incr(`n${i % 1000}`);", true),
     ] {
-        let single = run(&globals, dir.path(), what, body, ops, 1);
-        let concurrent = run(&globals, dir.path(), what, body, ops, threads);
+        let run = |threads| run(&globals, &store, dir.path(), (what, body, grouped), ops, threads);
+        let (single, concurrent) = (run(1), run(threads));
         println!("{what:>14}: {single:>9.0} ops/s in one callback, {concurrent:>9.0} ops/s from {threads} callbacks");
     }
 }
 
 /// Runs `threads` scripts at once, each doing `ops / threads` iterations of `body` at its top
 /// level; returns operations per second over the wall clock.
-fn run(globals: &Arc<Globals>, dir: &std::path::Path, what: &str, body: &str, ops: u64, threads: usize) -> f64 {
+fn run(
+    globals: &Arc<Globals>,
+    store: &Store,
+    dir: &std::path::Path,
+    (what, body, grouped): (&str, &str, bool),
+    ops: u64,
+    threads: usize,
+) -> f64 {
     let per = ops / threads as u64;
     let paths: Vec<_> = (0..threads)
         .map(|t| {
@@ -46,7 +55,12 @@ fn run(globals: &Arc<Globals>, dir: &std::path::Path, what: &str, body: &str, op
     let started = Instant::now();
     std::thread::scope(|s| {
         for path in &paths {
-            s.spawn(move || Script::load(path, globals).expect("bench script runs"));
+            s.spawn(move || {
+                let group = grouped.then(|| store.group_writes());
+                Script::load(path, globals).expect("bench script runs");
+                store.commit().expect("commit");
+                drop(group);
+            });
         }
     });
     (per * threads as u64) as f64 / started.elapsed().as_secs_f64()
