@@ -31,6 +31,7 @@ pub(super) struct Item(());
 
 impl Item {
     pub(super) fn begin() -> Item {
+        crate::storage::callback_begins();
         ITEM.set((Some(Instant::now()), false));
         Item(())
     }

@@ -15,8 +15,8 @@
 //! progress, and between drains), before a callback waits, when a write comes from a thread
 //! that does not group its writes, and when the store closes. If the commit fails (a full
 //! disk), none of the batch is kept: the effects that waited for it are told so instead of
-//! run, and so are later effects of the threads that wrote in it (until they stop grouping),
-//! and the error is logged.
+//! run, and so is everything later from a callback that wrote in it or read what it held
+//! (until that callback ends: [`callback_begins`]), and the error is logged.
 
 use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
@@ -40,8 +40,9 @@ pub const MAX_AGE: Duration = Duration::from_millis(1);
 thread_local! {
     /// This thread groups its writes: it commits them when its work runs out.
     static GROUPING: Cell<bool> = const { Cell::new(false) };
-    /// The store's count of lost batches when this thread first wrote since it began
-    /// grouping; `None` before that. A count that moved since means its writes may be lost.
+    /// The store's count of lost batches when this thread's callback first wrote (or read
+    /// what an open batch held); `None` before that. A count that moved since means what the
+    /// callback wrote or read may be lost.
     static WROTE: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
@@ -65,8 +66,8 @@ struct Batch {
 }
 
 impl Batch {
-    fn due(&self) -> bool {
-        self.writes >= MAX_WRITES || self.opened.elapsed() >= MAX_AGE
+    fn due(&self, max_age: Duration) -> bool {
+        self.writes >= MAX_WRITES || self.opened.elapsed() >= max_age
     }
 }
 
@@ -103,6 +104,12 @@ impl Drop for GroupedWrites {
     }
 }
 
+/// A new callback begins on this thread: what the previous one wrote or read no longer
+/// concerns what this one sends.
+pub fn callback_begins() {
+    WROTE.set(None);
+}
+
 impl Store {
     /// Groups the writes this thread makes until the guard drops. The caller promises to call
     /// [`Store::commit`] (or [`Store::commit_if_due`] while it has more work queued) after its
@@ -119,19 +126,18 @@ impl Store {
         write: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let grouping = GROUPING.get();
+        let mut db = self.conn();
         if grouping {
             // Writing on after earlier writes were lost would keep half of what a callback did.
+            // Checked under the lock, which a batch is lost under.
             self.check_mine()?;
         }
-        let mut db = self.conn();
         if grouping && db.batch.is_none() {
             db.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.query_error(e))?;
             db.batch = Some(Batch { writes: 0, opened: Instant::now(), held: Vec::new() });
             self.open.store(true, Ordering::SeqCst);
         }
-        if grouping && WROTE.get().is_none() {
-            WROTE.set(Some(self.lost.load(Ordering::Acquire)));
-        }
+        self.touched(&db);
         let result = write(&mut db.conn);
         if db.batch.is_none() {
             return result;
@@ -148,7 +154,7 @@ impl Store {
         let commit = match db.batch.as_mut() {
             Some(batch) => {
                 batch.writes += 1;
-                !grouping || batch.due()
+                !grouping || batch.due(self.max_age)
             }
             None => false,
         };
@@ -161,13 +167,12 @@ impl Store {
     /// Commits the open batch, if any, then runs the effects that waited for it; returns once
     /// the effects of every earlier commit have run too.
     pub fn commit(&self) -> Result<(), StorageError> {
-        if self.open.load(Ordering::SeqCst) {
-            return self.commit_locked(self.conn());
-        }
+        let committed = if self.open.load(Ordering::SeqCst) { self.commit_locked(self.conn()) } else { Ok(()) };
+        // Another thread may have closed the batch and still be running its effects.
         if self.releasing_now.load(Ordering::SeqCst) > 0 {
             drop(self.releasing.lock().unwrap_or_else(PoisonError::into_inner));
         }
-        Ok(())
+        committed
     }
 
     /// [`Store::commit`] before something leaves that a callback may build from what it wrote
@@ -178,7 +183,24 @@ impl Store {
         self.check_mine()
     }
 
-    /// `Err` when a batch this thread wrote in since it began grouping may have been lost.
+    /// Marks this thread's callback as holding what the open batch holds (it wrote, or read
+    /// what others wrote): if a batch is lost from now on, the callback sends nothing more.
+    /// Called with the db lock held; a batch is lost only under it.
+    fn touched(&self, db: &Db) {
+        if GROUPING.get() && db.batch.is_some() && WROTE.get().is_none() {
+            WROTE.set(Some(self.lost.load(Ordering::Acquire)));
+        }
+    }
+
+    /// Like [`Store::touched`] for a read: reads see the open batch's writes.
+    pub(super) fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        let db = self.conn();
+        self.touched(&db);
+        read(&db.conn)
+    }
+
+    /// `Err` when a batch may have been lost since this thread's callback first wrote (or read
+    /// what the open batch held).
     fn check_mine(&self) -> Result<(), StorageError> {
         match WROTE.get() {
             Some(seen) if seen != self.lost.load(Ordering::Acquire) => {
@@ -194,7 +216,7 @@ impl Store {
             return Ok(());
         }
         let db = self.conn();
-        if db.batch.as_ref().is_some_and(Batch::due) { self.commit_locked(db) } else { Ok(()) }
+        if db.batch.as_ref().is_some_and(|b| b.due(self.max_age)) { self.commit_locked(db) } else { Ok(()) }
     }
 
     /// Whether [`Store::after_commit`] would not simply run an effect now: a batch is open, a
@@ -208,12 +230,13 @@ impl Store {
     /// Runs `effect` once every write made before this call is durable: now when no batch is
     /// open, else when it commits. Effects run in the order they were given.
     pub fn after_commit(&self, effect: impl FnOnce(Result<(), &StorageError>) + Send + 'static) {
-        if let Err(lost) = self.check_mine() {
-            // This thread's writes went with a lost batch: what follows them must not claim them.
-            return effect(Err(&lost));
-        }
-        if self.open.load(Ordering::SeqCst) {
+        {
             let mut db = self.conn();
+            if let Err(lost) = self.check_mine() {
+                // This callback's writes went with a lost batch: what follows must not claim them.
+                drop(db);
+                return effect(Err(&lost));
+            }
             if let Some(batch) = db.batch.as_mut() {
                 batch.held.push(Box::new(effect));
                 return;
@@ -279,7 +302,9 @@ mod tests {
 
     fn stores() -> (tempfile::TempDir, Store, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let ours = Store::open_in(dir.path()).unwrap();
+        let mut ours = Store::open_in(dir.path()).unwrap();
+        // Batches here fall due by their count only: a slow test machine changes nothing.
+        ours.max_age = Duration::from_secs(3600);
         let other = Store::open_in(dir.path()).unwrap();
         (dir, ours, other)
     }
@@ -362,10 +387,27 @@ mod tests {
     #[test]
     fn an_effect_is_told_the_writes_before_it_were_lost_exactly_when_they_are_not_on_disk() {
         let (_dir, ours, other) = stores();
+        let ours = Arc::new(ours);
         let (seen, effect) = recorder();
         let _grouped = ours.group_writes();
         ours.kv_set("s", "first", "1", None).unwrap();
         ours.after_commit(effect(1));
+        // Another callback, on its own thread, reads what the batch holds; it will report it
+        // after the batch is gone.
+        let (read_tx, read_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let reader = {
+            let (ours, effect) = (ours.clone(), effect(3));
+            std::thread::spawn(move || {
+                let _grouped = ours.group_writes();
+                read_tx.send(ours.kv_get("s", "first").unwrap()).unwrap();
+                go_rx.recv().unwrap();
+                ours.after_commit(effect);
+                callback_begins();
+                ours.commit_before_sending().is_ok()
+            })
+        };
+        assert_eq!(read_rx.recv().unwrap().as_deref(), Some("1"), "the reader saw the batch");
         // A full disk, made small: a large value cannot be written.
         let pages: i64 = ours.conn().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
         ours.conn().execute_batch(&format!("PRAGMA max_page_count = {pages}")).unwrap();
@@ -378,13 +420,15 @@ mod tests {
         // effect hears `Ok` only if what was written before it is on disk.
         assert_eq!(*seen.lock().unwrap(), [(1, kept), (2, kept)]);
         assert_eq!(other.kv_get("s", "big").unwrap(), None);
+        go_tx.send(()).unwrap();
+        assert!(reader.join().unwrap(), "its next callback sends again");
+        assert_eq!(seen.lock().unwrap()[2], (3, kept), "what the reader saw went with the batch");
         // After a loss this thread writes and sends nothing more until it groups afresh, so
         // that a callback never keeps half of what it did.
         assert_eq!(ours.kv_set("s", "after", "1", None).is_ok(), kept);
         assert_eq!(ours.commit_before_sending().is_ok(), kept);
-        drop(_grouped);
         ours.conn().execute_batch("PRAGMA max_page_count = 1000000").unwrap();
-        let _grouped = ours.group_writes();
+        callback_begins();
         ours.kv_set("s", "again", "1", None).unwrap();
         ours.commit_before_sending().unwrap();
         assert_eq!(other.kv_get("s", "again").unwrap().as_deref(), Some("1"));

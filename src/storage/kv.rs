@@ -59,11 +59,12 @@ impl Store {
     /// The JSON text stored under `key`, if present and not expired.
     pub fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>, StorageError> {
         let now = self.now();
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(SELECT).map_err(|e| self.query_error(e))?;
-        stmt.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}, |r| r.get(0))
-            .optional()
-            .map_err(|e| self.query_error(e))
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(SELECT).map_err(|e| self.query_error(e))?;
+            stmt.query_row(rusqlite::named_params! {":ns": ns, ":key": key, ":now": now}, |r| r.get(0))
+                .optional()
+                .map_err(|e| self.query_error(e))
+        })
     }
 
     /// Stores `json` under `key`, expiring after `ttl_ms` when given.
@@ -147,23 +148,24 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<String>, StorageError> {
         let now = self.now();
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(concat!(
-                "SELECT key FROM kv WHERE ns = :ns AND key >= :prefix AND key > :after
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(concat!(
+                    "SELECT key FROM kv WHERE ns = :ns AND key >= :prefix AND key > :after
                  AND substr(key, 1, length(:prefix)) = :prefix AND ",
-                live!(),
-                " ORDER BY key LIMIT :limit"
-            ))
-            .map_err(|e| self.query_error(e))?;
-        let rows = stmt
-            .query_map(
-                rusqlite::named_params! {":ns": ns, ":prefix": prefix, ":after": after.unwrap_or(""),
-                ":now": now, ":limit": limit as i64},
-                |r| r.get::<_, String>(0),
-            )
-            .map_err(|e| self.query_error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.query_error(e))
+                    live!(),
+                    " ORDER BY key LIMIT :limit"
+                ))
+                .map_err(|e| self.query_error(e))?;
+            let rows = stmt
+                .query_map(
+                    rusqlite::named_params! {":ns": ns, ":prefix": prefix, ":after": after.unwrap_or(""),
+                    ":now": now, ":limit": limit as i64},
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(|e| self.query_error(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.query_error(e))
+        })
     }
 
     /// Atomically checks that every key in `expected` holds exactly that JSON (`None`: absent),

@@ -18,7 +18,7 @@ mod ratelimit;
 
 pub use ratelimit::MAX_USES as MAX_RATE_USES;
 
-pub use group::{Effect, GroupedWrites};
+pub use group::{Effect, GroupedWrites, callback_begins};
 pub use jobs::JobRow;
 
 use std::path::{Path, PathBuf};
@@ -107,6 +107,8 @@ pub struct Store {
     releasing: Mutex<()>,
     /// Commits running their effects (or about to).
     releasing_now: AtomicUsize,
+    /// How old a batch may grow ([`group::MAX_AGE`]).
+    max_age: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -175,6 +177,7 @@ impl Store {
             lost: AtomicU64::new(0),
             releasing: Mutex::new(()),
             releasing_now: AtomicUsize::new(0),
+            max_age: group::MAX_AGE,
         }
     }
 
