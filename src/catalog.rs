@@ -101,7 +101,7 @@ pub fn listing_engine() -> rhai::Engine {
     let scheduler = crate::scheduler::Scheduler::new(None);
     let zone =
         crate::scheduler::Zone::parse("UTC").unwrap_or_else(|_| crate::config::Config::console_default().timezone);
-    let globals = Globals::new(Services::offline(), Default::default(), None, store, Some(scheduler), zone);
+    let globals = Globals::new(Services::offline(store), Default::default(), None, Some(scheduler), zone);
     crate::script::full_engine(&globals)
 }
 

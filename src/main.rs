@@ -225,10 +225,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let store = rhaibot::storage::Store::in_memory().ok().map(std::sync::Arc::new);
             let globals = rhaibot::script::Globals::new(
-                rhaibot::bindings::Services::offline(),
+                rhaibot::bindings::Services::offline(store),
                 config.limits.clone(),
                 Some(config.stdlib_dir.clone()),
-                store,
                 Some(rhaibot::scheduler::Scheduler::new(None)),
                 config.timezone,
             );

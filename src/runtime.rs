@@ -100,7 +100,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         services,
         config.limits.clone(),
         Some(config.stdlib_dir.clone()),
-        Some(store),
         Some(scheduler.clone()),
         config.timezone,
     );

@@ -197,7 +197,6 @@ fn play(scenario: Scenario, config: &Config, rt: &tokio::runtime::Handle) -> Res
         services,
         config.limits.clone(),
         Some(config.stdlib_dir.clone()),
-        Some(store.clone()),
         Some(scheduler.clone()),
         config.timezone,
     );

@@ -45,21 +45,21 @@ pub struct Services {
     pub max_wait: Duration,
     /// How commands are recognised and refused.
     pub commands: crate::script::command::Settings,
-    /// The store (the one the scripts' `kv::` uses): what a script sends waits for the commit
-    /// of the writes made before it. `None` offline.
+    /// The store the scripts' `kv::` uses; what a script sends waits for the commit of the
+    /// writes made before it. Without one, `kv::` is not registered.
     pub store: Option<Arc<crate::storage::Store>>,
 }
 
 impl Services {
-    /// Services with no bots, for compiling and listing.
-    pub fn offline() -> Arc<Services> {
+    /// Services with no bots, for compiling and listing (with `store`, `kv::` is registered).
+    pub fn offline(store: Option<Arc<crate::storage::Store>>) -> Arc<Services> {
         Arc::new(Services {
             bots: Vec::new(),
             rt: None,
             http: None,
             max_wait: Duration::from_secs(600),
             commands: Default::default(),
-            store: None,
+            store,
         })
     }
 

@@ -26,8 +26,6 @@ pub struct Globals {
     pub limits: Limits,
     /// Where `import` looks after the script's own directory.
     pub stdlib_dir: Option<PathBuf>,
-    /// The key-value store, when the runtime has one.
-    pub store: Option<Arc<Store>>,
     /// The scheduler, when the runtime has one.
     pub scheduler: Option<Arc<Scheduler>>,
     /// Default time zone of cron jobs.
@@ -48,7 +46,6 @@ impl Globals {
         services: Arc<Services>,
         limits: Limits,
         stdlib_dir: Option<PathBuf>,
-        store: Option<Arc<Store>>,
         scheduler: Option<Arc<Scheduler>>,
         zone: Zone,
     ) -> Arc<Globals> {
@@ -70,7 +67,7 @@ impl Globals {
             Shared::new(crate::bindings::text::global()),
         ];
         let builtin_modules = Arc::new(builtin_modules());
-        Arc::new(Globals { services, limits, stdlib_dir, store, scheduler, zone, builtin_modules, modules, global })
+        Arc::new(Globals { services, limits, stdlib_dir, scheduler, zone, builtin_modules, modules, global })
     }
 
     /// A new engine for the script `name` living in `dir`.
@@ -119,10 +116,15 @@ impl Globals {
         engine
     }
 
+    /// The key-value store, when the runtime has one (it lives in the services).
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.services.store.as_ref()
+    }
+
     /// Registers what belongs to one script: its `kv::` namespace and its jobs (those its top
     /// level creates wait in the returned staging area).
     pub fn install_script_services(&self, engine: &mut Engine, script: &str, run: JobRunner) -> Staged {
-        if let Some(store) = &self.store {
+        if let Some(store) = self.store() {
             let ns = script.strip_suffix(".rhai").unwrap_or(script);
             engine.register_static_module("kv", Shared::new(kv::namespace(store.clone(), ns)));
             engine.register_static_module("ratelimit", Shared::new(kv::ratelimit(store.clone(), ns)));

@@ -363,12 +363,12 @@ impl Script {
         Ok((script, staged.take()))
     }
 
-    /// The (normalised) event names this script has handlers for.
     /// The store this script's `kv::` writes to, if any.
     pub fn store(&self) -> Option<&Arc<crate::storage::Store>> {
-        self.globals.services.store.as_ref()
+        self.globals.store()
     }
 
+    /// The (normalised) event names this script has handlers for.
     pub fn subscribed(&self) -> impl Iterator<Item = &String> {
         self.handlers.keys()
     }
@@ -439,7 +439,7 @@ impl Script {
             say(settings.refuse_message.clone());
             return false;
         }
-        let (Some((every, per)), Some(store)) = (options.cooldown, &self.globals.store) else { return true };
+        let (Some((every, per)), Some(store)) = (options.cooldown, self.globals.store()) else { return true };
         let whose = match per {
             command::Per::User => format!("user:{}", ev.user_id),
             // By the chat's own ids (a restart keeps them; an in-memory key would not).

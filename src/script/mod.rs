@@ -378,7 +378,7 @@ impl ScriptHost {
     /// Whether every script is idle: nothing queued, no callback running or about to.
     pub fn idle(&self) -> bool {
         // Replies held for a commit are work not yet done: the drainer commits them as it ends.
-        let held = self.globals.services.store.as_ref().is_some_and(|s| s.effects_wait());
+        let held = self.globals.store().is_some_and(|s| s.effects_wait());
         !held && self.pool.queued() == 0 && self.snapshot().iter().all(|s| s.lane.is_idle())
     }
 

@@ -32,8 +32,7 @@ impl Store {
     /// Records a registered job and its next fire time.
     pub fn job_upsert(&self, script: &str, name: &str, spec: &str, next_fire: Option<i64>) -> Result<(), StorageError> {
         self.write(|conn| {
-            conn
-            .prepare_cached(
+            conn.prepare_cached(
                 "INSERT INTO jobs (script, name, spec, next_fire, active) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (script, name) DO UPDATE SET spec = excluded.spec, next_fire = excluded.next_fire, active = 1",
             )

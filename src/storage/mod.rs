@@ -55,7 +55,8 @@ pub enum StorageError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
-    /// The batch this thread wrote into was lost (the reason was logged when it happened).
+    /// A batch the running callback wrote into, or read from, was lost (the reason was logged
+    /// when it happened).
     #[error("database {path}: the kv writes made before were lost")]
     Lost {
         /// The database file.

@@ -18,7 +18,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(Store::open_in(dir.path()).expect("store"));
     let limits = Limits { callback_timeout: Duration::from_secs(600), max_operations: u64::MAX, ..Limits::default() };
-    let globals = Globals::new(Services::offline(), limits, None, Some(store.clone()), None, Zone::Local);
+    let globals = Globals::new(Services::offline(Some(store.clone())), limits, None, None, Zone::Local);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     println!("kvbench: {ops} operations per run, {threads} threads for the concurrent runs");

@@ -19,7 +19,7 @@ fn main() {
     std::fs::create_dir(&scripts).expect("scripts dir");
     let store = Arc::new(Store::open_in(&dir.path().join("data")).expect("store"));
     let scheduler = Scheduler::new(Some(store.clone()));
-    let globals = Globals::new(Services::offline(), Limits::default(), None, Some(store), Some(scheduler), Zone::Local);
+    let globals = Globals::new(Services::offline(Some(store)), Limits::default(), None, Some(scheduler), Zone::Local);
     let pool = Pool::new(2, 64).expect("pool");
     let host = ScriptHost::new(globals, scripts.clone(), pool);
 
