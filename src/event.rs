@@ -41,8 +41,15 @@ pub struct Event {
     pub identity: Identity,
     /// The connection that delivered it (see [`crate::adapter::connection_id`]).
     pub via: u64,
-    /// Segments parsed from a string message; `None` when `raw` already holds them as an array.
+    /// Segments parsed from a string message; `None` when `raw` already holds them as an array
+    /// or [`Event::segments_from`] builds them.
     pub parsed_segments: Option<Value>,
+    /// Builds the segments from the event when a script first asks, for protocols whose
+    /// segments are converted: built and freed on the worker that reads them, not built on the
+    /// reactor for every event and freed on another thread.
+    pub segments_from: Option<fn(&Event) -> Value>,
+    /// What [`Event::segments_from`] built.
+    built_segments: OnceLock<Value>,
     /// JSON pointer to the segment array inside `raw` (read lazily: most handlers never look).
     pub segments_at: &'static str,
     /// JSON pointer to the sender object inside `raw`.
@@ -90,6 +97,8 @@ impl Event {
             identity: Identity::None,
             via: 0,
             parsed_segments: None,
+            segments_from: None,
+            built_segments: OnceLock::new(),
             segments_at: "",
             sender_at: "",
             raw: raw.into(),
@@ -124,9 +133,10 @@ impl Event {
 
     /// Message segments as an array of `{type, data}`; `Null` for events without a message.
     pub fn segments(&self) -> &Value {
-        match &self.parsed_segments {
-            Some(parsed) => parsed,
-            None => self.pointer(self.segments_at),
+        match (&self.parsed_segments, self.segments_from) {
+            (Some(parsed), _) => parsed,
+            (None, Some(build)) => self.built_segments.get_or_init(|| build(self)),
+            (None, None) => self.pointer(self.segments_at),
         }
     }
 

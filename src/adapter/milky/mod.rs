@@ -116,7 +116,7 @@ pub const HEAD: &[&str] = &[
 ];
 
 /// Decodes an event from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
-pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
+pub fn decode(bot: &Arc<Bot>, head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
     let kind = name_part(&head, "event_type").map_err(Malformed)?.to_owned();
     if !head.get("data").is_none_or(Value::is_object) {
         return Err(Malformed(format!("`{kind}` has a data member that is not an object")));
@@ -128,11 +128,6 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
     if !events::EVENTS.iter().any(|(name, _)| name.strip_prefix("milky.") == Some(kind.as_str())) {
         warn_unknown(&kind);
     }
-    // Taken before `data` is borrowed: only a message's segments are read, once.
-    let incoming = match head.get_mut("data").and_then(|d| d.get_mut("segments")) {
-        Some(segs) if kind == "message_receive" => Some(segs.take()),
-        _ => None,
-    };
     let empty = json!({});
     let data = head.get("data").unwrap_or(&empty);
     let field = |k: &str| data.get(k).filter(|v| !v.is_null()).cloned();
@@ -187,22 +182,14 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
         _ => {}
     }
     let identity = identity(&head, &raw, &kind, data);
-    let parsed = (kind == "message_receive").then(|| Value::Array(segments::incoming(incoming.unwrap_or_default())));
-    let (text, at_me, reply_to) = match parsed.as_ref().and_then(Value::as_array) {
-        Some(segs) => {
-            let mut at_me = false;
-            let mut reply_to = Value::Null;
-            for seg in segs {
-                match seg["type"].as_str() {
-                    Some("mention") => at_me |= self_id.is_some() && seg["data"]["user_id"].as_i64() == self_id,
-                    Some("mention_all") => at_me = true,
-                    Some("reply") => reply_to = seg["data"]["message_seq"].clone(),
-                    _ => {}
-                }
-            }
-            (segments::plain_text(segs).trim().to_owned(), at_me, reply_to)
+    // The segments are read, not built: a script that asks for them gets them built from `raw`.
+    let is_message = kind == "message_receive";
+    let (text, at_me, reply_to) = match data.get("segments") {
+        Some(segments) if is_message => {
+            let (text, at_me, reply_to) = segments::summary(segments, self_id);
+            (text.trim().to_owned(), at_me, reply_to)
         }
-        None => (String::new(), false, Value::Null),
+        _ => (String::new(), false, Value::Null),
     };
     let sender_at = match scene.as_str() {
         "group" => "/data/group_member",
@@ -220,11 +207,17 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
     ev.place = place.unwrap_or(Value::Null);
     ev.identity = identity;
     ev.via = via;
-    if parsed.is_some() {
-        ev.parsed_segments = parsed;
+    if is_message {
+        ev.segments_from = Some(incoming_segments);
         ev.sender_at = sender_at;
     }
     Ok(ev)
+}
+
+/// A message event's segments, normalised (see [`segments::incoming`]).
+fn incoming_segments(ev: &Event) -> Value {
+    let segments = crate::event::path(ev.raw(), "/data/segments").cloned().unwrap_or_default();
+    Value::Array(segments::incoming(segments))
 }
 
 /// One warning per unknown event type, however often it comes.
@@ -330,6 +323,11 @@ mod tests {
             // The old path: the whole tree as the head, so a field missing from HEAD shows.
             let whole = decode(&bot(), frame.clone(), Raw::from(frame.clone()), 1).unwrap();
             lazy.assert_decoded_like(&whole, &frame);
+            if frame["event_type"] == "message_receive" {
+                // Built when asked, from the kept text, as decoding once built them up front.
+                let built = Value::Array(segments::incoming(frame["data"]["segments"].clone()));
+                assert_eq!(lazy.segments(), &built, "{frame}");
+            }
             let reply = |e: &Event| reply_call(e, json!("pong")).map_err(|e| e.to_string());
             assert_eq!(reply(&lazy), reply(&whole));
         }

@@ -49,6 +49,29 @@ pub fn plain_text(segments: &[Value]) -> String {
     segments.iter().filter(|s| s["type"] == "text").filter_map(|s| s["data"]["text"].as_str()).collect()
 }
 
+/// What decoding reads from a message's `segments` as received, without building [`incoming`]:
+/// the plain text [`plain_text`] would give of them, whether they mention `self_id` (or all), and
+/// the `message_seq` of the message they reply to (`Null` when none).
+pub fn summary(segments: &Value, self_id: Option<i64>) -> (String, bool, Value) {
+    let (mut text, mut at_me, mut reply_to) = (String::new(), false, Value::Null);
+    for seg in segments.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let Some(kind) = seg.get("type").and_then(Value::as_str) else { continue };
+        let data = seg.get("data").filter(|d| d.is_object()).unwrap_or(&Value::Null);
+        match kind {
+            "text" => text.push_str(data["text"].as_str().unwrap_or_default()),
+            "mention" => at_me |= self_id.is_some() && data["user_id"].as_i64() == self_id,
+            "mention_all" => at_me = true,
+            "reply" => reply_to = data["message_seq"].clone(),
+            known if KNOWN_INCOMING.contains(&known) => {}
+            unknown => match data["summary"].as_str() {
+                Some(summary) => text.push_str(summary),
+                None => text.push_str(&format!("[{unknown}]")),
+            },
+        }
+    }
+    (text, at_me, reply_to)
+}
+
 /// Converts the `message` parameter of an action, if it has one, into Milky outgoing segments.
 pub fn prepare_params(action: &str, mut params: Value) -> Result<Value, CallError> {
     if let Some(message) = params.get_mut("message") {
@@ -131,6 +154,41 @@ fn invalid(action: &str, reason: String) -> CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What decoding read before [`summary`]: the segments built, then read.
+    fn built_then_read(segments: &Value, self_id: Option<i64>) -> (String, bool, Value) {
+        let segs = incoming(segments.clone());
+        let (mut at_me, mut reply_to) = (false, Value::Null);
+        for seg in &segs {
+            match seg["type"].as_str() {
+                Some("mention") => at_me |= self_id.is_some() && seg["data"]["user_id"].as_i64() == self_id,
+                Some("mention_all") => at_me = true,
+                Some("reply") => reply_to = seg["data"]["message_seq"].clone(),
+                _ => {}
+            }
+        }
+        (plain_text(&segs), at_me, reply_to)
+    }
+
+    #[test]
+    fn the_summary_reads_what_the_built_segments_say() {
+        let cases = [
+            json!([{"type": "text", "data": {"text": "a"}}, {"type": "text", "data": {"text": "b"}}]),
+            json!([{"type": "mention", "data": {"user_id": 1}}, {"type": "text", "data": {"text": " hi"}}]),
+            json!([{"type": "mention", "data": {"user_id": 2}}, {"type": "mention_all", "data": {}}]),
+            json!([{"type": "reply", "data": {"message_seq": 7}}, {"type": "reply", "data": {}}]),
+            json!([{"type": "dice", "data": {"summary": "[dice 6]"}}, {"type": "poke"}, {"type": "x", "data": 3}]),
+            json!(["loose", 5, {"data": {"text": "no type"}}, {"type": 1}, {"type": "text", "data": {"text": 2}}]),
+            json!([{"type": "text"}, {"type": "image", "data": {"summary": "not read for a known type"}}]),
+            json!("not an array"),
+            json!([]),
+        ];
+        for segments in cases {
+            for self_id in [Some(1), None] {
+                assert_eq!(summary(&segments, self_id), built_then_read(&segments, self_id), "{segments} {self_id:?}");
+            }
+        }
+    }
 
     #[test]
     fn msg_builders_become_milky_segments() {

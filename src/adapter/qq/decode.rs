@@ -43,7 +43,6 @@ pub const HEAD: &[&str] = &[
     "d/id",
     "d/content",
     "d/timestamp",
-    "d/attachments",
     "d/group_openid",
     "d/channel_id",
     "d/guild_id",
@@ -58,13 +57,11 @@ pub const HEAD: &[&str] = &[
 ];
 
 /// Decodes a dispatch payload from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
-pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
+pub fn decode(bot: &Arc<Bot>, head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
     let kind = name_part(&head, "t").map_err(Malformed)?.to_owned();
     if !head.get("d").is_none_or(Value::is_object) {
         return Err(Malformed(format!("`{kind}` has a d that is not an object")));
     }
-    // Taken before `d` is borrowed: the attachments move into the segments.
-    let attachments = head.get_mut("d").and_then(|d| d.get_mut("attachments")).map(Value::take);
     let empty = json!({});
     let d = head.get("d").unwrap_or(&empty);
     let s = |pointer: &str| crate::event::path(d, pointer).filter(|v| !v.is_null()).cloned();
@@ -116,7 +113,6 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
     }
     let content = d.get("content").and_then(Value::as_str).unwrap_or_default();
     let text = if is_message { strip_mention(content).trim().to_owned() } else { String::new() };
-    let segments = is_message.then(|| segments(&text, attachments));
     let identity = identity(&head, &kind, d);
     let (place, time) = (s("/guild_id"), d.get("timestamp").and_then(seconds));
     let mut ev = Event::new(bot.clone(), format!("qq.{kind}"), &aliases, raw);
@@ -129,8 +125,9 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
     ev.time = time;
     ev.identity = identity;
     ev.via = via;
-    if let Some(segments) = segments {
-        ev.parsed_segments = Some(segments);
+    if is_message {
+        // Built when a script asks, on its worker: most callbacks never look.
+        ev.segments_from = Some(message_segments);
         ev.sender_at = "/d/author";
     }
     Ok(ev)
@@ -146,7 +143,12 @@ fn strip_mention(content: &str) -> &str {
     }
 }
 
-/// The text and the attachments (`d.attachments`) as segments.
+/// A message event's text and attachments (`d.attachments`) as segments.
+fn message_segments(ev: &Event) -> Value {
+    segments(&ev.text, crate::event::path(ev.raw(), "/d/attachments").cloned())
+}
+
+/// The text and the attachments as segments.
 fn segments(text: &str, attachments: Option<Value>) -> Value {
     let mut out = Vec::new();
     if !text.is_empty() {
