@@ -109,6 +109,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     // Top-level code may call APIs (which block), so loading runs off the reactor.
     let h = host.clone();
     let loaded = tokio::task::spawn_blocking(move || h.load_all()).await.unwrap_or(0);
+    // Before "scripts loaded" is logged: what waits for that line may ask the socket at once.
+    if let Err(e) = admin::serve(&config.data_dir, host.clone(), shutdown.clone()) {
+        warn!("admin socket unavailable ({e}); `rhaibot status` will not reach this bot");
+    }
     info!(scripts = loaded, dir = %config.scripts_dir.display(), "scripts loaded");
     let _watcher = match watch::watch(host.clone(), &[config.scripts_dir.clone(), config.stdlib_dir.clone()]) {
         Ok(w) => Some(w),
@@ -118,9 +122,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         }
     };
 
-    if let Err(e) = admin::serve(&config.data_dir, host.clone(), shutdown.clone()) {
-        warn!("admin socket unavailable ({e}); `rhaibot status` will not reach this bot");
-    }
     let connections = CancellationToken::new();
     let tasks = TaskTracker::new();
     let sink_host = host.clone();
