@@ -1,9 +1,12 @@
-//! The client end of an HTTP JSON API (OneBot 11 over HTTP, Milky): one connection pool, the
+//! The client end of an HTTP JSON API (OneBot 11 over HTTP, Milky): the pooled [`ApiClient`], the
 //! Bearer token, and answers read within a size bound, so that a broken or hostile server
 //! cannot make the runtime buffer more than the bot accepts from the wire.
 
+use hyper::http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::Value;
 use tracing::warn;
+
+use super::api_client::{ApiClient, RequestError};
 
 use crate::bot::CallError;
 use crate::config::Secret;
@@ -23,7 +26,7 @@ pub enum AnswerError {
     Read(#[from] reqwest::Error),
 }
 
-/// The body of `response`, at most `limit` bytes.
+/// The body of a reqwest `response` (the token fetch, scripts' `http::`), at most `limit` bytes.
 pub async fn read(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, AnswerError> {
     let too_large = AnswerError::TooLarge { limit };
     if response.content_length().is_some_and(|n| n > limit as u64) {
@@ -44,9 +47,10 @@ pub async fn read(mut response: reqwest::Response, limit: usize) -> Result<Vec<u
 pub struct JsonApi {
     /// The protocol's name, for logs.
     name: &'static str,
-    client: reqwest::Client,
+    client: ApiClient,
     base: String,
-    token: Secret,
+    /// `Authorization: Bearer <token>`, when there is a token.
+    authorization: Option<HeaderValue>,
     max_answer: usize,
 }
 
@@ -55,7 +59,16 @@ impl JsonApi {
     /// reading answers of up to `max_answer` bytes.
     pub fn new(name: &'static str, base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Self {
         let base = base.trim_end_matches('/').to_owned();
-        JsonApi { name, client: crate::tls::http_client(tls), base, token: token.clone(), max_answer }
+        let authorization = (!token.0.is_empty()).then(|| {
+            // A token config accepted is printable text; one that is not is sent as nothing.
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.0)).unwrap_or_else(|_| {
+                warn!(url = %base, "the {name} access token is not a valid header value; sent without it");
+                HeaderValue::from_static("")
+            });
+            value.set_sensitive(true);
+            value
+        });
+        JsonApi { name, client: ApiClient::new(&base, tls), base, authorization, max_answer }
     }
 
     /// POSTs `body` to `<base><path>` and returns the JSON answer of a 2xx status. Any other
@@ -67,24 +80,37 @@ impl JsonApi {
         body: &Value,
         explain: impl Fn(u16) -> Option<String>,
     ) -> Result<Value, CallError> {
-        let mut request = self.client.post(format!("{}{path}", self.base)).json(body);
-        if !self.token.0.is_empty() {
-            request = request.bearer_auth(&self.token.0);
+        let mut headers = HeaderMap::new();
+        if let Some(authorization) = &self.authorization {
+            headers.insert(header::AUTHORIZATION, authorization.clone());
         }
+        let json = serde_json::to_vec(body)
+            .map_err(|e| CallError::Invalid { action: action.into(), reason: e.to_string() })?;
+        let answer = self.client.send(Method::POST, path, headers, Some(json), self.max_answer).await;
         let http = |status: u16, message: String| CallError::Http { action: action.to_owned(), status, message };
-        let response = request.send().await.map_err(|e| {
-            warn!(url = %self.base, "{} API unreachable: {}", self.name, crate::logsafe::chain(&e));
-            CallError::NotConnected { action: action.to_owned(), bot: self.base.clone() }
-        })?;
-        let status = response.status().as_u16();
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e @ (RequestError::Unreachable(_) | RequestError::BadTarget(_))) => {
+                warn!(url = %self.base, "{} API unreachable: {e}", self.name);
+                return Err(CallError::NotConnected { action: action.to_owned(), bot: self.base.clone() });
+            }
+            Err(RequestError::Body { status, reason }) => return Err(http(status, reason.to_string())),
+        };
+        let status = answer.status;
         if let Some(message) = explain(status) {
             return Err(http(status, message));
         }
-        let bytes = read(response, self.max_answer).await.map_err(|e| http(status, e.to_string()))?;
-        if !(200..300).contains(&status) {
-            return Err(http(status, preview(&bytes)));
+        if (300..400).contains(&status) {
+            let to = answer.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+            return Err(http(
+                status,
+                format!("the API redirects to {}; set the url to where it points", preview(to.as_bytes())),
+            ));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| http(status, format!("the answer is not JSON ({e}): {}", preview(&bytes))))
+        if !(200..300).contains(&status) {
+            return Err(http(status, preview(&answer.body)));
+        }
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| http(status, format!("the answer is not JSON ({e}): {}", preview(&answer.body))))
     }
 }

@@ -6,6 +6,7 @@
 //! through a [`Bot`] handle. Adding a protocol is a folder here plus its line in [`ADAPTERS`]
 //! and [`open`] (and its tagged shape in `config::RawBot`).
 
+pub mod api_client;
 pub mod backoff;
 pub mod console;
 pub mod head;

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api_client;
 mod catalog;
 mod cli;
 mod conversations;

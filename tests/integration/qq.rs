@@ -168,7 +168,8 @@ mod rest {
     fn rest(fake: &FakePlatform) -> Rest {
         let client = crate::support::http_client();
         let tokens = Arc::new(Tokens::new(client.clone(), &fake.url, "10001", Secret("s".into())));
-        Rest::new(client, &fake.url, tokens, 4).with_retry_delay(Duration::from_millis(1))
+        Rest::new(client, &rhaibot::tls::client(None).unwrap(), &fake.url, tokens, 4)
+            .with_retry_delay(Duration::from_millis(1))
     }
 
     fn get(path: &str) -> Request {

@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
+use hyper::http::{HeaderMap, HeaderValue};
+
 use super::token::{Tokens, is_token_error};
+use crate::adapter::api_client::{ApiClient, BodyError, RequestError};
 use crate::bot::CallError;
 
 /// Retries of an idempotent call answered 429 or 5xx.
@@ -81,6 +84,9 @@ impl Answer {
 /// The OpenAPI client of one bot.
 #[derive(Debug)]
 pub struct Rest {
+    /// JSON and bodiless requests: every reply.
+    api: ApiClient,
+    /// `multipart/form-data` requests (guild messages with an image file).
     client: reqwest::Client,
     base: String,
     tokens: Arc<Tokens>,
@@ -91,8 +97,15 @@ pub struct Rest {
 
 impl Rest {
     /// A client for the API at `base`, at most `max_in_flight` calls at once.
-    pub fn new(client: reqwest::Client, base: &str, tokens: Arc<Tokens>, max_in_flight: usize) -> Rest {
+    pub fn new(
+        client: reqwest::Client,
+        tls: &crate::tls::ClientTls,
+        base: &str,
+        tokens: Arc<Tokens>,
+        max_in_flight: usize,
+    ) -> Rest {
         Rest {
+            api: ApiClient::new(base, tls),
             client,
             base: base.trim_end_matches('/').to_owned(),
             tokens,
@@ -139,6 +152,44 @@ impl Rest {
     }
 
     async fn once(&self, action: &str, request: &Request, token: &str) -> Result<Answer, CallError> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(url = %self.base, "official platform unreachable: {e}");
+            not_connected(action, &self.base)
+        };
+        let json = match &request.body {
+            Body::None => None,
+            Body::Json(body) => Some(serde_json::to_vec(body).map_err(|e| invalid(action, e))?),
+            Body::Form { .. } => return self.once_form(action, request, token).await,
+        };
+        let mut path = request.path.clone();
+        if !request.query.is_empty() {
+            path.push('?');
+            path.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.query).finish());
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in self.tokens.headers(token) {
+            let mut value = HeaderValue::from_str(&value).map_err(|e| invalid(action, e))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let sent = self.api.send(request.method.clone(), &path, headers, json, MAX_ANSWER);
+        let answer = match tokio::time::timeout(REQUEST_TIMEOUT, sent).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(RequestError::Body { status, reason: e @ BodyError::TooLarge { .. } })) => {
+                return Err(CallError::Http { action: action.to_owned(), status, message: e.to_string() });
+            }
+            Ok(Err(e)) => return Err(unreachable(&e)),
+            Err(_) => return Err(unreachable(&format!("no answer within {REQUEST_TIMEOUT:?}"))),
+        };
+        let trace_id = answer.headers.get("x-tps-trace-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        Ok(finish(answer.status, trace_id.to_owned(), &answer.body))
+    }
+
+    /// [`Rest::once`] for a `multipart/form-data` body, which goes through reqwest.
+    async fn once_form(&self, action: &str, request: &Request, token: &str) -> Result<Answer, CallError> {
+        let Body::Form { fields, file: (field, file_name, bytes) } = &request.body else {
+            return Err(invalid(action, "not a form"));
+        };
         let mut builder = self
             .client
             .request(request.method.clone(), format!("{}{}", self.base, request.path))
@@ -149,18 +200,12 @@ impl Rest {
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
         }
-        match &request.body {
-            Body::None => {}
-            Body::Json(body) => builder = builder.json(body),
-            Body::Form { fields, file: (field, file_name, bytes) } => {
-                let mut form = reqwest::multipart::Form::new();
-                for (name, value) in fields {
-                    form = form.text(name.clone(), value.clone());
-                }
-                let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(file_name.clone());
-                builder = builder.multipart(form.part(field.clone(), part));
-            }
+        let mut form = reqwest::multipart::Form::new();
+        for (name, value) in fields {
+            form = form.text(name.clone(), value.clone());
         }
+        let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(file_name.clone());
+        builder = builder.multipart(form.part(field.clone(), part));
         let response = builder.send().await.map_err(|e| {
             tracing::warn!(url = %self.base, "official platform unreachable: {}", crate::logsafe::chain(&e));
             not_connected(action, &self.base)
@@ -175,19 +220,27 @@ impl Rest {
             }
             Err(_) => return Err(not_connected(action, &self.base)),
         };
-        let data: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| json!({"code": -1, "message": crate::logsafe::preview(&bytes)}))
-        };
-        // A failure may come with HTTP 200 and a `code` (the token errors do).
-        let coded_failure = data.get("code").and_then(Value::as_i64).is_some_and(|c| c != 0)
-            && data.get("message").is_some()
-            && data.get("id").is_none();
-        let result = (200..300).contains(&http_code) && !coded_failure;
-        Ok(Answer { data, http_code, trace_id, result })
+        Ok(finish(http_code, trace_id, &bytes))
     }
+}
+
+/// An answer in qg_botsdk's shape from the status, the trace id and the body.
+fn finish(http_code: u16, trace_id: String, bytes: &[u8]) -> Answer {
+    let data: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).unwrap_or_else(|_| json!({"code": -1, "message": crate::logsafe::preview(bytes)}))
+    };
+    // A failure may come with HTTP 200 and a `code` (the token errors do).
+    let coded_failure = data.get("code").and_then(Value::as_i64).is_some_and(|c| c != 0)
+        && data.get("message").is_some()
+        && data.get("id").is_none();
+    let result = (200..300).contains(&http_code) && !coded_failure;
+    Answer { data, http_code, trace_id, result }
+}
+
+fn invalid(action: &str, e: impl std::fmt::Display) -> CallError {
+    CallError::Invalid { action: action.to_owned(), reason: e.to_string() }
 }
 
 fn not_connected(action: &str, base: &str) -> CallError {

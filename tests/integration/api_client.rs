@@ -1,0 +1,156 @@
+//! The client protocol APIs are called with, against a server that writes its answers byte by
+//! byte as scripted: kept connections, a closed one replaced, chunked and oversized answers,
+//! redirects reported rather than followed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hyper::http::{HeaderMap, Method};
+use rhaibot::adapter::api_client::{ApiClient, BodyError, RequestError};
+use rhaibot::adapter::http_api::JsonApi;
+use rhaibot::bot::CallError;
+use rhaibot::config::Secret;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::support::within;
+
+/// A request as the server read it: its head (request line and headers) and its body.
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+/// An HTTP/1.1 server on loopback that answers the n-th request (over all connections) with
+/// `answers[n]`, written as is; after an answer holding `Connection: close` it closes.
+struct Scripted {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    seen: mpsc::UnboundedReceiver<Seen>,
+}
+
+impl Scripted {
+    async fn start(answers: Vec<&'static str>) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (tx, seen) = mpsc::unbounded_channel();
+        let answers = Arc::new(std::sync::Mutex::new(answers.into_iter()));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (tx, answers) = (tx.clone(), answers.clone());
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        let mut head = String::new();
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push_str(&line);
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ")?.parse().ok())
+                            .unwrap_or(0);
+                        let mut body = vec![0; length];
+                        stream.read_exact(&mut body).await.expect("body");
+                        let _ = tx.send(Seen { head, body });
+                        let Some(answer) = answers.lock().unwrap().next() else { return };
+                        stream.get_mut().write_all(answer.as_bytes()).await.expect("answer");
+                        if answer.contains("Connection: close") {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Scripted { url, connections, seen }
+    }
+}
+
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n{\"n\": true}";
+
+#[tokio::test]
+async fn answers_come_over_a_kept_connection_and_a_closed_one_is_replaced() {
+    let closing = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    let mut server = Scripted::start(vec![OK, OK, closing, OK]).await;
+    let client = ApiClient::new(&format!("{}/base/", server.url), &rhaibot::tls::client(None).unwrap());
+    for i in 0..4 {
+        let body = format!("{{\"i\":{i}}}").into_bytes();
+        let answer = within("an answer", client.send(Method::POST, "/api/x?a=1", HeaderMap::new(), Some(body), 1024))
+            .await
+            .expect("answered");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, if i == 2 { b"{}".to_vec() } else { br#"{"n": true}"#.to_vec() });
+        let seen = within("the request", server.seen.recv()).await.expect("seen");
+        assert!(seen.head.starts_with("POST /base/api/x?a=1 HTTP/1.1\r\n"), "{}", seen.head);
+        let head = seen.head.to_ascii_lowercase();
+        assert!(head.contains("content-type: application/json\r\n") && head.contains("host: 127.0.0.1:"), "{head}");
+        assert_eq!(seen.body, format!("{{\"i\":{i}}}").into_bytes());
+    }
+    // The first three requests shared one connection; the server closed it after the third.
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_chunked_answer_is_read_whole_and_an_oversized_one_is_refused_with_its_status() {
+    let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n: 1\r\n1\r\n}\r\n0\r\n\r\n";
+    let announced = "HTTP/1.1 503 Busy\r\nContent-Length: 5000\r\n\r\n";
+    // 32 bytes come, and then no end.
+    let endless = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n0123456789abcdef0123456789abcdef\r\n";
+    let server = Scripted::start(vec![chunked, announced, endless]).await;
+    let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
+    let send = || client.send(Method::GET, "/", HeaderMap::new(), None, 16);
+    assert_eq!(within("chunked", send()).await.expect("read").body, br#"{"a": 1}"#);
+    match within("announced", send()).await {
+        Err(RequestError::Body { status: 503, reason: BodyError::TooLarge { limit: 16 } }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Refused once more than the bound has come, without waiting for the end.
+    match within("endless", send()).await {
+        Err(RequestError::Body { status: 200, reason: BodyError::TooLarge { limit: 16 } }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_reported_not_followed() {
+    let redirect =
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:9/elsewhere\r\nContent-Length: 0\r\n\r\n";
+    let mut server = Scripted::start(vec![redirect]).await;
+    let api = JsonApi::new("Milky", &server.url, &Secret("t".into()), 1024, &rhaibot::tls::client(None).unwrap());
+    let e = within("the call", api.post("send_private_message", "/api/send_private_message", &json!({}), |_| None))
+        .await
+        .expect_err("a redirect is no answer");
+    assert!(matches!(e, CallError::Http { status: 307, .. }), "{e}");
+    assert!(e.to_string().contains("redirects to http://127.0.0.1:9/elsewhere"), "{e}");
+    let seen = server.seen.recv().await.expect("seen");
+    assert!(seen.head.to_ascii_lowercase().contains("authorization: bearer t\r\n"), "{}", seen.head);
+    assert!(server.seen.try_recv().is_err(), "the redirect was not followed");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_and_a_bad_base_fail_with_what_went_wrong() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tls = rhaibot::tls::client(None).unwrap();
+    let client = ApiClient::new(&format!("http://127.0.0.1:{port}"), &tls);
+    match within("refused", client.send(Method::GET, "/", HeaderMap::new(), None, 16)).await {
+        Err(RequestError::Unreachable(why)) => assert!(why.to_lowercase().contains("connect"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let client = ApiClient::new("http://exa mple", &tls);
+    match client.send(Method::GET, "/", HeaderMap::new(), None, 16).await {
+        Err(e @ RequestError::BadTarget(_)) => assert!(e.to_string().contains("exa mple"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
