@@ -125,20 +125,27 @@ impl<'k> Head<'k> {
     fn wanted(&self, member: &str) -> Option<Wanted<'k>> {
         // Runs for every member of every frame: one byte and the length are compared before
         // any string is, since most keys are not this member.
+        // Then where the member's name would end in the key: the key's end (the member itself)
+        // or a `/` (a member of it). Only then are bytes compared.
         let first = member.as_bytes().first();
+        let end = self.within.len() + member.len();
         let mut part = None;
         for &key in self.keys {
-            if key.as_bytes().get(self.within.len()) != first {
+            let bytes = key.as_bytes();
+            if bytes.get(self.within.len()) != first {
                 continue;
             }
-            let Some(rest) = key.strip_prefix(self.within) else { continue };
-            if rest.len() == member.len() {
-                if rest == member {
-                    return Some(Wanted::Whole);
-                }
-            } else if rest.as_bytes().get(member.len()) == Some(&b'/') && rest.starts_with(member) {
-                part = Some(Wanted::Part(&key[..key.len() - rest.len() + member.len() + 1]));
+            let whole = bytes.len() == end;
+            if !whole && bytes.get(end) != Some(&b'/') {
+                continue;
             }
+            if bytes[self.within.len()..end] != *member.as_bytes() || !key.starts_with(self.within) {
+                continue;
+            }
+            if whole {
+                return Some(Wanted::Whole);
+            }
+            part = Some(Wanted::Part(&key[..end + 1]));
         }
         part
     }
@@ -377,6 +384,10 @@ mod tests {
             let tree: Value = serde_json::from_slice(text).unwrap();
             assert_eq!(pick(&tree, keys), head(text, keys).unwrap(), "a built tree gives the same head");
         }
+        // Members whose names start or end a key's name are not it.
+        let near = br#"{"d":{"auth":1,"authors":{"id":1},"author":{"i":1,"idx":2,"id":3}},"dd":{"author":4}}"#;
+        let got = head(near, &["d/author/id", "dd/auth"]).unwrap().unwrap();
+        assert_eq!(Value::Object(got), json!({"d": {"author": {"id": 3}}, "dd": {}}));
         let repeated = head(br#"{"d":{"id":1},"d":{"id":2,"x":0}}"#, &["d/id"]).unwrap().unwrap();
         assert_eq!(repeated["d"], json!({"id": 2}), "the last of a repeated key, as a full parse");
     }
