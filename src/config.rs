@@ -607,6 +607,10 @@ impl BotKeys<'_> {
             let what = schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ");
             return Err(self.invalid("url", format!("a {what} URL, got \"{url}\"")));
         }
+        if schemes.contains(&"http") {
+            crate::adapter::api_client::check_base(&url)
+                .map_err(|why| self.invalid("url", format!("an API base URL: {why}")))?;
+        }
         Ok(url)
     }
 
@@ -684,6 +688,20 @@ mod tests {
     fn onebot_needs_a_ws_url() {
         let e = parse("[[bot]]\nprotocol = \"onebot11\"\nurl = \"http://x\"\n").unwrap_err().to_string();
         assert!(e.contains("bot[0].url") && e.contains("ws://"), "{e}");
+    }
+
+    #[test]
+    fn an_api_base_url_that_cannot_be_called_is_refused_at_load() {
+        for (protocol, key) in [
+            ("protocol = \"milky\"\nurl", "bot[0].url"),
+            ("protocol = \"onebot11\"\ntransport = \"http\"\nurl", "bot[0].url"),
+            ("protocol = \"qq\"\napp_id = \"1\"\nsecret = \"s\"\napi_url", "bot[0].api_url"),
+        ] {
+            for bad in ["http://u:p@h", "http://h/?a=1", "http://exa mple"] {
+                let e = parse(&format!("[[bot]]\n{protocol} = \"{bad}\"\n")).unwrap_err().to_string();
+                assert!(e.contains(key) && e.contains(bad), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -63,10 +63,14 @@ pub fn client(ca_file: Option<&Path>) -> Result<ClientTls, TlsError> {
     Ok(Arc::new(config))
 }
 
-/// An HTTP client that uses `tls` for `https://`.
+/// An HTTP client for a protocol's connections (events over SSE, the official platform's token
+/// and uploads) that uses `tls` for `https://`. Like the API client and the WebSocket ones, it
+/// connects directly: proxies from the environment are not used, so every connection of a bot
+/// leaves from the same address (the official platform checks it against an allow list).
 pub fn http_client(tls: &ClientTls) -> reqwest::Client {
     ensure_provider();
-    reqwest::Client::builder().tls_backend_preconfigured((**tls).clone()).build().unwrap_or_else(|e| {
+    let builder = reqwest::Client::builder().tls_backend_preconfigured((**tls).clone()).no_proxy();
+    builder.build().unwrap_or_else(|e| {
         tracing::error!("cannot set up TLS for HTTP ({e}); https:// will not work");
         reqwest::Client::new()
     })

@@ -134,6 +134,7 @@ impl ApiClient {
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
+        request.headers_mut().insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         if has_body {
             request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
@@ -160,7 +161,12 @@ impl ApiClient {
     }
 }
 
-/// The scheme, host and path of `url`; config checks its scheme, this what hyper needs.
+/// Whether `url` can be an API's base URL: `http://` or `https://`, a host, no query, no user.
+pub fn check_base(url: &str) -> Result<(), String> {
+    parse_base(url).map(drop)
+}
+
+/// The scheme, host and path of `url`.
 fn parse_base(url: &str) -> Result<Base, String> {
     let url = url.trim_end_matches('/');
     let uri: Uri = url.parse().map_err(|e| format!("{url} ({e})"))?;
@@ -170,6 +176,9 @@ fn parse_base(url: &str) -> Result<Base, String> {
         .cloned()
         .ok_or_else(|| format!("{url} (not http:// or https://)"))?;
     let authority = uri.authority().cloned().ok_or_else(|| format!("{url} (no host)"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{url} (a user and password in the URL are not sent; use access_token)"));
+    }
     if uri.query().is_some() {
         return Err(format!("{url} (a base URL takes no query)"));
     }
@@ -188,7 +197,9 @@ mod tests {
             (Scheme::HTTP, "127.0.0.1:3000", "/milky")
         );
         assert_eq!(parse_base("https://api.sgroup.qq.com").unwrap().prefix, "");
-        for bad in ["ftp://x/", "127.0.0.1:3000", "http://x/?a=1", "http://exa mple/"] {
+        for bad in
+            ["ftp://x/", "127.0.0.1:3000", "http://x/?a=1", "http://exa mple/", "http://u:p@x/", "http://例子.测试/"]
+        {
             assert!(parse_base(bad).is_err(), "{bad}");
         }
     }

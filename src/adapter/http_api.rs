@@ -59,15 +59,19 @@ impl JsonApi {
     /// reading answers of up to `max_answer` bytes.
     pub fn new(name: &'static str, base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Self {
         let base = base.trim_end_matches('/').to_owned();
-        let authorization = (!token.0.is_empty()).then(|| {
-            // A token config accepted is printable text; one that is not is sent as nothing.
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.0)).unwrap_or_else(|_| {
-                warn!(url = %base, "the {name} access token is not a valid header value; sent without it");
-                HeaderValue::from_static("")
-            });
-            value.set_sensitive(true);
-            value
-        });
+        let authorization = (!token.0.is_empty())
+            .then(|| match HeaderValue::from_str(&format!("Bearer {}", token.0)) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+                // Config accepts printable text; anything else would be refused by the server.
+                Err(_) => {
+                    warn!(url = %base, "the {name} access token is not a valid header value; sent without one");
+                    None
+                }
+            })
+            .flatten();
         JsonApi { name, client: ApiClient::new(&base, tls), base, authorization, max_answer }
     }
 
@@ -90,7 +94,10 @@ impl JsonApi {
         let http = |status: u16, message: String| CallError::Http { action: action.to_owned(), status, message };
         let answer = match answer {
             Ok(answer) => answer,
-            Err(e @ (RequestError::Unreachable(_) | RequestError::BadTarget(_))) => {
+            Err(e @ RequestError::BadTarget(_)) => {
+                return Err(CallError::Invalid { action: action.to_owned(), reason: e.to_string() });
+            }
+            Err(e @ RequestError::Unreachable(_)) => {
                 warn!(url = %self.base, "{} API unreachable: {e}", self.name);
                 return Err(CallError::NotConnected { action: action.to_owned(), bot: self.base.clone() });
             }

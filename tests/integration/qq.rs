@@ -187,6 +187,11 @@ mod rest {
             json!({"data": {"path": "/users/@me"}, "http_code": 200, "trace_id": "trace-0", "result": true})
         );
         assert_eq!(fake.next_request().await.uri, "/users/@me");
+        // Query parameters join a query the route already has.
+        let query = vec![("b".to_owned(), "2 3".to_owned())];
+        let request = Request { query, ..get("/x?a=1") };
+        rest.send("get_x", &request).await.unwrap();
+        assert_eq!(fake.next_request().await.uri, "/x?a=1&b=2+3");
         // The platform forgets the token (a newer one was issued elsewhere): renewed, retried, once.
         let other = Tokens::new(crate::support::http_client(), &fake.url, "10001", Secret("s".into()));
         other.get().await.unwrap();

@@ -136,6 +136,7 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<QqConfig, ConfigError>
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(keys.invalid(key, format!("an https:// URL, e.g. \"{default}\", got \"{url}\"")));
         }
+        crate::adapter::api_client::check_base(&url).map_err(|why| keys.invalid(key, format!("a base URL: {why}")))?;
         Ok(url.trim_end_matches('/').to_owned())
     };
     let base = keys.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();

@@ -163,7 +163,7 @@ impl Rest {
         };
         let mut path = request.path.clone();
         if !request.query.is_empty() {
-            path.push('?');
+            path.push(if path.contains('?') { '&' } else { '?' });
             path.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.query).finish());
         }
         let mut headers = HeaderMap::new();
@@ -178,11 +178,21 @@ impl Rest {
             Ok(Err(RequestError::Body { status, reason: e @ BodyError::TooLarge { .. } })) => {
                 return Err(CallError::Http { action: action.to_owned(), status, message: e.to_string() });
             }
+            Ok(Err(e @ RequestError::BadTarget(_))) => return Err(invalid(action, e)),
             Ok(Err(e)) => return Err(unreachable(&e)),
             Err(_) => return Err(unreachable(&format!("no answer within {REQUEST_TIMEOUT:?}"))),
         };
         let trace_id = answer.headers.get("x-tps-trace-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        Ok(finish(answer.status, trace_id.to_owned(), &answer.body))
+        let mut result = finish(answer.status, trace_id.to_owned(), &answer.body);
+        if (300..400).contains(&answer.status) {
+            // Not followed: an OpenAPI that redirects is a wrong api_url, and the script should hear where to.
+            let to =
+                answer.headers.get(hyper::http::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+            let message = format!("the OpenAPI redirects to {}; check api_url", crate::logsafe::preview(to.as_bytes()));
+            tracing::warn!(url = %self.base, "{message}");
+            result.data = json!({"code": answer.status, "message": message});
+        }
+        Ok(result)
     }
 
     /// [`Rest::once`] for a `multipart/form-data` body, which goes through reqwest.
