@@ -8,10 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
-
-use hyper::http::{HeaderMap, HeaderValue};
 
 use super::token::{Tokens, is_token_error};
 use crate::adapter::api_client::{ApiClient, BodyError, RequestError};
