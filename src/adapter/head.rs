@@ -139,7 +139,11 @@ impl<'k> Head<'k> {
             if !whole && bytes.get(end) != Some(&b'/') {
                 continue;
             }
-            if bytes[self.within.len()..end] != *member.as_bytes() || !key.starts_with(self.within) {
+            // Names are a few bytes long: compared in place, not through a `memcmp` call.
+            let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y);
+            if !same(&bytes[self.within.len()..end], member.as_bytes())
+                || !same(&bytes[..self.within.len()], self.within.as_bytes())
+            {
                 continue;
             }
             if whole {
