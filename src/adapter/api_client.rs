@@ -71,6 +71,17 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+impl Answer {
+    /// Where a redirect points (its `Location`, shortened for a log), `None` when this is not one.
+    /// Redirects are not followed: an API that redirects has a wrong base URL.
+    pub fn redirected_to(&self) -> Option<String> {
+        (300..400).contains(&self.status).then(|| {
+            let to = self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+            crate::logsafe::preview(to.as_bytes())
+        })
+    }
+}
+
 /// Where requests go: the base URL's scheme, host and path, parsed once.
 #[derive(Debug, Clone)]
 struct Base {

@@ -59,19 +59,16 @@ impl JsonApi {
     /// reading answers of up to `max_answer` bytes.
     pub fn new(name: &'static str, base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Self {
         let base = base.trim_end_matches('/').to_owned();
-        let authorization = (!token.0.is_empty())
-            .then(|| match HeaderValue::from_str(&format!("Bearer {}", token.0)) {
-                Ok(mut value) => {
-                    value.set_sensitive(true);
-                    Some(value)
-                }
-                // Config accepts printable text; anything else would be refused by the server.
-                Err(_) => {
-                    warn!(url = %base, "the {name} access token is not a valid header value; sent without one");
-                    None
-                }
-            })
-            .flatten();
+        let authorization = if token.0.is_empty() {
+            None
+        } else if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.0)) {
+            value.set_sensitive(true);
+            Some(value)
+        } else {
+            // Config accepts printable text; anything else would be refused by the server.
+            warn!(url = %base, "the {name} access token is not a valid header value; sent without one");
+            None
+        };
         JsonApi { name, client: ApiClient::new(&base, tls), base, authorization, max_answer }
     }
 
@@ -107,12 +104,8 @@ impl JsonApi {
         if let Some(message) = explain(status) {
             return Err(http(status, message));
         }
-        if (300..400).contains(&status) {
-            let to = answer.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
-            return Err(http(
-                status,
-                format!("the API redirects to {}; set the url to where it points", preview(to.as_bytes())),
-            ));
+        if let Some(to) = answer.redirected_to() {
+            return Err(http(status, format!("the API redirects to {to}; set the url to where it points")));
         }
         if !(200..300).contains(&status) {
             return Err(http(status, preview(&answer.body)));

@@ -140,6 +140,17 @@ async fn a_redirect_is_reported_not_followed() {
 }
 
 #[tokio::test]
+async fn a_token_that_is_no_header_value_is_not_sent() {
+    let mut server = Scripted::start(vec![OK]).await;
+    let api = JsonApi::new("Milky", &server.url, &Secret("a\nb".into()), 1024, &rhaibot::tls::client(None).unwrap());
+    within("the call", api.post("get_login_info", "/api/get_login_info", &json!({}), |_| None))
+        .await
+        .expect("answered");
+    let seen = within("the request", server.seen.recv()).await.expect("seen");
+    assert!(!seen.head.to_ascii_lowercase().contains("authorization"), "{}", seen.head);
+}
+
+#[tokio::test]
 async fn an_unreachable_server_and_a_bad_base_fail_with_what_went_wrong() {
     // A port nothing listens on: bound, then closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -201,6 +201,15 @@ mod rest {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redirect_is_a_failure_that_says_so() {
+        let fake = FakePlatform::with_api("10001", "s", 7200, Arc::new(|_, _| (308, json!({})))).await;
+        let answer = rest(&fake).send("get_bot_info", &get("/users/@me")).await.unwrap();
+        assert!(!answer.result, "{answer:?}");
+        let message = answer.data["message"].as_str().unwrap_or_default();
+        assert!(message.contains("redirects to") && message.contains("api_url"), "{answer:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn idempotent_calls_retry_on_5xx_and_429_but_posts_do_not() {
         let fake = FakePlatform::with_api(
             "10001",

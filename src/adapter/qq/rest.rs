@@ -158,7 +158,7 @@ impl Rest {
         let json = match &request.body {
             Body::None => None,
             Body::Json(body) => Some(serde_json::to_vec(body).map_err(|e| invalid(action, e))?),
-            Body::Form { .. } => return self.once_form(action, request, token).await,
+            Body::Form { fields, file } => return self.once_form(action, request, fields, file, token).await,
         };
         let mut path = request.path.clone();
         if !request.query.is_empty() {
@@ -183,11 +183,8 @@ impl Rest {
         };
         let trace_id = answer.headers.get("x-tps-trace-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
         let mut result = finish(answer.status, trace_id.to_owned(), &answer.body);
-        if (300..400).contains(&answer.status) {
-            // Not followed: an OpenAPI that redirects is a wrong api_url, and the script should hear where to.
-            let to =
-                answer.headers.get(hyper::http::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
-            let message = format!("the OpenAPI redirects to {}; check api_url", crate::logsafe::preview(to.as_bytes()));
+        if let Some(to) = answer.redirected_to() {
+            let message = format!("the OpenAPI redirects to {to}; check api_url");
             tracing::warn!(url = %self.base, "{message}");
             result.data = json!({"code": answer.status, "message": message});
         }
@@ -195,10 +192,14 @@ impl Rest {
     }
 
     /// [`Rest::once`] for a `multipart/form-data` body, which goes through reqwest.
-    async fn once_form(&self, action: &str, request: &Request, token: &str) -> Result<Answer, CallError> {
-        let Body::Form { fields, file: (field, file_name, bytes) } = &request.body else {
-            return Err(invalid(action, "not a form"));
-        };
+    async fn once_form(
+        &self,
+        action: &str,
+        request: &Request,
+        fields: &[(String, String)],
+        (field, file_name, bytes): &(String, String, Vec<u8>),
+        token: &str,
+    ) -> Result<Answer, CallError> {
         let mut builder = self
             .client
             .request(request.method.clone(), format!("{}{}", self.base, request.path))
