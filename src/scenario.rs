@@ -198,7 +198,7 @@ fn play(scenario: Scenario, config: &Config, rt: &tokio::runtime::Handle) -> Res
         config.limits.clone(),
         Some(config.stdlib_dir.clone()),
         Some(scheduler.clone()),
-        config.timezone,
+        config.timezone.clone(),
     );
     let pool = Pool::new(config.limits.workers.clamp(1, 4), config.limits.queue).map_err(|e| e.to_string())?;
     let host = ScriptHost::new(globals, config.scripts_dir.clone(), pool);

@@ -95,7 +95,7 @@ impl Ctx {
         let options = options.unwrap_or_default();
         let zone = match options.get("tz") {
             Some(tz) => Zone::parse(&tz.to_string()).map_err(fail)?,
-            None => self.zone,
+            None => self.zone.clone(),
         };
         let misfire = match options.get("misfire").map(|m| m.to_string()).as_deref() {
             None | Some("skip") => Misfire::Skip,

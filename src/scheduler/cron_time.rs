@@ -9,16 +9,20 @@
 use std::str::FromStr;
 
 use chrono::offset::LocalResult;
-use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use cron::TimeUnitSpec;
 
 /// A time zone: the system's local one, or a named IANA zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Named zones come from jiff's database: the system's `/usr/share/zoneinfo` (or `TZDIR`),
+/// else the copy built in. Not chrono-tz: its tables are ~29,000 pointers the loader relocates
+/// at every start, about 1.1 MiB of private memory whether a zone is used or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Zone {
     /// The system's local zone.
     Local,
     /// A named zone, e.g. `Asia/Shanghai`.
-    Named(chrono_tz::Tz),
+    Named(jiff::tz::TimeZone),
 }
 
 impl Zone {
@@ -27,7 +31,7 @@ impl Zone {
         if name.eq_ignore_ascii_case("local") {
             return Ok(Zone::Local);
         }
-        chrono_tz::Tz::from_str(name).map(Zone::Named).map_err(|_| {
+        jiff::tz::TimeZone::get(name).map(Zone::Named).map_err(|_| {
             format!("unknown time zone \"{name}\" (expected an IANA name such as \"Asia/Shanghai\", or \"local\")")
         })
     }
@@ -36,9 +40,66 @@ impl Zone {
     pub fn name(&self) -> String {
         match self {
             Zone::Local => "local".into(),
-            Zone::Named(tz) => tz.name().into(),
+            Zone::Named(tz) => tz.iana_name().unwrap_or("?").into(),
         }
     }
+
+    /// The offset from UTC in force at `utc`.
+    pub fn offset_at(&self, utc: NaiveDateTime) -> FixedOffset {
+        match self {
+            Zone::Local => chrono::Local.offset_from_utc_datetime(&utc).fix(),
+            Zone::Named(tz) => {
+                let at = jiff::Timestamp::from_second(utc.and_utc().timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                fixed(tz.to_offset(at))
+            }
+        }
+    }
+
+    /// The wall-clock time of `utc` in this zone; `None` past the end of the calendar.
+    pub fn wall_time(&self, utc: DateTime<Utc>) -> Option<NaiveDateTime> {
+        utc.naive_utc().checked_add_offset(self.offset_at(utc.naive_utc()))
+    }
+
+    /// The instants that wall-clock time `wall` names here: one, two when clocks fall back
+    /// (earlier first), or none in the gap when they spring forward.
+    pub fn resolve(&self, wall: NaiveDateTime) -> LocalResult<DateTime<Utc>> {
+        use jiff::tz::AmbiguousOffset;
+        let tz = match self {
+            Zone::Local => return chrono::Local.from_local_datetime(&wall).map(|t| t.with_timezone(&Utc)),
+            Zone::Named(tz) => tz,
+        };
+        let Some(civil) = civil(wall) else { return LocalResult::None };
+        let at = |offset: jiff::tz::Offset| wall.checked_sub_offset(fixed(offset)).map(|t| Utc.from_utc_datetime(&t));
+        match tz.to_ambiguous_timestamp(civil).offset() {
+            AmbiguousOffset::Unambiguous { offset } => at(offset).map_or(LocalResult::None, LocalResult::Single),
+            AmbiguousOffset::Fold { before, after } => match (at(before), at(after)) {
+                (Some(first), Some(second)) => LocalResult::Ambiguous(first, second),
+                _ => LocalResult::None,
+            },
+            AmbiguousOffset::Gap { .. } => LocalResult::None,
+        }
+    }
+}
+
+/// jiff's offset as chrono's (both lie within ±26 hours).
+fn fixed(offset: jiff::tz::Offset) -> FixedOffset {
+    FixedOffset::east_opt(offset.seconds()).unwrap_or(FixedOffset::east_opt(0).expect("zero is a valid offset"))
+}
+
+/// chrono's wall-clock time as jiff's, to the second; `None` outside jiff's years (±9999).
+fn civil(wall: NaiveDateTime) -> Option<jiff::civil::DateTime> {
+    use chrono::Datelike;
+    let year = i16::try_from(wall.year()).ok()?;
+    jiff::civil::DateTime::new(
+        year,
+        wall.month() as i8,
+        wall.day() as i8,
+        wall.hour() as i8,
+        wall.minute() as i8,
+        wall.second() as i8,
+        0,
+    )
+    .ok()
 }
 
 /// A parsed cron expression and the zone it is read in.
@@ -62,10 +123,7 @@ impl CronSpec {
 
     /// The first fire time strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self.zone {
-            Zone::Local => next_in(&self.schedule, &chrono::Local, after),
-            Zone::Named(tz) => next_in(&self.schedule, &tz, after),
-        }
+        next_in(&self.schedule, &self.zone, after)
     }
 
     /// Whether some fire time lies in `(from, to]`.
@@ -74,22 +132,22 @@ impl CronSpec {
     }
 }
 
-fn next_in<Z: TimeZone>(schedule: &cron::Schedule, tz: &Z, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn next_in(schedule: &cron::Schedule, zone: &Zone, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if schedule.hours().is_all() {
         // Hourly or more often: evaluate in the offset in force now, so real time flows on.
-        let offset = tz.offset_from_utc_datetime(&after.naive_utc()).fix();
+        let offset = zone.offset_at(after.naive_utc());
         return schedule.after(&after.with_timezone(&offset)).next().map(|t| t.with_timezone(&Utc));
     }
     // Fixed hours: walk wall-clock times (as naive), then map each to a real instant.
-    let mut wall = after.with_timezone(tz).naive_local();
+    let mut wall = zone.wall_time(after)?;
     for _ in 0..10_000 {
         let candidate = schedule.after(&Utc.from_utc_datetime(&wall)).next()?.naive_utc();
-        let instant = match tz.from_local_datetime(&candidate) {
+        let instant = match zone.resolve(candidate) {
             LocalResult::Single(t) => Some(t),
             LocalResult::Ambiguous(first, _second) => Some(first),
-            LocalResult::None => first_valid_after(tz, candidate),
+            LocalResult::None => first_valid_after(zone, candidate),
         };
-        if let Some(t) = instant.map(|t| t.with_timezone(&Utc)).filter(|t| *t > after) {
+        if let Some(t) = instant.filter(|t| *t > after) {
             return Some(t);
         }
         wall = candidate;
@@ -100,9 +158,9 @@ fn next_in<Z: TimeZone>(schedule: &cron::Schedule, tz: &Z, after: DateTime<Utc>)
 /// The first wall time that exists after `wall`, which a DST gap swallowed: gaps end on a
 /// whole minute, so the minutes after `wall` are tried in turn (the earlier instant of a
 /// repeated one). `time::` resolves a time in a gap the same way.
-pub fn first_valid_after<Z: TimeZone>(tz: &Z, wall: NaiveDateTime) -> Option<DateTime<Z>> {
+pub fn first_valid_after(zone: &Zone, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
     let minute = wall.date().and_hms_opt(wall.hour(), wall.minute(), 0)?;
-    (1..=24 * 60).find_map(|m| tz.from_local_datetime(&(minute + Duration::minutes(m))).earliest())
+    (1..=24 * 60).find_map(|m| zone.resolve(minute.checked_add_signed(Duration::minutes(m))?).earliest())
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ impl Globals {
             .collect();
         modules.push(("msg", shared_module("msg", msg::module())));
         modules.push(("chat", shared_module("chat", chat::module(services.clone()))));
-        modules.push(("time", shared_module("time", crate::bindings::time::module(zone))));
+        modules.push(("time", shared_module("time", crate::bindings::time::module(zone.clone()))));
         modules.push(("rand", shared_module("rand", crate::bindings::random::module())));
         modules.push(("http", shared_module("http", crate::bindings::http::module(services.clone()))));
         modules.push(("json", shared_module("json", crate::bindings::text::json())));
@@ -130,7 +130,9 @@ impl Globals {
             engine.register_static_module("ratelimit", Shared::new(kv::ratelimit(store.clone(), ns)));
         }
         match &self.scheduler {
-            Some(scheduler) => schedule::register(engine, scheduler.clone(), script, self.zone, &self.limits, run),
+            Some(scheduler) => {
+                schedule::register(engine, scheduler.clone(), script, self.zone.clone(), &self.limits, run)
+            }
             None => Staged::default(),
         }
     }
