@@ -15,7 +15,6 @@
 //! with `cookie` (the SDK sends `cookies`); a 2xx answer is a success whatever its body (the
 //! SDK reports some successes as failures: `mute_members`, `control_audio`, ...).
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -23,6 +22,7 @@ use serde_json::{Map, Value, json};
 
 use super::functions::{self, MAX_PAGES, Paging};
 use super::message::{self, Composed, Media, Place};
+use super::recent::Recent;
 use super::reply::{Pacer, Replies, Scene};
 use super::rest::{Answer, Body, Request, Rest, encode_segment as segment};
 use crate::bot::{CallError, CallFuture, Requests};
@@ -43,24 +43,22 @@ pub struct Api {
     me: Mutex<Option<String>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Rules {
     replies: Replies,
     /// `file_info` -> the chat it was uploaded for (a group upload only works in that group).
-    uploads: HashMap<String, String>,
-    upload_order: VecDeque<String>,
+    uploads: Recent<String>,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules { replies: Replies::default(), uploads: Recent::new(UPLOADS_REMEMBERED) }
+    }
 }
 
 impl Rules {
     fn uploaded(&mut self, file_info: &str, chat: &str) {
-        if self.uploads.insert(file_info.to_owned(), chat.to_owned()).is_none() {
-            self.upload_order.push_back(file_info.to_owned());
-            if self.upload_order.len() > UPLOADS_REMEMBERED
-                && let Some(old) = self.upload_order.pop_front()
-            {
-                self.uploads.remove(&old);
-            }
-        }
+        self.uploads.insert(file_info, chat.to_owned());
     }
 }
 

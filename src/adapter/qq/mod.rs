@@ -17,6 +17,7 @@ pub mod functions;
 pub mod gateway;
 pub mod gateway_socket;
 pub mod message;
+pub mod recent;
 pub mod reply;
 pub mod rest;
 pub mod sign;
@@ -131,38 +132,34 @@ pub fn open(name: &str, cfg: &QqConfig, call_timeout: Duration, data_dir: &Path)
     Opened::new(bot, Box::new(move |bot, s: Start<'_>| start(bot, api, tokens, cfg, &data_dir, s)))
 }
 
-/// The group messages seen, by (id, whether it was the @ copy), oldest first.
-type Copies = (std::collections::HashSet<(String, bool)>, std::collections::VecDeque<(String, bool)>);
-
 /// Group messages remembered to deliver the second copy of one (@ and plain) without aliases.
 const GROUP_COPIES_REMEMBERED: usize = 4096;
+
+/// The copies of a group message seen so far: `PLAIN_COPY` and `AT_COPY` bits.
+const PLAIN_COPY: u8 = 1;
+const AT_COPY: u8 = 2;
 
 /// Wraps `sink` so the reply rules see every event first, READY names the bot, and a group
 /// message the platform sends twice (as `GROUP_AT_MESSAGE_CREATE` and `GROUP_MESSAGE_CREATE`)
 /// reaches `message.group` once: the second copy carries only its native name.
 fn noting(bot: &Arc<Bot>, api: &Arc<Api>, sink: EventSink) -> EventSink {
     let (bot, api) = (Arc::downgrade(bot), api.clone());
-    let copies = std::sync::Mutex::new((std::collections::HashSet::new(), std::collections::VecDeque::new()));
+    let copies = std::sync::Mutex::new(recent::Recent::<u8>::new(GROUP_COPIES_REMEMBERED));
     Arc::new(move |mut ev: Event| {
         if matches!(ev.name.as_str(), "qq.GROUP_AT_MESSAGE_CREATE" | "qq.GROUP_MESSAGE_CREATE")
-            && let Some(id) = ev.message_id.as_str().map(str::to_owned)
+            && let Some(id) = ev.message_id.as_str()
         {
-            let id = id.as_str();
-            let mut guard = copies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (seen, order): &mut Copies = &mut guard;
-            let at = ev.name == "qq.GROUP_AT_MESSAGE_CREATE";
+            let (this, other) =
+                if ev.name == "qq.GROUP_AT_MESSAGE_CREATE" { (AT_COPY, PLAIN_COPY) } else { (PLAIN_COPY, AT_COPY) };
+            let mut copies = copies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (_, seen) = copies.get_or_insert(id, || 0);
             // Seen as the other kind: this is the second copy. Seen as this kind: a repeat of the
             // same event, left to the runtime's dedup.
-            if seen.contains(&(id.to_owned(), !at)) && !seen.contains(&(id.to_owned(), at)) {
+            let second = *seen & other != 0 && *seen & this == 0;
+            *seen |= this;
+            drop(copies);
+            if second {
                 ev = ev.without_aliases();
-            }
-            if seen.insert((id.to_owned(), at)) {
-                order.push_back((id.to_owned(), at));
-                if order.len() > GROUP_COPIES_REMEMBERED
-                    && let Some(old) = order.pop_front()
-                {
-                    seen.remove(&old);
-                }
             }
         }
         if ev.name == "qq.READY"

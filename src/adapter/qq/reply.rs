@@ -15,7 +15,10 @@
 //! Both types here take the time as an argument, so tests move the clock.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::recent::Recent;
 
 /// Where a reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,20 +72,24 @@ pub enum ReplyError {
 pub const RECALL_WINDOW: Duration = Duration::from_secs(2 * 60);
 
 /// The passive-reply state of the messages a bot received.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Replies {
     /// Message id -> (scene, when it arrived, replies sent).
-    seen: HashMap<String, (Scene, Instant, u32)>,
-    order: VecDeque<String>,
-    /// Chat -> the newest message received there.
-    newest: HashMap<String, String>,
+    seen: Recent<(Scene, Instant, u32)>,
+    /// Chat -> the newest message received there (which may since have been forgotten).
+    newest: HashMap<String, Arc<str>>,
     /// The bot's own messages by id -> when they were sent.
-    sent: HashMap<String, Instant>,
-    sent_order: VecDeque<String>,
+    sent: Recent<Instant>,
 }
 
 /// Messages remembered at most (the oldest are forgotten; their windows are long closed).
 const REMEMBERED: usize = 10_000;
+
+impl Default for Replies {
+    fn default() -> Replies {
+        Replies { seen: Recent::new(REMEMBERED), newest: HashMap::new(), sent: Recent::new(REMEMBERED) }
+    }
+}
 
 impl Replies {
     /// Notes a message (or an event that may be answered by its id) received at `at`, which
@@ -90,18 +97,14 @@ impl Replies {
     pub fn received(&mut self, message_id: &str, scene: Scene, chat: Option<&str>, at: Instant) {
         // A message that comes again (pushed twice, its @ copy, replayed after a resume) keeps
         // its count and its window.
-        if !self.seen.contains_key(message_id) {
-            self.seen.insert(message_id.to_owned(), (scene, at, 0));
-            self.order.push_back(message_id.to_owned());
-            if self.order.len() > REMEMBERED
-                && let Some(old) = self.order.pop_front()
-            {
-                self.seen.remove(&old);
-                self.newest.retain(|_, id| *id != old);
-            }
-        }
+        let (id, _) = self.seen.get_or_insert(message_id, || (scene, at, 0));
         if let Some(chat) = chat {
-            self.newest.insert(chat.to_owned(), message_id.to_owned());
+            match self.newest.get_mut(chat) {
+                Some(newest) => *newest = id,
+                None => {
+                    self.newest.insert(chat.to_owned(), id);
+                }
+            }
         }
     }
 
@@ -109,19 +112,12 @@ impl Replies {
     pub fn answerable(&self, chat: &str, now: Instant) -> Option<&str> {
         let id = self.newest.get(chat)?;
         let (scene, at, sent) = self.seen.get(id)?;
-        (now.saturating_duration_since(*at) <= scene.window() && *sent < REPLIES_PER_MESSAGE).then_some(id.as_str())
+        (now.saturating_duration_since(*at) <= scene.window() && *sent < REPLIES_PER_MESSAGE).then_some(&**id)
     }
 
     /// Notes a message the bot sent at `at`, which it may recall for a while.
     pub fn sent(&mut self, message_id: &str, at: Instant) {
-        if self.sent.insert(message_id.to_owned(), at).is_none() {
-            self.sent_order.push_back(message_id.to_owned());
-            if self.sent_order.len() > REMEMBERED
-                && let Some(old) = self.sent_order.pop_front()
-            {
-                self.sent.remove(&old);
-            }
-        }
+        self.sent.get_or_insert(message_id, || at);
     }
 
     /// Whether the bot's message `message_id` may be recalled at `now` (one the runtime did not
@@ -160,10 +156,7 @@ impl Replies {
         let Some(id) = message_id else {
             return if scene == Scene::Guild { Ok(0) } else { Err(ReplyError::Proactive(scene)) };
         };
-        if !self.seen.contains_key(id) {
-            self.received(id, scene, None, now);
-        }
-        let Some((scene, at, sent)) = self.seen.get_mut(id) else { return Ok(1) };
+        let (_, (scene, at, sent)) = self.seen.get_or_insert(id, || (scene, now, 0));
         let age = now.saturating_duration_since(*at);
         if age > scene.window() {
             return Err(ReplyError::WindowClosed { scene: *scene, late: age - scene.window() });
@@ -241,6 +234,19 @@ mod tests {
         assert_eq!(r.answerable("g", t0), None, "its budget is spent");
         r.received("m3", Scene::Group, Some("g"), t0);
         assert_eq!(r.answerable("g", t0 + Duration::from_secs(5 * 60 + 1)), None, "its window closed");
+    }
+
+    #[test]
+    fn a_forgotten_message_is_not_answered_by_a_send_naming_none() {
+        let t0 = Instant::now();
+        let mut r = Replies::default();
+        r.received("first", Scene::Group, Some("g"), t0);
+        for i in 0..REMEMBERED {
+            r.received(&format!("m{i}"), Scene::Group, Some(&format!("other{}", i % 100)), t0);
+        }
+        assert_eq!(r.answerable("g", t0), None, "forgotten, so not answered blindly");
+        assert_eq!(r.answerable("other7", t0), Some("m9907"));
+        assert_eq!(r.reply(Scene::Group, Some("first"), t0), Ok(1), "counted afresh, left to the platform");
     }
 
     #[test]
