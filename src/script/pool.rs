@@ -32,13 +32,6 @@ pub const MAX_SPARES: usize = 1024;
 /// How long an idle spare stays before it checks whether it is still needed.
 const SPARE_IDLE: Duration = Duration::from_secs(5);
 
-/// How long a worker that just ran a job watches for the next one before it sleeps.
-const SPIN: Duration = Duration::from_micros(40);
-
-/// A worker watches only while jobs come at least this often; at lower rates the watching
-/// would cost more than the wake-up it saves.
-const BUSY_GAP: Duration = Duration::from_micros(300);
-
 /// The worker pool.
 #[derive(Debug)]
 pub struct Pool {
@@ -51,23 +44,20 @@ pub struct Pool {
     spares: Arc<Mutex<Spares>>,
 }
 
-/// The job queue, its sleeping threads, and at most one worker watching it for a moment
-/// before it sleeps.
+/// The job queue and its sleeping threads.
 ///
-/// Waking a sleeping thread is the largest cost of a job that comes alone. Under load, one
-/// worker that just finished watches the queue briefly and takes the next job without being
-/// woken; when jobs come seldom, nobody watches, so an idle bot burns nothing. Nothing
-/// yields: on a machine with few cores a yielding worker hands its core back and forth with
-/// the reactor, a context switch each time. The thread that slept last is woken first: its
-/// stack and allocator caches are warm, and the others stay asleep.
+/// A worker with nothing to do sleeps at once. Nothing spins or yields: on a machine with few
+/// cores a yielding worker hands its core back and forth with the reactor, a context switch
+/// each time, and a worker that watched the queue for 40 µs before sleeping cost Milky and the
+/// QQ gateway 2.5–3 µs per event under load while saving OneBot nothing measurable
+/// (bench/NOTES.md). The thread that slept last is woken first: its stack and allocator caches
+/// are warm, and the others stay asleep.
 #[derive(Debug)]
 struct Shared {
     queue: Mutex<Queue>,
     capacity: usize,
-    /// Jobs queued, for the watching worker to read without the lock.
+    /// Jobs queued, for [`Pool::has_queued`] to read without the lock.
     len: AtomicUsize,
-    /// A worker is watching the queue.
-    watching: AtomicBool,
 }
 
 struct Queue {
@@ -112,11 +102,6 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The sleeper to wake for a job just queued: none while a worker watches (it takes it).
-    fn sleeper_for_job(&self, q: &mut Queue) -> Option<Arc<Sleeper>> {
-        if self.watching.load(Ordering::SeqCst) { None } else { q.sleepers.pop() }
-    }
-
     /// The next job, waiting for one (at most `idle_for`, when given).
     fn next(&self, idle_for: Option<Duration>) -> Next {
         let deadline = idle_for.map(|d| Instant::now() + d);
@@ -124,12 +109,6 @@ impl Shared {
         loop {
             if let Some(job) = q.jobs.pop_front() {
                 self.len.store(q.jobs.len(), Ordering::Release);
-                // Jobs queued while a worker watched woke nobody: pass one on to a sleeper.
-                let next = if q.jobs.is_empty() { None } else { self.sleeper_for_job(&mut q) };
-                drop(q);
-                if let Some(sleeper) = next {
-                    sleeper.wake();
-                }
                 return Next::Job(job);
             }
             if !q.open {
@@ -163,35 +142,9 @@ impl Shared {
 
     /// Runs jobs until the pool is shut down and empty.
     fn work(&self) {
-        let mut busy = false;
-        loop {
-            if busy {
-                self.watch();
-            }
-            let asked = Instant::now();
-            let Next::Job(job) = self.next(None) else { return };
-            busy = asked.elapsed() < BUSY_GAP;
+        while let Next::Job(job) = self.next(None) {
             job();
         }
-    }
-
-    /// Watches the queue for [`SPIN`] or until a job comes, unless another worker watches.
-    fn watch(&self) {
-        if self.watching.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let until = Instant::now() + SPIN;
-        'watch: while Instant::now() < until {
-            for _ in 0..64 {
-                if self.len.load(Ordering::Acquire) > 0 {
-                    break 'watch;
-                }
-                std::hint::spin_loop();
-            }
-        }
-        // Cleared before the queue is checked under its lock: a job queued meanwhile is seen
-        // there, or its submitter saw nobody watching and woke a sleeper.
-        self.watching.store(false, Ordering::SeqCst);
     }
 }
 
@@ -206,12 +159,7 @@ impl Pool {
     /// Starts `workers` threads sharing a queue of `capacity` jobs.
     pub fn new(workers: usize, capacity: usize) -> std::io::Result<Pool> {
         let queue = Queue { jobs: VecDeque::with_capacity(capacity.min(1024)), open: true, sleepers: Vec::new() };
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(queue),
-            capacity,
-            len: AtomicUsize::new(0),
-            watching: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared { queue: Mutex::new(queue), capacity, len: AtomicUsize::new(0) });
         let (exit_tx, exited) = std_mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
@@ -295,7 +243,7 @@ impl Pool {
         }
         q.jobs.push_back(job);
         self.shared.len.store(q.jobs.len(), Ordering::Release);
-        let sleeper = self.shared.sleeper_for_job(&mut q);
+        let sleeper = q.sleepers.pop();
         drop(q);
         if let Some(sleeper) = sleeper {
             sleeper.wake();
