@@ -19,7 +19,7 @@ command -v valgrind >/dev/null || { echo "link_order.sh needs valgrind" >&2; exi
 cargo build --release -q -p rhaibot -p rhaibot-loadgen
 bin=$root/target/release
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p "$work"/{echo,counter,many}
 echo 'command("echo", |ev, args| ev.reply(args));' >"$work/echo/echo.rhai"
 echo 'command("count", |ev, args| { let n = kv::incr("count:" + ev.user_id); ev.reply(`${args} ${n}`); });' \
