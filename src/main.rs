@@ -140,19 +140,30 @@ enum ApiCommand {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Runs before mimalloc reads its options (its own constructor has the default priority, which
-/// runs after every numbered one) and sets two of them, unless the environment already does:
-/// arenas committed as they are used rather than up front (the peak RSS was twice glibc's),
-/// and memory a page no longer uses given back at once rather than 10 ms later (0.7 MiB of
-/// peak RSS, no CPU measurable). `MIMALLOC_*` in the environment still decides.
+/// Sizes mimalloc for a bot before the first allocation (Rust's runtime allocates only after
+/// the constructors have run), unless the environment sets these options: arenas committed as
+/// they are used rather than up front (its default doubled the peak RSS), and memory a page no
+/// longer uses given back at once rather than a second later (0.7 MiB of peak RSS, no CPU
+/// measurable). `mi_option_set` marks an option as read, so this holds whether mimalloc's own
+/// constructor runs before this one (clang) or after it (gcc).
 #[cfg(target_os = "linux")]
 #[unsafe(link_section = ".init_array.00200")]
 #[used]
 static MIMALLOC_OPTIONS: extern "C" fn() = {
     extern "C" fn set() {
-        for name in [c"MIMALLOC_ARENA_EAGER_COMMIT", c"MIMALLOC_PURGE_DELAY"] {
-            // SAFETY: runs once before main, when no other thread exists; the strings are static.
-            unsafe { libc::setenv(name.as_ptr(), c"0".as_ptr(), 0) };
+        // Indices of `mi_option_e` in mimalloc 3's mimalloc.h, which keeps retired options in
+        // place so the numbers never move: arena_eager_commit, purge_delay.
+        const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+        const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+        for (option, name) in
+            [(ARENA_EAGER_COMMIT, c"MIMALLOC_ARENA_EAGER_COMMIT"), (PURGE_DELAY, c"MIMALLOC_PURGE_DELAY")]
+        {
+            // SAFETY: runs once before main, when no other thread exists; the name is static.
+            unsafe {
+                if libc::getenv(name.as_ptr()).is_null() {
+                    libmimalloc_sys::mi_option_set(option, 0);
+                }
+            }
         }
     }
     set
