@@ -30,12 +30,23 @@ impl<V> Recent<V> {
 
     /// The remembered id (shared) and its value; a new id is remembered with `value()`.
     pub fn get_or_insert(&mut self, id: &str, value: impl FnOnce() -> V) -> (Arc<str>, &mut V) {
+        self.get_or_insert_with(id, value, |_, _| {})
+    }
+
+    /// [`Recent::get_or_insert`], handing `forgotten` each id and value it forgets to make room.
+    pub fn get_or_insert_with(
+        &mut self,
+        id: &str,
+        value: impl FnOnce() -> V,
+        mut forgotten: impl FnMut(Arc<str>, V),
+    ) -> (Arc<str>, &mut V) {
         let shared = match self.by_id.get_key_value(id) {
             Some((shared, _)) => shared.clone(),
             None => {
                 while self.order.len() >= self.capacity {
-                    if let Some(old) = self.order.pop_front() {
-                        self.by_id.remove(&old);
+                    let Some(old) = self.order.pop_front() else { break };
+                    if let Some(value) = self.by_id.remove(&old) {
+                        forgotten(old, value);
                     }
                 }
                 let shared: Arc<str> = id.into();
@@ -76,6 +87,9 @@ mod tests {
         assert_eq!((&*id, *value), ("b", 2));
         *value += 1;
         assert_eq!(recent.get_mut("b").copied(), Some(3));
+        let mut forgotten = Vec::new();
+        recent.get_or_insert_with("d", || 4, |id, value| forgotten.push((id.to_string(), value)));
+        assert_eq!(forgotten, [("b".to_owned(), 3)], "what made room is handed back");
         assert_eq!(recent.by_id.len(), recent.order.len());
     }
 }

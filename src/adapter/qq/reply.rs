@@ -74,12 +74,24 @@ pub const RECALL_WINDOW: Duration = Duration::from_secs(2 * 60);
 /// The passive-reply state of the messages a bot received.
 #[derive(Debug)]
 pub struct Replies {
-    /// Message id -> (scene, when it arrived, replies sent).
-    seen: Recent<(Scene, Instant, u32)>,
-    /// Chat -> the newest message received there (which may since have been forgotten).
-    newest: HashMap<String, Arc<str>>,
+    /// The messages received, by id.
+    seen: Recent<Received>,
+    /// Chat -> the newest message received there, while it is remembered.
+    newest: HashMap<Arc<str>, Arc<str>>,
     /// The bot's own messages by id -> when they were sent.
     sent: Recent<Instant>,
+}
+
+/// A message received, as the reply rules see it.
+#[derive(Debug)]
+struct Received {
+    scene: Scene,
+    /// When it arrived.
+    at: Instant,
+    /// Replies sent to it.
+    sent: u32,
+    /// Where it was received, when known (the key of `newest`).
+    chat: Option<Arc<str>>,
 }
 
 /// Messages remembered at most (the oldest are forgotten; their windows are long closed).
@@ -97,27 +109,25 @@ impl Replies {
     pub fn received(&mut self, message_id: &str, scene: Scene, chat: Option<&str>, at: Instant) {
         // A message that comes again (pushed twice, its @ copy, replayed after a resume) keeps
         // its count and its window.
-        let (id, _) = self.seen.get_or_insert(message_id, || (scene, at, 0));
+        let (id, received) = remember(&mut self.seen, &mut self.newest, message_id, scene, at);
         if let Some(chat) = chat {
-            match self.newest.get_mut(chat) {
-                Some(newest) => *newest = id,
-                None => {
-                    self.newest.insert(chat.to_owned(), id);
-                }
-            }
+            let chat: Arc<str> = self.newest.get_key_value(chat).map_or_else(|| chat.into(), |(chat, _)| chat.clone());
+            received.chat = Some(chat.clone());
+            self.newest.insert(chat, id);
         }
     }
 
     /// The newest message of `chat` that may still be answered at `now`.
     pub fn answerable(&self, chat: &str, now: Instant) -> Option<&str> {
         let id = self.newest.get(chat)?;
-        let (scene, at, sent) = self.seen.get(id)?;
-        (now.saturating_duration_since(*at) <= scene.window() && *sent < REPLIES_PER_MESSAGE).then_some(&**id)
+        let received = self.seen.get(id)?;
+        (now.saturating_duration_since(received.at) <= received.scene.window() && received.sent < REPLIES_PER_MESSAGE)
+            .then_some(&**id)
     }
 
     /// Notes a message the bot sent at `at`, which it may recall for a while.
     pub fn sent(&mut self, message_id: &str, at: Instant) {
-        self.sent.get_or_insert(message_id, || at);
+        self.sent.insert(message_id, at);
     }
 
     /// Whether the bot's message `message_id` may be recalled at `now` (one the runtime did not
@@ -138,13 +148,11 @@ impl Replies {
             return if scene == Scene::Guild { Ok(()) } else { Err(ReplyError::Proactive(scene)) };
         };
         match self.seen.get(id) {
-            Some((scene, at, _)) if now.saturating_duration_since(*at) > scene.window() => {
-                Err(ReplyError::WindowClosed {
-                    scene: *scene,
-                    late: now.saturating_duration_since(*at) - scene.window(),
-                })
-            }
-            Some((_, _, sent)) if *sent >= REPLIES_PER_MESSAGE => Err(ReplyError::BudgetSpent),
+            Some(r) if now.saturating_duration_since(r.at) > r.scene.window() => Err(ReplyError::WindowClosed {
+                scene: r.scene,
+                late: now.saturating_duration_since(r.at) - r.scene.window(),
+            }),
+            Some(r) if r.sent >= REPLIES_PER_MESSAGE => Err(ReplyError::BudgetSpent),
             _ => Ok(()),
         }
     }
@@ -156,17 +164,39 @@ impl Replies {
         let Some(id) = message_id else {
             return if scene == Scene::Guild { Ok(0) } else { Err(ReplyError::Proactive(scene)) };
         };
-        let (_, (scene, at, sent)) = self.seen.get_or_insert(id, || (scene, now, 0));
-        let age = now.saturating_duration_since(*at);
-        if age > scene.window() {
-            return Err(ReplyError::WindowClosed { scene: *scene, late: age - scene.window() });
+        let (_, r) = remember(&mut self.seen, &mut self.newest, id, scene, now);
+        let age = now.saturating_duration_since(r.at);
+        if age > r.scene.window() {
+            return Err(ReplyError::WindowClosed { scene: r.scene, late: age - r.scene.window() });
         }
-        if *sent >= REPLIES_PER_MESSAGE {
+        if r.sent >= REPLIES_PER_MESSAGE {
             return Err(ReplyError::BudgetSpent);
         }
-        *sent += 1;
-        Ok(*sent)
+        r.sent += 1;
+        Ok(r.sent)
     }
+}
+
+/// The message `id` (remembered as received at `at` in `scene` when new); a message forgotten to
+/// make room stops being its chat's newest.
+fn remember<'a>(
+    seen: &'a mut Recent<Received>,
+    newest: &mut HashMap<Arc<str>, Arc<str>>,
+    id: &str,
+    scene: Scene,
+    at: Instant,
+) -> (Arc<str>, &'a mut Received) {
+    seen.get_or_insert_with(
+        id,
+        || Received { scene, at, sent: 0, chat: None },
+        |old, forgotten| {
+            if let Some(chat) = forgotten.chat
+                && newest.get(&chat).is_some_and(|newest| *newest == old)
+            {
+                newest.remove(&chat);
+            }
+        },
+    )
 }
 
 /// Paces sends per channel: at most `per_second` in any second, later ones wait their turn.
@@ -245,8 +275,11 @@ mod tests {
             r.received(&format!("m{i}"), Scene::Group, Some(&format!("other{}", i % 100)), t0);
         }
         assert_eq!(r.answerable("g", t0), None, "forgotten, so not answered blindly");
+        assert!(!r.newest.contains_key("g"), "a chat whose newest message is forgotten is forgotten too");
+        assert_eq!(r.newest.len(), 100);
         assert_eq!(r.answerable("other7", t0), Some("m9907"));
         assert_eq!(r.reply(Scene::Group, Some("first"), t0), Ok(1), "counted afresh, left to the platform");
+        assert_eq!(r.answerable("g", t0), None, "a reply naming it does not make it the chat's newest again");
     }
 
     #[test]
