@@ -105,7 +105,7 @@ struct Abbreviated {
 
 impl Abbreviated {
     fn of(tz: &jiff::tz::TimeZone, secs: i64) -> Abbreviated {
-        let info = tz.to_offset_info(jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH));
+        let info = tz.to_offset_info(crate::scheduler::cron_time::timestamp(secs));
         let fixed = chrono::FixedOffset::east_opt(info.offset().seconds())
             .unwrap_or(chrono::FixedOffset::east_opt(0).expect("zero is valid"));
         Abbreviated { fixed, abbreviation: info.abbreviation().to_owned() }

@@ -31,9 +31,16 @@ impl Zone {
         if name.eq_ignore_ascii_case("local") {
             return Ok(Zone::Local);
         }
-        jiff::tz::TimeZone::get(name).map(Zone::Named).map_err(|_| {
-            format!("unknown time zone \"{name}\" (expected an IANA name such as \"Asia/Shanghai\", or \"local\")")
-        })
+        // The system's database first (kept current by the OS), then the built-in copy, which
+        // also has the names a trimmed system one lacks (`US/Eastern` without tzdata-legacy).
+        let found = jiff::tz::TimeZone::get(name).or_else(|_| jiff::tz::TimeZoneDatabase::bundled().get(name));
+        match found {
+            // Not `Etc/Unknown`, which jiff answers for a zone it cannot name.
+            Ok(tz) if tz.iana_name().is_some_and(|n| n != "Etc/Unknown") => Ok(Zone::Named(tz)),
+            _ => Err(format!(
+                "unknown time zone \"{name}\" (expected an IANA name such as \"Asia/Shanghai\", or \"local\")"
+            )),
+        }
     }
 
     /// The zone's name.
@@ -48,10 +55,7 @@ impl Zone {
     pub fn offset_at(&self, utc: NaiveDateTime) -> FixedOffset {
         match self {
             Zone::Local => chrono::Local.offset_from_utc_datetime(&utc).fix(),
-            Zone::Named(tz) => {
-                let at = jiff::Timestamp::from_second(utc.and_utc().timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-                fixed(tz.to_offset(at))
-            }
+            Zone::Named(tz) => fixed(tz.to_offset(timestamp(utc.and_utc().timestamp()))),
         }
     }
 
@@ -68,8 +72,12 @@ impl Zone {
             Zone::Local => return chrono::Local.from_local_datetime(&wall).map(|t| t.with_timezone(&Utc)),
             Zone::Named(tz) => tz,
         };
-        let Some(civil) = civil(wall) else { return LocalResult::None };
-        let at = |offset: jiff::tz::Offset| wall.checked_sub_offset(fixed(offset)).map(|t| Utc.from_utc_datetime(&t));
+        let at = |offset: FixedOffset| wall.checked_sub_offset(offset).map(|t| Utc.from_utc_datetime(&t));
+        let Some(civil) = civil(wall) else {
+            // Past jiff's years (±9999): the offset in force at its last (or first) instant.
+            return at(self.offset_at(wall)).map_or(LocalResult::None, LocalResult::Single);
+        };
+        let at = |offset: jiff::tz::Offset| at(fixed(offset));
         match tz.to_ambiguous_timestamp(civil).offset() {
             AmbiguousOffset::Unambiguous { offset } => at(offset).map_or(LocalResult::None, LocalResult::Single),
             AmbiguousOffset::Fold { before, after } => match (at(before), at(after)) {
@@ -79,6 +87,12 @@ impl Zone {
             AmbiguousOffset::Gap { .. } => LocalResult::None,
         }
     }
+}
+
+/// The instant `secs` after 1970 as jiff's, clamped to its years (±9999): beyond them a zone's
+/// rules are those of its last (or first) instant.
+pub fn timestamp(secs: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(secs).unwrap_or(if secs < 0 { jiff::Timestamp::MIN } else { jiff::Timestamp::MAX })
 }
 
 /// jiff's offset as chrono's (both lie within ±26 hours).
@@ -226,6 +240,16 @@ mod tests {
         );
         // Spring forward: 01:00Z is 03:00 CEST, half an hour after 01:30 CET (00:30Z).
         assert_eq!(fires(&spec, "2026-03-29T00:15:00Z", 2), ["2026-03-29T00:30:00+00:00", "2026-03-29T01:00:00+00:00"]);
+    }
+
+    #[test]
+    fn instants_past_the_zone_databases_years_keep_the_last_rules() {
+        // Kiritimati was at -10:40 in 1970 and has been at +14 since 1995.
+        let zone = Zone::parse("Pacific/Kiritimati").unwrap();
+        let far = utc("2026-01-01T00:00:00Z").naive_utc() + Duration::days(365 * 20_000);
+        assert_eq!(zone.offset_at(far).local_minus_utc(), 14 * 3600);
+        assert!(matches!(zone.resolve(far), LocalResult::Single(_)));
+        assert!(Zone::parse("Etc/Unknown").is_err(), "a name that names no zone");
     }
 
     #[test]
