@@ -136,7 +136,7 @@ enum ApiCommand {
 }
 
 /// mimalloc, not glibc's malloc: the reactor and the workers free each other's blocks on every
-/// event, which glibc serves under an arena lock (bench/NOTES.md, "Memory and the allocator").
+/// event, which glibc serves under an arena lock (bench/NOTES.md, the sixth round).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
