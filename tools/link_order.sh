@@ -20,14 +20,8 @@ cargo build --release -q -p rhaibot -p rhaibot-loadgen
 bin=$root/target/release
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
-mkdir -p "$work"/{echo,counter,many}
-echo 'command("echo", |ev, args| ev.reply(args));' >"$work/echo/echo.rhai"
-echo 'command("count", |ev, args| { let n = kv::incr("count:" + ev.user_id); ev.reply(`${args} ${n}`); });' \
-    >"$work/counter/counter.rhai"
-for i in $(seq 0 19); do
-    printf 'command("cmd%s", |ev, args| ev.reply(args));\non("notice.group_increase", |ev| ev.reply("welcome"));\n' "$i" \
-        >"$work/many/s$i.rhai"
-done
+source bench/scenarios.sh
+write_scripts "$work"
 
 # profile NAME PROTOCOL SCRIPTS LOADGEN_ARGS...: one run of rhaibot under callgrind.
 profile() {
@@ -43,11 +37,7 @@ profile() {
     port=$(cat "$dir/port")
     {
         printf 'scripts_dir = "%s"\ndata_dir = "%s"\n[log]\nlevel = "warn"\n[[bot]]\nname = "load"\n' "$work/$scripts" "$dir/data"
-        case $protocol in
-        onebot11) printf 'protocol = "onebot11"\nurl = "ws://127.0.0.1:%s/"\n' "$port" ;;
-        milky) printf 'protocol = "milky"\nurl = "http://127.0.0.1:%s"\n' "$port" ;;
-        qq) printf 'protocol = "qq"\napp_id = "1"\nsecret = "loadgen"\nevents = "gateway"\napi_url = "http://127.0.0.1:%s"\ntoken_url = "http://127.0.0.1:%s"\n' "$port" "$port" ;;
-        esac
+        bot_config "$protocol" "$port"
     } >"$dir/rhaibot.toml"
     valgrind --tool=callgrind --demangle=no --compress-strings=no --compress-pos=no \
         --callgrind-out-file="$work/$name.callgrind" \
