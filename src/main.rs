@@ -180,6 +180,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// glibc's malloc still serves the C code (SQLite, libc); Rust's allocations go to mimalloc.
 /// glibc gives every thread that allocates its own malloc arena; with a worker pool, a reactor
 /// and blocking threads that is several MiB of mostly idle memory. Two arenas serve a bot
 /// well (the same as `MALLOC_ARENA_MAX=2`, which still wins when set).

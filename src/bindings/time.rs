@@ -14,7 +14,7 @@ use rhai::{Dynamic, EvalAltResult, INT, Map, Module};
 
 use super::convert::script_error;
 use super::documented;
-use crate::scheduler::Zone;
+use crate::scheduler::{Zone, cron_time};
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -61,7 +61,7 @@ fn local(ms: INT, zone: &Zone) -> RhaiResult<NaiveDateTime> {
 fn instant(naive: NaiveDateTime, zone: &Zone) -> RhaiResult<INT> {
     match zone.resolve(naive) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t),
-        LocalResult::None => crate::scheduler::cron_time::first_valid_after(zone, naive),
+        LocalResult::None => cron_time::first_valid_after(zone, naive),
     }
     .map(|t| t.timestamp_millis())
     .ok_or_else(|| script_error(format!("time: {naive} does not exist in {}", zone.name())))
@@ -105,10 +105,8 @@ struct Abbreviated {
 
 impl Abbreviated {
     fn of(tz: &jiff::tz::TimeZone, secs: i64) -> Abbreviated {
-        let info = tz.to_offset_info(crate::scheduler::cron_time::timestamp(secs));
-        let fixed = chrono::FixedOffset::east_opt(info.offset().seconds())
-            .unwrap_or(chrono::FixedOffset::east_opt(0).expect("zero is valid"));
-        Abbreviated { fixed, abbreviation: info.abbreviation().to_owned() }
+        let info = tz.to_offset_info(cron_time::timestamp(secs));
+        Abbreviated { fixed: cron_time::fixed(info.offset()), abbreviation: info.abbreviation().to_owned() }
     }
 }
 

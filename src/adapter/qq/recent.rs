@@ -23,11 +23,6 @@ impl<V> Recent<V> {
         self.by_id.get(id)
     }
 
-    /// The value of `id` to change, if remembered.
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut V> {
-        self.by_id.get_mut(id)
-    }
-
     /// The remembered id (shared) and its value; a new id is remembered with `value()`.
     pub fn get_or_insert(&mut self, id: &str, value: impl FnOnce() -> V) -> (Arc<str>, &mut V) {
         self.get_or_insert_with(id, value, |_, _| {})
@@ -86,7 +81,7 @@ mod tests {
         let (id, value) = recent.get_or_insert("b", || 99);
         assert_eq!((&*id, *value), ("b", 2));
         *value += 1;
-        assert_eq!(recent.get_mut("b").copied(), Some(3));
+        assert_eq!(recent.get("b"), Some(&3));
         let mut forgotten = Vec::new();
         recent.get_or_insert_with("d", || 4, |id, value| forgotten.push((id.to_string(), value)));
         assert_eq!(forgotten, [("b".to_owned(), 3)], "what made room is handed back");
