@@ -1,31 +1,53 @@
-//! The HTTP client protocol APIs are called with (OneBot 11 over HTTP, Milky, the official
-//! platform's OpenAPI): hyper's pooled HTTP/1.1 client over rustls, as twilight-http does, without
-//! reqwest's layers.
+//! The HTTP/1.1 client protocol APIs are called with (OneBot 11 over HTTP, Milky, the official
+//! platform's OpenAPI): kept-alive connections to one origin, plain or over rustls.
 //!
 //! On these protocols every reply is a request, so whatever a request costs beyond its bytes is
-//! paid per reply. reqwest parses each URL with the `url` crate twice (building the request, and
-//! again in its redirect layer) and runs redirect and retry layers an API call never needs. Here
-//! the base URL is parsed once, and a request parses only its own path. Answers are read within a
-//! size bound. Redirects are not followed (an API that redirects is misconfigured: its status is
-//! the answer), and proxies from the environment are not used: the APIs are called directly.
+//! paid per reply. The task that makes a call takes an idle connection from the pool, writes the
+//! request with one write and reads the answer itself: no connection task and no channels
+//! between it and the socket. (hyper's pooled client hands each request to a connection task
+//! and the answer back; bench/NOTES.md has what that cost.) A connection carries one request at
+//! a time, never a pipeline, so a slow call never holds up another.
+//!
+//! Answers are read within a size bound, their heads within [`MAX_HEAD`]. Redirects are not
+//! followed (an API that redirects is misconfigured: its status is the answer), and proxies
+//! from the environment are not used: the APIs are called directly.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::http::uri::{Authority, PathAndQuery, Scheme};
-use hyper::http::{HeaderMap, HeaderValue, Method, Uri, header};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::http::uri::Scheme;
+use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::tls::ClientTls;
 
-/// How long opening a connection may take.
+/// How long opening a connection (and its TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an idle connection stays in the pool. A server that closes its end sooner (Node's
-/// default is 5 s) is noticed when its close arrives, and the connection leaves the pool then.
+/// default is 5 s) is noticed when the connection is next taken, and a new one is opened.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Idle connections kept; one coming back to a full pool is closed. Calls of one chat go one at
+/// a time, so a bot has about as many in flight as chats answered at once.
+const MAX_IDLE: usize = 32;
+
+/// The most an answer's head (status line, headers, a chunked body's trailers) may take.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// The most headers an answer may have.
+const MAX_HEADERS: usize = 96;
+
+/// The longest line of a chunked body's framing (a chunk's size and its extensions).
+const MAX_CHUNK_LINE: usize = 4096;
 
 /// Why a request got no answer, or one that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +77,7 @@ pub enum BodyError {
         /// The bound.
         limit: usize,
     },
-    /// The connection failed while reading it.
+    /// The connection failed while reading it, or its framing is broken.
     #[error("cannot read the answer: {0}")]
     Read(String),
 }
@@ -86,17 +108,37 @@ impl Answer {
 #[derive(Debug, Clone)]
 struct Base {
     scheme: Scheme,
-    authority: Authority,
+    /// `host[:port]` as the URL has it: the `Host` header.
+    authority: String,
+    /// The host to connect to, without an IPv6 address's brackets.
+    host: String,
+    port: u16,
     /// The base URL's path without its trailing `/`; a request's path is appended to it.
     prefix: String,
 }
 
-/// A pooled client for the API at one base URL.
-#[derive(Debug, Clone)]
-pub struct ApiClient {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+/// A pooled client for the API at one base URL; clones share the pool.
+#[derive(Clone)]
+pub struct ApiClient(Arc<Shared>);
+
+struct Shared {
     /// The base, or why the URL cannot be one (each request fails with it).
     base: Result<Base, String>,
+    tls: TlsConnector,
+    /// Idle connections, the most recently used last.
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient").field("base", &self.0.base).finish_non_exhaustive()
+    }
+}
+
+/// A connection back in the pool, and since when.
+struct Idle {
+    conn: Conn,
+    since: Instant,
 }
 
 impl ApiClient {
@@ -104,20 +146,14 @@ impl ApiClient {
     /// `https://`.
     pub fn new(base: &str, tls: &ClientTls) -> ApiClient {
         crate::tls::ensure_provider();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((**tls).clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
-        ApiClient { client, base: parse_base(base) }
+        // Only HTTP/1.1 is spoken; a server offered h2 by ALPN could pick it.
+        let mut config = (**tls).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        ApiClient(Arc::new(Shared {
+            base: parse_base(base),
+            tls: TlsConnector::from(Arc::new(config)),
+            idle: Mutex::new(VecDeque::new()),
+        }))
     }
 
     /// Sends `method` to the base URL's path followed by `path_and_query` (which starts with
@@ -131,46 +167,406 @@ impl ApiClient {
         json: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<Answer, RequestError> {
-        let base = self.base.as_ref().map_err(|url| RequestError::BadTarget(url.clone()))?;
+        let base = self.0.base.as_ref().map_err(|url| RequestError::BadTarget(url.clone()))?;
         let target = format!("{}{path_and_query}", base.prefix);
-        let bad = |target: &str| RequestError::BadTarget(format!("{}://{}{target}", base.scheme, base.authority));
-        let path = PathAndQuery::try_from(target.as_str()).map_err(|_| bad(&target))?;
-        let uri = Uri::builder()
-            .scheme(base.scheme.clone())
-            .authority(base.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| bad(&target))?;
-        let has_body = json.is_some();
-        let mut request = hyper::Request::new(Full::new(Bytes::from(json.unwrap_or_default())));
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
-        request.headers_mut().insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        if has_body {
-            request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if !is_request_target(&target) {
+            return Err(RequestError::BadTarget(format!("{}://{}{target}", base.scheme, base.authority)));
         }
-        let response =
-            self.client.request(request).await.map_err(|e| RequestError::Unreachable(crate::logsafe::chain(&e)))?;
-        let (parts, mut body) = response.into_parts();
-        let status = parts.status.as_u16();
-        let fail = |reason| RequestError::Body { status, reason };
-        let announced = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if announced.is_some_and(|n| n > limit as u64) {
-            return Err(fail(BodyError::TooLarge { limit }));
+        let request = encode(&method, &target, &base.authority, &headers, json.as_deref());
+        let (mut conn, reused) = match self.0.take_idle() {
+            Some(conn) => (conn, true),
+            None => (self.connect(base).await?, false),
+        };
+        if let Err(e) = conn.io.send(&request).await {
+            if !reused {
+                return Err(RequestError::Unreachable(format!("cannot send to {}: {e}", base.authority)));
+            }
+            // The server closed the kept connection as the request went out: nothing of it was
+            // taken, so it goes on a new one.
+            conn = self.connect(base).await?;
+            conn.io
+                .send(&request)
+                .await
+                .map_err(|e| RequestError::Unreachable(format!("cannot send to {}: {e}", base.authority)))?;
         }
-        let mut read = Vec::with_capacity(announced.map_or(0, |n| n as usize));
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| fail(BodyError::Read(crate::logsafe::chain(&e))))?;
-            if let Ok(data) = frame.into_data() {
-                if read.len() + data.len() > limit {
-                    return Err(fail(BodyError::TooLarge { limit }));
-                }
-                read.extend_from_slice(&data);
+        let (answer, keep) = conn.answer(method == Method::HEAD, limit, &base.authority).await?;
+        if keep {
+            self.0.put_back(conn);
+        }
+        Ok(answer)
+    }
+
+    /// A new connection to `base`, with its TLS session for `https://`.
+    async fn connect(&self, base: &Base) -> Result<Conn, RequestError> {
+        let connecting = async {
+            let tcp = TcpStream::connect((base.host.as_str(), base.port))
+                .await
+                .map_err(|e| format!("cannot connect to {}: {e}", base.authority))?;
+            // A request is one write; Nagle would only hold it back.
+            let _ = tcp.set_nodelay(true);
+            if base.scheme != Scheme::HTTPS {
+                return Ok(Io::Plain(tcp));
+            }
+            let name = ServerName::try_from(base.host.clone())
+                .map_err(|e| format!("`{}` is not a name TLS can check ({e})", base.host))?;
+            let tls =
+                self.0.tls.connect(name, tcp).await.map_err(|e| format!("TLS with {} failed: {e}", base.authority))?;
+            Ok(Io::Tls(Box::new(tls)))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok(io)) => Ok(Conn { io, buf: Vec::new() }),
+            Ok(Err(why)) => Err(RequestError::Unreachable(why)),
+            Err(_) => Err(RequestError::Unreachable(format!(
+                "no connection to {} within {} s",
+                base.authority,
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+impl Shared {
+    /// The most recently used idle connection that is still open, if any.
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(Idle { mut conn, since }) = idle.pop_back() {
+            if since.elapsed() < IDLE_TIMEOUT && conn.is_quiet() {
+                return Some(conn);
             }
         }
-        Ok(Answer { status, headers: parts.headers, body: read })
+        None
     }
+
+    /// Keeps `conn` for the next request; connections idle too long leave first.
+    fn put_back(&self, conn: Conn) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while idle.front().is_some_and(|i| now.duration_since(i.since) >= IDLE_TIMEOUT) {
+            idle.pop_front();
+        }
+        if idle.len() < MAX_IDLE {
+            idle.push_back(Idle { conn, since: now });
+        }
+    }
+}
+
+/// A connection's socket.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Io {
+    /// Writes all of `request` and pushes it out.
+    async fn send(&mut self, request: &[u8]) -> io::Result<()> {
+        self.write_all(request).await?;
+        self.flush().await
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One connection and what has been read from it but not yet used.
+struct Conn {
+    io: Io,
+    buf: Vec<u8>,
+}
+
+/// An answer's head, parsed.
+struct Head {
+    status: u16,
+    /// HTTP/1.0 (`false`) or 1.1.
+    http11: bool,
+    headers: HeaderMap,
+    /// Its length in bytes, the blank line included.
+    len: usize,
+}
+
+/// How an answer's body ends.
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+    /// With the connection: it cannot be kept.
+    Close,
+}
+
+impl Conn {
+    /// Whether nothing came on this idle connection since its last answer: no close from the
+    /// server (it closed an idle connection), and no bytes no request asked for. Asks the socket
+    /// only when the reactor saw it readable.
+    fn is_quiet(&mut self) -> bool {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let tcp = match &self.io {
+            Io::Plain(tcp) => tcp,
+            Io::Tls(tls) => tls.get_ref().0,
+        };
+        if tcp.poll_read_ready(&mut cx).is_pending() {
+            return true;
+        }
+        // Readiness stays set after a read that emptied the socket without hitting its end:
+        // only a read says whether anything is there.
+        let mut byte = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut byte);
+        matches!(Pin::new(&mut self.io).poll_read(&mut cx, &mut probe), Poll::Pending)
+    }
+
+    /// Reads one answer; whether the connection can carry another request after it.
+    async fn answer(&mut self, head_only: bool, limit: usize, from: &str) -> Result<(Answer, bool), RequestError> {
+        self.buf.clear();
+        let head = loop {
+            match parse_head(&self.buf).map_err(|why| RequestError::Unreachable(format!("{from} answered {why}")))? {
+                // An interim answer (100 Continue, 103 Early Hints) is followed by the real one.
+                Some(head) if (100..200).contains(&head.status) && head.status != 101 => {
+                    self.buf.drain(..head.len);
+                }
+                Some(head) => break head,
+                None if self.buf.len() > MAX_HEAD => {
+                    return Err(RequestError::Unreachable(format!(
+                        "{from} answered with a head over {MAX_HEAD} bytes"
+                    )));
+                }
+                None => match self.fill().await {
+                    Ok(0) => {
+                        let when = if self.buf.is_empty() { "before answering" } else { "within the answer's head" };
+                        return Err(RequestError::Unreachable(format!("{from} closed the connection {when}")));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(RequestError::Unreachable(format!("cannot read from {from}: {e}"))),
+                },
+            }
+        };
+        self.buf.drain(..head.len);
+        let status = head.status;
+        let fail = |reason| RequestError::Body { status, reason };
+        let framing = framing(&head, head_only).map_err(|why| fail(BodyError::Read(why)))?;
+        if let Framing::Length(n) = framing
+            && n > limit
+        {
+            return Err(fail(BodyError::TooLarge { limit }));
+        }
+        let body = match framing {
+            Framing::None => Ok(Vec::new()),
+            Framing::Length(n) => self.body_of_length(n).await,
+            Framing::Chunked => self.chunked_body(limit).await,
+            Framing::Close => self.body_to_end(limit).await,
+        }
+        .map_err(fail)?;
+        let keep = head.http11
+            && !matches!(framing, Framing::Close)
+            && !has_token(&head.headers, header::CONNECTION, "close")
+            && self.buf.is_empty();
+        Ok((Answer { status, headers: head.headers, body }, keep))
+    }
+
+    /// Reads more into the buffer; 0 at the connection's end.
+    async fn fill(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(8 * 1024);
+        }
+        self.io.read_buf(&mut self.buf).await
+    }
+
+    /// Reads more, where the connection's end is an error.
+    async fn fill_body(&mut self) -> Result<(), BodyError> {
+        match self.fill().await {
+            Ok(0) => Err(BodyError::Read("the connection closed within the answer".into())),
+            Ok(_) => Ok(()),
+            Err(e) => Err(BodyError::Read(e.to_string())),
+        }
+    }
+
+    async fn body_of_length(&mut self, n: usize) -> Result<Vec<u8>, BodyError> {
+        while self.buf.len() < n {
+            self.fill_body().await?;
+        }
+        let body = self.buf[..n].to_vec();
+        self.buf.drain(..n);
+        Ok(body)
+    }
+
+    async fn body_to_end(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        loop {
+            if self.buf.len() > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            match self.fill().await {
+                Ok(0) => return Ok(std::mem::take(&mut self.buf)),
+                Ok(_) => {}
+                Err(e) => return Err(BodyError::Read(e.to_string())),
+            }
+        }
+    }
+
+    async fn chunked_body(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
+        let broken = |what: &str| BodyError::Read(format!("broken chunked framing: {what}"));
+        let mut body = Vec::new();
+        loop {
+            let end = self.line_end(MAX_CHUNK_LINE).await?;
+            let line = std::str::from_utf8(&self.buf[..end]).map_err(|_| broken("a size that is not text"))?;
+            let digits = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(digits, 16)
+                .ok()
+                .filter(|_| !digits.starts_with('+'))
+                .ok_or_else(|| broken("a size that is not hexadecimal"))?;
+            self.buf.drain(..end + 2);
+            if size == 0 {
+                // Trailers, then the blank line.
+                let mut read = 0;
+                loop {
+                    let end = self.line_end(MAX_HEAD.saturating_sub(read)).await?;
+                    read += end + 2;
+                    self.buf.drain(..end + 2);
+                    if end == 0 {
+                        return Ok(body);
+                    }
+                }
+            }
+            if size > limit - body.len() {
+                return Err(BodyError::TooLarge { limit });
+            }
+            while self.buf.len() < size + 2 {
+                self.fill_body().await?;
+            }
+            if &self.buf[size..size + 2] != b"\r\n" {
+                return Err(broken("a chunk longer than its size"));
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            self.buf.drain(..size + 2);
+        }
+    }
+
+    /// Where the first line in the buffer ends (the index of its CRLF), reading until one has
+    /// come; a line longer than `max` is an error.
+    async fn line_end(&mut self, max: usize) -> Result<usize, BodyError> {
+        let mut searched = 0;
+        loop {
+            if let Some(i) = self.buf[searched..].windows(2).position(|w| w == b"\r\n") {
+                return Ok(searched + i);
+            }
+            searched = self.buf.len().saturating_sub(1);
+            if searched > max {
+                return Err(BodyError::Read(format!("a chunked body's line is over {max} bytes")));
+            }
+            self.fill_body().await?;
+        }
+    }
+}
+
+/// Parses the answer's head at the start of `buf`; `None` until all of it has come.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("what is not HTTP/1.1 ({e}): {}", crate::logsafe::preview(buf))),
+    };
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+        else {
+            return Err(format!("a header that is not one: {}", crate::logsafe::preview(h.name.as_bytes())));
+        };
+        headers.append(name, value);
+    }
+    Ok(Some(Head { status: parsed.code.unwrap_or(0), http11: parsed.version == Some(1), headers, len }))
+}
+
+/// How the body after `head` ends (RFC 9112 section 6.3).
+fn framing(head: &Head, head_only: bool) -> Result<Framing, String> {
+    if head_only || matches!(head.status, 204 | 304) {
+        return Ok(Framing::None);
+    }
+    if head.headers.contains_key(header::TRANSFER_ENCODING) {
+        let last = head.headers.get_all(header::TRANSFER_ENCODING).iter().next_back();
+        let chunked = last
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked { Framing::Chunked } else { Framing::Close });
+    }
+    let mut length = None;
+    for value in head.headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.to_str().unwrap_or("x").split(',') {
+            let n = part.trim().parse::<usize>().map_err(|_| format!("a Content-Length of {value:?}"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err("two different Content-Lengths".into());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::Close, Framing::Length))
+}
+
+/// Whether a `name` header lists `token` (case-insensitively).
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// Whether `target` can stand in a request line: a path (and query) of visible ASCII.
+fn is_request_target(target: &str) -> bool {
+    target.starts_with('/') && target.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
+}
+
+/// The request's bytes: its head, then the body. The caller's `headers` come after the ones this
+/// client sets and never replace them.
+fn encode(method: &Method, target: &str, authority: &str, headers: &HeaderMap, body: Option<&[u8]>) -> Vec<u8> {
+    let body_len = body.map_or(0, <[u8]>::len);
+    let mut out = Vec::with_capacity(128 + target.len() + authority.len() + 64 * headers.len() + body_len);
+    for part in [method.as_str(), " ", target, " HTTP/1.1\r\nhost: ", authority, "\r\naccept: application/json\r\n"] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    if body.is_some() {
+        out.extend_from_slice(b"content-type: application/json\r\n");
+    }
+    if body.is_some() || !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS) {
+        out.extend_from_slice(format!("content-length: {body_len}\r\n").as_bytes());
+    }
+    let own = [header::HOST, header::ACCEPT, header::CONTENT_TYPE, header::CONTENT_LENGTH, header::TRANSFER_ENCODING];
+    for (name, value) in headers.iter().filter(|(name, _)| !own.contains(name)) {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.unwrap_or_default());
+    out
 }
 
 /// Whether `url` can be an API's base URL: `http://` or `https://`, a host, no query, no user.
@@ -187,14 +583,22 @@ fn parse_base(url: &str) -> Result<Base, String> {
         .filter(|s| **s == Scheme::HTTP || **s == Scheme::HTTPS)
         .cloned()
         .ok_or_else(|| format!("{url} (not http:// or https://)"))?;
-    let authority = uri.authority().cloned().ok_or_else(|| format!("{url} (no host)"))?;
+    let authority = uri.authority().ok_or_else(|| format!("{url} (no host)"))?;
     if authority.as_str().contains('@') {
         return Err(format!("{url} (a user and password in the URL are not sent; use access_token)"));
     }
     if uri.query().is_some() {
         return Err(format!("{url} (a base URL takes no query)"));
     }
-    Ok(Base { scheme, authority, prefix: uri.path().trim_end_matches('/').to_owned() })
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = authority.port_u16().unwrap_or(if scheme == Scheme::HTTPS { 443 } else { 80 });
+    Ok(Base {
+        scheme,
+        authority: authority.as_str().to_owned(),
+        host,
+        port,
+        prefix: uri.path().trim_end_matches('/').to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -205,14 +609,52 @@ mod tests {
     fn a_base_keeps_its_path_and_refuses_what_is_not_one() {
         let base = parse_base("http://127.0.0.1:3000/milky/").unwrap();
         assert_eq!(
-            (base.scheme, base.authority.as_str(), base.prefix.as_str()),
-            (Scheme::HTTP, "127.0.0.1:3000", "/milky")
+            (base.scheme, base.authority.as_str(), base.host.as_str(), base.port, base.prefix.as_str()),
+            (Scheme::HTTP, "127.0.0.1:3000", "127.0.0.1", 3000, "/milky")
         );
-        assert_eq!(parse_base("https://api.sgroup.qq.com").unwrap().prefix, "");
+        let base = parse_base("https://api.sgroup.qq.com").unwrap();
+        assert_eq!((base.prefix.as_str(), base.port), ("", 443));
+        assert_eq!(parse_base("http://[::1]:8080").unwrap().host, "::1");
         for bad in
             ["ftp://x/", "127.0.0.1:3000", "http://x/?a=1", "http://exa mple/", "http://u:p@x/", "http://例子.测试/"]
         {
             assert!(parse_base(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_request_is_one_buffer_with_the_clients_headers_first() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        let request = encode(&Method::POST, "/api/x", "h:1", &headers, Some(b"{}"));
+        assert_eq!(
+            String::from_utf8(request).unwrap(),
+            "POST /api/x HTTP/1.1\r\nhost: h:1\r\naccept: application/json\r\ncontent-type: application/json\r\n\
+             content-length: 2\r\nauthorization: Bearer t\r\n\r\n{}"
+        );
+        let get = String::from_utf8(encode(&Method::GET, "/a", "h", &HeaderMap::new(), None)).unwrap();
+        assert_eq!(get, "GET /a HTTP/1.1\r\nhost: h\r\naccept: application/json\r\n\r\n");
+        let put = String::from_utf8(encode(&Method::PUT, "/a", "h", &HeaderMap::new(), None)).unwrap();
+        assert!(put.ends_with("content-length: 0\r\n\r\n"), "{put}");
+        assert!(!is_request_target("/a b") && !is_request_target("a") && !is_request_target("/é"));
+    }
+
+    #[test]
+    fn framing_follows_the_head() {
+        let head = |raw: &str| parse_head(raw.as_bytes()).unwrap().unwrap();
+        let of = |raw: &str| framing(&head(raw), false);
+        assert!(matches!(of("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), Ok(Framing::Length(5))));
+        assert!(matches!(of("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"), Ok(Framing::Length(5))));
+        assert!(of("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_err());
+        assert!(of("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").is_err());
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n";
+        assert!(matches!(of(chunked), Ok(Framing::Chunked)));
+        assert!(matches!(of("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), Ok(Framing::Close)));
+        assert!(matches!(of("HTTP/1.0 200 OK\r\n\r\n"), Ok(Framing::Close)));
+        assert!(matches!(of("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"), Ok(Framing::None)));
+        assert!(!head("HTTP/1.0 200 OK\r\n\r\n").http11);
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
+        assert!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
     }
 }

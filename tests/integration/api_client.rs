@@ -24,11 +24,13 @@ struct Seen {
 }
 
 /// An HTTP/1.1 server on loopback that answers the n-th request (over all connections) with
-/// `answers[n]`, written as is; after an answer holding `Connection: close` it closes.
+/// `answers[n]`, written as is; after an answer holding `Connection: close` it closes, and after
+/// one holding `X-Then: close` too, without the client being told (`closed` hears of it).
 struct Scripted {
     url: String,
     connections: Arc<AtomicUsize>,
     seen: mpsc::UnboundedReceiver<Seen>,
+    closed: mpsc::UnboundedReceiver<()>,
 }
 
 impl Scripted {
@@ -37,12 +39,13 @@ impl Scripted {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let connections = Arc::new(AtomicUsize::new(0));
         let (tx, seen) = mpsc::unbounded_channel();
+        let (closing, closed) = mpsc::unbounded_channel();
         let answers = Arc::new(std::sync::Mutex::new(answers.into_iter()));
         let counted = connections.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 counted.fetch_add(1, Ordering::SeqCst);
-                let (tx, answers) = (tx.clone(), answers.clone());
+                let (tx, answers, closing) = (tx.clone(), answers.clone(), closing.clone());
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
                     loop {
@@ -69,11 +72,16 @@ impl Scripted {
                         if answer.contains("Connection: close") {
                             return;
                         }
+                        if answer.contains("X-Then: close") {
+                            drop(stream);
+                            let _ = closing.send(());
+                            return;
+                        }
                     }
                 });
             }
         });
-        Scripted { url, connections, seen }
+        Scripted { url, connections, seen, closed }
     }
 }
 
@@ -163,6 +171,56 @@ async fn an_unreachable_server_and_a_bad_base_fail_with_what_went_wrong() {
     let client = ApiClient::new("http://exa mple", &tls);
     match client.send(Method::GET, "/", HeaderMap::new(), None, 16).await {
         Err(e @ RequestError::BadTarget(_)) => assert!(e.to_string().contains("exa mple"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_server_closed_while_idle_is_not_used_again() {
+    let closes = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Then: close\r\n\r\n{}";
+    // Bytes no request asked for make a connection unusable too.
+    let stray = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}X";
+    let mut server = Scripted::start(vec![closes, OK, stray, OK]).await;
+    let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
+    let send = || client.send(Method::POST, "/", HeaderMap::new(), Some(b"{}".to_vec()), 64);
+    assert_eq!(within("the first answer", send()).await.expect("answered").body, b"{}");
+    within("the close", server.closed.recv()).await.expect("closed");
+    assert_eq!(within("an answer on a new connection", send()).await.expect("answered").status, 200);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    within("the stray byte's answer", send()).await.expect("answered");
+    assert_eq!(within("an answer after it", send()).await.expect("answered").body, br#"{"n": true}"#);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped_and_an_http10_answer_is_read_to_its_end() {
+    let interim = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+    let old = "HTTP/1.0 200 OK\r\nConnection: close\r\n\r\n[1]";
+    let server = Scripted::start(vec![interim, old, OK]).await;
+    let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
+    let send = || client.send(Method::GET, "/", HeaderMap::new(), None, 64);
+    assert_eq!(within("past the interim answer", send()).await.expect("answered").body, b"{}");
+    assert_eq!(within("to the end", send()).await.expect("answered").body, b"[1]");
+    within("on a new connection", send()).await.expect("answered");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_endless_head_or_an_answer_that_is_not_http_fails_with_a_bound() {
+    // A header with no end: refused once the head passes its bound, not buffered on.
+    let endless: &'static str =
+        Box::leak(format!("HTTP/1.1 200 OK\r\nX-Long: {}", "a".repeat(80 * 1024)).into_boxed_str());
+    let server = Scripted::start(vec![endless, "SSH-2.0-OpenSSH_9.6\r\n\r\n"]).await;
+    let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
+    let send = || client.send(Method::GET, "/", HeaderMap::new(), None, 64);
+    match within("the endless head", send()).await {
+        Err(RequestError::Unreachable(why)) => assert!(why.contains("head over 65536 bytes"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match within("the answer that is not HTTP", send()).await {
+        Err(RequestError::Unreachable(why)) => {
+            assert!(why.contains("not HTTP/1.1") && why.contains("SSH-2.0"), "{why}")
+        }
         other => panic!("{other:?}"),
     }
 }
