@@ -3,7 +3,10 @@
 //! cannot make the runtime buffer more than the bot accepts from the wire.
 
 use hyper::http::{HeaderMap, HeaderValue, Method, header};
+use std::borrow::Cow;
+
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::warn;
 
 use super::api_client::{ApiClient, RequestError};
@@ -72,14 +75,18 @@ impl JsonApi {
         JsonApi { name, client: ApiClient::new(&base, tls), base, authorization, max_answer }
     }
 
-    /// POSTs `body` to `<base><path>` and returns the JSON answer of a 2xx status. Any other
-    /// status fails with what `explain` says of it, or else with the start of the answer.
+    /// POSTs `body` to `<base><path>` and returns the `data` of a 2xx answer whose envelope
+    /// (`{status, retcode, data, ...}`, as OneBot 11 and Milky have it) says it succeeded. Any
+    /// other answer of a 2xx status goes whole to `decode`, which reads the failure out of it;
+    /// any other status fails with what `explain` says of it, or else with the start of the
+    /// answer.
     pub async fn post(
         &self,
         action: &str,
         path: &str,
         body: &Value,
         explain: impl Fn(u16) -> Option<String>,
+        decode: impl FnOnce(Value) -> Result<Value, CallError>,
     ) -> Result<Value, CallError> {
         let mut headers = HeaderMap::new();
         if let Some(authorization) = &self.authorization {
@@ -110,7 +117,30 @@ impl JsonApi {
         if !(200..300).contains(&status) {
             return Err(http(status, preview(&answer.body)));
         }
-        serde_json::from_slice(&answer.body)
-            .map_err(|e| http(status, format!("the answer is not JSON ({e}): {}", preview(&answer.body))))
+        if let Ok(envelope) = serde_json::from_slice::<Envelope>(&answer.body)
+            && envelope.status.as_deref() != Some("failed")
+            && envelope.retcode.unwrap_or(0) == 0
+        {
+            // Only `data` is built: the rest of a success is not read.
+            return match envelope.data {
+                Some(data) => serde_json::from_str(data.get()).map_err(|e| http(status, e.to_string())),
+                None => Ok(Value::Null),
+            };
+        }
+        let whole = serde_json::from_slice(&answer.body)
+            .map_err(|e| http(status, format!("the answer is not JSON ({e}): {}", preview(&answer.body))))?;
+        decode(whole)
     }
+}
+
+/// An answer's envelope read without building it. An answer this does not fit (not an object,
+/// a member of another type, a member twice) is read whole instead, as before.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default)]
+    retcode: Option<i64>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
 }

@@ -136,7 +136,7 @@ async fn a_redirect_is_reported_not_followed() {
     let redirect = "HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n";
     let mut server = Scripted::start(vec![redirect, OK]).await;
     let api = JsonApi::new("Milky", &server.url, &Secret("t".into()), 1024, &rhaibot::tls::client(None).unwrap());
-    let e = within("the call", api.post("send_private_message", "/api/send_private_message", &json!({}), |_| None))
+    let e = within("the call", api.post("send_private_message", "/api/send_private_message", &json!({}), |_| None, Ok))
         .await
         .expect_err("a redirect is no answer");
     assert!(matches!(e, CallError::Http { status: 307, .. }), "{e}");
@@ -151,7 +151,7 @@ async fn a_redirect_is_reported_not_followed() {
 async fn a_token_that_is_no_header_value_is_not_sent() {
     let mut server = Scripted::start(vec![OK]).await;
     let api = JsonApi::new("Milky", &server.url, &Secret("a\nb".into()), 1024, &rhaibot::tls::client(None).unwrap());
-    within("the call", api.post("get_login_info", "/api/get_login_info", &json!({}), |_| None))
+    within("the call", api.post("get_login_info", "/api/get_login_info", &json!({}), |_| None, Ok))
         .await
         .expect("answered");
     let seen = within("the request", server.seen.recv()).await.expect("seen");
@@ -223,4 +223,33 @@ async fn an_endless_head_or_an_answer_that_is_not_http_fails_with_a_bound() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_successful_envelope_gives_its_data_and_any_other_answer_goes_whole_to_the_decoder() {
+    let bodies = [
+        r#"{"status":"ok","retcode":0,"data":{"seq":7}}"#,
+        r#"{"retcode":0,"echo":1}"#,
+        r#"{"status":"failed","retcode":0,"message":"no"}"#,
+        r#"{"retcode":"0","data":1}"#,
+        "[1]",
+        "{no}",
+    ];
+    let answers = bodies
+        .iter()
+        .map(|b| &*Box::leak(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{b}", b.len()).into_boxed_str()))
+        .collect();
+    let server = Scripted::start(answers).await;
+    let api = JsonApi::new("Milky", &server.url, &Secret(String::new()), 1024, &rhaibot::tls::client(None).unwrap());
+    // The decoder says what it was given, so each answer shows which way it went.
+    let params = json!({});
+    let call = || api.post("x", "/x", &params, |_| None, |whole| Ok(json!({ "whole": whole })));
+    assert_eq!(within("a success", call()).await.unwrap(), json!({"seq": 7}));
+    assert_eq!(within("a success without data", call()).await.unwrap(), serde_json::Value::Null);
+    let failed = within("a failure", call()).await.unwrap();
+    assert_eq!(failed["whole"]["message"], "no");
+    assert_eq!(within("an odd retcode", call()).await.unwrap(), json!({"whole": {"retcode": "0", "data": 1}}));
+    assert_eq!(within("no object", call()).await.unwrap(), json!({"whole": [1]}));
+    let e = within("no JSON", call()).await.unwrap_err();
+    assert!(e.to_string().contains("not JSON"), "{e}");
 }

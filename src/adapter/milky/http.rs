@@ -28,8 +28,7 @@ impl Api {
             415 => Some("the implementation refused the request's content type".to_owned()),
             _ => None,
         };
-        let answer = self.0.post(action, &format!("/api/{action}"), &body, explain).await?;
-        decode_response(action, answer)
+        self.0.post(action, &format!("/api/{action}"), &body, explain, |answer| decode_response(action, answer)).await
     }
 }
 

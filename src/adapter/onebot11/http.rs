@@ -40,14 +40,15 @@ impl Api {
             404 => Some(format!("the implementation has no action `{action}`, or the url is wrong")),
             _ => None,
         };
-        let value = self.0.post(action, &format!("/{action}"), &prepare_params(params), explain).await?;
-        decode_response(value).map_err(|(code, message)| CallError::Failed {
+        let failed = |(code, message)| CallError::Failed {
             action: action.to_owned(),
             code,
             message,
             trace_id: None,
             answer: None,
-        })
+        };
+        let decode = |answer| decode_response(answer).map_err(failed);
+        self.0.post(action, &format!("/{action}"), &prepare_params(params), explain, decode).await
     }
 }
 
