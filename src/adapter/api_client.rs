@@ -108,8 +108,10 @@ impl Answer {
 #[derive(Debug, Clone)]
 struct Base {
     scheme: Scheme,
-    /// `host[:port]` as the URL has it: the `Host` header.
+    /// `host[:port]` as the URL has it, for messages.
     authority: String,
+    /// The `Host` header: the authority without the scheme's default port, as hyper sends it.
+    host_header: String,
     /// The host to connect to, without an IPv6 address's brackets.
     host: String,
     port: u16,
@@ -172,7 +174,7 @@ impl ApiClient {
         if !is_request_target(&target) {
             return Err(RequestError::BadTarget(format!("{}://{}{target}", base.scheme, base.authority)));
         }
-        let request = encode(&method, &target, &base.authority, &headers, json.as_deref());
+        let request = encode(&method, &target, &base.host_header, &headers, json.as_deref());
         let (mut conn, reused) = match self.0.take_idle() {
             Some(conn) => (conn, true),
             None => (self.connect(base).await?, false),
@@ -199,7 +201,7 @@ impl ApiClient {
     /// A new connection to `base`, with its TLS session for `https://`.
     async fn connect(&self, base: &Base) -> Result<Conn, RequestError> {
         let connecting = async {
-            let tcp = TcpStream::connect((base.host.as_str(), base.port))
+            let tcp = connect_tcp(&base.host, base.port)
                 .await
                 .map_err(|e| format!("cannot connect to {}: {e}", base.authority))?;
             // A request is one write; Nagle would only hold it back.
@@ -214,7 +216,7 @@ impl ApiClient {
             Ok(Io::Tls(Box::new(tls)))
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(Ok(io)) => Ok(Conn { io, buf: Vec::new() }),
+            Ok(Ok(io)) => Ok(Conn::new(io)),
             Ok(Err(why)) => Err(RequestError::Unreachable(why)),
             Err(_) => Err(RequestError::Unreachable(format!(
                 "no connection to {} within {} s",
@@ -223,6 +225,23 @@ impl ApiClient {
             ))),
         }
     }
+}
+
+/// A TCP connection to the first of `host`'s addresses that answers. Each address gets an
+/// equal share of [`CONNECT_TIMEOUT`], so one that drops packets (an unreachable IPv6 route,
+/// say) leaves time for the next, as hyper's connector does.
+async fn connect_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let share = CONNECT_TIMEOUT / u32::try_from(addrs.len().max(1)).unwrap_or(u32::MAX);
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("`{host}` has no address"));
+    for addr in addrs {
+        match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("{addr} did not answer within {share:?}")),
+        }
+    }
+    Err(last)
 }
 
 impl Shared {
@@ -296,11 +315,18 @@ impl AsyncWrite for Io {
     }
 }
 
-/// One connection and what has been read from it but not yet used.
+/// One connection and what has been read from it but not yet used (`buf[start..]`).
 struct Conn {
     io: Io,
     buf: Vec<u8>,
+    /// Where the unused bytes begin: what is used is passed over, not moved, so an answer in
+    /// many small pieces costs time in proportion to its length.
+    start: usize,
 }
+
+/// The most a connection's buffer keeps between answers; a larger one (grown by a large
+/// answer) is let go, so idle connections hold little memory.
+const KEPT_BUFFER: usize = 16 * 1024;
 
 /// An answer's head, parsed.
 struct Head {
@@ -313,6 +339,7 @@ struct Head {
 }
 
 /// How an answer's body ends.
+#[derive(Debug, PartialEq)]
 enum Framing {
     None,
     Length(usize),
@@ -322,16 +349,33 @@ enum Framing {
 }
 
 impl Conn {
+    fn new(io: Io) -> Conn {
+        Conn { io, buf: Vec::new(), start: 0 }
+    }
+
+    /// The bytes read and not yet used.
+    fn unread(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Passes over `n` unread bytes.
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
     /// Whether nothing came on this idle connection since its last answer: no close from the
-    /// server (it closed an idle connection), and no bytes no request asked for. Asks the socket
-    /// only when the reactor saw it readable.
+    /// server (it closed an idle connection), and no bytes no request asked for. A plain socket
+    /// is read only when the reactor saw it readable; a TLS one always, since rustls may hold
+    /// bytes already taken off the socket (without a system call when the socket has none).
     fn is_quiet(&mut self) -> bool {
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        let tcp = match &self.io {
-            Io::Plain(tcp) => tcp,
-            Io::Tls(tls) => tls.get_ref().0,
-        };
-        if tcp.poll_read_ready(&mut cx).is_pending() {
+        if let Io::Plain(tcp) = &self.io
+            && tcp.poll_read_ready(&mut cx).is_pending()
+        {
             return true;
         }
         // Readiness stays set after a read that emptied the socket without hitting its end:
@@ -343,22 +387,22 @@ impl Conn {
 
     /// Reads one answer; whether the connection can carry another request after it.
     async fn answer(&mut self, head_only: bool, limit: usize, from: &str) -> Result<(Answer, bool), RequestError> {
-        self.buf.clear();
         let head = loop {
-            match parse_head(&self.buf).map_err(|why| RequestError::Unreachable(format!("{from} answered {why}")))? {
+            match parse_head(self.unread())
+                .map_err(|why| RequestError::Unreachable(format!("{from} answered {why}")))?
+            {
                 // An interim answer (100 Continue, 103 Early Hints) is followed by the real one.
-                Some(head) if (100..200).contains(&head.status) && head.status != 101 => {
-                    self.buf.drain(..head.len);
-                }
+                Some(head) if (100..200).contains(&head.status) && head.status != 101 => self.consume(head.len),
                 Some(head) => break head,
-                None if self.buf.len() > MAX_HEAD => {
+                None if self.unread().len() > MAX_HEAD => {
                     return Err(RequestError::Unreachable(format!(
                         "{from} answered with a head over {MAX_HEAD} bytes"
                     )));
                 }
                 None => match self.fill().await {
                     Ok(0) => {
-                        let when = if self.buf.is_empty() { "before answering" } else { "within the answer's head" };
+                        let when =
+                            if self.unread().is_empty() { "before answering" } else { "within the answer's head" };
                         return Err(RequestError::Unreachable(format!("{from} closed the connection {when}")));
                     }
                     Ok(_) => {}
@@ -366,7 +410,7 @@ impl Conn {
                 },
             }
         };
-        self.buf.drain(..head.len);
+        self.consume(head.len);
         let status = head.status;
         let fail = |reason| RequestError::Body { status, reason };
         let framing = framing(&head, head_only).map_err(|why| fail(BodyError::Read(why)))?;
@@ -382,15 +426,28 @@ impl Conn {
             Framing::Close => self.body_to_end(limit).await,
         }
         .map_err(fail)?;
+        // A message framed both ways, or chunked in HTTP/1.0, may have been read differently by
+        // something in between: the connection is not trusted with another (RFC 9112 6.1, 6.3).
+        let ambiguous = head.headers.contains_key(header::TRANSFER_ENCODING)
+            && (!head.http11 || head.headers.contains_key(header::CONTENT_LENGTH));
         let keep = head.http11
-            && !matches!(framing, Framing::Close)
+            && framing != Framing::Close
+            && !ambiguous
             && !has_token(&head.headers, header::CONNECTION, "close")
-            && self.buf.is_empty();
+            && self.unread().is_empty();
+        if keep && self.buf.capacity() > KEPT_BUFFER {
+            self.buf = Vec::new();
+        }
         Ok((Answer { status, headers: head.headers, body }, keep))
     }
 
-    /// Reads more into the buffer; 0 at the connection's end.
+    /// Reads more into the buffer; 0 at the connection's end. The unread bytes move to the
+    /// buffer's start first, once per read.
     async fn fill(&mut self) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(8 * 1024);
         }
@@ -407,21 +464,29 @@ impl Conn {
     }
 
     async fn body_of_length(&mut self, n: usize) -> Result<Vec<u8>, BodyError> {
-        while self.buf.len() < n {
+        while self.unread().len() < n {
             self.fill_body().await?;
         }
-        let body = self.buf[..n].to_vec();
-        self.buf.drain(..n);
+        if self.start == 0 && self.buf.len() == n && self.buf.capacity() > KEPT_BUFFER {
+            // A large body: handed over, not copied.
+            return Ok(std::mem::take(&mut self.buf));
+        }
+        let body = self.unread()[..n].to_vec();
+        self.consume(n);
         Ok(body)
     }
 
     async fn body_to_end(&mut self, limit: usize) -> Result<Vec<u8>, BodyError> {
         loop {
-            if self.buf.len() > limit {
+            if self.unread().len() > limit {
                 return Err(BodyError::TooLarge { limit });
             }
             match self.fill().await {
-                Ok(0) => return Ok(std::mem::take(&mut self.buf)),
+                Ok(0) => {
+                    let body = self.unread().to_vec();
+                    self.consume(body.len());
+                    return Ok(body);
+                }
                 Ok(_) => {}
                 Err(e) => return Err(BodyError::Read(e.to_string())),
             }
@@ -433,20 +498,21 @@ impl Conn {
         let mut body = Vec::new();
         loop {
             let end = self.line_end(MAX_CHUNK_LINE).await?;
-            let line = std::str::from_utf8(&self.buf[..end]).map_err(|_| broken("a size that is not text"))?;
-            let digits = line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(digits, 16)
-                .ok()
-                .filter(|_| !digits.starts_with('+'))
+            // The size, then perhaps `;` and extensions (which may hold any byte in quotes).
+            let line = &self.unread()[..end];
+            let digits = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+            let size = (!digits.is_empty() && digits.len() <= 16 && digits.iter().all(u8::is_ascii_hexdigit))
+                .then(|| digits.iter().fold(0u64, |n, &d| n << 4 | u64::from((d as char).to_digit(16).unwrap_or(0))))
+                .and_then(|n| usize::try_from(n).ok())
                 .ok_or_else(|| broken("a size that is not hexadecimal"))?;
-            self.buf.drain(..end + 2);
+            self.consume(end + 2);
             if size == 0 {
                 // Trailers, then the blank line.
                 let mut read = 0;
                 loop {
                     let end = self.line_end(MAX_HEAD.saturating_sub(read)).await?;
                     read += end + 2;
-                    self.buf.drain(..end + 2);
+                    self.consume(end + 2);
                     if end == 0 {
                         return Ok(body);
                     }
@@ -455,26 +521,28 @@ impl Conn {
             if size > limit - body.len() {
                 return Err(BodyError::TooLarge { limit });
             }
-            while self.buf.len() < size + 2 {
+            while self.unread().len() < size + 2 {
                 self.fill_body().await?;
             }
-            if &self.buf[size..size + 2] != b"\r\n" {
+            let chunk = &self.unread()[..size + 2];
+            if &chunk[size..] != b"\r\n" {
                 return Err(broken("a chunk longer than its size"));
             }
-            body.extend_from_slice(&self.buf[..size]);
-            self.buf.drain(..size + 2);
+            body.extend_from_slice(&chunk[..size]);
+            self.consume(size + 2);
         }
     }
 
-    /// Where the first line in the buffer ends (the index of its CRLF), reading until one has
-    /// come; a line longer than `max` is an error.
+    /// Where the first unread line ends (the index of its CRLF in the unread bytes), reading
+    /// until one has come; a line longer than `max` is an error.
     async fn line_end(&mut self, max: usize) -> Result<usize, BodyError> {
         let mut searched = 0;
         loop {
-            if let Some(i) = self.buf[searched..].windows(2).position(|w| w == b"\r\n") {
+            let unread = self.unread();
+            if let Some(i) = unread[searched..].windows(2).position(|w| w == b"\r\n") {
                 return Ok(searched + i);
             }
-            searched = self.buf.len().saturating_sub(1);
+            searched = unread.len().saturating_sub(1);
             if searched > max {
                 return Err(BodyError::Read(format!("a chunked body's line is over {max} bytes")));
             }
@@ -519,7 +587,12 @@ fn framing(head: &Head, head_only: bool) -> Result<Framing, String> {
     let mut length = None;
     for value in head.headers.get_all(header::CONTENT_LENGTH) {
         for part in value.to_str().unwrap_or("x").split(',') {
-            let n = part.trim().parse::<usize>().map_err(|_| format!("a Content-Length of {value:?}"))?;
+            let part = part.trim();
+            // Digits only: `parse` would take a sign.
+            let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<usize>().ok())
+                .flatten()
+                .ok_or_else(|| format!("a Content-Length of {value:?}"))?;
             if length.is_some_and(|l| l != n) {
                 return Err("two different Content-Lengths".into());
             }
@@ -591,10 +664,14 @@ fn parse_base(url: &str) -> Result<Base, String> {
         return Err(format!("{url} (a base URL takes no query)"));
     }
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = authority.port_u16().unwrap_or(if scheme == Scheme::HTTPS { 443 } else { 80 });
+    let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+    let port = authority.port_u16().unwrap_or(default_port);
+    let host_header =
+        if authority.port_u16() == Some(default_port) { authority.host() } else { authority.as_str() }.to_owned();
     Ok(Base {
         scheme,
         authority: authority.as_str().to_owned(),
+        host_header,
         host,
         port,
         prefix: uri.path().trim_end_matches('/').to_owned(),
@@ -614,6 +691,8 @@ mod tests {
         );
         let base = parse_base("https://api.sgroup.qq.com").unwrap();
         assert_eq!((base.prefix.as_str(), base.port), ("", 443));
+        assert_eq!(parse_base("https://h:443/").unwrap().host_header, "h");
+        assert_eq!(parse_base("http://[::1]:80").unwrap().host_header, "[::1]");
         assert_eq!(parse_base("http://[::1]:8080").unwrap().host, "::1");
         for bad in
             ["ftp://x/", "127.0.0.1:3000", "http://x/?a=1", "http://exa mple/", "http://u:p@x/", "http://例子.测试/"]
@@ -640,6 +719,24 @@ mod tests {
         assert!(!is_request_target("/a b") && !is_request_target("a") && !is_request_target("/é"));
     }
 
+    #[tokio::test]
+    async fn a_kept_connection_lets_a_large_answers_buffer_go() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 1 << 20).into_bytes();
+            answer.resize(answer.len() + (1 << 20), b'x');
+            stream.write_all(&answer).await.unwrap();
+            stream
+        });
+        let mut conn = Conn::new(Io::Plain(TcpStream::connect(addr).await.unwrap()));
+        let (answer, keep) = conn.answer(false, 2 << 20, "test").await.unwrap();
+        assert_eq!((answer.body.len(), keep), (1 << 20, true));
+        assert!(conn.buf.capacity() <= KEPT_BUFFER, "an idle connection holds {} bytes", conn.buf.capacity());
+        drop(server.await);
+    }
+
     #[test]
     fn framing_follows_the_head() {
         let head = |raw: &str| parse_head(raw.as_bytes()).unwrap().unwrap();
@@ -648,6 +745,7 @@ mod tests {
         assert!(matches!(of("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n"), Ok(Framing::Length(5))));
         assert!(of("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_err());
         assert!(of("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").is_err());
+        assert!(of("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n").is_err());
         let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n";
         assert!(matches!(of(chunked), Ok(Framing::Chunked)));
         assert!(matches!(of("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), Ok(Framing::Close)));

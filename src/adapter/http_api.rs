@@ -134,7 +134,10 @@ impl JsonApi {
 }
 
 /// An answer's envelope read without building it. An answer this does not fit (not an object,
-/// a member of another type, a member twice) is read whole instead, as before.
+/// a member of another type, a member twice) is read whole instead, as before. The members it
+/// does not name are skipped unchecked (serde_json does not check a skipped string's UTF-8 or
+/// a skipped number's range): an answer that says it succeeded is taken at its word even when
+/// a member nobody reads is malformed.
 #[derive(serde::Deserialize)]
 struct Envelope<'a> {
     #[serde(default, borrow)]

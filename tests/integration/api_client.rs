@@ -253,3 +253,56 @@ async fn a_successful_envelope_gives_its_data_and_any_other_answer_goes_whole_to
     let e = within("no JSON", call()).await.unwrap_err();
     assert!(e.to_string().contains("not JSON"), "{e}");
 }
+
+#[tokio::test]
+async fn framing_that_could_be_read_two_ways_ends_the_connection_and_extensions_may_hold_any_byte() {
+    // Chunked and a Content-Length: read as chunked (RFC 9112 6.3), and the connection is let go.
+    let both = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    let server = Scripted::start(vec![both, OK]).await;
+    let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
+    let send = || client.send(Method::GET, "/", HeaderMap::new(), None, 64);
+    assert_eq!(within("framed both ways", send()).await.expect("answered").body, b"{}");
+    within("after it", send()).await.expect("answered");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+
+    // A chunk extension's quoted string is not text (RFC 9112 7.1.1 allows any byte there).
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).await;
+        let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;n=\"".to_vec();
+        answer.extend_from_slice(b"\xff\"\r\n{}\r\n0\r\n\r\n");
+        stream.write_all(&answer).await.expect("answer");
+    });
+    let client = ApiClient::new(&url, &rhaibot::tls::client(None).unwrap());
+    let answer = within("the extension", client.send(Method::GET, "/", HeaderMap::new(), None, 64)).await;
+    assert_eq!(answer.expect("answered").body, b"{}");
+}
+
+#[tokio::test]
+async fn many_small_chunks_behind_a_large_one_take_time_in_proportion_to_their_length() {
+    // A server can send a large chunk, so that reads bring megabytes at once, and then
+    // hundreds of thousands of one-byte chunks. Each used chunk once moved everything read
+    // behind it: over 10^12 bytes moved here, far past the wait below.
+    const SMALL: usize = 1_000_000;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).await;
+        let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400000\r\n".to_vec();
+        answer.extend(std::iter::repeat_n(b'x', 0x40_0000));
+        answer.extend_from_slice(b"\r\n");
+        for _ in 0..SMALL {
+            answer.extend_from_slice(b"1\r\ny\r\n");
+        }
+        answer.extend_from_slice(b"0\r\n\r\n");
+        stream.write_all(&answer).await.expect("answer");
+    });
+    let client = ApiClient::new(&url, &rhaibot::tls::client(None).unwrap());
+    let answer = within("the chunks", client.send(Method::GET, "/", HeaderMap::new(), None, 8 << 20)).await;
+    assert_eq!(answer.expect("answered").body.len(), 0x40_0000 + SMALL);
+}
