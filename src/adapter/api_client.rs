@@ -737,6 +737,90 @@ mod tests {
         drop(server.await);
     }
 
+    /// What `conn.answer` makes of `pieces` written one by one by a loopback server, which then
+    /// keeps the connection open (`close`: closes it).
+    fn answer_of(pieces: Vec<Vec<u8>>, close: bool, limit: usize) -> Result<(Answer, bool), RequestError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                for piece in pieces {
+                    if stream.write_all(&piece).await.is_err() {
+                        break;
+                    }
+                    // The client may read between pieces: answers come in any split.
+                    tokio::task::yield_now().await;
+                }
+                if close {
+                    drop(stream);
+                    return None;
+                }
+                Some(stream)
+            });
+            let mut conn = Conn::new(Io::Plain(TcpStream::connect(addr).await.unwrap()));
+            let answer = conn.answer(false, limit, "test").await;
+            drop(server.await);
+            answer
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn a_chunked_body_in_any_chunks_and_any_split_reads_whole(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            sizes in proptest::collection::vec(1usize..40, 1..20),
+            splits in proptest::collection::vec(1usize..50, 1..30),
+            extension in proptest::prelude::any::<bool>(),
+        ) {
+            let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            let mut rest = &body[..];
+            for size in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, after) = rest.split_at((*size).min(rest.len()));
+                let ext: &[u8] = if extension { b";x=\"\xff;\"" } else { b"" };
+                wire.extend_from_slice(format!("{:X}", chunk.len()).as_bytes());
+                wire.extend_from_slice(ext);
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(chunk);
+                wire.extend_from_slice(b"\r\n");
+                rest = after;
+            }
+            wire.extend_from_slice(b"0\r\nX-Trailer: 1\r\n\r\n");
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for n in splits.iter().cycle() {
+                if at == wire.len() {
+                    break;
+                }
+                let end = (at + n).min(wire.len());
+                pieces.push(wire[at..end].to_vec());
+                at = end;
+            }
+            let (answer, keep) = answer_of(pieces, false, 300).expect("read");
+            proptest::prop_assert_eq!(answer.body, body);
+            proptest::prop_assert!(keep);
+        }
+
+        #[test]
+        fn any_bytes_after_a_status_line_end_in_an_answer_within_bounds_or_an_error(
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            framing in proptest::sample::select(vec!["", "Content-Length: 10\r\n", "Transfer-Encoding: chunked\r\n"]),
+            blank in proptest::prelude::any::<bool>(),
+        ) {
+            let mut wire = format!("HTTP/1.1 200 OK\r\n{framing}{}", if blank { "\r\n" } else { "" }).into_bytes();
+            wire.extend_from_slice(&tail);
+            if let Ok((answer, _)) = answer_of(vec![wire], true, 64) {
+                proptest::prop_assert!(answer.body.len() <= 64);
+            }
+        }
+    }
+
     #[test]
     fn framing_follows_the_head() {
         let head = |raw: &str| parse_head(raw.as_bytes()).unwrap().unwrap();
