@@ -37,8 +37,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Idle connections kept; one coming back to a full pool is closed. Calls of one chat go one at
-/// a time, so a bot has about as many in flight as chats answered at once.
-const MAX_IDLE: usize = 32;
+/// a time, so a bot has about as many in flight as chats answered at once; a pool smaller than
+/// that closes and reopens connections (and TLS sessions) under load.
+const MAX_IDLE: usize = 256;
 
 /// The most an answer's head (status line, headers, a chunked body's trailers) may take.
 pub const MAX_HEAD: usize = 64 * 1024;

@@ -306,3 +306,52 @@ async fn many_small_chunks_behind_a_large_one_take_time_in_proportion_to_their_l
     let answer = within("the chunks", client.send(Method::GET, "/", HeaderMap::new(), None, 8 << 20)).await;
     assert_eq!(answer.expect("answered").body.len(), 0x40_0000 + SMALL);
 }
+
+#[tokio::test]
+async fn as_many_connections_as_calls_in_flight_stay_open_for_the_next_calls() {
+    // A bot answering many chats at once has a call in flight for each: the connections they
+    // opened stay for the next wave instead of being closed and opened again.
+    const AT_ONCE: usize = 40;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    // The first wave is answered only once all of it has arrived, so it needs AT_ONCE connections.
+    let first_wave = Arc::new(tokio::sync::Barrier::new(AT_ONCE));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let index = counted.fetch_add(1, Ordering::SeqCst);
+            let first_wave = first_wave.clone();
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut first = index < AT_ONCE;
+                loop {
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if std::mem::take(&mut first) {
+                        first_wave.wait().await;
+                    }
+                    if stream.get_mut().write_all(OK.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let client = ApiClient::new(&url, &rhaibot::tls::client(None).unwrap());
+    for wave in 0..2 {
+        let calls = (0..AT_ONCE).map(|_| client.send(Method::GET, "/", HeaderMap::new(), None, 64));
+        for answer in within("a wave of calls", futures_util::future::join_all(calls)).await {
+            assert_eq!(answer.expect("answered").status, 200, "wave {wave}");
+        }
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), AT_ONCE);
+}
