@@ -2,9 +2,9 @@
 //! Bearer token, and answers read within a size bound, so that a broken or hostile server
 //! cannot make the runtime buffer more than the bot accepts from the wire.
 
-use hyper::http::{HeaderMap, HeaderValue, Method, header};
 use std::borrow::Cow;
 
+use hyper::http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tracing::warn;
