@@ -8,7 +8,7 @@
 //! and the answer back; bench/NOTES.md has what that cost.) A connection carries one request at
 //! a time, never a pipeline, so a slow call never holds up another.
 //!
-//! Answers are read within a size bound, their heads within [`MAX_HEAD`]. Redirects are not
+//! Answers are read within a size bound, their heads within 64 KiB. Redirects are not
 //! followed (an API that redirects is misconfigured: its status is the answer), and proxies
 //! from the environment are not used: the APIs are called directly.
 
@@ -42,7 +42,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_IDLE: usize = 256;
 
 /// The most an answer's head (status line, headers, a chunked body's trailers) may take.
-pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
 
 /// The most headers an answer may have.
 const MAX_HEADERS: usize = 96;
@@ -166,7 +166,7 @@ impl ApiClient {
         &self,
         method: Method,
         path_and_query: &str,
-        headers: HeaderMap,
+        headers: &HeaderMap,
         json: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<Answer, RequestError> {
@@ -175,22 +175,20 @@ impl ApiClient {
         if !is_request_target(&target) {
             return Err(RequestError::BadTarget(format!("{}://{}{target}", base.scheme, base.authority)));
         }
-        let request = encode(&method, &target, &base.host_header, &headers, json.as_deref());
+        let request = encode(&method, &target, &base.host_header, headers, json.as_deref());
         let (mut conn, reused) = match self.0.take_idle() {
             Some(conn) => (conn, true),
             None => (self.connect(base).await?, false),
         };
+        let unsent = |e: io::Error| RequestError::Unreachable(format!("cannot send to {}: {e}", base.authority));
         if let Err(e) = conn.io.send(&request).await {
             if !reused {
-                return Err(RequestError::Unreachable(format!("cannot send to {}: {e}", base.authority)));
+                return Err(unsent(e));
             }
             // The server closed the kept connection as the request went out: nothing of it was
             // taken, so it goes on a new one.
             conn = self.connect(base).await?;
-            conn.io
-                .send(&request)
-                .await
-                .map_err(|e| RequestError::Unreachable(format!("cannot send to {}: {e}", base.authority)))?;
+            conn.io.send(&request).await.map_err(unsent)?;
         }
         let (answer, keep) = conn.answer(method == Method::HEAD, limit, &base.authority).await?;
         if keep {
@@ -379,8 +377,8 @@ impl Conn {
         {
             return true;
         }
-        // Readiness stays set after a read that emptied the socket without hitting its end:
-        // only a read says whether anything is there.
+        // Readiness can be stale (a read that filled the buffer exactly leaves it set): only a
+        // read says whether anything is there.
         let mut byte = [0u8; 1];
         let mut probe = ReadBuf::new(&mut byte);
         matches!(Pin::new(&mut self.io).poll_read(&mut cx, &mut probe), Poll::Pending)

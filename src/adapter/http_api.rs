@@ -52,8 +52,8 @@ pub struct JsonApi {
     name: &'static str,
     client: ApiClient,
     base: String,
-    /// `Authorization: Bearer <token>`, when there is a token.
-    authorization: Option<HeaderValue>,
+    /// Sent with every call: `Authorization: Bearer <token>`, when there is a token.
+    headers: HeaderMap,
     max_answer: usize,
 }
 
@@ -72,7 +72,11 @@ impl JsonApi {
             warn!(url = %base, "the {name} access token is not a valid header value; sent without one");
             None
         };
-        JsonApi { name, client: ApiClient::new(&base, tls), base, authorization, max_answer }
+        let mut headers = HeaderMap::new();
+        if let Some(authorization) = authorization {
+            headers.insert(header::AUTHORIZATION, authorization);
+        }
+        JsonApi { name, client: ApiClient::new(&base, tls), base, headers, max_answer }
     }
 
     /// POSTs `body` to `<base><path>` and returns the `data` of a 2xx answer whose envelope
@@ -88,13 +92,9 @@ impl JsonApi {
         explain: impl Fn(u16) -> Option<String>,
         decode: impl FnOnce(Value) -> Result<Value, CallError>,
     ) -> Result<Value, CallError> {
-        let mut headers = HeaderMap::new();
-        if let Some(authorization) = &self.authorization {
-            headers.insert(header::AUTHORIZATION, authorization.clone());
-        }
         let json = serde_json::to_vec(body)
             .map_err(|e| CallError::Invalid { action: action.into(), reason: e.to_string() })?;
-        let answer = self.client.send(Method::POST, path, headers, Some(json), self.max_answer).await;
+        let answer = self.client.send(Method::POST, path, &self.headers, Some(json), self.max_answer).await;
         let http = |status: u16, message: String| CallError::Http { action: action.to_owned(), status, message };
         let answer = match answer {
             Ok(answer) => answer,

@@ -85,6 +85,23 @@ impl Scripted {
     }
 }
 
+/// A server on loopback that reads one request and answers it with `answer`, bytes as they are
+/// (which `Scripted`'s text answers cannot be); its URL.
+async fn answering_once(answer: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).await;
+        stream.write_all(&answer).await.expect("answer");
+    });
+    url
+}
+
+/// A call's headers when the test sends none of its own.
+static NO_HEADERS: std::sync::LazyLock<HeaderMap> = std::sync::LazyLock::new(HeaderMap::new);
+
 const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nContent-Type: application/json\r\n\r\n{\"n\": true}";
 
 #[tokio::test]
@@ -94,7 +111,7 @@ async fn answers_come_over_a_kept_connection_and_a_closed_one_is_replaced() {
     let client = ApiClient::new(&format!("{}/base/", server.url), &rhaibot::tls::client(None).unwrap());
     for i in 0..4 {
         let body = format!("{{\"i\":{i}}}").into_bytes();
-        let answer = within("an answer", client.send(Method::POST, "/api/x?a=1", HeaderMap::new(), Some(body), 1024))
+        let answer = within("an answer", client.send(Method::POST, "/api/x?a=1", &NO_HEADERS, Some(body), 1024))
             .await
             .expect("answered");
         assert_eq!(answer.status, 200);
@@ -117,7 +134,7 @@ async fn a_chunked_answer_is_read_whole_and_an_oversized_one_is_refused_with_its
     let endless = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n0123456789abcdef0123456789abcdef\r\n";
     let server = Scripted::start(vec![chunked, announced, endless]).await;
     let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
-    let send = || client.send(Method::GET, "/", HeaderMap::new(), None, 16);
+    let send = || client.send(Method::GET, "/", &NO_HEADERS, None, 16);
     assert_eq!(within("chunked", send()).await.expect("read").body, br#"{"a": 1}"#);
     match within("announced", send()).await {
         Err(RequestError::Body { status: 503, reason: BodyError::TooLarge { limit: 16 } }) => {}
@@ -164,12 +181,12 @@ async fn an_unreachable_server_and_a_bad_base_fail_with_what_went_wrong() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let tls = rhaibot::tls::client(None).unwrap();
     let client = ApiClient::new(&format!("http://127.0.0.1:{port}"), &tls);
-    match within("refused", client.send(Method::GET, "/", HeaderMap::new(), None, 16)).await {
+    match within("refused", client.send(Method::GET, "/", &NO_HEADERS, None, 16)).await {
         Err(RequestError::Unreachable(why)) => assert!(why.to_lowercase().contains("connect"), "{why}"),
         other => panic!("{other:?}"),
     }
     let client = ApiClient::new("http://exa mple", &tls);
-    match client.send(Method::GET, "/", HeaderMap::new(), None, 16).await {
+    match client.send(Method::GET, "/", &NO_HEADERS, None, 16).await {
         Err(e @ RequestError::BadTarget(_)) => assert!(e.to_string().contains("exa mple"), "{e}"),
         other => panic!("{other:?}"),
     }
@@ -182,7 +199,7 @@ async fn a_kept_connection_the_server_closed_while_idle_is_not_used_again() {
     let stray = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}X";
     let mut server = Scripted::start(vec![closes, OK, stray, OK]).await;
     let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
-    let send = || client.send(Method::POST, "/", HeaderMap::new(), Some(b"{}".to_vec()), 64);
+    let send = || client.send(Method::POST, "/", &NO_HEADERS, Some(b"{}".to_vec()), 64);
     assert_eq!(within("the first answer", send()).await.expect("answered").body, b"{}");
     within("the close", server.closed.recv()).await.expect("closed");
     assert_eq!(within("an answer on a new connection", send()).await.expect("answered").status, 200);
@@ -198,7 +215,7 @@ async fn interim_answers_are_skipped_and_an_http10_answer_is_read_to_its_end() {
     let old = "HTTP/1.0 200 OK\r\nConnection: close\r\n\r\n[1]";
     let server = Scripted::start(vec![interim, old, OK]).await;
     let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
-    let send = || client.send(Method::GET, "/", HeaderMap::new(), None, 64);
+    let send = || client.send(Method::GET, "/", &NO_HEADERS, None, 64);
     assert_eq!(within("past the interim answer", send()).await.expect("answered").body, b"{}");
     assert_eq!(within("to the end", send()).await.expect("answered").body, b"[1]");
     within("on a new connection", send()).await.expect("answered");
@@ -212,7 +229,7 @@ async fn an_endless_head_or_an_answer_that_is_not_http_fails_with_a_bound() {
         Box::leak(format!("HTTP/1.1 200 OK\r\nX-Long: {}", "a".repeat(80 * 1024)).into_boxed_str());
     let server = Scripted::start(vec![endless, "SSH-2.0-OpenSSH_9.6\r\n\r\n"]).await;
     let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
-    let send = || client.send(Method::GET, "/", HeaderMap::new(), None, 64);
+    let send = || client.send(Method::GET, "/", &NO_HEADERS, None, 64);
     match within("the endless head", send()).await {
         Err(RequestError::Unreachable(why)) => assert!(why.contains("head over 65536 bytes"), "{why}"),
         other => panic!("{other:?}"),
@@ -260,24 +277,18 @@ async fn framing_that_could_be_read_two_ways_ends_the_connection_and_extensions_
     let both = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
     let server = Scripted::start(vec![both, OK]).await;
     let client = ApiClient::new(&server.url, &rhaibot::tls::client(None).unwrap());
-    let send = || client.send(Method::GET, "/", HeaderMap::new(), None, 64);
+    let send = || client.send(Method::GET, "/", &NO_HEADERS, None, 64);
     assert_eq!(within("framed both ways", send()).await.expect("answered").body, b"{}");
     within("after it", send()).await.expect("answered");
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
 
     // A chunk extension's quoted string is not text (RFC 9112 7.1.1 allows any byte there).
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        let mut request = [0u8; 1024];
-        let _ = stream.read(&mut request).await;
-        let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;n=\"".to_vec();
-        answer.extend_from_slice(b"\xff\"\r\n{}\r\n0\r\n\r\n");
-        stream.write_all(&answer).await.expect("answer");
-    });
+    let url = answering_once(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;n=\"\xff\"\r\n{}\r\n0\r\n\r\n".to_vec(),
+    )
+    .await;
     let client = ApiClient::new(&url, &rhaibot::tls::client(None).unwrap());
-    let answer = within("the extension", client.send(Method::GET, "/", HeaderMap::new(), None, 64)).await;
+    let answer = within("the extension", client.send(Method::GET, "/", &NO_HEADERS, None, 64)).await;
     assert_eq!(answer.expect("answered").body, b"{}");
 }
 
@@ -287,23 +298,16 @@ async fn many_small_chunks_behind_a_large_one_take_time_in_proportion_to_their_l
     // hundreds of thousands of one-byte chunks. Each used chunk once moved everything read
     // behind it: over 10^12 bytes moved here, far past the wait below.
     const SMALL: usize = 1_000_000;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accept");
-        let mut request = [0u8; 1024];
-        let _ = stream.read(&mut request).await;
-        let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400000\r\n".to_vec();
-        answer.extend(std::iter::repeat_n(b'x', 0x40_0000));
-        answer.extend_from_slice(b"\r\n");
-        for _ in 0..SMALL {
-            answer.extend_from_slice(b"1\r\ny\r\n");
-        }
-        answer.extend_from_slice(b"0\r\n\r\n");
-        stream.write_all(&answer).await.expect("answer");
-    });
+    let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400000\r\n".to_vec();
+    answer.extend(std::iter::repeat_n(b'x', 0x40_0000));
+    answer.extend_from_slice(b"\r\n");
+    for _ in 0..SMALL {
+        answer.extend_from_slice(b"1\r\ny\r\n");
+    }
+    answer.extend_from_slice(b"0\r\n\r\n");
+    let url = answering_once(answer).await;
     let client = ApiClient::new(&url, &rhaibot::tls::client(None).unwrap());
-    let answer = within("the chunks", client.send(Method::GET, "/", HeaderMap::new(), None, 8 << 20)).await;
+    let answer = within("the chunks", client.send(Method::GET, "/", &NO_HEADERS, None, 8 << 20)).await;
     assert_eq!(answer.expect("answered").body.len(), 0x40_0000 + SMALL);
 }
 
@@ -348,7 +352,7 @@ async fn as_many_connections_as_calls_in_flight_stay_open_for_the_next_calls() {
     });
     let client = ApiClient::new(&url, &rhaibot::tls::client(None).unwrap());
     for wave in 0..2 {
-        let calls = (0..AT_ONCE).map(|_| client.send(Method::GET, "/", HeaderMap::new(), None, 64));
+        let calls = (0..AT_ONCE).map(|_| client.send(Method::GET, "/", &NO_HEADERS, None, 64));
         for answer in within("a wave of calls", futures_util::future::join_all(calls)).await {
             assert_eq!(answer.expect("answered").status, 200, "wave {wave}");
         }

@@ -171,7 +171,7 @@ impl Rest {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let sent = self.api.send(request.method.clone(), &path, headers, json, MAX_ANSWER);
+        let sent = self.api.send(request.method.clone(), &path, &headers, json, MAX_ANSWER);
         let answer = match tokio::time::timeout(REQUEST_TIMEOUT, sent).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(RequestError::Body { status, reason: e @ BodyError::TooLarge { .. } })) => {
