@@ -300,7 +300,8 @@ impl ScriptHost {
 
     fn push(&self, script: &Arc<Script>, key: u64, work: Work) {
         match script.lane.push(key, work) {
-            Pushed::Queued | Pushed::Taken => {}
+            Pushed::Queued => self.pool.handed_on(),
+            Pushed::Taken => {}
             Pushed::StartDrainer => start_drainer(script, &self.pool),
             Pushed::Full => {
                 let n = script.supervisor.dropped();
@@ -421,9 +422,11 @@ impl ScriptHost {
 }
 
 /// Starts a drainer the lane already counts as running; undoes the count when the pool is full.
+/// From an adapter's task ([`ScriptHost::dispatch`]) the worker is woken once the reactor has
+/// handed on the events that came with this one ([`Pool::submit_soon`]).
 fn start_drainer(script: &Arc<Script>, pool: &Arc<Pool>) {
     let (again, p) = (script.clone(), pool.clone());
-    if pool.submit(Box::new(move || drain(again, p))).is_err() {
+    if pool.submit_soon(Box::new(move || drain(again, p))).is_err() {
         script.lane.drainer_not_started();
         warn!(script = %script.name, queued = pool.queued(), "worker queue full; the script's events wait");
     }

@@ -29,6 +29,9 @@ pub struct QueueFull;
 /// Spare threads at most, beside the workers (one per waiting callback).
 pub const MAX_SPARES: usize = 1024;
 
+/// Events handed on behind a deferred wake-up ([`Pool::submit_soon`]) before it is made at once.
+const WAKE_AFTER: usize = 16;
+
 /// How long an idle spare stays before it checks whether it is still needed.
 const SPARE_IDLE: Duration = Duration::from_secs(5);
 
@@ -58,6 +61,8 @@ struct Shared {
     capacity: usize,
     /// Jobs queued, for [`Pool::has_queued`] to read without the lock.
     len: AtomicUsize,
+    /// 0 when no [`WakeLater`] is on its way; else 1 + the events handed on since it was sent.
+    deferred: AtomicUsize,
 }
 
 struct Queue {
@@ -140,11 +145,36 @@ impl Shared {
         }
     }
 
+    /// Wakes a sleeper for each queued job, as many as sleep.
+    fn wake_for_queued(&self) {
+        let woken = {
+            let mut q = self.lock();
+            self.deferred.store(0, Ordering::Relaxed);
+            let n = q.jobs.len().min(q.sleepers.len());
+            let from = q.sleepers.len() - n;
+            q.sleepers.split_off(from)
+        };
+        for sleeper in woken.iter().rev() {
+            sleeper.wake();
+        }
+    }
+
     /// Runs jobs until the pool is shut down and empty.
     fn work(&self) {
         while let Next::Job(job) = self.next(None) {
             job();
         }
+    }
+}
+
+/// Wakes sleepers for the queued jobs when dropped: when its task runs, or when a runtime
+/// shutting down drops the task unrun, so a queued job never waits for a wake-up that never
+/// comes.
+struct WakeLater(Arc<Shared>);
+
+impl Drop for WakeLater {
+    fn drop(&mut self) {
+        self.0.wake_for_queued();
     }
 }
 
@@ -159,7 +189,12 @@ impl Pool {
     /// Starts `workers` threads sharing a queue of `capacity` jobs.
     pub fn new(workers: usize, capacity: usize) -> std::io::Result<Pool> {
         let queue = Queue { jobs: VecDeque::with_capacity(capacity.min(1024)), open: true, sleepers: Vec::new() };
-        let shared = Arc::new(Shared { queue: Mutex::new(queue), capacity, len: AtomicUsize::new(0) });
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(queue),
+            capacity,
+            len: AtomicUsize::new(0),
+            deferred: AtomicUsize::new(0),
+        });
         let (exit_tx, exited) = std_mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
@@ -249,6 +284,44 @@ impl Pool {
             sleeper.wake();
         }
         Ok(())
+    }
+
+    /// Queues a job from a task of an async runtime (an adapter handing on an event). A sleeping
+    /// worker is woken not at once but by a task queued on the same runtime, so only after the
+    /// tasks ready now have run: the events that arrive together (the frames of one read, the
+    /// answers that came in meanwhile) reach the worker together, and a worker that finishes its
+    /// job in the meantime takes this one with no wake-up at all. Each wake-up costs both threads
+    /// a trip through the kernel; under load this halves how often a worker sleeps and is woken.
+    /// Outside a runtime this is [`Pool::submit`].
+    pub fn submit_soon(&self, job: Job) -> Result<(), QueueFull> {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return self.submit(job) };
+        let mut q = self.shared.lock();
+        if !q.open || q.jobs.len() >= self.shared.capacity {
+            return Err(QueueFull);
+        }
+        q.jobs.push_back(job);
+        self.shared.len.store(q.jobs.len(), Ordering::Release);
+        let wake_later = !q.sleepers.is_empty() && self.shared.deferred.load(Ordering::Relaxed) == 0;
+        if wake_later {
+            self.shared.deferred.store(1, Ordering::Relaxed);
+        }
+        drop(q);
+        if wake_later {
+            let wake = WakeLater(self.shared.clone());
+            rt.spawn(async move { drop(wake) });
+        }
+        Ok(())
+    }
+
+    /// An event was handed to a drainer already started: when [`WAKE_AFTER`] of them came while
+    /// its worker's wake-up waits (an adapter handing on a batch of frames), the worker is woken
+    /// now, to start on them while the rest of the batch is handed on.
+    pub fn handed_on(&self) {
+        let counted =
+            self.shared.deferred.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n != 0).then_some(n + 1));
+        if counted.is_ok_and(|n| n >= WAKE_AFTER) {
+            self.shared.wake_for_queued();
+        }
     }
 
     /// Whether jobs wait for a worker (without taking the queue's lock).
@@ -369,5 +442,94 @@ mod tests {
             s.join().unwrap();
         }
         assert!(pool.shutdown(Duration::from_secs(5)));
+    }
+
+    /// Waits (bounded) until `n` threads of `pool` sleep.
+    fn until_asleep(pool: &Pool, n: usize) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while pool.shared.lock().sleepers.len() < n {
+            assert!(Instant::now() < until, "the pool's threads never went to sleep");
+            std::thread::yield_now();
+        }
+    }
+
+    /// Jobs queued from a runtime's task wake a sleeper once that task has let the runtime run
+    /// the others, one wake-up for all of them.
+    #[test]
+    fn jobs_queued_from_a_task_wake_a_sleeper_after_the_task_yields() {
+        let pool = Pool::new(1, 100).unwrap();
+        until_asleep(&pool, 1);
+        let (tx, rx) = std_mpsc::channel();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            for i in 0..3 {
+                let tx = tx.clone();
+                pool.submit_soon(Box::new(move || tx.send(i).unwrap())).unwrap();
+            }
+            assert_eq!(pool.shared.lock().sleepers.len(), 1, "the worker is not woken while the task runs");
+            tokio::task::yield_now().await;
+        });
+        let ran: Vec<i32> = (0..3).map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap()).collect();
+        assert_eq!(ran, [0, 1, 2]);
+    }
+
+    /// A batch of events handed on behind a deferred wake-up wakes the worker before the batch
+    /// ends, so it starts on them while the rest are handed on.
+    #[test]
+    fn a_batch_handed_on_wakes_the_worker_before_the_task_yields() {
+        let pool = Pool::new(1, 100).unwrap();
+        until_asleep(&pool, 1);
+        let (tx, rx) = std_mpsc::channel();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            pool.submit_soon(Box::new(move || tx.send(()).unwrap())).unwrap();
+            for _ in 1..WAKE_AFTER {
+                pool.handed_on();
+            }
+            assert_eq!(pool.shared.lock().sleepers.len(), 1, "a few events wait for the task to yield");
+            pool.handed_on();
+            // The job runs while this task still runs: the waking task has not run yet.
+            assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok(), "a batch wakes the worker at once");
+        });
+    }
+
+    /// A runtime dropped before the waking task ran still wakes a worker for the job.
+    #[test]
+    fn a_job_queued_on_a_runtime_that_ends_still_runs() {
+        let pool = Pool::new(1, 100).unwrap();
+        until_asleep(&pool, 1);
+        let (tx, rx) = std_mpsc::channel();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async { pool.submit_soon(Box::new(move || tx.send(()).unwrap())).unwrap() });
+        drop(rt);
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok(), "the job waits for a wake-up that never comes");
+    }
+
+    /// Two jobs queued together get two workers: each waits for the other to start.
+    #[test]
+    fn jobs_queued_together_each_get_a_sleeper() {
+        let pool = Pool::new(2, 100).unwrap();
+        until_asleep(&pool, 2);
+        let started = Arc::new((Mutex::new(0), std::sync::Condvar::new()));
+        let (tx, rx) = std_mpsc::channel();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            for _ in 0..2 {
+                let (started, tx) = (started.clone(), tx.clone());
+                pool.submit_soon(Box::new(move || {
+                    let (n, cv) = &*started;
+                    let mut n = n.lock().unwrap();
+                    *n += 1;
+                    cv.notify_all();
+                    let (n, _) = cv.wait_timeout_while(n, Duration::from_secs(5), |n| *n < 2).unwrap();
+                    tx.send(*n == 2).unwrap();
+                }))
+                .unwrap();
+            }
+            tokio::task::yield_now().await;
+        });
+        for _ in 0..2 {
+            assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "a job ran alone while a worker slept");
+        }
     }
 }
