@@ -442,7 +442,7 @@ fn drain(script: Arc<Script>, pool: Arc<Pool>) {
             return;
         }
         let (again, p) = (script.clone(), pool.clone());
-        if pool.submit(Box::new(move || drain(again, p))).is_ok() {
+        if pool.requeue(Box::new(move || drain(again, p))).is_ok() {
             return;
         }
     }

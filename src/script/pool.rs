@@ -272,18 +272,29 @@ impl Pool {
 
     /// Queues a job without blocking.
     pub fn submit(&self, job: Job) -> Result<(), QueueFull> {
+        let sleeper = self.queue(job)?.sleepers.pop();
+        if let Some(sleeper) = sleeper {
+            sleeper.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a job from a worker's job that is about to end (a drainer yielding its worker):
+    /// no sleeper is woken, since this worker goes back to the queue next. Waking one would
+    /// only have two threads race for the job and one of them sleep again.
+    pub fn requeue(&self, job: Job) -> Result<(), QueueFull> {
+        self.queue(job).map(drop)
+    }
+
+    /// Puts `job` in the queue, which is still locked for the caller to wake a sleeper.
+    fn queue(&self, job: Job) -> Result<MutexGuard<'_, Queue>, QueueFull> {
         let mut q = self.shared.lock();
         if !q.open || q.jobs.len() >= self.shared.capacity {
             return Err(QueueFull);
         }
         q.jobs.push_back(job);
         self.shared.len.store(q.jobs.len(), Ordering::Release);
-        let sleeper = q.sleepers.pop();
-        drop(q);
-        if let Some(sleeper) = sleeper {
-            sleeper.wake();
-        }
-        Ok(())
+        Ok(q)
     }
 
     /// Queues a job from a task of an async runtime (an adapter handing on an event). A sleeping
@@ -295,12 +306,7 @@ impl Pool {
     /// Outside a runtime this is [`Pool::submit`].
     pub fn submit_soon(&self, job: Job) -> Result<(), QueueFull> {
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return self.submit(job) };
-        let mut q = self.shared.lock();
-        if !q.open || q.jobs.len() >= self.shared.capacity {
-            return Err(QueueFull);
-        }
-        q.jobs.push_back(job);
-        self.shared.len.store(q.jobs.len(), Ordering::Release);
+        let q = self.queue(job)?;
         let wake_later = !q.sleepers.is_empty() && self.shared.deferred.load(Ordering::Relaxed) == 0;
         if wake_later {
             self.shared.deferred.store(1, Ordering::Relaxed);
@@ -491,6 +497,24 @@ mod tests {
             // The job runs while this task still runs: the waking task has not run yet.
             assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok(), "a batch wakes the worker at once");
         });
+    }
+
+    /// A job queued again by a job about to end wakes nobody: the same thread runs it next.
+    #[test]
+    fn a_requeued_job_runs_on_its_thread_without_waking_another() {
+        let pool = Arc::new(Pool::new(2, 100).unwrap());
+        until_asleep(&pool, 2);
+        let (tx, rx) = std_mpsc::channel();
+        let p = pool.clone();
+        pool.submit(Box::new(move || {
+            let me = std::thread::current().id();
+            let tx2 = tx.clone();
+            p.requeue(Box::new(move || tx2.send(std::thread::current().id() == me).unwrap())).unwrap();
+            tx.send(p.shared.lock().sleepers.len() == 1).unwrap();
+        }))
+        .unwrap();
+        assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "the other worker was woken for it");
+        assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "another thread ran it");
     }
 
     /// A runtime dropped before the waking task ran still wakes a worker for the job.
