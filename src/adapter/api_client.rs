@@ -13,14 +13,14 @@
 //! from the environment are not used: the APIs are called directly.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::http::uri::Scheme;
-use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
+use hyper::http::{HeaderMap, Method, Uri, header};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -88,18 +88,31 @@ pub enum BodyError {
 pub struct Answer {
     /// The HTTP status.
     pub status: u16,
-    /// The headers.
-    pub headers: HeaderMap,
+    /// The head as received (status line and headers), read by [`Answer::header`]: most
+    /// answers' headers are never asked for, so none is built.
+    head: Vec<u8>,
     /// The body.
     pub body: Vec<u8>,
 }
 
 impl Answer {
+    /// The first `name` header's value (`name` in any case), when it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        // The head parsed once already; it parses the same again.
+        parsed.parse(&self.head).ok()?;
+        let value = parsed.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?.value;
+        // The value borrows from `self.head`, not from the slots.
+        let at = value.as_ptr() as usize - self.head.as_ptr() as usize;
+        std::str::from_utf8(&self.head[at..at + value.len()]).ok()
+    }
+
     /// Where a redirect points (its `Location`, shortened for a log), `None` when this is not one.
     /// Redirects are not followed: an API that redirects has a wrong base URL.
     pub fn redirected_to(&self) -> Option<String> {
         (300..400).contains(&self.status).then(|| {
-            let to = self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+            let to = self.header("location").unwrap_or("nowhere");
             crate::logsafe::preview(to.as_bytes())
         })
     }
@@ -327,14 +340,20 @@ struct Conn {
 /// answer) is let go, so idle connections hold little memory.
 const KEPT_BUFFER: usize = 16 * 1024;
 
-/// An answer's head, parsed.
+/// An answer's head, parsed: what reading its body and keeping the connection depend on.
 struct Head {
     status: u16,
-    /// HTTP/1.0 (`false`) or 1.1.
+    /// HTTP/1.1 (`true`) or 1.0.
     http11: bool,
-    headers: HeaderMap,
     /// Its length in bytes, the blank line included.
     len: usize,
+    /// Whether it has a `Transfer-Encoding`, and whether the last coding it names is chunked.
+    transfer_encoding: Option<bool>,
+    /// Its `Content-Length`, when it has one; an error when the header is not a length, or two
+    /// differ.
+    content_length: Result<Option<usize>, String>,
+    /// `Connection: close`.
+    close: bool,
 }
 
 /// How an answer's body ends.
@@ -409,6 +428,7 @@ impl Conn {
                 },
             }
         };
+        let raw_head = self.unread()[..head.len].to_vec();
         self.consume(head.len);
         let status = head.status;
         let fail = |reason| RequestError::Body { status, reason };
@@ -427,17 +447,12 @@ impl Conn {
         .map_err(fail)?;
         // A message framed both ways, or chunked in HTTP/1.0, may have been read differently by
         // something in between: the connection is not trusted with another (RFC 9112 6.1, 6.3).
-        let ambiguous = head.headers.contains_key(header::TRANSFER_ENCODING)
-            && (!head.http11 || head.headers.contains_key(header::CONTENT_LENGTH));
-        let keep = head.http11
-            && framing != Framing::Close
-            && !ambiguous
-            && !has_token(&head.headers, header::CONNECTION, "close")
-            && self.unread().is_empty();
+        let ambiguous = head.transfer_encoding.is_some() && (!head.http11 || !matches!(head.content_length, Ok(None)));
+        let keep = head.http11 && framing != Framing::Close && !ambiguous && !head.close && self.unread().is_empty();
         if keep && self.buf.capacity() > KEPT_BUFFER {
             self.buf = Vec::new();
         }
-        Ok((Answer { status, headers: head.headers, body }, keep))
+        Ok((Answer { status, head: raw_head, body }, keep))
     }
 
     /// Reads more into the buffer; 0 at the connection's end. The unread bytes move to the
@@ -559,15 +574,45 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(format!("what is not HTTP/1.1 ({e}): {}", crate::logsafe::preview(buf))),
     };
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut head = Head {
+        status: parsed.code.unwrap_or(0),
+        http11: parsed.version == Some(1),
+        len,
+        transfer_encoding: None,
+        content_length: Ok(None),
+        close: false,
+    };
     for h in parsed.headers.iter() {
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
-        else {
-            return Err(format!("a header that is not one: {}", crate::logsafe::preview(h.name.as_bytes())));
-        };
-        headers.append(name, value);
+        let text = std::str::from_utf8(h.value);
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding of the last header says whether the body is chunked.
+            let last = text.ok().and_then(|v| v.rsplit(',').next());
+            head.transfer_encoding = Some(last.is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked")));
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            head.content_length = head.content_length.and_then(|known| content_length(text.unwrap_or("x"), known));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            head.close |= text.is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        }
     }
-    Ok(Some(Head { status: parsed.code.unwrap_or(0), http11: parsed.version == Some(1), headers, len }))
+    Ok(Some(head))
+}
+
+/// The length a `Content-Length` value gives, agreeing with the one `known` so far: digits
+/// only (`parse` would take a sign), a list of equal lengths at most.
+fn content_length(value: &str, known: Option<usize>) -> Result<Option<usize>, String> {
+    let mut length = known;
+    for part in value.split(',') {
+        let part = part.trim();
+        let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse::<usize>().ok())
+            .flatten()
+            .ok_or_else(|| format!("a Content-Length of {value:?}"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err("two different Content-Lengths".into());
+        }
+        length = Some(n);
+    }
+    Ok(length)
 }
 
 /// How the body after `head` ends (RFC 9112 section 6.3).
@@ -575,39 +620,10 @@ fn framing(head: &Head, head_only: bool) -> Result<Framing, String> {
     if head_only || matches!(head.status, 204 | 304) {
         return Ok(Framing::None);
     }
-    if head.headers.contains_key(header::TRANSFER_ENCODING) {
-        let last = head.headers.get_all(header::TRANSFER_ENCODING).iter().next_back();
-        let chunked = last
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+    if let Some(chunked) = head.transfer_encoding {
         return Ok(if chunked { Framing::Chunked } else { Framing::Close });
     }
-    let mut length = None;
-    for value in head.headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().unwrap_or("x").split(',') {
-            let part = part.trim();
-            // Digits only: `parse` would take a sign.
-            let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| part.parse::<usize>().ok())
-                .flatten()
-                .ok_or_else(|| format!("a Content-Length of {value:?}"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err("two different Content-Lengths".into());
-            }
-            length = Some(n);
-        }
-    }
-    Ok(length.map_or(Framing::Close, Framing::Length))
-}
-
-/// Whether a `name` header lists `token` (case-insensitively).
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    Ok(head.content_length.clone()?.map_or(Framing::Close, Framing::Length))
 }
 
 /// Whether `target` can stand in a request line: a path (and query) of visible ASCII.
@@ -627,7 +643,8 @@ fn encode(method: &Method, target: &str, authority: &str, headers: &HeaderMap, b
         out.extend_from_slice(b"content-type: application/json\r\n");
     }
     if body.is_some() || !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS) {
-        out.extend_from_slice(format!("content-length: {body_len}\r\n").as_bytes());
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "content-length: {body_len}\r\n");
     }
     let own = [header::HOST, header::ACCEPT, header::CONTENT_TYPE, header::CONTENT_LENGTH, header::TRANSFER_ENCODING];
     for (name, value) in headers.iter().filter(|(name, _)| !own.contains(name)) {
@@ -680,6 +697,7 @@ fn parse_base(url: &str) -> Result<Base, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::http::HeaderValue;
 
     #[test]
     fn a_base_keeps_its_path_and_refuses_what_is_not_one() {
@@ -837,5 +855,17 @@ mod tests {
         assert!(!head("HTTP/1.0 200 OK\r\n\r\n").http11);
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap().is_none());
         assert!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+        assert!(head("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\n\r\n").close);
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n").close);
+    }
+
+    #[test]
+    fn an_answers_headers_are_read_from_its_head() {
+        let raw = "HTTP/1.1 302 Found\r\nX-Tps-Trace-ID: abc\r\nlocation: /there\r\nX-Tps-Trace-Id: second\r\n\r\n";
+        let answer = Answer { status: 302, head: raw.as_bytes().to_vec(), body: Vec::new() };
+        assert_eq!(answer.header("x-tps-trace-id"), Some("abc"), "the first, in any case");
+        assert_eq!(answer.header("Location"), Some("/there"));
+        assert_eq!(answer.header("content-type"), None);
+        assert_eq!(answer.redirected_to().as_deref(), Some("/there"));
     }
 }

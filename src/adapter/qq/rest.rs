@@ -181,7 +181,7 @@ impl Rest {
             Ok(Err(e)) => return Err(unreachable(&e)),
             Err(_) => return Err(unreachable(&format!("no answer within {REQUEST_TIMEOUT:?}"))),
         };
-        let trace_id = answer.headers.get("x-tps-trace-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let trace_id = answer.header("x-tps-trace-id").unwrap_or_default();
         let mut result = finish(answer.status, trace_id.to_owned(), &answer.body);
         if let Some(to) = answer.redirected_to() {
             let message = format!("the OpenAPI redirects to {to}; check api_url");
