@@ -29,6 +29,11 @@ pub struct QueueFull;
 /// Spare threads at most, beside the workers (one per waiting callback).
 pub const MAX_SPARES: usize = 1024;
 
+/// Jobs that [`Pool::submit_soon`] queues closer together than this wake their worker later;
+/// one that comes after a longer pause wakes it at once (at 500 events a second, 2 ms apart,
+/// there is nothing to gather, and a wake-up later is only later).
+const BUSY_GAP: Duration = Duration::from_millis(1);
+
 /// Events handed on behind a deferred wake-up ([`Pool::submit_soon`]) before it is made at once.
 const WAKE_AFTER: usize = 16;
 
@@ -71,6 +76,8 @@ struct Queue {
     open: bool,
     /// Threads asleep waiting for a job, the most recent last.
     sleepers: Vec<Arc<Sleeper>>,
+    /// When [`Pool::submit_soon`] last queued a job.
+    last_soon: Option<Instant>,
 }
 
 /// A thread asleep in [`Shared::next`].
@@ -188,7 +195,12 @@ struct Spares {
 impl Pool {
     /// Starts `workers` threads sharing a queue of `capacity` jobs.
     pub fn new(workers: usize, capacity: usize) -> std::io::Result<Pool> {
-        let queue = Queue { jobs: VecDeque::with_capacity(capacity.min(1024)), open: true, sleepers: Vec::new() };
+        let queue = Queue {
+            jobs: VecDeque::with_capacity(capacity.min(1024)),
+            open: true,
+            sleepers: Vec::new(),
+            last_soon: None,
+        };
         let shared = Arc::new(Shared {
             queue: Mutex::new(queue),
             capacity,
@@ -303,10 +315,23 @@ impl Pool {
     /// answers that came in meanwhile) reach the worker together, and a worker that finishes its
     /// job in the meantime takes this one with no wake-up at all. Each wake-up costs both threads
     /// a trip through the kernel; under load this halves how often a worker sleeps and is woken.
-    /// Outside a runtime this is [`Pool::submit`].
+    /// Jobs that come [`BUSY_GAP`] apart or more, and any outside a runtime, wake a worker at
+    /// once, as [`Pool::submit`] does.
     pub fn submit_soon(&self, job: Job) -> Result<(), QueueFull> {
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return self.submit(job) };
-        let q = self.queue(job)?;
+        let mut q = self.queue(job)?;
+        // Events far apart have nothing to gather: their worker is woken at once, as ever.
+        let now = Instant::now();
+        let busy = q.last_soon.is_some_and(|last| now.duration_since(last) < BUSY_GAP);
+        q.last_soon = Some(now);
+        if !busy {
+            let sleeper = q.sleepers.pop();
+            drop(q);
+            if let Some(sleeper) = sleeper {
+                sleeper.wake();
+            }
+            return Ok(());
+        }
         let wake_later = !q.sleepers.is_empty() && self.shared.deferred.load(Ordering::Relaxed) == 0;
         if wake_later {
             self.shared.deferred.store(1, Ordering::Relaxed);
@@ -459,12 +484,34 @@ mod tests {
         }
     }
 
+    /// Has `pool` take its next [`Pool::submit_soon`] for one of a busy stream of jobs.
+    fn busy(pool: &Pool) {
+        // Later than any clock reading to come: the gap to it is none.
+        pool.shared.lock().last_soon = Some(Instant::now() + Duration::from_secs(3600));
+    }
+
+    /// A job queued after a pause wakes its worker at once: there is nothing to gather.
+    #[test]
+    fn a_job_after_a_pause_wakes_a_sleeper_at_once() {
+        let pool = Pool::new(1, 100).unwrap();
+        until_asleep(&pool, 1);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            pool.shared.lock().last_soon = Some(Instant::now() - BUSY_GAP);
+            let (tx, rx) = std_mpsc::channel();
+            pool.submit_soon(Box::new(move || tx.send(()).unwrap())).unwrap();
+            // The task has not yielded: only an immediate wake-up runs the job.
+            assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok(), "the worker is woken while the task runs");
+        });
+    }
+
     /// Jobs queued from a runtime's task wake a sleeper once that task has let the runtime run
     /// the others, one wake-up for all of them.
     #[test]
     fn jobs_queued_from_a_task_wake_a_sleeper_after_the_task_yields() {
         let pool = Pool::new(1, 100).unwrap();
         until_asleep(&pool, 1);
+        busy(&pool);
         let (tx, rx) = std_mpsc::channel();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
@@ -485,6 +532,7 @@ mod tests {
     fn a_batch_handed_on_wakes_the_worker_before_the_task_yields() {
         let pool = Pool::new(1, 100).unwrap();
         until_asleep(&pool, 1);
+        busy(&pool);
         let (tx, rx) = std_mpsc::channel();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
@@ -522,6 +570,7 @@ mod tests {
     fn a_job_queued_on_a_runtime_that_ends_still_runs() {
         let pool = Pool::new(1, 100).unwrap();
         until_asleep(&pool, 1);
+        busy(&pool);
         let (tx, rx) = std_mpsc::channel();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async { pool.submit_soon(Box::new(move || tx.send(()).unwrap())).unwrap() });
@@ -534,6 +583,7 @@ mod tests {
     fn jobs_queued_together_each_get_a_sleeper() {
         let pool = Pool::new(2, 100).unwrap();
         until_asleep(&pool, 2);
+        busy(&pool);
         let started = Arc::new((Mutex::new(0), std::sync::Condvar::new()));
         let (tx, rx) = std_mpsc::channel();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
