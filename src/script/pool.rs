@@ -166,6 +166,17 @@ impl Shared {
         }
     }
 
+    /// Wakes a sleeper when a job waits: for a thread leaving the pool, which may have left one.
+    fn wake_if_queued(&self) {
+        let sleeper = {
+            let mut q = self.lock();
+            if q.jobs.is_empty() { None } else { q.sleepers.pop() }
+        };
+        if let Some(sleeper) = sleeper {
+            sleeper.wake();
+        }
+    }
+
     /// Runs jobs until the pool is shut down and empty.
     fn work(&self) {
         while let Next::Job(job) = self.next(None) {
@@ -263,6 +274,9 @@ impl Pool {
                     let mut s = spares.lock().unwrap_or_else(PoisonError::into_inner);
                     if s.spares > s.waiting {
                         s.spares -= 1;
+                        drop(s);
+                        // Its last job may have requeued a drainer for this thread to take.
+                        shared.wake_if_queued();
                         break;
                     }
                 }
@@ -292,8 +306,9 @@ impl Pool {
     }
 
     /// Queues a job from a worker's job that is about to end (a drainer yielding its worker):
-    /// no sleeper is woken, since this worker goes back to the queue next. Waking one would
-    /// only have two threads race for the job and one of them sleep again.
+    /// no sleeper is woken, since this worker goes back to the queue next (a spare that leaves
+    /// instead wakes one). Waking one would only have two threads race for the job and one of
+    /// them sleep again.
     pub fn requeue(&self, job: Job) -> Result<(), QueueFull> {
         self.queue(job).map(drop)
     }
@@ -316,7 +331,8 @@ impl Pool {
     /// job in the meantime takes this one with no wake-up at all. Each wake-up costs both threads
     /// a trip through the kernel; under load this halves how often a worker sleeps and is woken.
     /// Jobs that come [`BUSY_GAP`] apart or more, and any outside a runtime, wake a worker at
-    /// once, as [`Pool::submit`] does.
+    /// once, as [`Pool::submit`] does. The caller is a task that goes on to yield to its runtime:
+    /// one that blocks its thread instead leaves the job waiting for the wake-up it holds up.
     pub fn submit_soon(&self, job: Job) -> Result<(), QueueFull> {
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return self.submit(job) };
         let mut q = self.queue(job)?;
@@ -563,6 +579,29 @@ mod tests {
         .unwrap();
         assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "the other worker was woken for it");
         assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "another thread ran it");
+    }
+
+    /// A spare that leaves after a job that requeued another wakes a worker for it.
+    #[test]
+    fn a_job_requeued_by_a_leaving_spare_still_runs() {
+        let pool = Arc::new(Pool::new(1, 100).unwrap());
+        until_asleep(&pool, 1);
+        let (release_tx, release_rx) = std_mpsc::channel::<()>();
+        let p = pool.clone();
+        // The worker waits in `blocking`: a spare stands in for it.
+        pool.submit(Box::new(move || p.blocking(|| release_rx.recv().unwrap()))).unwrap();
+        until_asleep(&pool, 1);
+        let (ran_tx, ran_rx) = std_mpsc::channel();
+        let p = pool.clone();
+        pool.submit(Box::new(move || {
+            // The worker's wait ends and it goes to sleep: nobody waits, so the spare leaves
+            // after this job, which requeues one.
+            release_tx.send(()).unwrap();
+            until_asleep(&p, 1);
+            p.requeue(Box::new(move || ran_tx.send(()).unwrap())).unwrap();
+        }))
+        .unwrap();
+        assert!(ran_rx.recv_timeout(Duration::from_secs(5)).is_ok(), "the requeued job waits while the worker sleeps");
     }
 
     /// A runtime dropped before the waking task ran still wakes a worker for the job.
