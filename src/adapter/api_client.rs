@@ -103,9 +103,7 @@ impl Answer {
         // The head parsed once already; it parses the same again.
         parsed.parse(&self.head).ok()?;
         let value = parsed.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?.value;
-        // The value borrows from `self.head`, not from the slots.
-        let at = value.as_ptr() as usize - self.head.as_ptr() as usize;
-        std::str::from_utf8(&self.head[at..at + value.len()]).ok()
+        std::str::from_utf8(value).ok()
     }
 
     /// Where a redirect points (its `Location`, shortened for a log), `None` when this is not one.
