@@ -166,17 +166,6 @@ impl Shared {
         }
     }
 
-    /// Wakes a sleeper when a job waits: for a thread leaving the pool, which may have left one.
-    fn wake_if_queued(&self) {
-        let sleeper = {
-            let mut q = self.lock();
-            if q.jobs.is_empty() { None } else { q.sleepers.pop() }
-        };
-        if let Some(sleeper) = sleeper {
-            sleeper.wake();
-        }
-    }
-
     /// Runs jobs until the pool is shut down and empty.
     fn work(&self) {
         while let Next::Job(job) = self.next(None) {
@@ -276,7 +265,7 @@ impl Pool {
                         s.spares -= 1;
                         drop(s);
                         // Its last job may have requeued a drainer for this thread to take.
-                        shared.wake_if_queued();
+                        shared.wake_for_queued();
                         break;
                     }
                 }
@@ -340,19 +329,15 @@ impl Pool {
         let now = Instant::now();
         let busy = q.last_soon.is_some_and(|last| now.duration_since(last) < BUSY_GAP);
         q.last_soon = Some(now);
-        if !busy {
-            let sleeper = q.sleepers.pop();
-            drop(q);
-            if let Some(sleeper) = sleeper {
-                sleeper.wake();
-            }
-            return Ok(());
-        }
-        let wake_later = !q.sleepers.is_empty() && self.shared.deferred.load(Ordering::Relaxed) == 0;
+        let at_once = if busy { None } else { q.sleepers.pop() };
+        let wake_later = busy && !q.sleepers.is_empty() && self.shared.deferred.load(Ordering::Relaxed) == 0;
         if wake_later {
             self.shared.deferred.store(1, Ordering::Relaxed);
         }
         drop(q);
+        if let Some(sleeper) = at_once {
+            sleeper.wake();
+        }
         if wake_later {
             let wake = WakeLater(self.shared.clone());
             rt.spawn(async move { drop(wake) });
@@ -500,6 +485,18 @@ mod tests {
         }
     }
 
+    /// A pool of `workers` threads, all asleep.
+    fn sleeping(workers: usize) -> Arc<Pool> {
+        let pool = Arc::new(Pool::new(workers, 100).unwrap());
+        until_asleep(&pool, workers);
+        pool
+    }
+
+    /// A runtime like the reactor's, for calls made from its tasks.
+    fn reactor() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().build().unwrap()
+    }
+
     /// Has `pool` take its next [`Pool::submit_soon`] for one of a busy stream of jobs.
     fn busy(pool: &Pool) {
         // Later than any clock reading to come: the gap to it is none.
@@ -509,9 +506,8 @@ mod tests {
     /// A job queued after a pause wakes its worker at once: there is nothing to gather.
     #[test]
     fn a_job_after_a_pause_wakes_a_sleeper_at_once() {
-        let pool = Pool::new(1, 100).unwrap();
-        until_asleep(&pool, 1);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let pool = sleeping(1);
+        let rt = reactor();
         rt.block_on(async {
             pool.shared.lock().last_soon = Some(Instant::now() - BUSY_GAP);
             let (tx, rx) = std_mpsc::channel();
@@ -525,11 +521,10 @@ mod tests {
     /// the others, one wake-up for all of them.
     #[test]
     fn jobs_queued_from_a_task_wake_a_sleeper_after_the_task_yields() {
-        let pool = Pool::new(1, 100).unwrap();
-        until_asleep(&pool, 1);
+        let pool = sleeping(1);
         busy(&pool);
         let (tx, rx) = std_mpsc::channel();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = reactor();
         rt.block_on(async {
             for i in 0..3 {
                 let tx = tx.clone();
@@ -546,11 +541,10 @@ mod tests {
     /// ends, so it starts on them while the rest are handed on.
     #[test]
     fn a_batch_handed_on_wakes_the_worker_before_the_task_yields() {
-        let pool = Pool::new(1, 100).unwrap();
-        until_asleep(&pool, 1);
+        let pool = sleeping(1);
         busy(&pool);
         let (tx, rx) = std_mpsc::channel();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = reactor();
         rt.block_on(async {
             pool.submit_soon(Box::new(move || tx.send(()).unwrap())).unwrap();
             for _ in 1..WAKE_AFTER {
@@ -566,8 +560,7 @@ mod tests {
     /// A job queued again by a job about to end wakes nobody: the same thread runs it next.
     #[test]
     fn a_requeued_job_runs_on_its_thread_without_waking_another() {
-        let pool = Arc::new(Pool::new(2, 100).unwrap());
-        until_asleep(&pool, 2);
+        let pool = sleeping(2);
         let (tx, rx) = std_mpsc::channel();
         let p = pool.clone();
         pool.submit(Box::new(move || {
@@ -584,8 +577,7 @@ mod tests {
     /// A spare that leaves after a job that requeued another wakes a worker for it.
     #[test]
     fn a_job_requeued_by_a_leaving_spare_still_runs() {
-        let pool = Arc::new(Pool::new(1, 100).unwrap());
-        until_asleep(&pool, 1);
+        let pool = sleeping(1);
         let (release_tx, release_rx) = std_mpsc::channel::<()>();
         let p = pool.clone();
         // The worker waits in `blocking`: a spare stands in for it.
@@ -607,11 +599,10 @@ mod tests {
     /// A runtime dropped before the waking task ran still wakes a worker for the job.
     #[test]
     fn a_job_queued_on_a_runtime_that_ends_still_runs() {
-        let pool = Pool::new(1, 100).unwrap();
-        until_asleep(&pool, 1);
+        let pool = sleeping(1);
         busy(&pool);
         let (tx, rx) = std_mpsc::channel();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = reactor();
         rt.block_on(async { pool.submit_soon(Box::new(move || tx.send(()).unwrap())).unwrap() });
         drop(rt);
         assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok(), "the job waits for a wake-up that never comes");
@@ -620,12 +611,11 @@ mod tests {
     /// Two jobs queued together get two workers: each waits for the other to start.
     #[test]
     fn jobs_queued_together_each_get_a_sleeper() {
-        let pool = Pool::new(2, 100).unwrap();
-        until_asleep(&pool, 2);
+        let pool = sleeping(2);
         busy(&pool);
         let started = Arc::new((Mutex::new(0), std::sync::Condvar::new()));
         let (tx, rx) = std_mpsc::channel();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = reactor();
         rt.block_on(async {
             for _ in 0..2 {
                 let (started, tx) = (started.clone(), tx.clone());

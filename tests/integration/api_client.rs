@@ -48,18 +48,7 @@ impl Scripted {
                 let (tx, answers, closing) = (tx.clone(), answers.clone(), closing.clone());
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
-                    loop {
-                        let mut head = String::new();
-                        loop {
-                            let mut line = String::new();
-                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            head.push_str(&line);
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
+                    while let Some(head) = request_head(&mut stream).await {
                         let length = head
                             .lines()
                             .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ")?.parse().ok())
@@ -82,6 +71,21 @@ impl Scripted {
             }
         });
         Scripted { url, connections, seen, closed }
+    }
+}
+
+/// The next request's head from `stream`, its blank line included; `None` once it closes.
+async fn request_head(stream: &mut BufReader<tokio::net::TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            return Some(head);
+        }
     }
 }
 
@@ -329,17 +333,7 @@ async fn as_many_connections_as_calls_in_flight_stay_open_for_the_next_calls() {
             tokio::spawn(async move {
                 let mut stream = BufReader::new(stream);
                 let mut first = index < AT_ONCE;
-                loop {
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
+                while request_head(&mut stream).await.is_some() {
                     if std::mem::take(&mut first) {
                         first_wave.wait().await;
                     }
