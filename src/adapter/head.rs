@@ -33,9 +33,11 @@ pub fn head(text: &[u8], keys: &[&str]) -> serde_json::Result<Option<Map<String,
 /// The fields [`head_reading`] built, and what its seed read from the member it reads.
 pub type Read<T> = (Map<String, Value>, Option<T>);
 
-/// What [`head`] builds, and the top-level member `member` read by `seed` instead of built
-/// (`None` when the object has none), in the same pass: for a decoder that needs a summary of
-/// a large member, not the member. A repeated member is read each time; the last one counts.
+/// What [`head`] builds, and the member `member` read by `seed` instead of built (`None` when
+/// the object has none), in the same pass: for a decoder that needs a summary of a large
+/// member, not the member. `member` is a path as in [`head`] (`data/segments`); the objects on
+/// its way are built with their named members, and one of them that a key names whole is
+/// built whole, the member with it. A repeated member is read each time; the last one counts.
 pub fn head_reading<'de, S>(
     text: &'de [u8],
     keys: &[&str],
@@ -90,6 +92,16 @@ struct Head<'k> {
     within: &'k str,
 }
 
+/// What [`Head::members`]' caller did with a member.
+enum Taken {
+    /// Nothing: it is built or skipped as named.
+    No,
+    /// Read, and not kept.
+    Read,
+    /// Built, and kept as this.
+    Built(Value),
+}
+
 /// How much of a member [`Head`] builds.
 enum Wanted<'k> {
     Whole,
@@ -98,16 +110,21 @@ enum Wanted<'k> {
 }
 
 impl<'k> Head<'k> {
-    /// The named members of an object; `take` reads a member itself when it returns true.
+    /// The named members of an object; `take` may read a member itself first.
     fn members<'de, A: MapAccess<'de>>(
         self,
         mut map: A,
-        mut take: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
+        mut take: impl FnMut(&str, &mut A) -> Result<Taken, A::Error>,
     ) -> Result<Value, A::Error> {
         let mut fields = Map::new();
         while let Some(key) = map.next_key_seed(Key)? {
-            if take(&key, &mut map)? {
-                continue;
+            match take(&key, &mut map)? {
+                Taken::No => {}
+                Taken::Read => continue,
+                Taken::Built(part) => {
+                    drop(fields.insert(key.into_owned(), part));
+                    continue;
+                }
             }
             // A repeated key keeps its last value, as a full parse would.
             match self.wanted(&key) {
@@ -173,7 +190,7 @@ impl<'de> Visitor<'de> for Head<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-        self.members(map, |_, _| Ok(false))
+        self.members(map, |_, _| Ok(Taken::No))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
@@ -271,15 +288,24 @@ impl<'de> Visitor<'de> for Skip {
     }
 }
 
-/// [`Head`] at the top of a document, with one member read by a seed (see [`head_reading`]).
-struct Reading<'k, 'r, S: DeserializeSeed<'r>> {
+/// [`Head`] with one member, at a path from the document's top, read by a seed (see
+/// [`head_reading`]).
+struct Reading<'k, 'a, 'de, S: DeserializeSeed<'de>> {
     head: Head<'k>,
     member: &'k str,
     seed: S,
-    read: &'k mut Option<S::Value>,
+    read: &'a mut Option<S::Value>,
 }
 
-impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Reading<'_, 'de, S> {
+impl<'de, S: DeserializeSeed<'de> + Copy> DeserializeSeed<'de> for Reading<'_, '_, 'de, S> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Reading<'_, '_, 'de, S> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -288,42 +314,51 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Reading<'_, 'de, S> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
         let Reading { head, member, seed, read } = self;
+        // The member's path from this object.
+        let rest = &member[head.within.len()..];
         head.members(map, |key, map| {
-            if key != member {
-                return Ok(false);
+            if rest == key {
+                *read = Some(map.next_value_seed(seed)?);
+                return Ok(Taken::Read);
             }
-            *read = Some(map.next_value_seed(seed)?);
-            Ok(true)
+            let on_the_way = rest.len() > key.len() && rest.starts_with(key) && rest.as_bytes()[key.len()] == b'/';
+            if !on_the_way || matches!(head.wanted(key), Some(Wanted::Whole)) {
+                return Ok(Taken::No);
+            }
+            let within = &member[..head.within.len() + key.len() + 1];
+            let inner = Reading { head: Head { keys: head.keys, within }, member, seed, read: &mut *read };
+            Ok(Taken::Built(map.next_value_seed(inner)?))
         })
     }
 
-    // A document that is not an object is only checked, as by [`Head`].
+    // Anything but an object is what [`Head`] makes of it: built whole inside the document,
+    // only checked at its top.
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
         self.head.visit_seq(seq)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.head.visit_bool(v)
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.head.visit_i64(v)
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.head.visit_u64(v)
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.head.visit_f64(v)
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.head.visit_str(v)
     }
 
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.head.visit_unit()
     }
 }
 
@@ -394,6 +429,33 @@ mod tests {
         assert_eq!(Value::Object(got), json!({"d": {"author": {"id": 3}}, "dd": {}}));
         let repeated = head(br#"{"d":{"id":1},"d":{"id":2,"x":0}}"#, &["d/id"]).unwrap().unwrap();
         assert_eq!(repeated["d"], json!({"id": 2}), "the last of a repeated key, as a full parse");
+    }
+
+    #[test]
+    fn a_member_read_by_a_seed_may_sit_inside_another() {
+        /// Reads a member as its text's length, to tell it was read and not built.
+        #[derive(Clone, Copy)]
+        struct Length;
+        impl<'de> DeserializeSeed<'de> for Length {
+            type Value = usize;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+                Value::deserialize(d).map(|v| v.to_string().len())
+            }
+        }
+        let text = br#"{"t":1,"data":{"id":2,"segs":[1,2],"big":{"x":1}},"segs":"top"}"#;
+        let (fields, read) = head_reading(text, &["t", "data/id"], "data/segs", Length).unwrap().unwrap();
+        assert_eq!((Value::Object(fields), read), (json!({"t": 1, "data": {"id": 2}}), Some(5)));
+        let (fields, read) = head_reading(text, &["t"], "data/segs", Length).unwrap().unwrap();
+        assert_eq!((Value::Object(fields), read), (json!({"t": 1, "data": {}}), Some(5)), "on the way, built empty");
+        let (fields, read) = head_reading(text, &["data"], "data/segs", Length).unwrap().unwrap();
+        assert_eq!(fields["data"]["segs"], json!([1, 2]), "a member named whole is built whole");
+        assert_eq!(read, None);
+        // Not an object on the way: built whole, as `head` builds it, and nothing is read.
+        let (fields, read) = head_reading(br#"{"data":[7]}"#, &["data/id"], "data/segs", Length).unwrap().unwrap();
+        assert_eq!((Value::Object(fields), read), (json!({"data": [7]}), None));
+        assert!(head_reading(br#"{"data":{"segs":[1,}}"#, &[], "data/segs", Length).is_err());
+        assert!(head_reading(br#"{"data":{"segs":1,"x":"\q"}}"#, &[], "data/segs", Length).is_err());
+        assert_eq!(head_reading(b"[1]", &[], "data/segs", Length).unwrap().map(|(_, r)| r), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod milky;
 pub mod onebot11;
 pub mod qq;
 pub mod sse;
+pub mod summary;
 pub mod ws_client;
 
 use std::sync::Arc;

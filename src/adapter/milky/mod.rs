@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Value, json};
 
+use serde::de::DeserializeSeed;
+
+use super::summary::{SegmentsSeed, Summary};
 use super::{Adapter, Opened, Start, Verb};
 use crate::bot::{Bot, BotId, CallError, Link, Protocol};
 use crate::event::{Event, Identity, Raw, hash_id, name_part};
@@ -92,13 +95,19 @@ pub struct Malformed(String);
 /// Turns a Milky event object into an [`Event`] (`via` names the connection).
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
     let head = super::head::pick(&raw, HEAD).map_or(Value::Null, Value::Object);
-    decode(bot, head, raw.into(), via)
+    let segments = raw.pointer("/data/segments").and_then(|s| SEGMENTS.deserialize(s).ok());
+    decode(bot, head, segments, raw.into(), via)
 }
 
-/// Reads an event's [`HEAD`] fields and nothing else; `None` when it is JSON but not an object.
-pub fn read_head(event: &[u8]) -> serde_json::Result<Option<Value>> {
-    Ok(super::head::head(event, HEAD)?.map(Value::Object))
+/// Reads an event's [`HEAD`] fields and a summary of its `data.segments` (when it has them),
+/// and builds nothing else; `None` when it is JSON but not an object.
+pub fn read_head(event: &[u8]) -> serde_json::Result<Option<(Value, Option<Summary>)>> {
+    let head = super::head::head_reading(event, HEAD, "data/segments", SEGMENTS)?;
+    Ok(head.map(|(fields, segments)| (Value::Object(fields), segments)))
 }
+
+/// Reads a message's segments as routing does, in Milky's names.
+const SEGMENTS: SegmentsSeed = SegmentsSeed { dialect: &segments::MILKY };
 
 /// The fields of an event that decoding reads. The rest (the group member, the group, the
 /// friend: often most of a message event) is parsed only if a script asks.
@@ -112,11 +121,11 @@ pub const HEAD: &[&str] = &[
     "data/user_id",
     "data/group_id",
     "data/initiator_id",
-    "data/segments",
 ];
 
-/// Decodes an event from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
-pub fn decode(bot: &Arc<Bot>, head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
+/// Decodes an event from its [`HEAD`] fields (`head`), the summary of its segments, and the
+/// whole of it (`raw`).
+pub fn decode(bot: &Arc<Bot>, head: Value, segments: Option<Summary>, raw: Raw, via: u64) -> Result<Event, Malformed> {
     let kind = name_part(&head, "event_type").map_err(Malformed)?.to_owned();
     if !head.get("data").is_none_or(Value::is_object) {
         return Err(Malformed(format!("`{kind}` has a data member that is not an object")));
@@ -184,10 +193,10 @@ pub fn decode(bot: &Arc<Bot>, head: Value, raw: Raw, via: u64) -> Result<Event, 
     let identity = identity(&head, &raw, &kind, data);
     // The segments are read, not built: a script that asks for them gets them built from `raw`.
     let is_message = kind == "message_receive";
-    let (text, at_me, reply_to) = match data.get("segments") {
-        Some(segments) if is_message => {
-            let (text, at_me, reply_to) = segments::summary(segments, self_id);
-            (text.trim().to_owned(), at_me, reply_to)
+    let (text, at_me, reply_to) = match segments {
+        Some(summary) if is_message => {
+            let at_me = summary.mentions(self_id.unwrap_or(0));
+            (summary.text.trim().to_owned(), at_me, summary.reply_to)
         }
         _ => (String::new(), false, Value::Null),
     };
@@ -312,16 +321,18 @@ mod tests {
         ];
         for frame in frames {
             let text = bytes::Bytes::from(frame.to_string());
-            let head = read_head(&text).unwrap().unwrap();
-            for big in ["group_member", "group", "friend", "time", "display_suffix", "comment"] {
+            let (head, segments) = read_head(&text).unwrap().unwrap();
+            for big in ["group_member", "group", "friend", "time", "display_suffix", "comment", "segments"] {
                 assert!(
                     head.get(big).is_none() && head.pointer(&format!("/data/{big}")).is_none(),
                     "only the head is built"
                 );
             }
-            let lazy = decode(&bot(), head, Raw::text(&text), 1).unwrap();
-            // The old path: the whole tree as the head, so a field missing from HEAD shows.
-            let whole = decode(&bot(), frame.clone(), Raw::from(frame.clone()), 1).unwrap();
+            let lazy = decode(&bot(), head, segments, Raw::text(&text), 1).unwrap();
+            // The path from a tree, with the whole tree as the head, so a field missing from
+            // HEAD shows.
+            let summary = frame.pointer("/data/segments").map(|s| SEGMENTS.deserialize(s).unwrap());
+            let whole = decode(&bot(), frame.clone(), summary, Raw::from(frame.clone()), 1).unwrap();
             lazy.assert_decoded_like(&whole, &frame);
             if frame["event_type"] == "message_receive" {
                 // Built when asked, from the kept text, as decoding once built them up front.
@@ -339,7 +350,8 @@ mod tests {
         private["data"]["message_scene"] = json!("friend");
         for frame in [group_message(10002, json!([{"type": "text", "data": {"text": "hi"}}])), private] {
             let text = bytes::Bytes::from(frame.to_string());
-            let ev = decode(&bot(), read_head(&text).unwrap().unwrap(), Raw::text(&text), 1).unwrap();
+            let (head, segments) = read_head(&text).unwrap().unwrap();
+            let ev = decode(&bot(), head, segments, Raw::text(&text), 1).unwrap();
             reply_call(&ev, json!("pong")).unwrap();
             assert!(!ev.raw_is_built(), "{frame}");
         }

@@ -5,7 +5,18 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::adapter::summary::Dialect;
 use crate::bot::CallError;
+
+/// Milky's segment names for routing: a mention names whom by `user_id`, a mention of everyone
+/// mentions the bot too, a reply names the message by `message_seq`, and an unknown type reads
+/// as its summary, as [`incoming`] has it.
+pub static MILKY: Dialect = Dialect {
+    mention: ("mention", "user_id"),
+    mention_all: Some("mention_all"),
+    reply: ("reply", "message_seq"),
+    known: Some(KNOWN_INCOMING),
+};
 
 /// Incoming segment types this runtime knows; others read as text.
 const KNOWN_INCOMING: &[&str] = &[
@@ -47,29 +58,6 @@ pub fn incoming(segments: Value) -> Vec<Value> {
 /// The plain text of incoming segments.
 pub fn plain_text(segments: &[Value]) -> String {
     segments.iter().filter(|s| s["type"] == "text").filter_map(|s| s["data"]["text"].as_str()).collect()
-}
-
-/// What decoding reads from a message's `segments` as received, without building [`incoming`]:
-/// the plain text [`plain_text`] would give of them, whether they mention `self_id` (or all), and
-/// the `message_seq` of the message they reply to (`Null` when none).
-pub fn summary(segments: &Value, self_id: Option<i64>) -> (String, bool, Value) {
-    let (mut text, mut at_me, mut reply_to) = (String::new(), false, Value::Null);
-    for seg in segments.as_array().map(Vec::as_slice).unwrap_or_default() {
-        let Some(kind) = seg.get("type").and_then(Value::as_str) else { continue };
-        let data = seg.get("data").filter(|d| d.is_object()).unwrap_or(&Value::Null);
-        match kind {
-            "text" => text.push_str(data["text"].as_str().unwrap_or_default()),
-            "mention" => at_me |= self_id.is_some() && data["user_id"].as_i64() == self_id,
-            "mention_all" => at_me = true,
-            "reply" => reply_to = data["message_seq"].clone(),
-            known if KNOWN_INCOMING.contains(&known) => {}
-            unknown => match data["summary"].as_str() {
-                Some(summary) => text.push_str(summary),
-                None => text.push_str(&format!("[{unknown}]")),
-            },
-        }
-    }
-    (text, at_me, reply_to)
 }
 
 /// Converts the `message` parameter of an action, if it has one, into Milky outgoing segments.
@@ -155,7 +143,22 @@ fn invalid(action: &str, reason: String) -> CallError {
 mod tests {
     use super::*;
 
-    /// What decoding read before [`summary`]: the segments built, then read.
+    /// What decoding reads of `segments`, from their text and from their tree (which must agree).
+    fn summary(segments: &Value, self_id: Option<i64>) -> (String, bool, Value) {
+        use serde::de::DeserializeSeed;
+        let seed = crate::adapter::summary::SegmentsSeed { dialect: &MILKY };
+        let text = segments.to_string();
+        let read = seed.deserialize(&mut serde_json::Deserializer::from_str(&text)).unwrap();
+        let tree = seed.deserialize(segments).unwrap();
+        let [read, tree] = [read, tree].map(|s| {
+            let at_me = s.mentions(self_id.unwrap_or(0));
+            (s.text, at_me, s.reply_to)
+        });
+        assert_eq!(read, tree, "{segments}");
+        read
+    }
+
+    /// What decoding read before the summary: the segments built, then read.
     fn built_then_read(segments: &Value, self_id: Option<i64>) -> (String, bool, Value) {
         let segs = incoming(segments.clone());
         let (mut at_me, mut reply_to) = (false, Value::Null);

@@ -82,7 +82,7 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
 /// Only the fields decoding reads are built; the event keeps the rest as text.
 fn deliver(bot: &Arc<Bot>, data: &[u8], via: u64, sink: &EventSink, warnings: &mut RateLimit) {
     match read_head(data) {
-        Ok(Some(head)) => match decode(bot, head, Raw::text(data), via) {
+        Ok(Some((head, segments))) => match decode(bot, head, segments, Raw::text(data), via) {
             Ok(ev) => sink(ev),
             Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
         },

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use serde::de::DeserializeSeed;
 use serde_json::{Value, json};
 
+use super::summary::Summary;
 use super::{Adapter, EventSink, Opened, Start, Verb};
 use crate::bot::{Bot, Call, CallError, Link, Outbox, Protocol};
 use crate::event::{Event, Identity, Raw, hash_id, is_name_part, name_part};
 use config::{HttpEvents, OneBotConfig, OneBotTransport};
-use summary::{Message, MessageSeed, Summary};
+use summary::{Message, MessageSeed, ONEBOT};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -324,7 +325,7 @@ pub fn decode(
     let (summary, parsed) = match message {
         Message::Text(text) if is_message => {
             let segments = cq::parse(&text);
-            (Summary::of(&segments), Some(segments))
+            (Summary::of(&ONEBOT, &segments), Some(segments))
         }
         Message::Segments(summary) if is_message => (summary, None),
         _ => (Summary::default(), None),
@@ -705,7 +706,7 @@ mod tests {
             fn arbitrary_cq_strings_parse_without_panic_into_bounded_output(s in ".{0,200}|(\\[CQ:[a-z,=&#;\\[\\]]{0,30}){0,5}") {
                 let segs = cq::parse(&s);
                 prop_assert!(segs.len() <= s.len() + 1);
-                let _ = Summary::of(&segs);
+                let _ = Summary::of(&summary::ONEBOT, &segs);
                 let _ = cq::format(&segs);
             }
         }
