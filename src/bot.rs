@@ -253,7 +253,7 @@ pub struct Bot {
     /// The users (account ids as text) this bot obeys whatever their role (config `superusers`).
     superusers: std::sync::OnceLock<Vec<String>>,
     /// Detached request-based calls waiting their turn, by order key (a chat).
-    ordered: Mutex<std::collections::HashMap<u64, std::collections::VecDeque<Pending>>>,
+    ordered: Mutex<foldhash::HashMap<u64, std::collections::VecDeque<Pending>>>,
 }
 
 /// A detached call waiting behind earlier ones of its chat.

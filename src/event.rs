@@ -5,7 +5,6 @@
 //! exactly as it came off the wire.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
@@ -199,9 +198,9 @@ const KNOWN_NAMES: usize = 256;
 /// decoding thread would otherwise allocate a string per key for every event, and the worker
 /// that drops the event would free them.
 fn keys_of(name: &str, aliases: &[&str]) -> Keys {
-    type Known = HashMap<String, Vec<(Vec<String>, Keys)>>;
+    type Known = foldhash::HashMap<String, Vec<(Vec<String>, Keys)>>;
     thread_local! {
-        static KNOWN: RefCell<Known> = RefCell::new(HashMap::new());
+        static KNOWN: RefCell<Known> = RefCell::default();
     }
     KNOWN.with_borrow_mut(|known| {
         let same = |(a, _): &&(Vec<String>, Keys)| a.iter().map(String::as_str).eq(aliases.iter().copied());
@@ -329,7 +328,7 @@ impl Event {
         if self.group_id.is_null() {
             return self.conversation();
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = crate::event::id_hasher();
         self.conversation().hash(&mut h);
         hash_id(&self.user_id, &mut h);
         h.finish()
@@ -339,7 +338,7 @@ impl Event {
 /// The conversation of a chat of `bot`: its group, or else the private chat with `user`.
 pub fn conversation_key(bot: &Arc<Bot>, group: &Value, user: &Value) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = crate::event::id_hasher();
     (Arc::as_ptr(bot) as usize).hash(&mut h);
     let (kind, id) = if group.is_null() { (1u8, user) } else { (2u8, group) };
     kind.hash(&mut h);
@@ -354,11 +353,19 @@ pub fn same_id(a: &Value, b: &Value) -> bool {
         return false;
     }
     let hash = |v: &Value| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = crate::event::id_hasher();
         hash_id(v, &mut h);
         h.finish()
     };
     a == b || hash(a) == hash(b)
+}
+
+/// A hasher for the ids and keys that live in this process only (dedup identities, chats,
+/// lanes): fast, and seeded per process, so nobody outside can aim two ids at one key.
+pub fn id_hasher() -> impl std::hash::Hasher {
+    use std::hash::BuildHasher;
+    static SEED: std::sync::LazyLock<foldhash::fast::RandomState> = std::sync::LazyLock::new(Default::default);
+    SEED.build_hasher()
 }
 
 /// Hashes an id so that `123` and `"123"` are the same id (implementations differ in which
@@ -471,7 +478,7 @@ pub struct Dedup {
 #[derive(Debug, Default)]
 struct Seen {
     /// Key -> (connection, when), for the last `capacity` keys.
-    at: std::collections::HashMap<u64, (u64, std::time::Instant)>,
+    at: foldhash::HashMap<u64, (u64, std::time::Instant)>,
     order: std::collections::VecDeque<u64>,
 }
 

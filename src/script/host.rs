@@ -5,7 +5,6 @@
 //! [`Globals`]; errors, stopped runaways and host panics are logged with the script, the
 //! callback, file:line and the reason, and never escape.
 
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
@@ -173,7 +172,7 @@ pub struct Script {
     /// Module paths imported at the top level (`import "args" as args;` -> `args`).
     pub imports: Vec<String>,
     /// Parameters of each script function and closure, by name.
-    arity: HashMap<String, usize>,
+    arity: foldhash::HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for Script {
@@ -348,7 +347,8 @@ impl Script {
         }
         // How many parameters each closure takes, so callbacks get as many arguments as they
         // are written with.
-        let arity: HashMap<String, usize> = ast.iter_functions().map(|f| (f.name.to_owned(), f.params.len())).collect();
+        let arity: foldhash::HashMap<String, usize> =
+            ast.iter_functions().map(|f| (f.name.to_owned(), f.params.len())).collect();
         let l = &globals.limits;
         let policy = Quarantine { failures: l.quarantine_failures, window: l.quarantine_window };
         let script = Arc::new(Script {

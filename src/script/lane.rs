@@ -8,7 +8,7 @@
 //! items. The queue is bounded across keys: a full queue refuses the item and the caller counts
 //! the drop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
 
@@ -80,7 +80,7 @@ pub struct Ticket<T> {
 #[derive(Debug)]
 struct State<T> {
     /// Keys that have waiting items or that a drainer holds.
-    keys: HashMap<u64, Key<T>>,
+    keys: foldhash::HashMap<u64, Key<T>>,
     /// Keys with waiting items that no drainer holds, oldest first.
     ready: VecDeque<u64>,
     /// Items waiting across all keys.
@@ -126,7 +126,7 @@ impl<T> Lane<T> {
     /// A lane running at most `limit` drainers over at most `capacity` queued items.
     pub fn new(limit: usize, capacity: usize) -> Lane<T> {
         let state = State {
-            keys: HashMap::new(),
+            keys: foldhash::HashMap::default(),
             ready: VecDeque::new(),
             queued: 0,
             running: 0,

@@ -467,7 +467,7 @@ impl Drop for Grouped<'_> {
 /// The lane key of a job's runs: one job's runs are serialised, different jobs run in parallel.
 fn job_key(name: &str) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = crate::event::id_hasher();
     ("job", name).hash(&mut h);
     h.finish()
 }

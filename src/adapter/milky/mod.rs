@@ -242,7 +242,7 @@ fn warn_unknown(kind: &str) {
 /// A message by scene, peer and sequence; anything else by its whole content (`raw`).
 fn identity(head: &Value, raw: &Raw, kind: &str, data: &Value) -> Identity {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = crate::event::id_hasher();
     if kind == "message_receive" {
         ("milky", kind).hash(&mut h);
         hash_id(head.get("self_id").unwrap_or(&Value::Null), &mut h);

@@ -378,7 +378,7 @@ fn aliases(name: &str) -> &'static [&'static str] {
 /// and `"123"` alike); meta events never; anything else by its whole content (`raw`).
 fn identity(head: &Value, raw: &Raw, post_type: &str) -> Identity {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = crate::event::id_hasher();
     match post_type {
         "meta_event" => Identity::None,
         "message" | "message_sent" if head.get("message_id").is_some_and(|id| !id.is_null()) => {

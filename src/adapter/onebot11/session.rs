@@ -9,7 +9,7 @@
 //!
 //! Generic over the socket's halves so the tungstenite client and the axum server share it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Display;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +59,7 @@ pub struct Calls<'a> {
 }
 
 /// Calls sent and not yet answered, by echo: action, where the result goes, when it was sent.
-type Pending = HashMap<u64, (String, Reply, Instant)>;
+type Pending = foldhash::HashMap<u64, (String, Reply, Instant)>;
 
 /// How long a closing session waits for answers to calls already sent.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -117,7 +117,7 @@ impl Writer {
             sink,
             outgoing: VecDeque::new(),
             unflushed: false,
-            pending: Pending::new(),
+            pending: Pending::default(),
             next_echo: 0,
             failed: None,
             closed: false,

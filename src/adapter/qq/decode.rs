@@ -185,7 +185,7 @@ fn seconds(stamp: &Value) -> Option<f64> {
 /// other event by the payload's event id (the platform may push one event twice).
 fn identity(payload: &Value, kind: &str, d: &Value) -> Identity {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = crate::event::id_hasher();
     let key = if matches!(kind, "GROUP_AT_MESSAGE_CREATE" | "GROUP_MESSAGE_CREATE") {
         (kind, d.get("id"))
     } else {

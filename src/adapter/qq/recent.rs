@@ -1,7 +1,9 @@
 //! A bounded memory of recent ids (messages, uploads): the newest ones kept, the oldest
 //! forgotten, each id stored once and shared by the map and the queue that ages it out.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 /// Values by id, at most `capacity` of them; the first-seen is forgotten first.
@@ -15,7 +17,7 @@ pub struct Recent<V> {
 impl<V> Recent<V> {
     /// An empty memory of at most `capacity` ids.
     pub fn new(capacity: usize) -> Recent<V> {
-        Recent { by_id: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+        Recent { by_id: HashMap::default(), order: VecDeque::new(), capacity: capacity.max(1) }
     }
 
     /// The value of `id`, if remembered.

@@ -14,9 +14,11 @@
 //!
 //! Both types here take the time as an argument, so tests move the clock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use foldhash::HashMap;
 
 use super::recent::Recent;
 
@@ -99,7 +101,7 @@ const REMEMBERED: usize = 10_000;
 
 impl Default for Replies {
     fn default() -> Replies {
-        Replies { seen: Recent::new(REMEMBERED), newest: HashMap::new(), sent: Recent::new(REMEMBERED) }
+        Replies { seen: Recent::new(REMEMBERED), newest: HashMap::default(), sent: Recent::new(REMEMBERED) }
     }
 }
 
@@ -209,7 +211,7 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer allowing `per_second` sends per channel per second.
     pub fn new(per_second: usize) -> Pacer {
-        Pacer { per_second: per_second.max(1), sent: HashMap::new() }
+        Pacer { per_second: per_second.max(1), sent: HashMap::default() }
     }
 
     /// Reserves the next send to `channel` asked for at `now`: the instant it may go.
