@@ -15,12 +15,11 @@
 //! Both types here take the time as an argument, so tests move the clock.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 
-use super::recent::Recent;
+use super::recent::{Recent, key};
 
 /// Where a reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,8 +77,8 @@ pub const RECALL_WINDOW: Duration = Duration::from_secs(2 * 60);
 pub struct Replies {
     /// The messages received, by id.
     seen: Recent<Received>,
-    /// Chat -> the newest message received there, while it is remembered.
-    newest: HashMap<Arc<str>, Arc<str>>,
+    /// Chat (by its [`key`]) -> the newest message received there, while it is remembered.
+    newest: HashMap<u64, Newest>,
     /// The bot's own messages by id -> when they were sent.
     sent: Recent<Instant>,
 }
@@ -92,8 +91,17 @@ struct Received {
     at: Instant,
     /// Replies sent to it.
     sent: u32,
-    /// Where it was received, when known (the key of `newest`).
-    chat: Option<Arc<str>>,
+    /// Where it was received, when known (its key in `newest`).
+    chat: Option<u64>,
+}
+
+/// The newest message of a chat.
+#[derive(Debug)]
+struct Newest {
+    /// Its id, for a send that names none.
+    id: String,
+    /// Its key in `seen`.
+    key: u64,
 }
 
 /// Messages remembered at most (the oldest are forgotten; their windows are long closed).
@@ -113,20 +121,23 @@ impl Replies {
         // its count and its window.
         let (id, received) = remember(&mut self.seen, &mut self.newest, message_id, scene, at);
         if let Some(chat) = chat {
-            let chat: Arc<str> = self.newest.get_key_value(chat).map_or_else(|| chat.into(), |(chat, _)| chat.clone());
-            received.chat = Some(chat.clone());
-            self.newest.insert(chat, id);
+            let chat = key(chat);
+            received.chat = Some(chat);
+            let newest = self.newest.entry(chat).or_insert_with(|| Newest { id: String::new(), key: id });
+            // The id's text is copied into the chat's own buffer, which keeps its room.
+            newest.id.clear();
+            newest.id.push_str(message_id);
+            newest.key = id;
         }
     }
 
     /// The newest message of `chat` that may still be answered at `now`.
     pub fn answerable(&self, chat: &str, now: Instant) -> Option<&str> {
-        let id = self.newest.get(chat)?;
-        let received = self.seen.get(id)?;
+        let newest = self.newest.get(&key(chat))?;
+        let received = self.seen.get_key(newest.key)?;
         (now.saturating_duration_since(received.at) <= received.scene.window() && received.sent < REPLIES_PER_MESSAGE)
-            .then_some(&**id)
+            .then_some(newest.id.as_str())
     }
-
     /// Notes a message the bot sent at `at`, which it may recall for a while.
     pub fn sent(&mut self, message_id: &str, at: Instant) {
         self.sent.insert(message_id, at);
@@ -183,17 +194,17 @@ impl Replies {
 /// make room stops being its chat's newest.
 fn remember<'a>(
     seen: &'a mut Recent<Received>,
-    newest: &mut HashMap<Arc<str>, Arc<str>>,
+    newest: &mut HashMap<u64, Newest>,
     id: &str,
     scene: Scene,
     at: Instant,
-) -> (Arc<str>, &'a mut Received) {
+) -> (u64, &'a mut Received) {
     seen.get_or_insert_with(
         id,
         || Received { scene, at, sent: 0, chat: None },
         |old, forgotten| {
             if let Some(chat) = forgotten.chat
-                && newest.get(&chat).is_some_and(|newest| *newest == old)
+                && newest.get(&chat).is_some_and(|newest| newest.key == old)
             {
                 newest.remove(&chat);
             }
@@ -277,7 +288,7 @@ mod tests {
             r.received(&format!("m{i}"), Scene::Group, Some(&format!("other{}", i % 100)), t0);
         }
         assert_eq!(r.answerable("g", t0), None, "forgotten, so not answered blindly");
-        assert!(!r.newest.contains_key("g"), "a chat whose newest message is forgotten is forgotten too");
+        assert!(!r.newest.contains_key(&key("g")), "a chat whose newest message is forgotten is forgotten too");
         assert_eq!(r.newest.len(), 100);
         assert_eq!(r.answerable("other7", t0), Some("m9907"));
         assert_eq!(r.reply(Scene::Group, Some("first"), t0), Ok(1), "counted afresh, left to the platform");
