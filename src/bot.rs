@@ -260,7 +260,7 @@ pub struct Bot {
 #[derive(Debug)]
 struct Pending {
     action: String,
-    params: Value,
+    params: Params,
     done: Reply,
 }
 
@@ -296,7 +296,23 @@ pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, CallError>> 
 /// Answers each call with a request of its own (an HTTP API).
 pub trait Requests: Send + Sync + std::fmt::Debug {
     /// Sends `action` and waits for its answer (the caller applies the timeout).
-    fn call<'a>(&'a self, action: &'a str, params: Value) -> CallFuture<'a>;
+    fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a>;
+
+    /// Turns a call's parameters into its request body on the thread that makes the call (a
+    /// script's worker), so the reactor only writes it, and the tree is freed where it was
+    /// built. The default leaves them as given, for the link to turn into a request itself.
+    fn encode(&self, _action: &str, params: Value) -> Result<Params, CallError> {
+        Ok(Params::Given(params))
+    }
+}
+
+/// A call's parameters on a request-based link.
+#[derive(Debug)]
+pub enum Params {
+    /// As the caller gave them.
+    Given(Value),
+    /// The request body, made by [`Requests::encode`].
+    Encoded(Vec<u8>),
 }
 
 /// How a bot's calls reach the other end.
@@ -406,11 +422,21 @@ impl Bot {
 
     /// Calls an action and waits for its result, at most `timeout`.
     pub async fn call_within(&self, action: &str, params: Value, timeout: Duration) -> Result<Value, CallError> {
+        self.exchange(action, Params::Given(params), timeout).await
+    }
+
+    /// [`Bot::call_within`] with parameters a request-based link may have encoded.
+    async fn exchange(&self, action: &str, params: Params, timeout: Duration) -> Result<Value, CallError> {
         let deadline = Instant::now() + timeout;
         let exchange = async {
+            let params = match (&self.link, params) {
+                (Link::Requests(requests), params) => return requests.call(action, params).await,
+                (_, Params::Given(params)) => params,
+                // Only a request-based link encodes.
+                (_, Params::Encoded(_)) => return Err(self.not_connected(action)),
+            };
             match &self.link {
                 Link::InProcess(local) => local.call(action, &params),
-                Link::Requests(requests) => requests.call(action, params).await,
                 Link::Channel(_) | Link::Routed(_) => {
                     let tx = self.channel(action)?;
                     let (reply, rx) = oneshot::channel();
@@ -418,7 +444,7 @@ impl Bot {
                     tx.send(call).await.map_err(|_| self.not_connected(action))?;
                     rx.await.map_err(|_| self.not_connected(action))?
                 }
-                Link::Detached => Err(self.not_connected(action)),
+                Link::Requests(_) | Link::Detached => Err(self.not_connected(action)),
             }
         };
         match tokio::time::timeout(timeout, exchange).await {
@@ -449,6 +475,13 @@ impl Bot {
                 }
             }
             Link::Requests(_) | Link::Detached => {
+                let params = match &self.link {
+                    Link::Requests(requests) => match requests.encode(action, params) {
+                        Ok(params) => params,
+                        Err(e) => return done.send(Err(e)),
+                    },
+                    _ => Params::Given(params),
+                };
                 match self.enqueue(order, Pending { action: action.to_owned(), params, done }) {
                     Ok(Some(first)) => {
                         rt.spawn(self.clone().send_in_order(order, first));
@@ -474,7 +507,7 @@ impl Bot {
             return self.call_within(action, params, timeout).await;
         }
         let (tx, rx) = oneshot::channel();
-        let pending = Pending { action: action.to_owned(), params, done: Reply::Wait(tx) };
+        let pending = Pending { action: action.to_owned(), params: Params::Given(params), done: Reply::Wait(tx) };
         let start = self.enqueue(order, pending).map_err(|full| chat_full(full.action))?;
         let run = async {
             if let Some(first) = start {
@@ -541,7 +574,7 @@ impl Bot {
         while let Some(Pending { action, params, done }) = next.take() {
             if !done.is_abandoned() {
                 finish.current = Some((action.clone(), done));
-                let result = self.call(&action, params).await;
+                let result = self.exchange(&action, params, self.call_timeout).await;
                 if let Some((_, done)) = finish.current.take() {
                     done.send(result);
                 }
@@ -571,7 +604,7 @@ mod tests {
     struct Recorder(Mutex<Vec<String>>);
 
     impl Requests for Recorder {
-        fn call<'a>(&'a self, action: &'a str, _params: Value) -> CallFuture<'a> {
+        fn call<'a>(&'a self, action: &'a str, _params: Params) -> CallFuture<'a> {
             Box::pin(async move {
                 match action {
                     "slow" => tokio::time::sleep(Duration::from_millis(50)).await,

@@ -79,7 +79,7 @@ impl JsonApi {
         JsonApi { name, client: ApiClient::new(&base, tls), base, headers, max_answer }
     }
 
-    /// POSTs `body` to `<base><path>` and returns the `data` of a 2xx answer whose envelope
+    /// POSTs `json` (a request body made by [`encode`]) to `<base><path>` and returns the `data` of a 2xx answer whose envelope
     /// (`{status, retcode, data, ...}`, as OneBot 11 and Milky have it) says it succeeded. Any
     /// other answer of a 2xx status goes whole to `decode`, which reads the failure out of it;
     /// any other status fails with what `explain` says of it, or else with the start of the
@@ -88,12 +88,10 @@ impl JsonApi {
         &self,
         action: &str,
         path: &str,
-        body: &Value,
+        json: Vec<u8>,
         explain: impl Fn(u16) -> Option<String>,
         decode: impl FnOnce(Value) -> Result<Value, CallError>,
     ) -> Result<Value, CallError> {
-        let json = serde_json::to_vec(body)
-            .map_err(|e| CallError::Invalid { action: action.into(), reason: e.to_string() })?;
         let answer = self.client.send(Method::POST, path, &self.headers, Some(json), self.max_answer).await;
         let http = |status: u16, message: String| CallError::Http { action: action.to_owned(), status, message };
         let answer = match answer {
@@ -131,6 +129,11 @@ impl JsonApi {
             .map_err(|e| http(status, format!("the answer is not JSON ({e}): {}", preview(&answer.body))))?;
         decode(whole)
     }
+}
+
+/// The JSON text of `action`'s request `body`.
+pub fn encode(action: &str, body: &Value) -> Result<Vec<u8>, CallError> {
+    serde_json::to_vec(body).map_err(|e| CallError::Invalid { action: action.into(), reason: e.to_string() })
 }
 
 /// An answer's envelope read without building it. An answer this does not fit (not an object,

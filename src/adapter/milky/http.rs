@@ -1,11 +1,11 @@
 //! Milky calls: `POST <url>/api/<action>` with a JSON body (`{}` without parameters),
 //! `Authorization: Bearer <token>`; the answer is `{status, retcode, data, message}`.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::segments::prepare_params;
-use crate::adapter::http_api::JsonApi;
-use crate::bot::{CallError, CallFuture, Requests};
+use crate::adapter::http_api::{JsonApi, encode};
+use crate::bot::{CallError, CallFuture, Params, Requests};
 use crate::config::Secret;
 use crate::logsafe::escape;
 
@@ -19,22 +19,36 @@ impl Api {
         Api(JsonApi::new("Milky", base, token, max_answer, tls))
     }
 
-    async fn post(&self, action: &str, params: Value) -> Result<Value, CallError> {
-        let params = prepare_params(action, params)?;
-        let body = if params.is_null() { json!({}) } else { params };
+    async fn post(&self, action: &str, params: Params) -> Result<Value, CallError> {
+        let json = match params {
+            Params::Given(params) => body(action, params)?,
+            Params::Encoded(json) => json,
+        };
         let explain = |status| match status {
             401 => Some("no or wrong access token (check access_token)".to_owned()),
             404 => Some(format!("the implementation does not offer the API `{action}`")),
             415 => Some("the implementation refused the request's content type".to_owned()),
             _ => None,
         };
-        self.0.post(action, &format!("/api/{action}"), &body, explain, |answer| decode_response(action, answer)).await
+        self.0.post(action, &format!("/api/{action}"), json, explain, |answer| decode_response(action, answer)).await
+    }
+}
+
+/// The request body of `action`: its parameters as Milky has them, `{}` for none.
+fn body(action: &str, params: Value) -> Result<Vec<u8>, CallError> {
+    match prepare_params(action, params)? {
+        Value::Null => Ok(b"{}".to_vec()),
+        params => encode(action, &params),
     }
 }
 
 impl Requests for Api {
-    fn call<'a>(&'a self, action: &'a str, params: Value) -> CallFuture<'a> {
+    fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
         Box::pin(self.post(action, params))
+    }
+
+    fn encode(&self, action: &str, params: Value) -> Result<Params, CallError> {
+        body(action, params).map(Params::Encoded)
     }
 }
 
@@ -63,6 +77,7 @@ pub fn decode_response(action: &str, mut answer: Value) -> Result<Value, CallErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn retcodes_get_their_meaning() {

@@ -16,8 +16,8 @@ use super::config::OneBotConfig;
 use super::quick::QuickSlot;
 use super::{decode_event, decode_response, prepare_params};
 use crate::adapter::EventSink;
-use crate::adapter::http_api::JsonApi;
-use crate::bot::{Bot, CallError, CallFuture, Requests, connection_id};
+use crate::adapter::http_api::{JsonApi, encode};
+use crate::bot::{Bot, CallError, CallFuture, Params, Requests, connection_id};
 use crate::config::Secret;
 use crate::logsafe::{RateLimit, preview};
 
@@ -33,7 +33,11 @@ impl Api {
     }
 
     /// `POST <base>/<action>` with the params as JSON.
-    async fn post(&self, action: &str, params: Value) -> Result<Value, CallError> {
+    async fn post(&self, action: &str, params: Params) -> Result<Value, CallError> {
+        let json = match params {
+            Params::Given(params) => encode(action, &prepare_params(params))?,
+            Params::Encoded(json) => json,
+        };
         let explain = |status| match status {
             401 => Some("no or wrong access token (check access_token)".to_owned()),
             403 => Some("the access token was refused (check access_token)".to_owned()),
@@ -48,13 +52,17 @@ impl Api {
             answer: None,
         };
         let decode = |answer| decode_response(answer).map_err(failed);
-        self.0.post(action, &format!("/{action}"), &prepare_params(params), explain, decode).await
+        self.0.post(action, &format!("/{action}"), json, explain, decode).await
     }
 }
 
 impl Requests for Api {
-    fn call<'a>(&'a self, action: &'a str, params: Value) -> CallFuture<'a> {
+    fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
         Box::pin(self.post(action, params))
+    }
+
+    fn encode(&self, action: &str, params: Value) -> Result<Params, CallError> {
+        encode(action, &prepare_params(params)).map(Params::Encoded)
     }
 }
 

@@ -25,7 +25,7 @@ use super::message::{self, Composed, Media, Place};
 use super::recent::Recent;
 use super::reply::{Pacer, Replies, Scene};
 use super::rest::{Answer, Body, Request, Rest, encode_segment as segment};
-use crate::bot::{CallError, CallFuture, Requests};
+use crate::bot::{CallError, CallFuture, Params, Requests};
 use crate::event::Event;
 
 /// Largest local file a message carries (the platform's own cap on images is lower).
@@ -571,8 +571,13 @@ impl Api {
 }
 
 impl Requests for Api {
-    fn call<'a>(&'a self, action: &'a str, params: Value) -> CallFuture<'a> {
-        Box::pin(self.run(action, params))
+    fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
+        match params {
+            Params::Given(params) => Box::pin(self.run(action, params)),
+            // This link keeps the default `encode`: its reply rules number a chat's replies in
+            // the order they are sent, so it builds each request when its turn comes.
+            Params::Encoded(_) => Box::pin(std::future::ready(Err(invalid(action, "encoded parameters")))),
+        }
     }
 }
 

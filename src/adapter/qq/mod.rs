@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::{Adapter, EventSink, Opened, Start, Verb};
-use crate::bot::{Bot, BotId, CallError, Link, Protocol, Requests};
+use crate::bot::{Bot, BotId, CallError, Link, Params, Protocol, Requests};
 use crate::event::Event;
 use api::Api;
 use config::{Events, QqConfig};
@@ -288,7 +288,7 @@ impl Shards {
     async fn run(self, tasks: tokio_util::task::TaskTracker) {
         let mut retry = super::backoff::Retry::new(self.cfg.backoff);
         let info = loop {
-            let asked = match self.api.call("GET /gateway/bot", json!({})).await {
+            let asked = match self.api.call("GET /gateway/bot", Params::Given(json!({}))).await {
                 Ok(answer) => {
                     GatewayInfo::from_answer(&answer["data"]).ok_or_else(|| "the answer has no url".to_owned())
                 }
