@@ -604,16 +604,29 @@ mod tests {
     struct Recorder(Mutex<Vec<String>>);
 
     impl Requests for Recorder {
-        fn call<'a>(&'a self, action: &'a str, _params: Params) -> CallFuture<'a> {
+        fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
+            let action = match params {
+                Params::Encoded(body) => format!("{action} {}", String::from_utf8_lossy(&body)),
+                Params::Given(_) => action.to_owned(),
+            };
             Box::pin(async move {
-                match action {
+                match action.as_str() {
                     "slow" => tokio::time::sleep(Duration::from_millis(50)).await,
                     "boom" => panic!("the link broke"),
                     _ => {}
                 }
-                self.0.lock().unwrap().push(action.to_owned());
+                self.0.lock().unwrap().push(action);
                 Ok(Value::Null)
             })
+        }
+
+        /// Encodes `encoded` calls and refuses `unencodable` ones; the rest stay as given.
+        fn encode(&self, action: &str, params: Value) -> Result<Params, CallError> {
+            match action {
+                "encoded" => Ok(Params::Encoded(params.to_string().into_bytes())),
+                "unencodable" => Err(CallError::Invalid { action: action.to_owned(), reason: "no".to_owned() }),
+                _ => Ok(Params::Given(params)),
+            }
         }
     }
 
@@ -634,6 +647,36 @@ mod tests {
         rt.block_on(bot.call_in_order(7, "fast", Value::Null, Duration::from_secs(5))).unwrap();
         rx.recv().unwrap();
         assert_eq!(*rec.0.lock().unwrap(), ["slow", "fast"]);
+    }
+
+    #[test]
+    fn a_detached_call_is_encoded_on_the_callers_thread_and_a_refusal_answers_it() {
+        let (bot, rec) = bot();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for action in ["unencodable", "encoded", "given"] {
+            let tx = tx.clone();
+            let done =
+                Reply::Detached(Detached::new(move |r| tx.send((action, r.map_err(|e| e.to_string()))).unwrap()));
+            bot.send(rt.handle(), action, serde_json::json!({"a": 1}), done, 7);
+        }
+        // The refusal is answered at once, on the caller's thread, before the runtime runs.
+        let (action, refused) = rx.try_recv().unwrap();
+        assert_eq!(action, "unencodable");
+        assert!(refused.unwrap_err().contains("no"));
+        let answered: Vec<_> = rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let mut answered = Vec::new();
+            while answered.len() < 2 && tokio::time::Instant::now() < deadline {
+                match rx.try_recv() {
+                    Ok((action, result)) => answered.push((action, result.is_ok())),
+                    Err(_) => tokio::task::yield_now().await,
+                }
+            }
+            answered
+        });
+        assert_eq!(answered, [("encoded", true), ("given", true)]);
+        assert_eq!(*rec.0.lock().unwrap(), [r#"encoded {"a":1}"#, "given"], "only the encoded one was encoded");
     }
 
     #[test]
