@@ -98,12 +98,22 @@ pub struct Answer {
 impl Answer {
     /// The first `name` header's value (`name` in any case), when it is text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        // The head parsed once already; it parses the same again.
-        parsed.parse(&self.head).ok()?;
-        let value = parsed.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?.value;
-        std::str::from_utf8(value).ok()
+        // The head parsed once already, so its lines are well formed (`name: value`, no folded
+        // lines): they are scanned, not parsed again into a table of every header.
+        let blank = |b: &u8| *b == b' ' || *b == b'\t';
+        let value = self
+            .head
+            .split(|b| *b == b'\n')
+            .skip(1)
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .take_while(|line| !line.is_empty())
+            .find_map(|line| {
+                let colon = line.iter().position(|b| *b == b':')?;
+                line[..colon].eq_ignore_ascii_case(name.as_bytes()).then(|| &line[colon + 1..])
+            })?;
+        let start = value.iter().position(|b| !blank(b)).unwrap_or(value.len());
+        let end = value.iter().rposition(|b| !blank(b)).map_or(start, |i| i + 1);
+        std::str::from_utf8(&value[start..end]).ok()
     }
 
     /// Where a redirect points (its `Location`, shortened for a log), `None` when this is not one.
@@ -859,11 +869,16 @@ mod tests {
 
     #[test]
     fn an_answers_headers_are_read_from_its_head() {
-        let raw = "HTTP/1.1 302 Found\r\nX-Tps-Trace-ID: abc\r\nlocation: /there\r\nX-Tps-Trace-Id: second\r\n\r\n";
+        let raw = "HTTP/1.1 302 Found\r\nX-Tps-Trace-ID: abc\r\nlocation:\t/there \r\nX-Tps-Trace-Id: second\r\n\
+                   Empty:\r\nBlank:  \r\nBare: lf\n\r\nAfter: the head\r\n";
         let answer = Answer { status: 302, head: raw.as_bytes().to_vec(), body: Vec::new() };
         assert_eq!(answer.header("x-tps-trace-id"), Some("abc"), "the first, in any case");
         assert_eq!(answer.header("Location"), Some("/there"));
         assert_eq!(answer.header("content-type"), None);
         assert_eq!(answer.redirected_to().as_deref(), Some("/there"));
+        assert_eq!((answer.header("empty"), answer.header("blank")), (Some(""), Some("")));
+        assert_eq!(answer.header("bare"), Some("lf"), "a line may end in a bare LF, as httparse allows");
+        assert_eq!(answer.header("after"), None, "the head ends at its blank line");
+        assert_eq!(answer.header("HTTP/1.1 302 Found"), None, "the status line is no header");
     }
 }
