@@ -21,18 +21,21 @@ async fn the_token_is_fetched_once_shared_and_renewed_in_its_last_minute() {
         })
         .collect();
     for g in gets {
-        assert_eq!(g.await.unwrap().unwrap(), "token-1");
+        assert_eq!(g.await.unwrap().unwrap().value, "token-1");
     }
     assert_eq!(fake.issued(), 1);
-    assert_eq!(tokens.headers("token-1")[0], ("Authorization", "QQBot token-1".to_owned()));
-    assert_eq!(tokens.headers("token-1")[1], ("X-Union-Appid", "10001".to_owned()));
+    let headers = tokens.get_at(t0).await.unwrap().headers.clone();
+    assert_eq!(
+        (headers["authorization"].to_str().unwrap(), headers["x-union-appid"].to_str().unwrap()),
+        ("QQBot token-1", "10001")
+    );
     // Still fresh a minute and a second before expiry; renewed inside the last minute.
     let lifetime = Duration::from_secs(7200);
-    assert_eq!(tokens.get_at(t0 + lifetime - RENEW_BEFORE - Duration::from_secs(1)).await.unwrap(), "token-1");
-    assert_eq!(tokens.get_at(t0 + lifetime - Duration::from_secs(30)).await.unwrap(), "token-2");
+    assert_eq!(tokens.get_at(t0 + lifetime - RENEW_BEFORE - Duration::from_secs(1)).await.unwrap().value, "token-1");
+    assert_eq!(tokens.get_at(t0 + lifetime - Duration::from_secs(30)).await.unwrap().value, "token-2");
     // A token the platform refused is dropped; the next call fetches another.
     tokens.invalidate().await;
-    assert_eq!(tokens.get_at(t0 + lifetime).await.unwrap(), "token-3");
+    assert_eq!(tokens.get_at(t0 + lifetime).await.unwrap().value, "token-3");
     assert_eq!(fake.issued(), 3);
 }
 

@@ -124,7 +124,7 @@ impl Gateway {
                                     return (State::Disconnected { session: None }, Some(Action::Reconnect));
                                 }
                             };
-                            let d = json!({"token": format!("QQBot {token}"), "intents": (self.intents)(),
+                            let d = json!({"token": format!("QQBot {}", token.value), "intents": (self.intents)(),
                                            "shard": self.shard, "properties": {"$os": std::env::consts::OS,
                                            "$browser": "rhaibot", "$device": "rhaibot"}});
                             if send(&mut socket, json!({"op": 2, "d": d})).await.is_err() {
@@ -140,7 +140,7 @@ impl Gateway {
                                     return (State::Disconnected { session: Some(session) }, Some(Action::Reconnect));
                                 }
                             };
-                            let d = json!({"token": format!("QQBot {token}"), "session_id": session.id, "seq": session.seq});
+                            let d = json!({"token": format!("QQBot {}", token.value), "session_id": session.id, "seq": session.seq});
                             if send(&mut socket, json!({"op": 6, "d": d})).await.is_err() {
                                 return (State::Disconnected { session: Some(session) }, Some(Action::Reconnect));
                             }

@@ -8,11 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
-use super::token::{Tokens, is_token_error};
+use super::token::{Token, Tokens, is_token_error};
 use crate::adapter::api_client::{ApiClient, BodyError, RequestError};
 use crate::bot::CallError;
 
@@ -150,7 +149,7 @@ impl Rest {
         }
     }
 
-    async fn once(&self, action: &str, request: &Request, token: &str) -> Result<Answer, CallError> {
+    async fn once(&self, action: &str, request: &Request, token: &Token) -> Result<Answer, CallError> {
         let unreachable = |e: &dyn std::fmt::Display| {
             tracing::warn!(url = %self.base, "official platform unreachable: {e}");
             not_connected(action, &self.base)
@@ -165,13 +164,7 @@ impl Rest {
             path.push(if path.contains('?') { '&' } else { '?' });
             path.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.query).finish());
         }
-        let mut headers = HeaderMap::new();
-        for (name, value) in self.tokens.headers(token) {
-            let mut value = HeaderValue::from_str(&value).map_err(|e| invalid(action, e))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        let sent = self.api.send(request.method.clone(), &path, &headers, json, MAX_ANSWER);
+        let sent = self.api.send(request.method.clone(), &path, &token.headers, json, MAX_ANSWER);
         let answer = match tokio::time::timeout(REQUEST_TIMEOUT, sent).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(RequestError::Body { status, reason: e @ BodyError::TooLarge { .. } })) => {
@@ -198,15 +191,13 @@ impl Rest {
         request: &Request,
         fields: &[(String, String)],
         (field, file_name, bytes): &(String, String, Vec<u8>),
-        token: &str,
+        token: &Token,
     ) -> Result<Answer, CallError> {
         let mut builder = self
             .client
             .request(request.method.clone(), format!("{}{}", self.base, request.path))
             .timeout(REQUEST_TIMEOUT);
-        for (name, value) in self.tokens.headers(token) {
-            builder = builder.header(name, value);
-        }
+        builder = builder.headers(token.headers.clone());
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
         }

@@ -7,8 +7,10 @@
 //! 11241–11244) drops it, and the next call fetches a new one. Concurrent callers share one
 //! fetch.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper::http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -42,7 +44,16 @@ pub struct Tokens {
     url: String,
     app_id: String,
     secret: Secret,
-    current: Mutex<Option<(String, Instant)>>,
+    current: Mutex<Option<(Arc<Token>, Instant)>>,
+}
+
+/// An AccessToken, and the headers a call carries with it, made once per token.
+#[derive(Debug)]
+pub struct Token {
+    /// The token.
+    pub value: String,
+    /// `Authorization: QQBot <token>` and `X-Union-Appid`.
+    pub headers: HeaderMap,
 }
 
 impl Tokens {
@@ -53,19 +64,20 @@ impl Tokens {
     }
 
     /// A token valid now, fetched when there is none or the one held is in its last minute.
-    pub async fn get(&self) -> Result<String, TokenError> {
+    pub async fn get(&self) -> Result<Arc<Token>, TokenError> {
         self.get_at(Instant::now()).await
     }
 
     /// Like [`Tokens::get`], as of `now` (tests move the clock).
-    pub async fn get_at(&self, now: Instant) -> Result<String, TokenError> {
+    pub async fn get_at(&self, now: Instant) -> Result<Arc<Token>, TokenError> {
         let mut current = self.current.lock().await;
         if let Some((token, expires)) = current.as_ref()
             && now + RENEW_BEFORE < *expires
         {
             return Ok(token.clone());
         }
-        let (token, lifetime) = self.fetch().await?;
+        let (value, lifetime) = self.fetch().await?;
+        let token = Arc::new(Token { headers: self.headers(&value)?, value });
         *current = Some((token.clone(), now + lifetime));
         Ok(token)
     }
@@ -75,9 +87,20 @@ impl Tokens {
         *self.current.lock().await = None;
     }
 
-    /// The headers a call carries.
-    pub fn headers(&self, token: &str) -> [(&'static str, String); 2] {
-        [("Authorization", format!("QQBot {token}")), ("X-Union-Appid", self.app_id.clone())]
+    /// The headers a call with `token` carries.
+    fn headers(&self, token: &str) -> Result<HeaderMap, TokenError> {
+        let value = |text: &str, what: &str| {
+            let mut value = HeaderValue::from_str(text).map_err(|_| TokenError {
+                url: self.url.clone(),
+                reason: format!("the {what} cannot be sent as a header (it has control characters)"),
+            })?;
+            value.set_sensitive(true);
+            Ok::<_, TokenError>(value)
+        };
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert("authorization", value(&format!("QQBot {token}"), "token")?);
+        headers.insert("x-union-appid", value(&self.app_id, "app id")?);
+        Ok(headers)
     }
 
     async fn fetch(&self) -> Result<(String, Duration), TokenError> {
