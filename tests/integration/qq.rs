@@ -186,7 +186,7 @@ mod rest {
         let rest = rest(&fake);
         let answer = rest.send("get_bot_info", &get("/users/@me")).await.unwrap();
         assert_eq!(
-            answer.to_value(),
+            answer.into_value(),
             json!({"data": {"path": "/users/@me"}, "http_code": 200, "trace_id": "trace-0", "result": true})
         );
         assert_eq!(fake.next_request().await.uri, "/users/@me");

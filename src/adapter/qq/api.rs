@@ -673,8 +673,11 @@ fn role(mut params: Map<String, Value>) -> Result<Map<String, Value>, CallError>
 
 /// An answer as a script value, or the platform's failure as an error carrying it.
 fn finish(action: &str, answer: Answer) -> Result<Value, CallError> {
-    let value = answer.to_value();
-    if answer.result { Ok(value) } else { Err(failed(action, &answer, value)) }
+    if answer.result {
+        return Ok(answer.into_value());
+    }
+    let wrapped = answer.clone().into_value();
+    Err(failed(action, &answer, wrapped))
 }
 
 fn failed(action: &str, answer: &Answer, wrapped: Value) -> CallError {

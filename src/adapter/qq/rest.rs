@@ -69,8 +69,13 @@ pub struct Answer {
 
 impl Answer {
     /// The map scripts get: `#{data, http_code, trace_id, result}`.
-    pub fn to_value(&self) -> Value {
-        json!({"data": self.data, "http_code": self.http_code, "trace_id": self.trace_id, "result": self.result})
+    pub fn into_value(self) -> Value {
+        let mut map = Map::new();
+        map.insert("data".into(), self.data);
+        map.insert("http_code".into(), self.http_code.into());
+        map.insert("trace_id".into(), self.trace_id.into());
+        map.insert("result".into(), self.result.into());
+        Value::Object(map)
     }
 
     /// The platform's error code, when the answer is a failure.
