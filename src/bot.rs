@@ -427,7 +427,6 @@ impl Bot {
 
     /// [`Bot::call_within`] with parameters a request-based link may have encoded.
     async fn exchange(&self, action: &str, params: Params, timeout: Duration) -> Result<Value, CallError> {
-        let deadline = Instant::now() + timeout;
         let exchange = async {
             let params = match (&self.link, params) {
                 (Link::Requests(requests), params) => return requests.call(action, params).await,
@@ -440,7 +439,7 @@ impl Bot {
                 Link::Channel(_) | Link::Routed(_) => {
                     let tx = self.channel(action)?;
                     let (reply, rx) = oneshot::channel();
-                    let call = tx.call(action, params, Reply::Wait(reply), deadline);
+                    let call = tx.call(action, params, Reply::Wait(reply), Instant::now() + timeout);
                     tx.send(call).await.map_err(|_| self.not_connected(action))?;
                     rx.await.map_err(|_| self.not_connected(action))?
                 }
