@@ -12,6 +12,66 @@ use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+/// The keys a decoder names (see [`head`]), grouped by the object whose members they name,
+/// made once per protocol: each member of a frame is compared with the names of its own
+/// object only, not with every key.
+#[derive(Debug)]
+pub struct Keys {
+    /// The named members of each object on the keys' paths; the document's at [`ROOT`], none
+    /// at [`NONE`] (an object on the way to a member read by a seed, which names nothing).
+    levels: Vec<Vec<Name>>,
+}
+
+/// The level of an object nothing is named in.
+const NONE: usize = 0;
+/// The document's level.
+const ROOT: usize = 1;
+
+/// A member named at one level.
+#[derive(Debug)]
+struct Name {
+    name: String,
+    /// A key names the member itself: it is built whole.
+    whole: bool,
+    /// The level of the member's own named members, when keys name some.
+    part: Option<usize>,
+}
+
+impl Keys {
+    /// The keys `keys`: a key `outer/inner` names the member `inner` of the member `outer`.
+    pub fn new(keys: &[&str]) -> Keys {
+        let mut levels = vec![Vec::new(), Vec::new()];
+        for key in keys {
+            let mut level = ROOT;
+            let mut steps = key.split('/').peekable();
+            while let Some(step) = steps.next() {
+                let last = steps.peek().is_none();
+                let at = match levels[level].iter().position(|n: &Name| n.name == step) {
+                    Some(at) => at,
+                    None => {
+                        levels[level].push(Name { name: step.to_owned(), whole: false, part: None });
+                        levels[level].len() - 1
+                    }
+                };
+                if last {
+                    levels[level][at].whole = true;
+                    break;
+                }
+                level = match levels[level][at].part {
+                    Some(part) => part,
+                    None => {
+                        levels.push(Vec::new());
+                        let part = levels.len() - 1;
+                        levels[level][at].part = Some(part);
+                        part
+                    }
+                };
+            }
+        }
+        Keys { levels }
+    }
+}
+
 /// The fields of the JSON object `text` named in `keys`; `None` when `text` is JSON but not an
 /// object. Fails when `text` is not one well-formed JSON document, like [`serde_json::from_slice`].
 ///
@@ -20,9 +80,9 @@ use serde_json::{Map, Value};
 /// all of it. Such an `outer` is built with only its named members when it is an object, and
 /// whole when it is not (so a decoder can still tell what it was); a key naming `outer` itself
 /// builds it whole.
-pub fn head(text: &[u8], keys: &[&str]) -> serde_json::Result<Option<Map<String, Value>>> {
+pub fn head(text: &[u8], keys: &Keys) -> serde_json::Result<Option<Map<String, Value>>> {
     let mut de = serde_json::Deserializer::from_slice(text);
-    let fields = de.deserialize_any(Head { keys, within: "" })?;
+    let fields = de.deserialize_any(Head { keys, level: ROOT })?;
     de.end()?;
     Ok(match fields {
         Value::Object(fields) => Some(fields),
@@ -40,7 +100,7 @@ pub type Read<T> = (Map<String, Value>, Option<T>);
 /// built whole, the member with it. A repeated member is read each time; the last one counts.
 pub fn head_reading<'de, S>(
     text: &'de [u8],
-    keys: &[&str],
+    keys: &Keys,
     member: &str,
     seed: S,
 ) -> serde_json::Result<Option<Read<S::Value>>>
@@ -49,7 +109,7 @@ where
 {
     let mut read = None;
     let mut de = serde_json::Deserializer::from_slice(text);
-    let fields = de.deserialize_any(Reading { head: Head { keys, within: "" }, member, seed, read: &mut read })?;
+    let fields = de.deserialize_any(Reading { head: Head { keys, level: ROOT }, member, seed, read: &mut read })?;
     de.end()?;
     Ok(match fields {
         Value::Object(fields) => Some((fields, read)),
@@ -59,8 +119,8 @@ where
 
 /// What [`head`] builds from the text of `value`, taken from a tree already built: for
 /// decoders handed a whole event (a webhook, a test) instead of its text.
-pub fn pick(value: &Value, keys: &[&str]) -> Option<Map<String, Value>> {
-    match pick_within(value, Head { keys, within: "" }) {
+pub fn pick(value: &Value, keys: &Keys) -> Option<Map<String, Value>> {
+    match pick_within(value, Head { keys, level: ROOT }) {
         Value::Object(fields) => Some(fields),
         _ => None,
     }
@@ -73,23 +133,22 @@ fn pick_within(value: &Value, head: Head<'_>) -> Value {
                 .filter_map(|(k, v)| {
                     let v = match head.wanted(k)? {
                         Wanted::Whole => v.clone(),
-                        Wanted::Part(within) => pick_within(v, Head { keys: head.keys, within }),
+                        Wanted::Part(level) => pick_within(v, Head { keys: head.keys, level }),
                     };
                     Some((k.clone(), v))
                 })
                 .collect(),
         ),
-        _ if head.within.is_empty() => Value::Null,
+        _ if head.level == ROOT => Value::Null,
         other => other.clone(),
     }
 }
 
-/// Builds the members named by `keys` of the object at the path `within` (`""` for the
-/// document, `"outer/"` for a member of it).
+/// Builds the members named by `keys` of an object at `level`.
 #[derive(Clone, Copy)]
 struct Head<'k> {
-    keys: &'k [&'k str],
-    within: &'k str,
+    keys: &'k Keys,
+    level: usize,
 }
 
 /// What [`Head::members`]' caller did with a member.
@@ -103,10 +162,10 @@ enum Taken {
 }
 
 /// How much of a member [`Head`] builds.
-enum Wanted<'k> {
+enum Wanted {
     Whole,
-    /// Its own named members: the path of the member, with the trailing `/`.
-    Part(&'k str),
+    /// Its own named members, at this level.
+    Part(usize),
 }
 
 impl<'k> Head<'k> {
@@ -129,8 +188,8 @@ impl<'k> Head<'k> {
             // A repeated key keeps its last value, as a full parse would.
             match self.wanted(&key) {
                 Some(Wanted::Whole) => drop(fields.insert(key.into_owned(), map.next_value()?)),
-                Some(Wanted::Part(within)) => {
-                    let part = map.next_value_seed(Head { keys: self.keys, within })?;
+                Some(Wanted::Part(level)) => {
+                    let part = map.next_value_seed(Head { keys: self.keys, level })?;
                     drop(fields.insert(key.into_owned(), part));
                 }
                 None => map.next_value_seed(Skip)?,
@@ -139,36 +198,18 @@ impl<'k> Head<'k> {
         Ok(Value::Object(fields))
     }
 
-    fn wanted(&self, member: &str) -> Option<Wanted<'k>> {
-        // Runs for every member of every frame: one byte and the length are compared before
-        // any string is, since most keys are not this member.
-        // Then where the member's name would end in the key: the key's end (the member itself)
-        // or a `/` (a member of it). Only then are bytes compared.
-        let first = member.as_bytes().first();
-        let end = self.within.len() + member.len();
-        let mut part = None;
-        for &key in self.keys {
-            let bytes = key.as_bytes();
-            if bytes.get(self.within.len()) != first {
-                continue;
-            }
-            let whole = bytes.len() == end;
-            if !whole && bytes.get(end) != Some(&b'/') {
-                continue;
-            }
-            // Names are a few bytes long: compared in place, not through a `memcmp` call.
-            let same = |a: &[u8], b: &[u8]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y);
-            if !same(&bytes[self.within.len()..end], member.as_bytes())
-                || !same(&bytes[..self.within.len()], self.within.as_bytes())
-            {
-                continue;
-            }
-            if whole {
-                return Some(Wanted::Whole);
-            }
-            part = Some(Wanted::Part(&key[..end + 1]));
+    fn wanted(&self, member: &str) -> Option<Wanted> {
+        // Runs for every member of every object read: names are a few bytes long, so they
+        // are compared in place, the length first, not through a `memcmp` call.
+        let member = member.as_bytes();
+        let name = self.keys.levels[self.level].iter().find(|n| {
+            let name = n.name.as_bytes();
+            name.len() == member.len() && name.iter().zip(member).all(|(a, b)| a == b)
+        })?;
+        match (name.whole, name.part) {
+            (false, Some(level)) => Some(Wanted::Part(level)),
+            _ => Some(Wanted::Whole),
         }
-        part
     }
 }
 
@@ -182,7 +223,7 @@ impl<'de> DeserializeSeed<'de> for Head<'_> {
 
 impl<'de> Visitor<'de> for Head<'_> {
     /// The object's named members; a member that is not an object is built whole, and a
-    /// document that is not one (`within` empty) is checked and comes back as `Null`.
+    /// document that is not one is checked and comes back as `Null`.
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -194,7 +235,7 @@ impl<'de> Visitor<'de> for Head<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        if self.within.is_empty() {
+        if self.level == ROOT {
             while seq.next_element_seed(Skip)?.is_some() {}
             return Ok(Value::Null);
         }
@@ -288,7 +329,7 @@ impl<'de> Visitor<'de> for Skip {
     }
 }
 
-/// [`Head`] with one member, at a path from the document's top, read by a seed (see
+/// [`Head`] with one member, at a path from this object, read by a seed (see
 /// [`head_reading`]).
 struct Reading<'k, 'a, 'de, S: DeserializeSeed<'de>> {
     head: Head<'k>,
@@ -314,19 +355,20 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Reading<'_, '_, 'de, 
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
         let Reading { head, member, seed, read } = self;
-        // The member's path from this object.
-        let rest = &member[head.within.len()..];
         head.members(map, |key, map| {
-            if rest == key {
+            if member == key {
                 *read = Some(map.next_value_seed(seed)?);
                 return Ok(Taken::Read);
             }
-            let on_the_way = rest.len() > key.len() && rest.starts_with(key) && rest.as_bytes()[key.len()] == b'/';
-            if !on_the_way || matches!(head.wanted(key), Some(Wanted::Whole)) {
+            let Some(rest) = member.strip_prefix(key).and_then(|rest| rest.strip_prefix('/')) else {
                 return Ok(Taken::No);
-            }
-            let within = &member[..head.within.len() + key.len() + 1];
-            let inner = Reading { head: Head { keys: head.keys, within }, member, seed, read: &mut *read };
+            };
+            let level = match head.wanted(key) {
+                Some(Wanted::Whole) => return Ok(Taken::No),
+                Some(Wanted::Part(level)) => level,
+                None => NONE,
+            };
+            let inner = Reading { head: Head { keys: head.keys, level }, member: rest, seed, read: &mut *read };
             Ok(Taken::Built(map.next_value_seed(inner)?))
         })
     }
@@ -395,6 +437,24 @@ impl<'de> Visitor<'de> for KeyVisitor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    // The functions under test, with their keys made for each call.
+    fn head(text: &[u8], keys: &[&str]) -> serde_json::Result<Option<Map<String, Value>>> {
+        super::head(text, &Keys::new(keys))
+    }
+
+    fn pick(value: &Value, keys: &[&str]) -> Option<Map<String, Value>> {
+        super::pick(value, &Keys::new(keys))
+    }
+
+    fn head_reading<'de, S: DeserializeSeed<'de> + Copy>(
+        text: &'de [u8],
+        keys: &[&str],
+        member: &str,
+        seed: S,
+    ) -> serde_json::Result<Option<Read<S::Value>>> {
+        super::head_reading(text, &Keys::new(keys), member, seed)
+    }
 
     #[test]
     fn keeps_the_named_fields_and_checks_the_rest() {

@@ -94,7 +94,7 @@ pub struct Malformed(String);
 
 /// Turns a Milky event object into an [`Event`] (`via` names the connection).
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
-    let head = super::head::pick(&raw, HEAD).map_or(Value::Null, Value::Object);
+    let head = super::head::pick(&raw, &KEYS).map_or(Value::Null, Value::Object);
     let segments = raw.pointer("/data/segments").and_then(|s| SEGMENTS.deserialize(s).ok());
     decode(bot, head, segments, raw.into(), via)
 }
@@ -102,7 +102,7 @@ pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malfo
 /// Reads an event's [`HEAD`] fields and a summary of its `data.segments` (when it has them),
 /// and builds nothing else; `None` when it is JSON but not an object.
 pub fn read_head(event: &[u8]) -> serde_json::Result<Option<(Value, Option<Summary>)>> {
-    let head = super::head::head_reading(event, HEAD, "data/segments", SEGMENTS)?;
+    let head = super::head::head_reading(event, &KEYS, "data/segments", SEGMENTS)?;
     Ok(head.map(|(fields, segments)| (Value::Object(fields), segments)))
 }
 
@@ -122,6 +122,10 @@ pub const HEAD: &[&str] = &[
     "data/group_id",
     "data/initiator_id",
 ];
+
+/// [`HEAD`], grouped for [`crate::adapter::head`].
+static KEYS: std::sync::LazyLock<crate::adapter::head::Keys> =
+    std::sync::LazyLock::new(|| crate::adapter::head::Keys::new(HEAD));
 
 /// Decodes an event from its [`HEAD`] fields (`head`), the summary of its segments, and the
 /// whole of it (`raw`).
