@@ -68,9 +68,10 @@ pub fn decode(bot: &Arc<Bot>, head: Value, raw: Raw, via: u64) -> Result<Event, 
     }
     let empty = json!({});
     let d = head.get("d").unwrap_or(&empty);
-    let s = |pointer: &str| crate::event::path(d, pointer).filter(|v| !v.is_null()).cloned();
+    // A member of `d`, by its steps (`["author", "id"]`), when it is there and not null.
+    let s = |steps: &[&str]| steps.iter().try_fold(d, |v, step| v.get(step)).filter(|v| !v.is_null()).cloned();
     let mut aliases: Vec<&str> = Vec::new();
-    let mut group_id = s("/group_openid");
+    let mut group_id = s(&["group_openid"]);
     let mut at_me = false;
     let is_message = matches!(
         kind.as_str(),
@@ -84,41 +85,41 @@ pub fn decode(bot: &Arc<Bot>, head: Value, raw: Raw, via: u64) -> Result<Event, 
     let user_id = match kind.as_str() {
         "C2C_MESSAGE_CREATE" => {
             aliases.extend(["message", "message.private"]);
-            s("/author/user_openid")
+            s(&["author", "user_openid"])
         }
         "GROUP_AT_MESSAGE_CREATE" | "GROUP_MESSAGE_CREATE" => {
             at_me = kind == "GROUP_AT_MESSAGE_CREATE";
             aliases.extend(["message", "message.group"]);
-            s("/author/member_openid")
+            s(&["author", "member_openid"])
         }
         "AT_MESSAGE_CREATE" | "MESSAGE_CREATE" => {
-            group_id = s("/channel_id");
+            group_id = s(&["channel_id"]);
             at_me = kind == "AT_MESSAGE_CREATE";
             aliases.extend(["message", "message.guild"]);
-            s("/author/id")
+            s(&["author", "id"])
         }
         "DIRECT_MESSAGE_CREATE" => {
             aliases.extend(["message", "message.direct"]);
-            s("/author/id")
+            s(&["author", "id"])
         }
         "GROUP_MEMBER_ADD" => {
             aliases.push("member.increase");
-            s("/member_openid")
+            s(&["member_openid"])
         }
         "GROUP_MEMBER_REMOVE" => {
             aliases.push("member.decrease");
-            s("/member_openid")
+            s(&["member_openid"])
         }
-        _ => s("/user_openid").or_else(|| s("/openid")).or_else(|| s("/user_id")).or_else(|| s("/author_id")),
+        _ => s(&["user_openid"]).or_else(|| s(&["openid"])).or_else(|| s(&["user_id"])).or_else(|| s(&["author_id"])),
     };
-    let message_id = if is_message { s("/id") } else { None };
+    let message_id = if is_message { s(&["id"]) } else { None };
     if is_message && (user_id.is_none() || message_id.is_none()) {
         return Err(Malformed(format!("`{kind}` has no author or id")));
     }
     let content = d.get("content").and_then(Value::as_str).unwrap_or_default();
     let text = if is_message { strip_mention(content).trim().to_owned() } else { String::new() };
     let identity = identity(&head, &kind, d);
-    let (place, time) = (s("/guild_id"), d.get("timestamp").and_then(seconds));
+    let (place, time) = (s(&["guild_id"]), d.get("timestamp").and_then(seconds));
     let mut ev = Event::new(bot.clone(), format!("qq.{kind}"), &aliases, raw);
     ev.text = text;
     ev.at_me = at_me;
