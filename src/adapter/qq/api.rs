@@ -84,6 +84,15 @@ impl Chat {
         }
     }
 
+    /// The chat's key in the reply rules, made without formatting its name.
+    fn hashed(self, id: &str) -> u64 {
+        use std::hash::Hasher;
+        let mut h = crate::event::id_hasher();
+        h.write_u8(self as u8);
+        h.write(id.as_bytes());
+        h.finish()
+    }
+
     fn key(self, id: &str) -> String {
         match self {
             Chat::Group => format!("group:{id}"),
@@ -111,12 +120,12 @@ impl Api {
         match kind {
             "GROUP_AT_MESSAGE_CREATE" | "GROUP_MESSAGE_CREATE" | "C2C_MESSAGE_CREATE" => {
                 let (scene, chat) = match (kind, ev.group_id.as_str(), ev.user_id.as_str()) {
-                    ("C2C_MESSAGE_CREATE", _, Some(user)) => (Scene::C2c, Chat::User.key(user)),
-                    (_, Some(group), _) => (Scene::Group, Chat::Group.key(group)),
+                    ("C2C_MESSAGE_CREATE", _, Some(user)) => (Scene::C2c, Chat::User.hashed(user)),
+                    (_, Some(group), _) => (Scene::Group, Chat::Group.hashed(group)),
                     _ => return,
                 };
                 if let Some(id) = ev.message_id.as_str() {
-                    rules.replies.received(id, scene, Some(&chat), now);
+                    rules.replies.received(id, scene, Some(chat), now);
                 }
             }
             "AT_MESSAGE_CREATE" | "MESSAGE_CREATE" | "DIRECT_MESSAGE_CREATE" => {
@@ -383,7 +392,7 @@ impl Api {
             let rules = self.rules();
             let answering = match (&message_id, &event_id) {
                 (Some(id), _) | (None, Some(id)) => Some(id.clone()),
-                (None, None) => rules.replies.answerable(&chat.key(&target), now).map(str::to_owned),
+                (None, None) => rules.replies.answerable(chat.hashed(&target), now).map(str::to_owned),
             };
             rules
                 .replies

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 
-use super::recent::{Recent, key};
+use super::recent::Recent;
 
 /// Where a reply goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,13 +115,12 @@ impl Default for Replies {
 
 impl Replies {
     /// Notes a message (or an event that may be answered by its id) received at `at`, which
-    /// replies may then answer; `chat` is where, for sends that name no message.
-    pub fn received(&mut self, message_id: &str, scene: Scene, chat: Option<&str>, at: Instant) {
+    /// replies may then answer; `chat` is where (its key), for sends that name no message.
+    pub fn received(&mut self, message_id: &str, scene: Scene, chat: Option<u64>, at: Instant) {
         // A message that comes again (pushed twice, its @ copy, replayed after a resume) keeps
         // its count and its window.
         let (id, received) = remember(&mut self.seen, &mut self.newest, message_id, scene, at);
         if let Some(chat) = chat {
-            let chat = key(chat);
             received.chat = Some(chat);
             let newest = self.newest.entry(chat).or_insert_with(|| Newest { id: String::new(), key: id });
             // The id's text is copied into the chat's own buffer, which keeps its room.
@@ -131,9 +130,9 @@ impl Replies {
         }
     }
 
-    /// The newest message of `chat` that may still be answered at `now`.
-    pub fn answerable(&self, chat: &str, now: Instant) -> Option<&str> {
-        let newest = self.newest.get(&key(chat))?;
+    /// The newest message of `chat` (its key) that may still be answered at `now`.
+    pub fn answerable(&self, chat: u64, now: Instant) -> Option<&str> {
+        let newest = self.newest.get(&chat)?;
         let received = self.seen.get_key(newest.key)?;
         (now.saturating_duration_since(received.at) <= received.scene.window() && received.sent < REPLIES_PER_MESSAGE)
             .then_some(newest.id.as_str())
@@ -244,21 +243,22 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::qq::recent::key;
 
     #[test]
     fn replies_get_fresh_seqs_within_the_window_and_budget() {
         let t0 = Instant::now();
         let mut r = Replies::default();
-        r.received("m1", Scene::Group, Some("g"), t0);
+        r.received("m1", Scene::Group, Some(key("g")), t0);
         let seqs: Vec<_> =
             (0..5).map(|_| r.reply(Scene::Group, Some("m1"), t0 + Duration::from_secs(10)).unwrap()).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
         assert_eq!(r.reply(Scene::Group, Some("m1"), t0), Err(ReplyError::BudgetSpent));
-        r.received("m2", Scene::Group, Some("g"), t0);
+        r.received("m2", Scene::Group, Some(key("g")), t0);
         let late = r.reply(Scene::Group, Some("m2"), t0 + Duration::from_secs(5 * 60 + 7)).unwrap_err();
         assert_eq!(late, ReplyError::WindowClosed { scene: Scene::Group, late: Duration::from_secs(7) });
         assert!(late.to_string().contains("5 min"), "{late}");
-        r.received("c", Scene::C2c, Some("u"), t0);
+        r.received("c", Scene::C2c, Some(key("u")), t0);
         assert_eq!(r.reply(Scene::C2c, Some("c"), t0 + Duration::from_secs(59 * 60)), Ok(1), "C2C has an hour");
     }
 
@@ -266,42 +266,42 @@ mod tests {
     fn a_send_naming_no_message_answers_the_newest_answerable_one_of_its_chat() {
         let t0 = Instant::now();
         let mut r = Replies::default();
-        assert_eq!(r.answerable("g", t0), None);
-        r.received("m1", Scene::Group, Some("g"), t0);
-        r.received("m2", Scene::Group, Some("g"), t0 + Duration::from_secs(1));
-        assert_eq!(r.answerable("g", t0 + Duration::from_secs(2)), Some("m2"));
-        assert_eq!(r.answerable("other", t0), None);
+        assert_eq!(r.answerable(key("g"), t0), None);
+        r.received("m1", Scene::Group, Some(key("g")), t0);
+        r.received("m2", Scene::Group, Some(key("g")), t0 + Duration::from_secs(1));
+        assert_eq!(r.answerable(key("g"), t0 + Duration::from_secs(2)), Some("m2"));
+        assert_eq!(r.answerable(key("other"), t0), None);
         for _ in 0..5 {
             r.reply(Scene::Group, Some("m2"), t0).unwrap();
         }
-        assert_eq!(r.answerable("g", t0), None, "its budget is spent");
-        r.received("m3", Scene::Group, Some("g"), t0);
-        assert_eq!(r.answerable("g", t0 + Duration::from_secs(5 * 60 + 1)), None, "its window closed");
+        assert_eq!(r.answerable(key("g"), t0), None, "its budget is spent");
+        r.received("m3", Scene::Group, Some(key("g")), t0);
+        assert_eq!(r.answerable(key("g"), t0 + Duration::from_secs(5 * 60 + 1)), None, "its window closed");
     }
 
     #[test]
     fn a_forgotten_message_is_not_answered_by_a_send_naming_none() {
         let t0 = Instant::now();
         let mut r = Replies::default();
-        r.received("first", Scene::Group, Some("g"), t0);
+        r.received("first", Scene::Group, Some(key("g")), t0);
         for i in 0..REMEMBERED {
-            r.received(&format!("m{i}"), Scene::Group, Some(&format!("other{}", i % 100)), t0);
+            r.received(&format!("m{i}"), Scene::Group, Some(key(&format!("other{}", i % 100))), t0);
         }
-        assert_eq!(r.answerable("g", t0), None, "forgotten, so not answered blindly");
+        assert_eq!(r.answerable(key("g"), t0), None, "forgotten, so not answered blindly");
         assert!(!r.newest.contains_key(&key("g")), "a chat whose newest message is forgotten is forgotten too");
         assert_eq!(r.newest.len(), 100);
-        assert_eq!(r.answerable("other7", t0), Some("m9907"));
+        assert_eq!(r.answerable(key("other7"), t0), Some("m9907"));
         assert_eq!(r.reply(Scene::Group, Some("first"), t0), Ok(1), "counted afresh, left to the platform");
-        assert_eq!(r.answerable("g", t0), None, "a reply naming it does not make it the chat's newest again");
+        assert_eq!(r.answerable(key("g"), t0), None, "a reply naming it does not make it the chat's newest again");
     }
 
     #[test]
     fn a_message_that_comes_again_keeps_its_count_and_window() {
         let t0 = Instant::now();
         let mut r = Replies::default();
-        r.received("m", Scene::Group, Some("g"), t0);
+        r.received("m", Scene::Group, Some(key("g")), t0);
         assert_eq!(r.reply(Scene::Group, Some("m"), t0), Ok(1));
-        r.received("m", Scene::Group, Some("g"), t0 + Duration::from_secs(200));
+        r.received("m", Scene::Group, Some(key("g")), t0 + Duration::from_secs(200));
         assert_eq!(r.reply(Scene::Group, Some("m"), t0), Ok(2), "the seq goes on");
         let late = t0 + Duration::from_secs(5 * 60 + 1);
         assert!(r.check(Scene::Group, Some("m"), late).is_err(), "the window counts from the first arrival");
