@@ -97,7 +97,8 @@ pub type Read<T> = (Map<String, Value>, Option<T>);
 /// the object has none), in the same pass: for a decoder that needs a summary of a large
 /// member, not the member. `member` is a path as in [`head`] (`data/segments`); the objects on
 /// its way are built with their named members, and one of them that a key names whole is
-/// built whole, the member with it. A repeated member is read each time; the last one counts.
+/// built whole, the member with it. A repeated member, or a repeated object on its way, is
+/// read each time; the last one counts, as in a full parse.
 pub fn head_reading<'de, S>(
     text: &'de [u8],
     keys: &Keys,
@@ -355,19 +356,26 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Reading<'_, '_, 'de, 
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
         let Reading { head, member, seed, read } = self;
+        // The member's name in this object, and its path inside that member, if it is deeper.
+        let (step, rest) = match member.split_once('/') {
+            Some((step, rest)) => (step, Some(rest)),
+            None => (member, None),
+        };
         head.members(map, |key, map| {
-            if member == key {
+            if key != step {
+                return Ok(Taken::No);
+            }
+            let Some(rest) = rest else {
                 *read = Some(map.next_value_seed(seed)?);
                 return Ok(Taken::Read);
-            }
-            let Some(rest) = member.strip_prefix(key).and_then(|rest| rest.strip_prefix('/')) else {
-                return Ok(Taken::No);
             };
             let level = match head.wanted(key) {
                 Some(Wanted::Whole) => return Ok(Taken::No),
                 Some(Wanted::Part(level)) => level,
                 None => NONE,
             };
+            // A repeated object on the way replaces the earlier one, and what was read in it.
+            *read = None;
             let inner = Reading { head: Head { keys: head.keys, level }, member: rest, seed, read: &mut *read };
             Ok(Taken::Built(map.next_value_seed(inner)?))
         })
@@ -516,6 +524,15 @@ mod tests {
         assert!(head_reading(br#"{"data":{"segs":[1,}}"#, &[], "data/segs", Length).is_err());
         assert!(head_reading(br#"{"data":{"segs":1,"x":"\q"}}"#, &[], "data/segs", Length).is_err());
         assert_eq!(head_reading(b"[1]", &[], "data/segs", Length).unwrap().map(|(_, r)| r), None);
+        // As a full parse reads it: the last of a repeated object on the way, and a name with
+        // a slash in it is a name, not a path.
+        for text in [&br#"{"data":{"segs":[1]},"data":{"id":2}}"#[..], br#"{"data/segs":[1],"data":{"id":2}}"#] {
+            let (fields, read) = head_reading(text, &["data/id"], "data/segs", Length).unwrap().unwrap();
+            assert_eq!((Value::Object(fields), read), (json!({"data": {"id": 2}}), None), "{text:?}");
+        }
+        let (_, read) =
+            head_reading(br#"{"data":{"id":2},"data":{"segs":[1]}}"#, &[], "data/segs", Length).unwrap().unwrap();
+        assert_eq!(read, Some(3), "the last object on the way has the member");
     }
 
     #[test]
