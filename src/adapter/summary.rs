@@ -49,6 +49,9 @@ pub struct Dialect {
     /// The segment types this runtime knows, when every other type reads as text (its
     /// `data.summary`, else `[type]`); `None`: other types say nothing.
     pub known: Option<&'static [&'static str]>,
+    /// Whether an id given as text is the number it spells (OneBot implementations differ in
+    /// which they send); otherwise only an integer mentions, and a reply's id is kept as sent.
+    pub text_ids: bool,
 }
 
 /// What an array of segments says, as routing reads it.
@@ -71,7 +74,7 @@ impl Summary {
         for seg in segments {
             // A tree cannot fail to read.
             if let Ok(Some(seg)) = (SegmentSeed { dialect }).deserialize(seg) {
-                summary.add(seg);
+                summary.add(dialect, seg);
             }
         }
         summary
@@ -90,7 +93,7 @@ impl Summary {
         self.mentioned.contains(&me)
     }
 
-    fn add(&mut self, seg: Segment) {
+    fn add(&mut self, dialect: &Dialect, seg: Segment) {
         let Data { text, mentioned, reply_to, summary } = seg.data;
         match seg.kind {
             Kind::Text => {
@@ -98,16 +101,17 @@ impl Summary {
                     self.text.push_str(&text);
                 }
             }
-            Kind::Mention => {
-                if let Some(q) = mentioned {
-                    self.mentioned.push(q.as_str().map_or_else(|| q.to_string(), str::to_owned));
-                }
-            }
+            Kind::Mention => match mentioned {
+                Some(Value::String(q)) if dialect.text_ids => self.mentioned.push(q),
+                Some(q) if dialect.text_ids || q.is_i64() => self.mentioned.push(q.to_string()),
+                _ => {}
+            },
             Kind::MentionAll => self.everyone = true,
             Kind::Reply => {
                 let id = reply_to.unwrap_or(Value::Null);
                 // Message ids are integers on the wire elsewhere; keep them comparable.
-                self.reply_to = id.as_str().and_then(|s| s.parse::<i64>().ok()).map_or(id, Value::from);
+                let number = id.as_str().filter(|_| dialect.text_ids).and_then(|s| s.parse::<i64>().ok());
+                self.reply_to = number.map_or(id, Value::from);
             }
             Kind::Unknown(kind) => match summary {
                 Some(summary) => self.text.push_str(&summary),
@@ -149,7 +153,7 @@ impl<'de> Visitor<'de> for SegmentsSeed {
         let mut summary = Summary::default();
         while let Some(seg) = seq.next_element_seed(SegmentSeed { dialect: self.dialect })? {
             if let Some(seg) = seg {
-                summary.add(seg);
+                summary.add(self.dialect, seg);
             }
         }
         Ok(summary)

@@ -9,13 +9,14 @@ use crate::adapter::summary::Dialect;
 use crate::bot::CallError;
 
 /// Milky's segment names for routing: a mention names whom by `user_id`, a mention of everyone
-/// mentions the bot too, a reply names the message by `message_seq`, and an unknown type reads
-/// as its summary, as [`incoming`] has it.
+/// mentions the bot too, a reply names the message by `message_seq`, an unknown type reads as
+/// its summary, as [`incoming`] has it, and ids are integers (one given as text is not one).
 pub static MILKY: Dialect = Dialect {
     mention: ("mention", "user_id"),
     mention_all: Some("mention_all"),
     reply: ("reply", "message_seq"),
     known: Some(KNOWN_INCOMING),
+    text_ids: false,
 };
 
 /// Incoming segment types this runtime knows; others read as text.
@@ -180,6 +181,8 @@ mod tests {
             json!([{"type": "mention", "data": {"user_id": 1}}, {"type": "text", "data": {"text": " hi"}}]),
             json!([{"type": "mention", "data": {"user_id": 2}}, {"type": "mention_all", "data": {}}]),
             json!([{"type": "reply", "data": {"message_seq": 7}}, {"type": "reply", "data": {}}]),
+            json!([{"type": "mention", "data": {"user_id": "1"}}, {"type": "reply", "data": {"message_seq": "7"}}]),
+            json!([{"type": "mention", "data": {"user_id": 1.0}}, {"type": "mention", "data": {"user_id": [1]}}]),
             json!([{"type": "dice", "data": {"summary": "[dice 6]"}}, {"type": "poke"}, {"type": "x", "data": 3}]),
             json!(["loose", 5, {"data": {"text": "no type"}}, {"type": 1}, {"type": "text", "data": {"text": 2}}]),
             json!([{"type": "text"}, {"type": "image", "data": {"summary": "not read for a known type"}}]),

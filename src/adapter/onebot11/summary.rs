@@ -9,8 +9,9 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use crate::adapter::summary::{Checked, Dialect, SegmentsSeed, Summary, scalars_say};
 
 /// OneBot 11's segment names: `at` names whom by `qq` (`all` for everyone, which is not the
-/// bot), `reply` the message by `id`, and an unknown type says nothing.
-pub static ONEBOT: Dialect = Dialect { mention: ("at", "qq"), mention_all: None, reply: ("reply", "id"), known: None };
+/// bot), `reply` the message by `id`, an unknown type says nothing, and ids may be text.
+pub static ONEBOT: Dialect =
+    Dialect { mention: ("at", "qq"), mention_all: None, reply: ("reply", "id"), known: None, text_ids: true };
 
 /// A `message` member as routing reads it.
 #[derive(Debug)]
