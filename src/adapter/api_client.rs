@@ -104,8 +104,10 @@ impl Answer {
         let value = self
             .head
             .split(|b| *b == b'\n')
-            .skip(1)
             .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            // httparse lets blank lines come before the status line.
+            .skip_while(|line| line.is_empty())
+            .skip(1)
             .take_while(|line| !line.is_empty())
             .find_map(|line| {
                 let colon = line.iter().position(|b| *b == b':')?;
@@ -880,5 +882,9 @@ mod tests {
         assert_eq!(answer.header("bare"), Some("lf"), "a line may end in a bare LF, as httparse allows");
         assert_eq!(answer.header("after"), None, "the head ends at its blank line");
         assert_eq!(answer.header("HTTP/1.1 302 Found"), None, "the status line is no header");
+        let raw = "\r\n\nHTTP/1.1 200 OK\r\nX-Tps-Trace-Id: t\r\n\r\n";
+        assert!(parse_head(raw.as_bytes()).unwrap().is_some(), "httparse takes blank lines first");
+        let answer = Answer { status: 200, head: raw.as_bytes().to_vec(), body: Vec::new() };
+        assert_eq!(answer.header("x-tps-trace-id"), Some("t"));
     }
 }

@@ -24,7 +24,7 @@ async fn the_token_is_fetched_once_shared_and_renewed_in_its_last_minute() {
         assert_eq!(g.await.unwrap().unwrap().value, "token-1");
     }
     assert_eq!(fake.issued(), 1);
-    let headers = tokens.get_at(t0).await.unwrap().headers.clone();
+    let headers = tokens.get_at(t0).await.unwrap().headers.clone().unwrap();
     assert_eq!(
         (headers["authorization"].to_str().unwrap(), headers["x-union-appid"].to_str().unwrap()),
         ("QQBot token-1", "10001")
@@ -177,6 +177,21 @@ mod rest {
 
     fn get(path: &str) -> Request {
         Request { method: reqwest::Method::GET, path: path.into(), query: vec![], body: Body::None }
+    }
+
+    #[tokio::test]
+    async fn a_token_that_cannot_be_a_header_fails_each_call_and_is_not_fetched_again() {
+        // An AppID with a control character makes the call headers impossible (config refuses
+        // one; the token's own text is the platform's to choose).
+        let fake = FakePlatform::start("1\u{1}", "s", 7200).await;
+        let client = crate::support::http_client();
+        let tokens = Arc::new(Tokens::new(client.clone(), &fake.url, "1\u{1}", Secret("s".into())));
+        let rest = Rest::new(client, &rhaibot::tls::client(None).unwrap(), &fake.url, tokens, 4);
+        for _ in 0..2 {
+            let e = rest.send("get_bot_info", &get("/users/@me")).await.unwrap_err();
+            assert!(e.to_string().contains("cannot be sent as a header"), "{e}");
+        }
+        assert_eq!(fake.issued(), 1, "the token is kept with what is wrong with it");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

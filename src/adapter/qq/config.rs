@@ -125,6 +125,10 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<QqConfig, ConfigError>
         .clone()
         .filter(|id| !id.trim().is_empty())
         .ok_or_else(|| keys.invalid("app_id", "the bot's AppID (developer console, q.qq.com)".into()))?;
+    // Sent as a header with every call.
+    if hyper::http::HeaderValue::from_str(&app_id).is_err() {
+        return Err(keys.invalid("app_id", "the bot's AppID, without control characters".into()));
+    }
     let secret = keys.secret(&b.secret, &b.secret_env, "secret")?;
     if secret.0.is_empty() {
         return Err(

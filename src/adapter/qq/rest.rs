@@ -169,7 +169,8 @@ impl Rest {
             path.push(if path.contains('?') { '&' } else { '?' });
             path.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.query).finish());
         }
-        let sent = self.api.send(request.method.clone(), &path, &token.headers, json, MAX_ANSWER);
+        let headers = token.headers.as_ref().map_err(|e| invalid(action, e))?;
+        let sent = self.api.send(request.method.clone(), &path, headers, json, MAX_ANSWER);
         let answer = match tokio::time::timeout(REQUEST_TIMEOUT, sent).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(RequestError::Body { status, reason: e @ BodyError::TooLarge { .. } })) => {
@@ -202,7 +203,7 @@ impl Rest {
             .client
             .request(request.method.clone(), format!("{}{}", self.base, request.path))
             .timeout(REQUEST_TIMEOUT);
-        builder = builder.headers(token.headers.clone());
+        builder = builder.headers(token.headers.clone().map_err(|e| invalid(action, e))?);
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
         }

@@ -52,8 +52,9 @@ pub struct Tokens {
 pub struct Token {
     /// The token.
     pub value: String,
-    /// `Authorization: QQBot <token>` and `X-Union-Appid`.
-    pub headers: HeaderMap,
+    /// `Authorization: QQBot <token>` and `X-Union-Appid`, or why the token cannot be sent as
+    /// a header (kept with the token: each call fails with it, and nothing is fetched again).
+    pub headers: Result<HeaderMap, String>,
 }
 
 impl Tokens {
@@ -77,7 +78,7 @@ impl Tokens {
             return Ok(token.clone());
         }
         let (value, lifetime) = self.fetch().await?;
-        let token = Arc::new(Token { headers: self.headers(&value)?, value });
+        let token = Arc::new(Token { headers: self.headers(&value), value });
         *current = Some((token.clone(), now + lifetime));
         Ok(token)
     }
@@ -88,18 +89,16 @@ impl Tokens {
     }
 
     /// The headers a call with `token` carries.
-    fn headers(&self, token: &str) -> Result<HeaderMap, TokenError> {
+    fn headers(&self, token: &str) -> Result<HeaderMap, String> {
         let value = |text: &str, what: &str| {
-            let mut value = HeaderValue::from_str(text).map_err(|_| TokenError {
-                url: self.url.clone(),
-                reason: format!("the {what} cannot be sent as a header (it has control characters)"),
-            })?;
+            let mut value = HeaderValue::from_str(text)
+                .map_err(|_| format!("the {what} cannot be sent as a header (it has control characters)"))?;
             value.set_sensitive(true);
-            Ok::<_, TokenError>(value)
+            Ok::<_, String>(value)
         };
         let mut headers = HeaderMap::with_capacity(2);
-        headers.insert("authorization", value(&format!("QQBot {token}"), "token")?);
-        headers.insert("x-union-appid", value(&self.app_id, "app id")?);
+        headers.insert("authorization", value(&format!("QQBot {token}"), "AccessToken")?);
+        headers.insert("x-union-appid", value(&self.app_id, "AppID")?);
         Ok(headers)
     }
 
