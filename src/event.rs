@@ -361,7 +361,8 @@ pub fn same_id(a: &Value, b: &Value) -> bool {
 }
 
 /// A hasher for the ids and keys that live in this process only (dedup identities, chats,
-/// lanes): fast, and seeded per process, so nobody outside can aim two ids at one key.
+/// lanes): fast, and seeded per process, so aiming two ids at one key takes knowing the seed
+/// (foldhash is not a cryptographic hash; these keys never leave the process).
 pub fn id_hasher() -> impl std::hash::Hasher {
     use std::hash::BuildHasher;
     static SEED: std::sync::LazyLock<foldhash::fast::RandomState> = std::sync::LazyLock::new(Default::default);

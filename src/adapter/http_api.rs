@@ -79,11 +79,11 @@ impl JsonApi {
         JsonApi { name, client: ApiClient::new(&base, tls), base, headers, max_answer }
     }
 
-    /// POSTs `json` (a request body made by [`encode`]) to `<base><path>` and returns the `data` of a 2xx answer whose envelope
-    /// (`{status, retcode, data, ...}`, as OneBot 11 and Milky have it) says it succeeded. Any
-    /// other answer of a 2xx status goes whole to `decode`, which reads the failure out of it;
-    /// any other status fails with what `explain` says of it, or else with the start of the
-    /// answer.
+    /// POSTs `json` (a request body made by [`encode`]) to `<base><path>` and returns the
+    /// `data` of a 2xx answer whose envelope (`{status, retcode, data, ...}`, as OneBot 11 and
+    /// Milky have it) says it succeeded. Any other answer of a 2xx status goes whole to
+    /// `decode`, which reads the failure out of it; any other status fails with what `explain`
+    /// says of it, or else with the start of the answer.
     pub async fn post(
         &self,
         action: &str,

@@ -5,7 +5,7 @@
 //! and every event adds one and ages one out; kept as text, each was an allocation and each
 //! lookup a pointer to follow into memory long out of cache, which cost the gateway about a
 //! tenth of its time per event. Two ids meet on one key with odds of about 2^-64 per pair
-//! (seeded per process, so nobody outside can aim for it).
+//! (seeded per process, so aiming for it takes knowing the seed).
 
 use std::collections::VecDeque;
 

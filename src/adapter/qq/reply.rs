@@ -137,6 +137,7 @@ impl Replies {
         (now.saturating_duration_since(received.at) <= received.scene.window() && received.sent < REPLIES_PER_MESSAGE)
             .then_some(newest.id.as_str())
     }
+
     /// Notes a message the bot sent at `at`, which it may recall for a while.
     pub fn sent(&mut self, message_id: &str, at: Instant) {
         self.sent.insert(message_id, at);
