@@ -298,9 +298,9 @@ pub trait Requests: Send + Sync + std::fmt::Debug {
     /// Sends `action` and waits for its answer (the caller applies the timeout).
     fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a>;
 
-    /// Turns a call's parameters into its request body on the thread that makes the call (a
-    /// script's worker), so the reactor only writes it, and the tree is freed where it was
-    /// built. The default leaves them as given, for the link to turn into a request itself.
+    /// Turns a detached call's parameters into its request body on the thread that makes the
+    /// call (a script's worker), so the reactor only writes it, and the tree is freed where it
+    /// was built. The default leaves them as given, for the link to turn into a request itself.
     fn encode(&self, _action: &str, params: Value) -> Result<Params, CallError> {
         Ok(Params::Given(params))
     }
@@ -311,7 +311,8 @@ pub trait Requests: Send + Sync + std::fmt::Debug {
 pub enum Params {
     /// As the caller gave them.
     Given(Value),
-    /// The request body, made by [`Requests::encode`].
+    /// The request body of a detached call, made by [`Requests::encode`]. Nobody reads what
+    /// such a call answers but its failure, so a link may answer its success with `Null`.
     Encoded(Vec<u8>),
 }
 
@@ -475,10 +476,12 @@ impl Bot {
             }
             Link::Requests(_) | Link::Detached => {
                 let params = match &self.link {
-                    Link::Requests(requests) => match requests.encode(action, params) {
-                        Ok(params) => params,
-                        Err(e) => return done.send(Err(e)),
-                    },
+                    Link::Requests(requests) if matches!(done, Reply::Detached(_)) => {
+                        match requests.encode(action, params) {
+                            Ok(params) => params,
+                            Err(e) => return done.send(Err(e)),
+                        }
+                    }
                     _ => Params::Given(params),
                 };
                 match self.enqueue(order, Pending { action: action.to_owned(), params, done }) {

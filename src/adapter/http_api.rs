@@ -81,7 +81,7 @@ impl JsonApi {
 
     /// POSTs `json` (a request body made by [`encode`]) to `<base><path>` and returns the
     /// `data` of a 2xx answer whose envelope (`{status, retcode, data, ...}`, as OneBot 11 and
-    /// Milky have it) says it succeeded. Any other answer of a 2xx status goes whole to
+    /// Milky have it) says it succeeded (`Null`, not built, unless `want_data`). Any other answer of a 2xx status goes whole to
     /// `decode`, which reads the failure out of it; any other status fails with what `explain`
     /// says of it, or else with the start of the answer.
     pub async fn post(
@@ -89,6 +89,7 @@ impl JsonApi {
         action: &str,
         path: &str,
         json: Vec<u8>,
+        want_data: bool,
         explain: impl Fn(u16) -> Option<String>,
         decode: impl FnOnce(Value) -> Result<Value, CallError>,
     ) -> Result<Value, CallError> {
@@ -121,8 +122,8 @@ impl JsonApi {
         {
             // Only `data` is built: the rest of a success is not read.
             return match envelope.data {
-                Some(data) => serde_json::from_str(data.get()).map_err(|e| http(status, e.to_string())),
-                None => Ok(Value::Null),
+                Some(data) if want_data => serde_json::from_str(data.get()).map_err(|e| http(status, e.to_string())),
+                _ => Ok(Value::Null),
             };
         }
         let whole = serde_json::from_slice(&answer.body)

@@ -157,10 +157,12 @@ async fn a_redirect_is_reported_not_followed() {
     let redirect = "HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n";
     let mut server = Scripted::start(vec![redirect, OK]).await;
     let api = JsonApi::new("Milky", &server.url, &Secret("t".into()), 1024, &rhaibot::tls::client(None).unwrap());
-    let e =
-        within("the call", api.post("send_private_message", "/api/send_private_message", b"{}".to_vec(), |_| None, Ok))
-            .await
-            .expect_err("a redirect is no answer");
+    let e = within(
+        "the call",
+        api.post("send_private_message", "/api/send_private_message", b"{}".to_vec(), true, |_| None, Ok),
+    )
+    .await
+    .expect_err("a redirect is no answer");
     assert!(matches!(e, CallError::Http { status: 307, .. }), "{e}");
     assert!(e.to_string().contains("redirects to /elsewhere"), "{e}");
     let seen = within("the request", server.seen.recv()).await.expect("seen");
@@ -173,7 +175,7 @@ async fn a_redirect_is_reported_not_followed() {
 async fn a_token_that_is_no_header_value_is_not_sent() {
     let mut server = Scripted::start(vec![OK]).await;
     let api = JsonApi::new("Milky", &server.url, &Secret("a\nb".into()), 1024, &rhaibot::tls::client(None).unwrap());
-    within("the call", api.post("get_login_info", "/api/get_login_info", b"{}".to_vec(), |_| None, Ok))
+    within("the call", api.post("get_login_info", "/api/get_login_info", b"{}".to_vec(), true, |_| None, Ok))
         .await
         .expect("answered");
     let seen = within("the request", server.seen.recv()).await.expect("seen");
@@ -256,6 +258,8 @@ async fn a_successful_envelope_gives_its_data_and_any_other_answer_goes_whole_to
         r#"{"retcode":"0","data":1}"#,
         "[1]",
         "{no}",
+        r#"{"status":"ok","retcode":0,"data":{"seq":8}}"#,
+        r#"{"status":"failed","retcode":1,"message":"still read"}"#,
     ];
     let answers = bodies
         .iter()
@@ -265,7 +269,8 @@ async fn a_successful_envelope_gives_its_data_and_any_other_answer_goes_whole_to
     let api = JsonApi::new("Milky", &server.url, &Secret(String::new()), 1024, &rhaibot::tls::client(None).unwrap());
     // The decoder says what it was given, so each answer shows which way it went.
     let params = json!({});
-    let call = || api.post("x", "/x", params.to_string().into_bytes(), |_| None, |whole| Ok(json!({ "whole": whole })));
+    let call =
+        || api.post("x", "/x", params.to_string().into_bytes(), true, |_| None, |whole| Ok(json!({ "whole": whole })));
     assert_eq!(within("a success", call()).await.unwrap(), json!({"seq": 7}));
     assert_eq!(within("a success without data", call()).await.unwrap(), serde_json::Value::Null);
     let failed = within("a failure", call()).await.unwrap();
@@ -274,6 +279,11 @@ async fn a_successful_envelope_gives_its_data_and_any_other_answer_goes_whole_to
     assert_eq!(within("no object", call()).await.unwrap(), json!({"whole": [1]}));
     let e = within("no JSON", call()).await.unwrap_err();
     assert!(e.to_string().contains("not JSON"), "{e}");
+    // A detached call's success is not read (nobody would); its failure still is.
+    let detached =
+        || api.post("x", "/x", params.to_string().into_bytes(), false, |_| None, |whole| Ok(json!({ "whole": whole })));
+    assert_eq!(within("a detached success", detached()).await.unwrap(), serde_json::Value::Null);
+    assert_eq!(within("a detached failure", detached()).await.unwrap()["whole"]["message"], "still read");
 }
 
 #[tokio::test]

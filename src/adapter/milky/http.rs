@@ -20,9 +20,9 @@ impl Api {
     }
 
     async fn post(&self, action: &str, params: Params) -> Result<Value, CallError> {
-        let json = match params {
-            Params::Given(params) => body(action, params)?,
-            Params::Encoded(json) => json,
+        let (json, want_data) = match params {
+            Params::Given(params) => (body(action, params)?, true),
+            Params::Encoded(json) => (json, false),
         };
         let explain = |status| match status {
             401 => Some("no or wrong access token (check access_token)".to_owned()),
@@ -30,7 +30,9 @@ impl Api {
             415 => Some("the implementation refused the request's content type".to_owned()),
             _ => None,
         };
-        self.0.post(action, &format!("/api/{action}"), json, explain, |answer| decode_response(action, answer)).await
+        self.0
+            .post(action, &format!("/api/{action}"), json, want_data, explain, |answer| decode_response(action, answer))
+            .await
     }
 }
 

@@ -34,9 +34,9 @@ impl Api {
 
     /// `POST <base>/<action>` with the params as JSON.
     async fn post(&self, action: &str, params: Params) -> Result<Value, CallError> {
-        let json = match params {
-            Params::Given(params) => encode(action, &prepare_params(params))?,
-            Params::Encoded(json) => json,
+        let (json, want_data) = match params {
+            Params::Given(params) => (encode(action, &prepare_params(params))?, true),
+            Params::Encoded(json) => (json, false),
         };
         let explain = |status| match status {
             401 => Some("no or wrong access token (check access_token)".to_owned()),
@@ -52,7 +52,7 @@ impl Api {
             answer: None,
         };
         let decode = |answer| decode_response(answer).map_err(failed);
-        self.0.post(action, &format!("/{action}"), json, explain, decode).await
+        self.0.post(action, &format!("/{action}"), json, want_data, explain, decode).await
     }
 }
 
