@@ -577,9 +577,10 @@ impl Conn {
 
 /// Parses the answer's head at the start of `buf`; `None` until all of it has come.
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
+    // Uninitialised: zeroing 96 slots (3 KiB) on every parse cost more than reading the head.
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(format!("what is not HTTP/1.1 ({e}): {}", crate::logsafe::preview(buf))),
