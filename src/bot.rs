@@ -429,22 +429,18 @@ impl Bot {
     /// [`Bot::call_within`] with parameters a request-based link may have encoded.
     async fn exchange(&self, action: &str, params: Params, timeout: Duration) -> Result<Value, CallError> {
         let exchange = async {
-            let params = match (&self.link, params) {
-                (Link::Requests(requests), params) => return requests.call(action, params).await,
-                (_, Params::Given(params)) => params,
-                // Only a request-based link encodes.
-                (_, Params::Encoded(_)) => return Err(self.not_connected(action)),
-            };
-            match &self.link {
-                Link::InProcess(local) => local.call(action, &params),
-                Link::Channel(_) | Link::Routed(_) => {
+            match (&self.link, params) {
+                (Link::Requests(requests), params) => requests.call(action, params).await,
+                (Link::InProcess(local), Params::Given(params)) => local.call(action, &params),
+                (Link::Channel(_) | Link::Routed(_), Params::Given(params)) => {
                     let tx = self.channel(action)?;
                     let (reply, rx) = oneshot::channel();
                     let call = tx.call(action, params, Reply::Wait(reply), Instant::now() + timeout);
                     tx.send(call).await.map_err(|_| self.not_connected(action))?;
                     rx.await.map_err(|_| self.not_connected(action))?
                 }
-                Link::Requests(_) | Link::Detached => Err(self.not_connected(action)),
+                // Only a request-based link encodes.
+                (Link::Detached, _) | (_, Params::Encoded(_)) => Err(self.not_connected(action)),
             }
         };
         match tokio::time::timeout(timeout, exchange).await {

@@ -17,9 +17,8 @@ pub mod transport;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde_json::{Value, json};
-
 use serde::de::DeserializeSeed;
+use serde_json::{Value, json};
 
 use super::summary::{SegmentsSeed, Summary};
 use super::{Adapter, Opened, Start, Verb};
