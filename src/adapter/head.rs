@@ -117,7 +117,8 @@ where
 /// `text` as one JSON document, read by `visitor`. Text that is UTF-8 throughout (a WebSocket
 /// text frame always is) is checked as such once, in one pass over it, and read as a `str`:
 /// read as bytes, every key and string is checked on its own, which cost the head about a
-/// tenth of its time. Bytes that are not UTF-8 are read as bytes, so the error says where.
+/// tenth of its time. Bytes that are not UTF-8 are read as bytes, as before, so the error
+/// says where (every string, built or passed over, is checked: see [`Skip`]).
 fn read_document<'de, V: Visitor<'de>>(text: &'de [u8], visitor: V) -> serde_json::Result<V::Value> {
     fn read<'de, R: serde_json::de::Read<'de>, V: Visitor<'de>>(
         mut de: serde_json::Deserializer<R>,

@@ -81,9 +81,11 @@ impl JsonApi {
 
     /// POSTs `json` (a request body made by [`encode`]) to `<base><path>` and returns the
     /// `data` of a 2xx answer whose envelope (`{status, retcode, data, ...}`, as OneBot 11 and
-    /// Milky have it) says it succeeded (`Null`, not built, unless `want_data`). Any other answer of a 2xx status goes whole to
-    /// `decode`, which reads the failure out of it; any other status fails with what `explain`
-    /// says of it, or else with the start of the answer.
+    /// Milky have it) says it succeeded: `Null`, not built, unless `want_data` (so a success
+    /// whose `data` would not parse is a success then too, taken at its word like the rest of
+    /// the envelope). Any other answer of a 2xx status goes whole to `decode`, which reads the
+    /// failure out of it; any other status fails with what `explain` says of it, or else with
+    /// the start of the answer.
     pub async fn post(
         &self,
         action: &str,
