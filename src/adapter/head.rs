@@ -6,20 +6,22 @@
 //! named fields; the event keeps the text, and the rest is parsed if a script asks.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-/// The keys a decoder names (see [`head`]), grouped by the object whose members they name,
-/// made once per protocol: each member of a frame is compared with the names of its own
-/// object only, not with every key.
+/// The keys a decoder names (see [`head`]), a `static` of each protocol. They are grouped by
+/// the object whose members they name, once, when first read: each member of a frame is
+/// compared with the names of its own object only, not with every key.
 #[derive(Debug)]
-pub struct Keys {
+pub struct Keys<'k> {
+    keys: &'k [&'k str],
     /// The named members of each object on the keys' paths; the document's at [`ROOT`], none
     /// at [`NONE`] (an object on the way to a member read by a seed, which names nothing).
-    levels: Vec<Vec<Name>>,
+    levels: OnceLock<Vec<Vec<Name>>>,
 }
 
 /// The level of an object nothing is named in.
@@ -37,39 +39,49 @@ struct Name {
     part: Option<usize>,
 }
 
-impl Keys {
+impl<'k> Keys<'k> {
     /// The keys `keys`: a key `outer/inner` names the member `inner` of the member `outer`.
-    pub fn new(keys: &[&str]) -> Keys {
-        let mut levels = vec![Vec::new(), Vec::new()];
-        for key in keys {
-            let mut level = ROOT;
-            let mut steps = key.split('/').peekable();
-            while let Some(step) = steps.next() {
-                let last = steps.peek().is_none();
-                let at = match levels[level].iter().position(|n: &Name| n.name == step) {
-                    Some(at) => at,
-                    None => {
-                        levels[level].push(Name { name: step.to_owned(), whole: false, part: None });
-                        levels[level].len() - 1
-                    }
-                };
-                if last {
-                    levels[level][at].whole = true;
-                    break;
-                }
-                level = match levels[level][at].part {
-                    Some(part) => part,
-                    None => {
-                        levels.push(Vec::new());
-                        let part = levels.len() - 1;
-                        levels[level][at].part = Some(part);
-                        part
-                    }
-                };
-            }
-        }
-        Keys { levels }
+    pub const fn new(keys: &'k [&'k str]) -> Keys<'k> {
+        Keys { keys, levels: OnceLock::new() }
     }
+
+    /// The names of each level.
+    fn levels(&self) -> &[Vec<Name>] {
+        self.levels.get_or_init(|| group(self.keys))
+    }
+}
+
+/// `keys` grouped by level (see [`Keys`]).
+fn group(keys: &[&str]) -> Vec<Vec<Name>> {
+    let mut levels = vec![Vec::new(), Vec::new()];
+    for key in keys {
+        let mut level = ROOT;
+        let mut steps = key.split('/').peekable();
+        while let Some(step) = steps.next() {
+            let last = steps.peek().is_none();
+            let at = match levels[level].iter().position(|n: &Name| n.name == step) {
+                Some(at) => at,
+                None => {
+                    levels[level].push(Name { name: step.to_owned(), whole: false, part: None });
+                    levels[level].len() - 1
+                }
+            };
+            if last {
+                levels[level][at].whole = true;
+                break;
+            }
+            level = match levels[level][at].part {
+                Some(part) => part,
+                None => {
+                    levels.push(Vec::new());
+                    let part = levels.len() - 1;
+                    levels[level][at].part = Some(part);
+                    part
+                }
+            };
+        }
+    }
+    levels
 }
 
 /// The fields of the JSON object `text` named in `keys`; `None` when `text` is JSON but not an
@@ -80,8 +92,8 @@ impl Keys {
 /// all of it. Such an `outer` is built with only its named members when it is an object, and
 /// whole when it is not (so a decoder can still tell what it was); a key naming `outer` itself
 /// builds it whole.
-pub fn head(text: &[u8], keys: &Keys) -> serde_json::Result<Option<Map<String, Value>>> {
-    let fields = read_document(text, Head { keys, level: ROOT })?;
+pub fn head(text: &[u8], keys: &Keys<'_>) -> serde_json::Result<Option<Map<String, Value>>> {
+    let fields = read_document(text, Head { levels: keys.levels(), level: ROOT })?;
     Ok(match fields {
         Value::Object(fields) => Some(fields),
         _ => None,
@@ -99,7 +111,7 @@ pub type Read<T> = (Map<String, Value>, Option<T>);
 /// read each time; the last one counts, as in a full parse.
 pub fn head_reading<'de, S>(
     text: &'de [u8],
-    keys: &Keys,
+    keys: &Keys<'_>,
     member: &str,
     seed: S,
 ) -> serde_json::Result<Option<Read<S::Value>>>
@@ -107,7 +119,10 @@ where
     S: DeserializeSeed<'de> + Copy,
 {
     let mut read = None;
-    let fields = read_document(text, Reading { head: Head { keys, level: ROOT }, member, seed, read: &mut read })?;
+    let fields = read_document(
+        text,
+        Reading { head: Head { levels: keys.levels(), level: ROOT }, member, seed, read: &mut read },
+    )?;
     Ok(match fields {
         Value::Object(fields) => Some((fields, read)),
         _ => None,
@@ -136,8 +151,8 @@ fn read_document<'de, V: Visitor<'de>>(text: &'de [u8], visitor: V) -> serde_jso
 
 /// What [`head`] builds from the text of `value`, taken from a tree already built: for
 /// decoders handed a whole event (a webhook, a test) instead of its text.
-pub fn pick(value: &Value, keys: &Keys) -> Option<Map<String, Value>> {
-    match pick_within(value, Head { keys, level: ROOT }) {
+pub fn pick(value: &Value, keys: &Keys<'_>) -> Option<Map<String, Value>> {
+    match pick_within(value, Head { levels: keys.levels(), level: ROOT }) {
         Value::Object(fields) => Some(fields),
         _ => None,
     }
@@ -150,7 +165,7 @@ fn pick_within(value: &Value, head: Head<'_>) -> Value {
                 .filter_map(|(k, v)| {
                     let v = match head.wanted(k)? {
                         Wanted::Whole => v.clone(),
-                        Wanted::Part(level) => pick_within(v, Head { keys: head.keys, level }),
+                        Wanted::Part(level) => pick_within(v, Head { levels: head.levels, level }),
                     };
                     Some((k.clone(), v))
                 })
@@ -161,10 +176,10 @@ fn pick_within(value: &Value, head: Head<'_>) -> Value {
     }
 }
 
-/// Builds the members named by `keys` of an object at `level`.
+/// Builds the named members of an object at `level` of `levels` (see [`Keys`]).
 #[derive(Clone, Copy)]
 struct Head<'k> {
-    keys: &'k Keys,
+    levels: &'k [Vec<Name>],
     level: usize,
 }
 
@@ -206,7 +221,7 @@ impl<'k> Head<'k> {
             match self.wanted(&key) {
                 Some(Wanted::Whole) => drop(fields.insert(key.into_owned(), map.next_value()?)),
                 Some(Wanted::Part(level)) => {
-                    let part = map.next_value_seed(Head { keys: self.keys, level })?;
+                    let part = map.next_value_seed(Head { levels: self.levels, level })?;
                     drop(fields.insert(key.into_owned(), part));
                 }
                 None => map.next_value_seed(Skip)?,
@@ -219,7 +234,7 @@ impl<'k> Head<'k> {
         // Runs for every member of every object read: names are a few bytes long, so they
         // are compared in place, the length first, not through a `memcmp` call.
         let member = member.as_bytes();
-        let name = self.keys.levels[self.level].iter().find(|n| {
+        let name = self.levels[self.level].iter().find(|n| {
             let name = n.name.as_bytes();
             name.len() == member.len() && name.iter().zip(member).all(|(a, b)| a == b)
         })?;
@@ -392,7 +407,7 @@ impl<'de, S: DeserializeSeed<'de> + Copy> Visitor<'de> for Reading<'_, '_, 'de, 
             };
             // A repeated object on the way replaces the earlier one, and what was read in it.
             *read = None;
-            let inner = Reading { head: Head { keys: head.keys, level }, member: rest, seed, read: &mut *read };
+            let inner = Reading { head: Head { levels: head.levels, level }, member: rest, seed, read: &mut *read };
             Ok(Taken::Built(map.next_value_seed(inner)?))
         })
     }

@@ -37,6 +37,44 @@ macro_rules! scalars_say {
 }
 pub(crate) use scalars_say;
 
+/// For each of the visitors given, the seed that reads a value as that visitor does.
+macro_rules! seeds_by_visitor {
+    ($($seed:ty),*) => {$(
+        impl<'de> DeserializeSeed<'de> for $seed {
+            type Value = <Self as Visitor<'de>>::Value;
+
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+    )*};
+}
+pub(crate) use seeds_by_visitor;
+
+/// An object, an array or a string a visitor reads as `$none`, checked as a full parse would
+/// check it.
+macro_rules! others_say {
+    ($none:expr; $($shape:ident),*) => {$( others_say!(@$shape $none); )*};
+    (@map $none:expr) => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<$crate::adapter::summary::Checked, $crate::adapter::summary::Checked>()?.is_some() {}
+            Ok($none)
+        }
+    };
+    (@seq $none:expr) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<$crate::adapter::summary::Checked>()?.is_some() {}
+            Ok($none)
+        }
+    };
+    (@str $none:expr) => {
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+    };
+}
+pub(crate) use others_say;
+
 /// A protocol's names for the segments routing reads (`text` segments carry `data.text` in both).
 #[derive(Debug)]
 pub struct Dialect {
@@ -134,14 +172,6 @@ pub struct SegmentsSeed {
     pub dialect: &'static Dialect,
 }
 
-impl<'de> DeserializeSeed<'de> for SegmentsSeed {
-    type Value = Summary;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Summary, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for SegmentsSeed {
     type Value = Summary;
 
@@ -159,17 +189,11 @@ impl<'de> Visitor<'de> for SegmentsSeed {
         Ok(summary)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Summary, A::Error> {
-        while map.next_entry::<Checked, Checked>()?.is_some() {}
-        Ok(Summary::default())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Summary, E> {
-        Ok(Summary::default())
-    }
-
+    others_say!(Summary::default(); map, str);
     scalars_say!(Summary::default());
 }
+
+seeds_by_visitor!(SegmentsSeed, SegmentSeed, KindSeed, DataSeed);
 
 /// The segment kinds routing reads.
 #[derive(Debug, Default)]
@@ -219,14 +243,6 @@ struct SegmentSeed {
     dialect: &'static Dialect,
 }
 
-impl<'de> DeserializeSeed<'de> for SegmentSeed {
-    type Value = Option<Segment>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for SegmentSeed {
     type Value = Option<Segment>;
 
@@ -250,29 +266,13 @@ impl<'de> Visitor<'de> for SegmentSeed {
         Ok(kind.flatten().map(|kind| Segment { kind, data }))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
+    others_say!(None; seq, str);
     scalars_say!(None);
 }
 
 /// A segment's `type`: a kind when it is a string, else `None`.
 struct KindSeed {
     dialect: &'static Dialect,
-}
-
-impl<'de> DeserializeSeed<'de> for KindSeed {
-    type Value = Option<Kind>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Kind>, D::Error> {
-        d.deserialize_any(self)
-    }
 }
 
 impl<'de> Visitor<'de> for KindSeed {
@@ -286,30 +286,13 @@ impl<'de> Visitor<'de> for KindSeed {
         Ok(Some(Kind::of(self.dialect, kind)))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Kind>, A::Error> {
-        while map.next_entry::<Checked, Checked>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Kind>, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(None)
-    }
-
+    others_say!(None; map, seq);
     scalars_say!(None);
 }
 
 /// A segment's `data`: its routing parts when it is an object.
 struct DataSeed {
     dialect: &'static Dialect,
-}
-
-impl<'de> DeserializeSeed<'de> for DataSeed {
-    type Value = Data;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Data, D::Error> {
-        d.deserialize_any(self)
-    }
 }
 
 impl<'de> Visitor<'de> for DataSeed {
@@ -340,15 +323,7 @@ impl<'de> Visitor<'de> for DataSeed {
         Ok(data)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Data, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Data::default())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Data, E> {
-        Ok(Data::default())
-    }
-
+    others_say!(Data::default(); seq, str);
     scalars_say!(Data::default());
 }
 

@@ -93,7 +93,7 @@ pub struct Malformed(String);
 
 /// Turns a Milky event object into an [`Event`] (`via` names the connection).
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
-    let head = super::head::pick(&raw, &KEYS).map_or(Value::Null, Value::Object);
+    let head = super::head::pick(&raw, &HEAD).map_or(Value::Null, Value::Object);
     let segments = raw.pointer("/data/segments").and_then(|s| SEGMENTS.deserialize(s).ok());
     decode(bot, head, segments, raw.into(), via)
 }
@@ -101,7 +101,7 @@ pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malfo
 /// Reads an event's [`HEAD`] fields and a summary of its `data.segments` (when it has them),
 /// and builds nothing else; `None` when it is JSON but not an object.
 pub fn read_head(event: &[u8]) -> serde_json::Result<Option<(Value, Option<Summary>)>> {
-    let head = super::head::head_reading(event, &KEYS, "data/segments", SEGMENTS)?;
+    let head = super::head::head_reading(event, &HEAD, "data/segments", SEGMENTS)?;
     Ok(head.map(|(fields, segments)| (Value::Object(fields), segments)))
 }
 
@@ -110,7 +110,7 @@ const SEGMENTS: SegmentsSeed = SegmentsSeed { dialect: &segments::MILKY };
 
 /// The fields of an event that decoding reads. The rest (the group member, the group, the
 /// friend: often most of a message event) is parsed only if a script asks.
-pub const HEAD: &[&str] = &[
+pub static HEAD: crate::adapter::head::Keys<'_> = crate::adapter::head::Keys::new(&[
     "event_type",
     "self_id",
     "data/message_scene",
@@ -120,11 +120,7 @@ pub const HEAD: &[&str] = &[
     "data/user_id",
     "data/group_id",
     "data/initiator_id",
-];
-
-/// [`HEAD`], grouped for [`crate::adapter::head`].
-static KEYS: std::sync::LazyLock<crate::adapter::head::Keys> =
-    std::sync::LazyLock::new(|| crate::adapter::head::Keys::new(HEAD));
+]);
 
 /// Decodes an event from its [`HEAD`] fields (`head`), the summary of its segments, and the
 /// whole of it (`raw`).

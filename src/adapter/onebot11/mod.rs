@@ -205,7 +205,7 @@ pub struct Malformed {
 /// message without a group: name parts must be short identifiers; messages need `user_id`
 /// (and `group_id` in a group); requests need a `flag`; `group_*` notices need `group_id`.
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
-    let head = super::head::pick(&raw, &KEYS).unwrap_or_default();
+    let head = super::head::pick(&raw, &HEAD).unwrap_or_default();
     decode(bot, Value::Object(head), None, raw.into(), via)
 }
 
@@ -232,13 +232,13 @@ impl Head {
 /// Reads a frame's [`HEAD`] fields and nothing else, checking the whole frame as a full parse
 /// would; `None` when it is JSON but not an object.
 pub fn read_head(frame: &[u8]) -> serde_json::Result<Option<Head>> {
-    let head = super::head::head_reading(frame, &KEYS, "message", MessageSeed)?;
+    let head = super::head::head_reading(frame, &HEAD, "message", MessageSeed)?;
     Ok(head.map(|(fields, message)| Head { fields: Value::Object(fields), message }))
 }
 
 /// The top-level fields of an event or response frame that decoding reads. The rest of an
 /// event (its sender, its text as a string, the font...) is parsed only if a script asks.
-pub const HEAD: &[&str] = &[
+pub static HEAD: crate::adapter::head::Keys<'_> = crate::adapter::head::Keys::new(&[
     "post_type",
     "message_type",
     "notice_type",
@@ -258,11 +258,7 @@ pub const HEAD: &[&str] = &[
     "data",
     "wording",
     "msg",
-];
-
-/// [`HEAD`], grouped for [`crate::adapter::head`].
-static KEYS: std::sync::LazyLock<crate::adapter::head::Keys> =
-    std::sync::LazyLock::new(|| crate::adapter::head::Keys::new(HEAD));
+]);
 
 /// Decodes an event from its [`HEAD`] fields (`head`), its `message` when the head read it
 /// apart (else `head` has it), and the whole of it (`raw`).

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::adapter::summary::{Checked, Dialect, SegmentsSeed, Summary, scalars_say};
+use crate::adapter::summary::{Dialect, SegmentsSeed, Summary, others_say, scalars_say, seeds_by_visitor};
 
 /// OneBot 11's segment names: `at` names whom by `qq` (`all` for everyone, which is not the
 /// bot), `reply` the message by `id`, an unknown type says nothing, and ids may be text.
@@ -28,13 +28,7 @@ pub enum Message {
 #[derive(Debug, Clone, Copy)]
 pub struct MessageSeed;
 
-impl<'de> DeserializeSeed<'de> for MessageSeed {
-    type Value = Message;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Message, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seeds_by_visitor!(MessageSeed);
 
 impl<'de> Visitor<'de> for MessageSeed {
     type Value = Message;
@@ -52,10 +46,6 @@ impl<'de> Visitor<'de> for MessageSeed {
     }
 
     // Anything else says nothing; its contents are still checked.
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
-        while map.next_entry::<Checked, Checked>()?.is_some() {}
-        Ok(Message::Other)
-    }
-
+    others_say!(Message::Other; map);
     scalars_say!(Message::Other);
 }

@@ -22,18 +22,18 @@ pub struct Malformed(String);
 
 /// Turns a dispatch payload into an [`Event`] (`via` names the connection).
 pub fn decode_event(bot: &Arc<Bot>, payload: Value, via: u64) -> Result<Event, Malformed> {
-    let head = crate::adapter::head::pick(&payload, &KEYS).map_or(Value::Null, Value::Object);
+    let head = crate::adapter::head::pick(&payload, &HEAD).map_or(Value::Null, Value::Object);
     decode(bot, head, payload.into(), via)
 }
 
 /// Reads a payload's [`HEAD`] fields and nothing else; `None` when it is JSON but not an object.
 pub fn read_head(payload: &[u8]) -> serde_json::Result<Option<Value>> {
-    Ok(crate::adapter::head::head(payload, &KEYS)?.map(Value::Object))
+    Ok(crate::adapter::head::head(payload, &HEAD)?.map(Value::Object))
 }
 
 /// The fields of a gateway payload that the socket and decoding read. The rest (the author's
 /// name and avatar, a guild member's roles, mentions...) is parsed only if a script asks.
-pub const HEAD: &[&str] = &[
+pub static HEAD: crate::adapter::head::Keys<'_> = crate::adapter::head::Keys::new(&[
     "op",
     "s",
     "t",
@@ -54,11 +54,7 @@ pub const HEAD: &[&str] = &[
     "d/author/id",
     "d/author/user_openid",
     "d/author/member_openid",
-];
-
-/// [`HEAD`], grouped for [`crate::adapter::head`].
-static KEYS: std::sync::LazyLock<crate::adapter::head::Keys> =
-    std::sync::LazyLock::new(|| crate::adapter::head::Keys::new(HEAD));
+]);
 
 /// Decodes a dispatch payload from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
 pub fn decode(bot: &Arc<Bot>, head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
