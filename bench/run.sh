@@ -12,6 +12,7 @@
 #
 #   bare       the floor: bench/src/bin/bareclient.rs, a OneBot 11 client with no scripting
 #   bare_milky the same bare client on Milky (an HTTP request per reply): that protocol's floor
+#   bare_qq    the same on the official platform's gateway (REST replies): that protocol's floor
 #   echo       one script: command("echo", |ev, args| ev.reply(args));
 #   counter    one script: increments a per-user counter in kv, then replies with it
 #   many       20 scripts loaded, each with several handlers; one matches a given event
@@ -47,9 +48,10 @@ run() {
     port=$(cat "$dir/port")
     local pid
     if [ "$client" = bare ]; then
-        local url="ws://127.0.0.1:$port/"
-        [ "$protocol" = milky ] && url="http://127.0.0.1:$port"
-        "$bin/bareclient" "$url" 2>"$dir/client.log" &
+        local args=("ws://127.0.0.1:$port/")
+        [ "$protocol" = milky ] && args=("http://127.0.0.1:$port")
+        [ "$protocol" = qq ] && args=(qq "http://127.0.0.1:$port")
+        "$bin/bareclient" "${args[@]}" 2>"$dir/client.log" &
         pid=$!
     else
         {
@@ -75,6 +77,7 @@ for round in $(seq "$rounds"); do
     run many_w64 "$round" many onebot11 --events "$events" --text "/cmd7 {i}"
     run bare_milky_w64 "$round" bare milky --events "$events" --groups 16
     run milky_w64 "$round" echo milky --events "$events" --groups 16
+    run bare_qq_w64 "$round" bare qq --events "$events" --groups 16
     run qq_w64 "$round" echo qq --events "$events" --groups 16
     run bare_500 "$round" bare onebot11 --mode latency --rate 500 --events 3000
     run echo_500 "$round" echo onebot11 --mode latency --rate 500 --events 3000

@@ -11,7 +11,14 @@
 //! by hand (one write per request, the answer read and parsed), so the floor of a protocol that
 //! makes a request per reply is measured too.
 //!
+//! Given `qq http://…` it is a bare client of the official platform's gateway: the AccessToken
+//! and the gateway's address over HTTP, Hello and Identify on the WebSocket, then each `/echo`
+//! dispatch answered by a `POST /v2/groups/{openid}/messages` with the token's headers, written
+//! by hand as for Milky. It does not heartbeat (a bench run is shorter than the gateway's 41 s
+//! interval) and keeps no reply rules: the least a gateway client does per event.
+//!
 //! usage: bareclient ws://127.0.0.1:PORT/ (OneBot 11) | http://127.0.0.1:PORT (Milky)
+//!        | qq http://127.0.0.1:PORT (the official platform's gateway)
 
 use std::cell::RefCell;
 use std::process::ExitCode;
@@ -24,9 +31,14 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 fn main() -> ExitCode {
-    let Some(url) = std::env::args().nth(1) else {
-        eprintln!("usage: bareclient ws://HOST:PORT/ | http://HOST:PORT");
-        return ExitCode::FAILURE;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (qq, url) = match args.as_slice() {
+        [url] => (false, url.clone()),
+        [qq, url] if qq == "qq" => (true, url.clone()),
+        _ => {
+            eprintln!("usage: bareclient ws://HOST:PORT/ | http://HOST:PORT | qq http://HOST:PORT");
+            return ExitCode::FAILURE;
+        }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -35,8 +47,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let done = match url.strip_prefix("http://") {
-        Some(host) => runtime.block_on(tokio::task::LocalSet::new().run_until(milky(host.trim_end_matches('/')))),
+    let local = tokio::task::LocalSet::new();
+    let done = match url.strip_prefix("http://").map(|host| host.trim_end_matches('/')) {
+        Some(host) if qq => runtime.block_on(local.run_until(gateway(host))),
+        Some(host) => runtime.block_on(local.run_until(milky(host))),
         None => runtime.block_on(run(&url)),
     };
     match done {
@@ -114,7 +128,7 @@ async fn milky(host: &str) -> Result<(), Box<dyn std::error::Error>> {
                 Some(conn) => conn,
                 None => TcpStream::connect(&host).await?,
             };
-            let conn = post(conn, &host, "/api/send_group_message", &body).await?;
+            let conn = post(conn, &host, "/api/send_group_message", "", &body).await?;
             idle.borrow_mut().push(conn);
             Ok::<_, std::io::Error>(())
         });
@@ -134,11 +148,87 @@ fn milky_answer(event: &Value) -> Option<String> {
     Some(json!({"group_id": data.get("peer_id")?, "message": message}).to_string())
 }
 
-/// Sends one JSON `body` to `path` on `conn` and reads the answer (its body parsed, as a client
-/// checking the retcode must); the connection when it stays open.
-async fn post(mut conn: TcpStream, host: &str, path: &str, body: &str) -> std::io::Result<TcpStream> {
+/// Serves the official platform's gateway until it closes: each `/echo` dispatch is answered by
+/// a message send on an idle kept-alive connection (a new one when none is idle).
+async fn gateway(host: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let (token, conn) = call(TcpStream::connect(host).await?, host, "POST", "/app/getAppAccessToken", "", "{}").await?;
+    let token = token.get("access_token").and_then(Value::as_str).ok_or("no access_token")?.to_owned();
+    // The headers every OpenAPI call carries.
+    let headers = format!("Authorization: QQBot {token}\r\nX-Union-Appid: 1\r\n");
+    let (gateway, conn) = call(conn, host, "GET", "/gateway/bot", &headers, "").await?;
+    let url = gateway.get("url").and_then(Value::as_str).ok_or("no gateway url")?;
+    let (socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let (mut sink, mut frames) = socket.split();
+    let identify = json!({"op": 2, "d": {"token": format!("QQBot {token}"), "intents": 1 << 25, "shard": [0, 1]}});
+    sink.send(Message::text(identify.to_string())).await?;
+    let idle: Rc<RefCell<Vec<TcpStream>>> = Rc::new(RefCell::new(vec![conn]));
+    let headers: Rc<str> = headers.into();
+    let mut seq = 0u64;
+    while let Some(frame) = frames.next().await {
+        let text = match frame? {
+            Message::Text(text) => text,
+            Message::Close(_) => return Ok(()),
+            _ => continue,
+        };
+        let Some((path, body)) = serde_json::from_str::<Value>(text.as_str()).ok().and_then(|ev| qq_answer(&ev, seq))
+        else {
+            continue;
+        };
+        seq += 1;
+        let (host, idle, headers) = (host.to_owned(), idle.clone(), headers.clone());
+        tokio::task::spawn_local(async move {
+            let conn = idle.borrow_mut().pop();
+            let conn = match conn {
+                Some(conn) => conn,
+                None => TcpStream::connect(&host).await?,
+            };
+            let (answer, conn) = call(conn, &host, "POST", &path, &headers, &body).await?;
+            if answer.get("id").is_none() {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the send failed"));
+            }
+            idle.borrow_mut().push(conn);
+            Ok::<_, std::io::Error>(())
+        });
+    }
+    Ok(())
+}
+
+/// The path and body of the message answering a gateway dispatch, if it is an `/echo` group
+/// message: a passive reply (`msg_id`) with its own `msg_seq`.
+fn qq_answer(event: &Value, seq: u64) -> Option<(String, String)> {
+    if event.get("op")?.as_u64()? != 0 || event.get("t")?.as_str()? != "GROUP_AT_MESSAGE_CREATE" {
+        return None;
+    }
+    let d = event.get("d")?;
+    let rest = d.get("content")?.as_str()?.trim_start().strip_prefix("/echo ")?;
+    let body = json!({"content": rest, "msg_type": 0, "msg_id": d.get("id")?, "msg_seq": seq % 1000 + 1});
+    Some((format!("/v2/groups/{}/messages", d.get("group_openid")?.as_str()?), body.to_string()))
+}
+
+/// Sends one JSON `body` to `path` on `conn`, where a Milky success has `retcode` 0; the
+/// connection when it stays open.
+async fn post(conn: TcpStream, host: &str, path: &str, headers: &str, body: &str) -> std::io::Result<TcpStream> {
+    let (answer, conn) = call(conn, host, "POST", path, headers, body).await?;
+    if answer.get("retcode").and_then(Value::as_i64) != Some(0) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the call failed"));
+    }
+    Ok(conn)
+}
+
+/// Sends `method` to `path` on `conn` with `headers` (whole lines) and a JSON `body` (none when
+/// empty) and reads the answer, its body parsed as any client reading it must; the answer and
+/// the connection when it stays open.
+async fn call(
+    mut conn: TcpStream,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<(Value, TcpStream)> {
+    let content = if body.is_empty() && method == "GET" { "" } else { "Content-Type: application/json\r\n" };
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}{content}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     conn.write_all(request.as_bytes()).await?;
@@ -161,9 +251,6 @@ async fn post(mut conn: TcpStream, host: &str, path: &str, body: &str) -> std::i
             }
         }
         let answer: Value = serde_json::from_slice(&answer[end + 4..end + 4 + length])?;
-        if answer.get("retcode").and_then(Value::as_i64) != Some(0) {
-            return Err(bad("the call failed"));
-        }
-        return Ok(conn);
+        return Ok((answer, conn));
     }
 }
