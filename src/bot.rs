@@ -428,9 +428,11 @@ impl Bot {
 
     /// [`Bot::call_within`] with parameters a request-based link may have encoded.
     async fn exchange(&self, action: &str, params: Params, timeout: Duration) -> Result<Value, CallError> {
+        if let Link::Requests(requests) = &self.link {
+            return self.request(requests.as_ref(), action, params, timeout).await;
+        }
         let exchange = async {
             match (&self.link, params) {
-                (Link::Requests(requests), params) => requests.call(action, params).await,
                 (Link::InProcess(local), Params::Given(params)) => local.call(action, &params),
                 (Link::Channel(_) | Link::Routed(_), Params::Given(params)) => {
                     let tx = self.channel(action)?;
@@ -439,11 +441,28 @@ impl Bot {
                     tx.send(call).await.map_err(|_| self.not_connected(action))?;
                     rx.await.map_err(|_| self.not_connected(action))?
                 }
-                // Only a request-based link encodes.
-                (Link::Detached, _) | (_, Params::Encoded(_)) => Err(self.not_connected(action)),
+                // A request-based link was called above; only it encodes.
+                (Link::Detached | Link::Requests(_), _) | (_, Params::Encoded(_)) => Err(self.not_connected(action)),
             }
         };
         match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
+        }
+    }
+
+    /// A call on the request-based link `requests`, at most `timeout`. Its own function, not an
+    /// arm of [`Bot::exchange`]: a chat's sender task holds this future across every call, and
+    /// tokio copies a task's future whole when it spawns and finishes it, so it is kept to the
+    /// timer and the link's boxed call (the channel arms' futures made it a kilobyte).
+    async fn request(
+        &self,
+        requests: &dyn Requests,
+        action: &str,
+        params: Params,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        match tokio::time::timeout(timeout, requests.call(action, params)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
         }
@@ -572,7 +591,12 @@ impl Bot {
         while let Some(Pending { action, params, done }) = next.take() {
             if !done.is_abandoned() {
                 finish.current = Some((action.clone(), done));
-                let result = self.exchange(&action, params, self.call_timeout).await;
+                let result = match &self.link {
+                    Link::Requests(requests) => {
+                        self.request(requests.as_ref(), &action, params, self.call_timeout).await
+                    }
+                    _ => Err(self.not_connected(&action)),
+                };
                 if let Some((_, done)) = finish.current.take() {
                     done.send(result);
                 }

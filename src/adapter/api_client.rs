@@ -201,7 +201,10 @@ impl ApiClient {
         let request = encode(&method, &target, &base.host_header, headers, json.as_deref());
         let (mut conn, reused) = match self.0.take_idle() {
             Some(conn) => (conn, true),
-            None => (self.connect(base).await?, false),
+            // Boxed: the connect future (with the TLS handshake's) is twice the rest of this one,
+            // which every call's future holds and which is copied whole when it is boxed or
+            // spawned; a call on a kept connection never polls it.
+            None => (Box::pin(self.connect(base)).await?, false),
         };
         let unsent = |e: io::Error| RequestError::Unreachable(format!("cannot send to {}: {e}", base.authority));
         if let Err(e) = conn.io.send(&request).await {
@@ -210,7 +213,7 @@ impl ApiClient {
             }
             // The server closed the kept connection as the request went out: nothing of it was
             // taken, so it goes on a new one.
-            conn = self.connect(base).await?;
+            conn = Box::pin(self.connect(base)).await?;
             conn.io.send(&request).await.map_err(unsent)?;
         }
         let (answer, keep) = conn.answer(method == Method::HEAD, limit, &base.authority).await?;

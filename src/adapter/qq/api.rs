@@ -401,7 +401,9 @@ impl Api {
             answering
         };
         if let Some(media) = composed.media.take() {
-            let info = self.upload(action, chat, &target, &media).await?;
+            // Boxed: an upload's future is most of this one, which is copied whole when the call
+            // is boxed, and most messages carry no media.
+            let info = Box::pin(self.upload(action, chat, &target, &media)).await?;
             composed.body.insert("media".into(), json!({ "file_info": info }));
         }
         let seq = self

@@ -162,7 +162,8 @@ impl Rest {
         let json = match &request.body {
             Body::None => None,
             Body::Json(body) => Some(serde_json::to_vec(body).map_err(|e| invalid(action, e))?),
-            Body::Form { fields, file } => return self.once_form(action, request, fields, file, token).await,
+            // Boxed: reqwest's future is most of this one's size, and messages never take it.
+            Body::Form { fields, file } => return Box::pin(self.once_form(action, request, fields, file, token)).await,
         };
         let mut path = request.path.clone();
         if !request.query.is_empty() {

@@ -77,7 +77,8 @@ impl Tokens {
         {
             return Ok(token.clone());
         }
-        let (value, lifetime) = self.fetch().await?;
+        // Boxed: every call's future holds this one, and a fetch is rare.
+        let (value, lifetime) = Box::pin(self.fetch()).await?;
         let token = Arc::new(Token { headers: self.headers(&value), value });
         *current = Some((token.clone(), now + lifetime));
         Ok(token)
