@@ -99,23 +99,33 @@ impl Answer {
     /// The first `name` header's value (`name` in any case), when it is text.
     pub fn header(&self, name: &str) -> Option<&str> {
         // The head parsed once already, so its lines are well formed (`name: value`, no folded
-        // lines): they are scanned, not parsed again into a table of every header.
-        let blank = |b: &u8| *b == b' ' || *b == b'\t';
-        let value = self
-            .head
-            .split(|b| *b == b'\n')
-            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-            // httparse lets blank lines come before the status line.
-            .skip_while(|line| line.is_empty())
-            .skip(1)
-            .take_while(|line| !line.is_empty())
-            .find_map(|line| {
-                let colon = line.iter().position(|b| *b == b':')?;
-                line[..colon].eq_ignore_ascii_case(name.as_bytes()).then(|| &line[colon + 1..])
-            })?;
-        let start = value.iter().position(|b| !blank(b)).unwrap_or(value.len());
-        let end = value.iter().rposition(|b| !blank(b)).map_or(start, |i| i + 1);
-        std::str::from_utf8(&value[start..end]).ok()
+        // lines, no blank before the colon): they are scanned, not parsed again into a table of
+        // every header.
+        let name = name.as_bytes();
+        let mut rest = self.head.as_slice();
+        let mut in_headers = false;
+        while !rest.is_empty() {
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            let line = &rest[..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            rest = rest.get(end + 1..).unwrap_or_default();
+            match (in_headers, line.is_empty()) {
+                // httparse lets blank lines come before the status line.
+                (false, true) => continue,
+                (false, false) => in_headers = true,
+                // The blank line that ends the head.
+                (true, true) => return None,
+                (true, false) => {
+                    let Some((key, value)) = line.split_at_checked(name.len()) else { continue };
+                    if let Some(value) = value.strip_prefix(b":")
+                        && key.eq_ignore_ascii_case(name)
+                    {
+                        return std::str::from_utf8(value.trim_ascii()).ok();
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Where a redirect points (its `Location`, shortened for a log), `None` when this is not one.
