@@ -24,7 +24,7 @@ use super::functions::{self, MAX_PAGES, Paging};
 use super::message::{self, Composed, Media, Place};
 use super::recent::Recent;
 use super::reply::{Pacer, Replies, Scene};
-use super::rest::{Answer, Body, Request, Rest, encode_segment as segment};
+use super::rest::{Answer, Body, Request, Rest, encode_segment as segment, push_segment};
 use crate::bot::{CallError, CallFuture, Params, Requests};
 use crate::event::Event;
 
@@ -78,10 +78,16 @@ impl Chat {
     }
 
     fn path(self, id: &str, rest: &str) -> String {
-        match self {
-            Chat::Group => format!("/v2/groups/{}/{rest}", segment(id)),
-            Chat::User => format!("/v2/users/{}/{rest}", segment(id)),
-        }
+        let chats = match self {
+            Chat::Group => "/v2/groups/",
+            Chat::User => "/v2/users/",
+        };
+        let mut path = String::with_capacity(chats.len() + id.len() + 1 + rest.len());
+        path.push_str(chats);
+        push_segment(&mut path, id);
+        path.push('/');
+        path.push_str(rest);
+        path
     }
 
     /// The chat's key in the reply rules, made without formatting its name.

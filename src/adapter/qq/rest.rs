@@ -278,14 +278,20 @@ pub fn fill_route(route: &str, params: &mut Map<String, Value>) -> Result<String
 /// `value` as one path segment: unreserved characters as they are, the rest percent-encoded.
 pub fn encode_segment(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
+    push_segment(&mut out, value);
+    out
+}
+
+/// Appends `value` to `path` as one path segment (see [`encode_segment`]).
+pub fn push_segment(path: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
+            path.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            path.extend(['%', char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 15)])]);
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -300,5 +306,6 @@ mod tests {
         assert_eq!(path, "/channels/C%201%2Fx/messages/42");
         assert_eq!(Value::Object(params), json!({"content": "hi"}));
         assert!(fill_route("/guilds/{guild_id}", &mut Map::new()).unwrap_err().contains("`guild_id`"));
+        assert_eq!(encode_segment("aZ9-_.~ é%"), "aZ9-_.~%20%C3%A9%25", "each byte of the rest percent-encoded");
     }
 }
