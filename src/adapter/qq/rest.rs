@@ -165,8 +165,9 @@ impl Rest {
             // Boxed: reqwest's future is most of this one's size, and messages never take it.
             Body::Form { fields, file } => return Box::pin(self.once_form(action, request, fields, file, token)).await,
         };
-        let mut path = request.path.clone();
+        let mut path = std::borrow::Cow::Borrowed(request.path.as_str());
         if !request.query.is_empty() {
+            let path = path.to_mut();
             path.push(if path.contains('?') { '&' } else { '?' });
             path.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.query).finish());
         }
