@@ -314,6 +314,10 @@ pub enum Params {
     /// The request body of a detached call, made by [`Requests::encode`]. Nobody reads what
     /// such a call answers but its failure, so a link may answer its success with `Null`.
     Encoded(Vec<u8>),
+    /// A detached call's parameters as given, from the [`Requests::encode`] of a link that
+    /// builds each request when its turn comes. As with [`Params::Encoded`], its success may
+    /// be answered with `Null`.
+    Unanswered(Value),
 }
 
 /// How a bot's calls reach the other end.
@@ -442,7 +446,9 @@ impl Bot {
                     rx.await.map_err(|_| self.not_connected(action))?
                 }
                 // A request-based link was called above; only it encodes.
-                (Link::Detached | Link::Requests(_), _) | (_, Params::Encoded(_)) => Err(self.not_connected(action)),
+                (Link::Detached | Link::Requests(_), _) | (_, Params::Encoded(_) | Params::Unanswered(_)) => {
+                    Err(self.not_connected(action))
+                }
             }
         };
         match tokio::time::timeout(timeout, exchange).await {
@@ -629,7 +635,7 @@ mod tests {
         fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
             let action = match params {
                 Params::Encoded(body) => format!("{action} {}", String::from_utf8_lossy(&body)),
-                Params::Given(_) => action.to_owned(),
+                Params::Given(_) | Params::Unanswered(_) => action.to_owned(),
             };
             Box::pin(async move {
                 match action.as_str() {

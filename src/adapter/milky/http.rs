@@ -23,6 +23,7 @@ impl Api {
         let (json, want_data) = match params {
             Params::Given(params) => (body(action, params)?, true),
             Params::Encoded(json) => (json, false),
+            Params::Unanswered(params) => (body(action, params)?, false),
         };
         let explain = |status| match status {
             401 => Some("no or wrong access token (check access_token)".to_owned()),

@@ -37,6 +37,7 @@ impl Api {
         let (json, want_data) = match params {
             Params::Given(params) => (encode(action, &prepare_params(params))?, true),
             Params::Encoded(json) => (json, false),
+            Params::Unanswered(params) => (encode(action, &prepare_params(params))?, false),
         };
         let explain = |status| match status {
             401 => Some("no or wrong access token (check access_token)".to_owned()),

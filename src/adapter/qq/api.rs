@@ -178,7 +178,9 @@ impl Api {
         }
     }
 
-    async fn run(&self, action: &str, params: Value) -> Result<Value, CallError> {
+    /// Makes the call `action`; `answered` is false when nobody reads a success (a detached
+    /// call), and a message send then answers it with `Null` instead of building qg_botsdk's shape.
+    async fn run(&self, action: &str, params: Value, answered: bool) -> Result<Value, CallError> {
         let Value::Object(params) = params else { return Err(invalid(action, "parameters must be a map")) };
         match action {
             "get_bot_id" => {
@@ -186,8 +188,8 @@ impl Api {
                 Ok(json!({"data": id, "http_code": 200, "trace_id": "", "result": true}))
             }
             "wait_for" => Err(invalid(action, "qq::wait_for waits inside a script callback; call it from one")),
-            "send_group_msg" => self.send_chat(action, Chat::Group, params).await,
-            "send_qq_dm" => self.send_chat(action, Chat::User, params).await,
+            "send_group_msg" => self.send_chat(action, Chat::Group, params, answered).await,
+            "send_qq_dm" => self.send_chat(action, Chat::User, params, answered).await,
             "send_msg" | "send_dm" | "send_embed" | "send_ark_23" | "send_ark_24" | "send_ark_37" | "send_markdown" => {
                 self.send_guild(action, params).await
             }
@@ -368,7 +370,13 @@ impl Api {
     }
 
     /// A group or C2C message: composed, its media uploaded to the same chat, sent as a reply.
-    async fn send_chat(&self, action: &str, chat: Chat, mut params: Map<String, Value>) -> Result<Value, CallError> {
+    async fn send_chat(
+        &self,
+        action: &str,
+        chat: Chat,
+        mut params: Map<String, Value>,
+        answered: bool,
+    ) -> Result<Value, CallError> {
         let id_key = if chat == Chat::Group { "group_openid" } else { "user_openid" };
         let target = match params.remove(id_key) {
             Some(v @ (Value::String(_) | Value::Number(_))) => text(&v),
@@ -440,11 +448,16 @@ impl Api {
             query: vec![],
             body: Body::Json(Value::Object(composed.body)),
         };
-        let answer = finish(action, self.rest.send(action, &request).await?)?;
-        if let Some(id) = answer["data"]["id"].as_str() {
+        let answer = self.rest.send(action, &request).await?;
+        if answer.result
+            && let Some(id) = answer.data.get("id").and_then(Value::as_str)
+        {
             self.rules().replies.sent(id, Instant::now());
         }
-        Ok(answer)
+        if answer.result && !answered {
+            return Ok(Value::Null);
+        }
+        finish(action, answer)
     }
 
     /// Uploads `media` for one chat and returns its `file_info`.
@@ -590,11 +603,16 @@ impl Api {
 impl Requests for Api {
     fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
         match params {
-            Params::Given(params) => Box::pin(self.run(action, params)),
-            // This link keeps the default `encode`: its reply rules number a chat's replies in
-            // the order they are sent, so it builds each request when its turn comes.
+            Params::Given(params) => Box::pin(self.run(action, params, true)),
+            Params::Unanswered(params) => Box::pin(self.run(action, params, false)),
             Params::Encoded(_) => Box::pin(std::future::ready(Err(invalid(action, "encoded parameters")))),
         }
+    }
+
+    /// A detached call is only marked: the reply rules number a chat's replies in the order
+    /// they are sent, so its request is built when its turn comes.
+    fn encode(&self, _action: &str, params: Value) -> Result<Params, CallError> {
+        Ok(Params::Unanswered(params))
     }
 }
 
@@ -716,5 +734,60 @@ fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::adapter::qq::reply::RECALL_WINDOW;
+    use crate::adapter::qq::token::Tokens;
+    use crate::bot::Params;
+
+    /// An OpenAPI on loopback: tokens, and group message sends answered with ids `R1`, `R2`...
+    async fn openapi() -> String {
+        let sent = Arc::new(AtomicU64::new(0));
+        let send = move || {
+            let id = sent.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { axum::Json(json!({"id": format!("R{id}"), "timestamp": "2026-12-01T08:00:00+08:00"})) }
+        };
+        let token = || async { axum::Json(json!({"access_token": "t", "expires_in": "7200"})) };
+        let app = axum::Router::new()
+            .route("/app/getAppAccessToken", axum::routing::post(token))
+            .route("/v2/groups/{group}/messages", axum::routing::post(send));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn a_detached_send_is_answered_with_null_and_still_counts_as_the_bots_own() {
+        let base = openapi().await;
+        let tls = crate::tls::client(None).unwrap();
+        let client = crate::tls::http_client(&tls);
+        let tokens = Arc::new(Tokens::new(client.clone(), &base, "1", crate::config::Secret("s".into())));
+        let api = Api::new(Rest::new(client, &tls, &base, tokens, 4));
+        api.rules().replies.received("M1", Scene::Group, None, Instant::now());
+        let params = json!({"group_openid": "G", "content": "hi", "message_id": "M1"});
+
+        let waited = api.call("send_group_msg", Params::Given(params.clone())).await.unwrap();
+        assert_eq!(
+            (&waited["data"]["id"], &waited["http_code"], &waited["result"]),
+            (&json!("R1"), &json!(200), &json!(true))
+        );
+        let detached = api.encode("send_group_msg", params).unwrap();
+        assert!(matches!(detached, Params::Unanswered(_)), "{detached:?}");
+        assert_eq!(api.call("send_group_msg", detached).await.unwrap(), Value::Null, "nobody reads it");
+
+        // Both are the bot's own sends: recalling either after the window is refused.
+        let late = Instant::now() + RECALL_WINDOW + Duration::from_secs(1);
+        for id in ["R1", "R2"] {
+            assert!(api.rules().replies.recall(id, late).is_err(), "{id} was noted as sent");
+        }
     }
 }
