@@ -75,7 +75,8 @@ threads from `/proc/PID/task/*/schedstat` over the measured phase; so are the co
 The floor (`bare`) is `bench/src/bin/bareclient.rs`: one thread, `serde_json` in and out, replies
 to frames that arrived together written with one flush, no scripting. On Milky (`bare Milky`) it
 answers each event with a `POST` written by hand on a kept-alive connection, as the protocol
-requires: a system call and a loopback delivery per reply, where OneBot batches.
+requires: a system call and a loopback delivery per reply, where OneBot batches. On the official
+platform's gateway (`bare QQ gateway`) it does the same with the token's headers.
 """)
 print("## Against the floor\n")
 print("| target | measured |")
