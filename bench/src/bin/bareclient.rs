@@ -159,6 +159,12 @@ async fn gateway(host: &str) -> Result<(), Box<dyn std::error::Error>> {
     let url = gateway.get("url").and_then(Value::as_str).ok_or("no gateway url")?;
     let (socket, _) = tokio_tungstenite::connect_async(url).await?;
     let (mut sink, mut frames) = socket.split();
+    // Hello (op 10) comes first; Identify answers it.
+    let hello = frames.next().await.ok_or("the gateway closed before Hello")??;
+    let hello: Value = serde_json::from_str(hello.to_text()?)?;
+    if hello.get("op").and_then(Value::as_u64) != Some(10) {
+        return Err(format!("the gateway's first frame is not Hello: {hello}").into());
+    }
     let identify = json!({"op": 2, "d": {"token": format!("QQBot {token}"), "intents": 1 << 25, "shard": [0, 1]}});
     sink.send(Message::text(identify.to_string())).await?;
     let idle: Rc<RefCell<Vec<TcpStream>>> = Rc::new(RefCell::new(vec![conn]));

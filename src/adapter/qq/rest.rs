@@ -269,7 +269,7 @@ pub fn fill_route(route: &str, params: &mut Map<String, Value>) -> Result<String
             Some(Value::Number(n)) => n.to_string(),
             _ => return Err(format!("missing required parameter `{name}`")),
         };
-        path.push_str(&encode_segment(&value));
+        push_segment(&mut path, &value);
         rest = &rest[end + 1..];
     }
     path.push_str(rest);
