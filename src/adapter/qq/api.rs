@@ -179,7 +179,8 @@ impl Api {
     }
 
     /// Makes the call `action`; `answered` is false when nobody reads a success (a detached
-    /// call), and a message send then answers it with `Null` instead of building qg_botsdk's shape.
+    /// call), and a group or C2C send then answers it with `Null` instead of building
+    /// qg_botsdk's shape.
     async fn run(&self, action: &str, params: Value, answered: bool) -> Result<Value, CallError> {
         let Value::Object(params) = params else { return Err(invalid(action, "parameters must be a map")) };
         match action {
