@@ -57,15 +57,26 @@ pub static HEAD: crate::adapter::head::Keys<'_> = crate::adapter::head::Keys::ne
 ]);
 
 /// Decodes a dispatch payload from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
-pub fn decode(bot: &Arc<Bot>, head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
+pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
     let kind = name_part(&head, "t").map_err(Malformed)?.to_owned();
     if !head.get("d").is_none_or(Value::is_object) {
         return Err(Malformed(format!("`{kind}` has a d that is not an object")));
     }
-    let empty = json!({});
-    let d = head.get("d").unwrap_or(&empty);
+    let identity = identity(&head, &kind, head.get("d").unwrap_or(&Value::Null));
+    // The head is this event's own: the fields the event keeps are moved out of it, not copied.
+    let mut d = match head.get_mut("d").map(Value::take) {
+        Some(Value::Object(d)) => d,
+        _ => serde_json::Map::new(),
+    };
     // A member of `d`, by its steps (`["author", "id"]`), when it is there and not null.
-    let s = |steps: &[&str]| steps.iter().try_fold(d, |v, step| v.get(step)).filter(|v| !v.is_null()).cloned();
+    let mut s = |steps: &[&str]| {
+        let (last, outer) = steps.split_last()?;
+        let mut object = &mut d;
+        for step in outer {
+            object = object.get_mut(*step)?.as_object_mut()?;
+        }
+        object.get_mut(*last).map(Value::take).filter(|v| !v.is_null())
+    };
     let mut aliases: Vec<&str> = Vec::new();
     let mut group_id = s(&["group_openid"]);
     let mut at_me = false;
@@ -112,10 +123,10 @@ pub fn decode(bot: &Arc<Bot>, head: Value, raw: Raw, via: u64) -> Result<Event, 
     if is_message && (user_id.is_none() || message_id.is_none()) {
         return Err(Malformed(format!("`{kind}` has no author or id")));
     }
+    let place = s(&["guild_id"]);
     let content = d.get("content").and_then(Value::as_str).unwrap_or_default();
     let text = if is_message { strip_mention(content).trim().to_owned() } else { String::new() };
-    let identity = identity(&head, &kind, d);
-    let (place, time) = (s(&["guild_id"]), d.get("timestamp").and_then(seconds));
+    let time = d.get("timestamp").and_then(seconds);
     let mut ev = Event::new(bot.clone(), format!("qq.{kind}"), &aliases, raw);
     ev.text = text;
     ev.at_me = at_me;
