@@ -268,6 +268,18 @@ struct Pending {
 const MAX_PENDING_PER_CHAT: usize = 1024;
 
 /// The refusal of a call whose chat has [`MAX_PENDING_PER_CHAT`] calls waiting.
+/// `call`'s result, or a timeout after `timeout`.
+async fn within(
+    action: &str,
+    timeout: Duration,
+    call: impl Future<Output = Result<Value, CallError>>,
+) -> Result<Value, CallError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
+    }
+}
+
 fn chat_full(action: String) -> CallError {
     CallError::Invalid { action, reason: format!("{MAX_PENDING_PER_CHAT} calls of this chat are waiting already") }
 }
@@ -295,8 +307,10 @@ pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, CallError>> 
 
 /// Answers each call with a request of its own (an HTTP API).
 pub trait Requests: Send + Sync + std::fmt::Debug {
-    /// Sends `action` and waits for its answer (the caller applies the timeout).
-    fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a>;
+    /// Sends `action` and waits for its answer (the caller applies the timeout). `answered` is
+    /// false for a detached call: nobody reads what it answers but its failure, so the link may
+    /// answer its success with `Null`.
+    fn call<'a>(&'a self, action: &'a str, params: Params, answered: bool) -> CallFuture<'a>;
 
     /// Turns a detached call's parameters into its request body on the thread that makes the
     /// call (a script's worker), so the reactor only writes it, and the tree is freed where it
@@ -311,13 +325,8 @@ pub trait Requests: Send + Sync + std::fmt::Debug {
 pub enum Params {
     /// As the caller gave them.
     Given(Value),
-    /// The request body of a detached call, made by [`Requests::encode`]. Nobody reads what
-    /// such a call answers but its failure, so a link may answer its success with `Null`.
+    /// The request body of a detached call, made by [`Requests::encode`].
     Encoded(Vec<u8>),
-    /// A detached call's parameters as given, from the [`Requests::encode`] of a link that
-    /// builds each request when its turn comes. As with [`Params::Encoded`], its success may
-    /// be answered with `Null`.
-    Unanswered(Value),
 }
 
 /// How a bot's calls reach the other end.
@@ -427,51 +436,21 @@ impl Bot {
 
     /// Calls an action and waits for its result, at most `timeout`.
     pub async fn call_within(&self, action: &str, params: Value, timeout: Duration) -> Result<Value, CallError> {
-        self.exchange(action, Params::Given(params), timeout).await
-    }
-
-    /// [`Bot::call_within`] with parameters a request-based link may have encoded.
-    async fn exchange(&self, action: &str, params: Params, timeout: Duration) -> Result<Value, CallError> {
-        if let Link::Requests(requests) = &self.link {
-            return self.request(requests.as_ref(), action, params, timeout).await;
-        }
         let exchange = async {
-            match (&self.link, params) {
-                (Link::InProcess(local), Params::Given(params)) => local.call(action, &params),
-                (Link::Channel(_) | Link::Routed(_), Params::Given(params)) => {
+            match &self.link {
+                Link::Requests(requests) => requests.call(action, Params::Given(params), true).await,
+                Link::InProcess(local) => local.call(action, &params),
+                Link::Channel(_) | Link::Routed(_) => {
                     let tx = self.channel(action)?;
                     let (reply, rx) = oneshot::channel();
                     let call = tx.call(action, params, Reply::Wait(reply), Instant::now() + timeout);
                     tx.send(call).await.map_err(|_| self.not_connected(action))?;
                     rx.await.map_err(|_| self.not_connected(action))?
                 }
-                // A request-based link was called above; only it encodes.
-                (Link::Detached | Link::Requests(_), _) | (_, Params::Encoded(_) | Params::Unanswered(_)) => {
-                    Err(self.not_connected(action))
-                }
+                Link::Detached => Err(self.not_connected(action)),
             }
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
-        }
-    }
-
-    /// A call on the request-based link `requests`, at most `timeout`. Its own function, not an
-    /// arm of [`Bot::exchange`]: a chat's sender task holds this future across every call, and
-    /// tokio copies a task's future whole when it spawns and finishes it, so it is kept to the
-    /// timer and the link's boxed call (the channel arms' futures made it a kilobyte).
-    async fn request(
-        &self,
-        requests: &dyn Requests,
-        action: &str,
-        params: Params,
-        timeout: Duration,
-    ) -> Result<Value, CallError> {
-        match tokio::time::timeout(timeout, requests.call(action, params)).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
-        }
+        within(action, timeout, exchange).await
     }
 
     /// Sends a call without waiting for its result, from a worker thread (not the reactor);
@@ -540,10 +519,7 @@ impl Bot {
             }
             rx.await.map_err(|_| self.not_connected(action))?
         };
-        match tokio::time::timeout(timeout, run).await {
-            Ok(result) => result,
-            Err(_) => Err(CallError::Timeout { action: action.to_owned(), timeout }),
-        }
+        within(action, timeout, run).await
     }
 
     /// Puts `pending` behind the calls queued for `order` (a chat) on a request-based link.
@@ -596,10 +572,15 @@ impl Bot {
         let mut next = Some(first);
         while let Some(Pending { action, params, done }) = next.take() {
             if !done.is_abandoned() {
+                let answered = !matches!(done, Reply::Detached(_));
                 finish.current = Some((action.clone(), done));
+                // The link is called here, not through `call_within`: this task holds the future
+                // across every call, and tokio copies a task's future whole when it spawns and
+                // finishes it; `call_within`'s channel arms made it a kilobyte.
                 let result = match &self.link {
                     Link::Requests(requests) => {
-                        self.request(requests.as_ref(), &action, params, self.call_timeout).await
+                        let call = requests.call(&action, params, answered);
+                        within(&action, self.call_timeout, call).await
                     }
                     _ => Err(self.not_connected(&action)),
                 };
@@ -627,16 +608,20 @@ mod tests {
 
     static P: Protocol = Protocol { name: "t", namespace: "t" };
 
-    /// Records the order calls arrive in; `slow` takes a while, `boom` panics.
+    /// Records the order calls arrive in, and which nobody waits for; `slow` takes a while,
+    /// `boom` panics.
     #[derive(Debug, Default)]
-    struct Recorder(Mutex<Vec<String>>);
+    struct Recorder(Mutex<Vec<String>>, Mutex<Vec<String>>);
 
     impl Requests for Recorder {
-        fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
+        fn call<'a>(&'a self, action: &'a str, params: Params, answered: bool) -> CallFuture<'a> {
             let action = match params {
                 Params::Encoded(body) => format!("{action} {}", String::from_utf8_lossy(&body)),
-                Params::Given(_) | Params::Unanswered(_) => action.to_owned(),
+                Params::Given(_) => action.to_owned(),
             };
+            if !answered {
+                self.1.lock().unwrap().push(action.clone());
+            }
             Box::pin(async move {
                 match action.as_str() {
                     "slow" => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -703,6 +688,7 @@ mod tests {
         });
         assert_eq!(answered, [("encoded", true), ("given", true)]);
         assert_eq!(*rec.0.lock().unwrap(), [r#"encoded {"a":1}"#, "given"], "only the encoded one was encoded");
+        assert_eq!(*rec.1.lock().unwrap(), [r#"encoded {"a":1}"#, "given"], "neither is waited for");
     }
 
     #[test]

@@ -19,11 +19,10 @@ impl Api {
         Api(JsonApi::new("Milky", base, token, max_answer, tls))
     }
 
-    async fn post(&self, action: &str, params: Params) -> Result<Value, CallError> {
-        let (json, want_data) = match params {
-            Params::Given(params) => (body(action, params)?, true),
-            Params::Encoded(json) => (json, false),
-            Params::Unanswered(params) => (body(action, params)?, false),
+    async fn post(&self, action: &str, params: Params, answered: bool) -> Result<Value, CallError> {
+        let json = match params {
+            Params::Given(params) => body(action, params)?,
+            Params::Encoded(json) => json,
         };
         let explain = |status| match status {
             401 => Some("no or wrong access token (check access_token)".to_owned()),
@@ -32,7 +31,7 @@ impl Api {
             _ => None,
         };
         self.0
-            .post(action, &format!("/api/{action}"), json, want_data, explain, |answer| decode_response(action, answer))
+            .post(action, &format!("/api/{action}"), json, answered, explain, |answer| decode_response(action, answer))
             .await
     }
 }
@@ -46,8 +45,8 @@ fn body(action: &str, params: Value) -> Result<Vec<u8>, CallError> {
 }
 
 impl Requests for Api {
-    fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
-        Box::pin(self.post(action, params))
+    fn call<'a>(&'a self, action: &'a str, params: Params, answered: bool) -> CallFuture<'a> {
+        Box::pin(self.post(action, params, answered))
     }
 
     fn encode(&self, action: &str, params: Value) -> Result<Params, CallError> {

@@ -33,11 +33,10 @@ impl Api {
     }
 
     /// `POST <base>/<action>` with the params as JSON.
-    async fn post(&self, action: &str, params: Params) -> Result<Value, CallError> {
-        let (json, want_data) = match params {
-            Params::Given(params) => (encode(action, &prepare_params(params))?, true),
-            Params::Encoded(json) => (json, false),
-            Params::Unanswered(params) => (encode(action, &prepare_params(params))?, false),
+    async fn post(&self, action: &str, params: Params, answered: bool) -> Result<Value, CallError> {
+        let json = match params {
+            Params::Given(params) => encode(action, &prepare_params(params))?,
+            Params::Encoded(json) => json,
         };
         let explain = |status| match status {
             401 => Some("no or wrong access token (check access_token)".to_owned()),
@@ -53,13 +52,13 @@ impl Api {
             answer: None,
         };
         let decode = |answer| decode_response(answer).map_err(failed);
-        self.0.post(action, &format!("/{action}"), json, want_data, explain, decode).await
+        self.0.post(action, &format!("/{action}"), json, answered, explain, decode).await
     }
 }
 
 impl Requests for Api {
-    fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
-        Box::pin(self.post(action, params))
+    fn call<'a>(&'a self, action: &'a str, params: Params, answered: bool) -> CallFuture<'a> {
+        Box::pin(self.post(action, params, answered))
     }
 
     fn encode(&self, action: &str, params: Value) -> Result<Params, CallError> {

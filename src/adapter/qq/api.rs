@@ -602,18 +602,13 @@ impl Api {
 }
 
 impl Requests for Api {
-    fn call<'a>(&'a self, action: &'a str, params: Params) -> CallFuture<'a> {
+    fn call<'a>(&'a self, action: &'a str, params: Params, answered: bool) -> CallFuture<'a> {
         match params {
-            Params::Given(params) => Box::pin(self.run(action, params, true)),
-            Params::Unanswered(params) => Box::pin(self.run(action, params, false)),
+            Params::Given(params) => Box::pin(self.run(action, params, answered)),
+            // This link keeps the default `encode`: its reply rules number a chat's replies in
+            // the order they are sent, so it builds each request when its turn comes.
             Params::Encoded(_) => Box::pin(std::future::ready(Err(invalid(action, "encoded parameters")))),
         }
-    }
-
-    /// A detached call is only marked: the reply rules number a chat's replies in the order
-    /// they are sent, so its request is built when its turn comes.
-    fn encode(&self, _action: &str, params: Value) -> Result<Params, CallError> {
-        Ok(Params::Unanswered(params))
     }
 }
 
@@ -776,14 +771,13 @@ mod tests {
         api.rules().replies.received("M1", Scene::Group, None, Instant::now());
         let params = json!({"group_openid": "G", "content": "hi", "message_id": "M1"});
 
-        let waited = api.call("send_group_msg", Params::Given(params.clone())).await.unwrap();
+        let waited = api.call("send_group_msg", Params::Given(params.clone()), true).await.unwrap();
         assert_eq!(
             (&waited["data"]["id"], &waited["http_code"], &waited["result"]),
             (&json!("R1"), &json!(200), &json!(true))
         );
-        let detached = api.encode("send_group_msg", params).unwrap();
-        assert!(matches!(detached, Params::Unanswered(_)), "{detached:?}");
-        assert_eq!(api.call("send_group_msg", detached).await.unwrap(), Value::Null, "nobody reads it");
+        let detached = api.call("send_group_msg", Params::Given(params), false).await.unwrap();
+        assert_eq!(detached, Value::Null, "nobody reads it");
 
         // Both are the bot's own sends: recalling either after the window is refused.
         let late = Instant::now() + RECALL_WINDOW + Duration::from_secs(1);

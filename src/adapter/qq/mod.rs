@@ -288,7 +288,7 @@ impl Shards {
     async fn run(self, tasks: tokio_util::task::TaskTracker) {
         let mut retry = super::backoff::Retry::new(self.cfg.backoff);
         let info = loop {
-            let asked = match self.api.call("GET /gateway/bot", Params::Given(json!({}))).await {
+            let asked = match self.api.call("GET /gateway/bot", Params::Given(json!({})), true).await {
                 Ok(answer) => {
                     GatewayInfo::from_answer(&answer["data"]).ok_or_else(|| "the answer has no url".to_owned())
                 }
