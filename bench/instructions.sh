@@ -14,7 +14,7 @@ root=$(pwd)
 protocol=${1:-onebot11}
 binary=${2:-$root/target/release/rhaibot}
 command -v valgrind >/dev/null || { echo "instructions.sh needs valgrind" >&2; exit 1; }
-cargo build --release -q -p rhaibot-loadgen
+cargo build --release -q -p rhaibot -p rhaibot-loadgen
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 source bench/scenarios.sh

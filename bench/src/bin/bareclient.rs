@@ -128,7 +128,7 @@ async fn milky(host: &str) -> Result<(), Box<dyn std::error::Error>> {
                 Some(conn) => conn,
                 None => TcpStream::connect(&host).await?,
             };
-            let conn = post(conn, &host, "/api/send_group_message", "", &body).await?;
+            let conn = post(conn, &host, "/api/send_group_message", &body).await?;
             idle.borrow_mut().push(conn);
             Ok::<_, std::io::Error>(())
         });
@@ -213,8 +213,8 @@ fn qq_answer(event: &Value, seq: u64) -> Option<(String, String)> {
 
 /// Sends one JSON `body` to `path` on `conn`, where a Milky success has `retcode` 0; the
 /// connection when it stays open.
-async fn post(conn: TcpStream, host: &str, path: &str, headers: &str, body: &str) -> std::io::Result<TcpStream> {
-    let (answer, conn) = call(conn, host, "POST", path, headers, body).await?;
+async fn post(conn: TcpStream, host: &str, path: &str, body: &str) -> std::io::Result<TcpStream> {
+    let (answer, conn) = call(conn, host, "POST", path, "", body).await?;
     if answer.get("retcode").and_then(Value::as_i64) != Some(0) {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the call failed"));
     }
