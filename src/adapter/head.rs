@@ -134,7 +134,7 @@ where
 /// read as bytes, every key and string is checked on its own, which cost the head about a
 /// tenth of its time. Bytes that are not UTF-8 are read as bytes, as before, so the error
 /// says where (every string, built or passed over, is checked: see [`Skip`]).
-fn read_document<'de, V: Visitor<'de>>(text: &'de [u8], visitor: V) -> serde_json::Result<V::Value> {
+pub fn read_document<'de, V: Visitor<'de>>(text: &'de [u8], visitor: V) -> serde_json::Result<V::Value> {
     fn read<'de, R: serde_json::de::Read<'de>, V: Visitor<'de>>(
         mut de: serde_json::Deserializer<R>,
         visitor: V,
@@ -307,7 +307,7 @@ pub fn skip<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
 /// A value passed over without building it. Unlike `IgnoredAny` (which serde_json skips
 /// without checking), it is read as a full parse would read it: strings must be UTF-8 and
 /// nesting stays within the depth limit, so the text [`head`] accepts parses in full later.
-struct Skip;
+pub struct Skip;
 
 impl<'de> DeserializeSeed<'de> for Skip {
     type Value = ();

@@ -12,76 +12,38 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::events::EVENTS;
+use super::payload::{Data, Field, Fields, Head};
 use crate::bot::Bot;
-use crate::event::{Event, Identity, Raw, name_part, normalize_name};
+use crate::event::{Event, Identity, Raw, is_name_part, normalize_name};
 
 /// A payload that is not a dispatch event this runtime can read: logged, not delivered.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("malformed official-platform event: {0}")]
 pub struct Malformed(String);
 
-/// Turns a dispatch payload into an [`Event`] (`via` names the connection).
-pub fn decode_event(bot: &Arc<Bot>, payload: Value, via: u64) -> Result<Event, Malformed> {
-    let head = crate::adapter::head::pick(&payload, &HEAD).map_or(Value::Null, Value::Object);
-    decode(bot, head, payload.into(), via)
-}
-
-/// Reads a payload's [`HEAD`] fields and nothing else; `None` when it is JSON but not an object.
-pub fn read_head(payload: &[u8]) -> serde_json::Result<Option<Value>> {
-    Ok(crate::adapter::head::head(payload, &HEAD)?.map(Value::Object))
-}
-
-/// The fields of a gateway payload that the socket and decoding read. The rest (the author's
-/// name and avatar, a guild member's roles, mentions...) is parsed only if a script asks.
-pub static HEAD: crate::adapter::head::Keys<'_> = crate::adapter::head::Keys::new(&[
-    "op",
-    "s",
-    "t",
-    "id",
-    "d/heartbeat_interval",
-    "d/session_id",
-    "d/id",
-    "d/content",
-    "d/timestamp",
-    "d/group_openid",
-    "d/channel_id",
-    "d/guild_id",
-    "d/member_openid",
-    "d/user_openid",
-    "d/openid",
-    "d/user_id",
-    "d/author_id",
-    "d/author/id",
-    "d/author/user_openid",
-    "d/author/member_openid",
-]);
-
-/// Decodes a dispatch payload from its [`HEAD`] fields (`head`) and the whole of it (`raw`).
-pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Event, Malformed> {
-    let kind = name_part(&head, "t").map_err(Malformed)?.to_owned();
-    if !head.get("d").is_none_or(Value::is_object) {
-        return Err(Malformed(format!("`{kind}` has a d that is not an object")));
-    }
-    let identity = identity(&head, &kind, head.get("d").unwrap_or(&Value::Null));
-    // The head is this event's own: the fields the event keeps are moved out of it, not copied.
-    let mut d = match head.get_mut("d").map(Value::take) {
-        Some(Value::Object(d)) => d,
-        _ => serde_json::Map::new(),
-    };
-    // A member of `d`, by its steps (`["author", "id"]`), when it is there and not null.
-    let mut s = |steps: &[&str]| {
-        let (last, outer) = steps.split_last()?;
-        let mut object = &mut d;
-        for step in outer {
-            object = object.get_mut(*step)?.as_object_mut()?;
+/// Decodes a dispatch payload from its [`Head`] (`head`) and the whole of it (`raw`).
+pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Event, Malformed> {
+    let kind = match &head.t {
+        Some(Field::Text(t)) if is_name_part(t) => t,
+        Some(other) => {
+            let shown = other.clone().into_value().to_string();
+            return Err(Malformed(format!("t {} is not a short name", crate::logsafe::short(&shown))));
         }
-        object.get_mut(*last).map(Value::take).filter(|v| !v.is_null())
+        None => return Err(Malformed("no t".into())),
     };
+    let mut d = match head.d {
+        Data::Object(d) => d,
+        Data::Absent => Fields::default(),
+        Data::NotObject => return Err(Malformed(format!("`{kind}` has a d that is not an object"))),
+    };
+    let identity = identity(head.id.as_ref(), kind, d.id.as_ref());
+    // The fields the event keeps are moved out of the head.
+    let take = |field: &mut Option<Field<'_>>| field.take().map(Field::into_value);
     let mut aliases: Vec<&str> = Vec::new();
-    let mut group_id = s(&["group_openid"]);
+    let mut group_id = take(&mut d.group_openid);
     let mut at_me = false;
     let is_message = matches!(
-        kind.as_str(),
+        kind.as_ref(),
         "C2C_MESSAGE_CREATE"
             | "GROUP_AT_MESSAGE_CREATE"
             | "GROUP_MESSAGE_CREATE"
@@ -89,44 +51,47 @@ pub fn decode(bot: &Arc<Bot>, mut head: Value, raw: Raw, via: u64) -> Result<Eve
             | "MESSAGE_CREATE"
             | "DIRECT_MESSAGE_CREATE"
     );
-    let user_id = match kind.as_str() {
+    let user_id = match kind.as_ref() {
         "C2C_MESSAGE_CREATE" => {
             aliases.extend(["message", "message.private"]);
-            s(&["author", "user_openid"])
+            take(&mut d.author.user_openid)
         }
         "GROUP_AT_MESSAGE_CREATE" | "GROUP_MESSAGE_CREATE" => {
             at_me = kind == "GROUP_AT_MESSAGE_CREATE";
             aliases.extend(["message", "message.group"]);
-            s(&["author", "member_openid"])
+            take(&mut d.author.member_openid)
         }
         "AT_MESSAGE_CREATE" | "MESSAGE_CREATE" => {
-            group_id = s(&["channel_id"]);
+            group_id = take(&mut d.channel_id);
             at_me = kind == "AT_MESSAGE_CREATE";
             aliases.extend(["message", "message.guild"]);
-            s(&["author", "id"])
+            take(&mut d.author.id)
         }
         "DIRECT_MESSAGE_CREATE" => {
             aliases.extend(["message", "message.direct"]);
-            s(&["author", "id"])
+            take(&mut d.author.id)
         }
         "GROUP_MEMBER_ADD" => {
             aliases.push("member.increase");
-            s(&["member_openid"])
+            take(&mut d.member_openid)
         }
         "GROUP_MEMBER_REMOVE" => {
             aliases.push("member.decrease");
-            s(&["member_openid"])
+            take(&mut d.member_openid)
         }
-        _ => s(&["user_openid"]).or_else(|| s(&["openid"])).or_else(|| s(&["user_id"])).or_else(|| s(&["author_id"])),
+        _ => take(&mut d.user_openid)
+            .or_else(|| take(&mut d.openid))
+            .or_else(|| take(&mut d.user_id))
+            .or_else(|| take(&mut d.author_id)),
     };
-    let message_id = if is_message { s(&["id"]) } else { None };
+    let message_id = if is_message { take(&mut d.id) } else { None };
     if is_message && (user_id.is_none() || message_id.is_none()) {
         return Err(Malformed(format!("`{kind}` has no author or id")));
     }
-    let place = s(&["guild_id"]);
-    let content = d.get("content").and_then(Value::as_str).unwrap_or_default();
+    let place = take(&mut d.guild_id);
+    let content = d.content.as_ref().and_then(Field::as_str).unwrap_or_default();
     let text = if is_message { strip_mention(content).trim().to_owned() } else { String::new() };
-    let time = d.get("timestamp").and_then(seconds);
+    let time = d.timestamp.as_ref().and_then(seconds);
     let mut ev = Event::new(bot.clone(), format!("qq.{kind}"), &aliases, raw);
     ev.text = text;
     ev.at_me = at_me;
@@ -184,26 +149,25 @@ fn segments(text: &str, attachments: Option<Value>) -> Value {
 
 /// When the platform says an event happened (`d.timestamp`: RFC 3339 text, or a number), in
 /// seconds since the Unix epoch.
-fn seconds(stamp: &Value) -> Option<f64> {
+fn seconds(stamp: &Field<'_>) -> Option<f64> {
     match stamp {
-        Value::String(s) => Some(chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_millis() as f64 / 1000.0),
-        Value::Number(n) => n.as_f64(),
-        _ => None,
+        Field::Text(s) => Some(chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_millis() as f64 / 1000.0),
+        Field::Other(n) => n.as_f64(),
     }
 }
 
 /// Group messages by their type and the message's id (the @ copy and the plain copy are two
 /// events of one message: the adapter delivers the second under its native name only); any
 /// other event by the payload's event id (the platform may push one event twice).
-fn identity(payload: &Value, kind: &str, d: &Value) -> Identity {
+fn identity(event_id: Option<&Field<'_>>, kind: &str, message_id: Option<&Field<'_>>) -> Identity {
     use std::hash::{Hash, Hasher};
     let mut h = crate::event::id_hasher();
     let key = if matches!(kind, "GROUP_AT_MESSAGE_CREATE" | "GROUP_MESSAGE_CREATE") {
-        (kind, d.get("id"))
+        (kind, message_id)
     } else {
-        ("qq-event", payload.get("id"))
+        ("qq-event", event_id)
     };
-    match key.1.and_then(Value::as_str) {
+    match key.1.and_then(Field::as_str) {
         Some(id) => {
             (key.0, id).hash(&mut h);
             Identity::Id(h.finish())
@@ -245,9 +209,17 @@ pub fn intents_for(names: &[String]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::qq::payload::read_head;
 
     fn bot() -> Arc<Bot> {
         Bot::detached("qq", &super::super::PROTOCOL)
+    }
+
+    /// Decodes `payload` from its text, as the gateway does.
+    fn decode_event(bot: &Arc<Bot>, payload: Value, via: u64) -> Result<Event, Malformed> {
+        let text = payload.to_string();
+        let head = read_head(text.as_bytes()).expect("JSON").unwrap_or_default();
+        decode(bot, head, Raw::text(text.as_bytes()), via)
     }
 
     fn group_at(event_id: &str, message_id: &str) -> Value {
@@ -271,44 +243,84 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_read_by_its_head_decodes_as_the_whole_tree_does() {
+    fn each_kind_of_event_takes_its_fields_from_its_own_members() {
         let mut plain = group_at("GROUP_MESSAGE_CREATE:9", "MSG1");
         plain["t"] = json!("GROUP_MESSAGE_CREATE");
-        let frames = [
-            group_at("GROUP_AT_MESSAGE_CREATE:1", "MSG1"),
-            plain,
-            json!({"op": 0, "s": 4, "id": "C2C_MESSAGE_CREATE:2", "t": "C2C_MESSAGE_CREATE", "d": {
-                "id": "MSG2", "content": "hi \"é\"", "timestamp": 1764432000,
-                "author": {"id": "A", "user_openid": "U_OPENID", "union_openid": "X"},
-                "attachments": [{"content_type": "voice", "url": "https://x/v.silk"}, {"content_type": "file"}]}}),
-            json!({"op": 0, "s": 5, "id": "AT_MESSAGE_CREATE:3", "t": "AT_MESSAGE_CREATE", "d": {
-                "id": "M3", "content": "<@!1234> hello", "channel_id": "C", "guild_id": "G",
-                "timestamp": "2026-11-30T00:00:01+08:00", "author": {"id": "U", "username": "u", "avatar": "a", "bot": false},
-                "member": {"roles": ["2", "4"], "joined_at": "2026-01-01T00:00:00+08:00"}, "mentions": [{"id": "1234"}]}}),
-            json!({"op": 0, "s": 6, "id": "DIRECT_MESSAGE_CREATE:4", "t": "DIRECT_MESSAGE_CREATE", "d": {
-                "id": "M4", "content": "dm", "channel_id": "DC", "guild_id": "DG", "src_guild_id": "G",
-                "author": {"id": "U"}, "member": {"joined_at": "x"}}}),
-            json!({"op": 0, "s": 7, "id": "GROUP_MEMBER_ADD:5", "t": "GROUP_MEMBER_ADD", "d": {
-                "group_openid": "G_OPENID", "member_openid": "M", "timestamp": 1764432000}}),
-            json!({"op": 0, "s": 8, "id": "INTERACTION_CREATE:6", "t": "INTERACTION_CREATE", "d": {
-                "id": "I", "type": 11, "chat_type": 1, "group_openid": "G_OPENID", "group_member_openid": "M",
-                "data": {"resolved": {"button_id": "b", "button_data": "d"}}}}),
-            json!({"op": 0, "s": 1, "t": "READY", "d": {"version": 1, "session_id": "S",
-                "user": {"id": "BOT", "username": "b", "bot": true}, "shard": [0, 1]}}),
+        // (payload, [user, group, message, place], text, at_me, time)
+        let cases = [
+            (
+                group_at("GROUP_AT_MESSAGE_CREATE:1", "MSG1"),
+                ["M_OPENID", "G_OPENID", "MSG1", ""],
+                "/echo hi",
+                true,
+                Some(1_795_968_000.0),
+            ),
+            (plain, ["M_OPENID", "G_OPENID", "MSG1", ""], "/echo hi", false, Some(1_795_968_000.0)),
+            (
+                json!({"op": 0, "s": 4, "id": "C2C_MESSAGE_CREATE:2", "t": "C2C_MESSAGE_CREATE", "d": {
+                    "id": "MSG2", "content": "hi \"é\"", "timestamp": 1764432000,
+                    "author": {"id": "A", "user_openid": "U_OPENID", "union_openid": "X"},
+                    "attachments": [{"content_type": "voice", "url": "https://x/v.silk"}, {"content_type": "file"}]}}),
+                ["U_OPENID", "", "MSG2", ""],
+                "hi \"é\"",
+                false,
+                Some(1_764_432_000.0),
+            ),
+            (
+                json!({"op": 0, "s": 5, "id": "AT_MESSAGE_CREATE:3", "t": "AT_MESSAGE_CREATE", "d": {
+                    "id": "M3", "content": "<@!1234> hello", "channel_id": "C", "guild_id": "G",
+                    "timestamp": "2026-11-30T00:00:01+08:00", "author": {"id": "U", "username": "u", "bot": false},
+                    "member": {"roles": ["2", "4"]}, "mentions": [{"id": "1234"}]}}),
+                ["U", "C", "M3", "G"],
+                "hello",
+                true,
+                Some(1_795_968_001.0),
+            ),
+            (
+                json!({"op": 0, "s": 6, "id": "DIRECT_MESSAGE_CREATE:4", "t": "DIRECT_MESSAGE_CREATE", "d": {
+                    "id": "M4", "content": "dm", "channel_id": "DC", "guild_id": "DG", "src_guild_id": "G",
+                    "author": {"id": "U"}, "member": {"joined_at": "x"}}}),
+                ["U", "", "M4", "DG"],
+                "dm",
+                false,
+                None,
+            ),
+            (
+                json!({"op": 0, "s": 7, "id": "GROUP_MEMBER_ADD:5", "t": "GROUP_MEMBER_ADD", "d": {
+                    "group_openid": "G_OPENID", "member_openid": "M", "timestamp": 1764432000}}),
+                ["M", "G_OPENID", "", ""],
+                "",
+                false,
+                Some(1_764_432_000.0),
+            ),
+            (
+                json!({"op": 0, "s": 8, "id": "INTERACTION_CREATE:6", "t": "INTERACTION_CREATE", "d": {
+                    "id": "I", "type": 11, "group_openid": "G_OPENID", "group_member_openid": "M",
+                    "user_openid": null, "openid": "O", "data": {"resolved": {"button_id": "b"}}}}),
+                ["O", "G_OPENID", "", ""],
+                "",
+                false,
+                None,
+            ),
+            (
+                json!({"op": 0, "s": 1, "t": "READY", "d": {"version": 1, "session_id": "S",
+                    "user": {"id": "BOT", "username": "b", "bot": true}, "shard": [0, 1]}}),
+                ["", "", "", ""],
+                "",
+                false,
+                None,
+            ),
         ];
-        for frame in frames {
-            let text = bytes::Bytes::from(frame.to_string());
-            let head = read_head(&text).unwrap().unwrap();
-            for big in ["member", "mentions", "data", "user", "src_guild_id"] {
-                assert!(head.pointer(&format!("/d/{big}")).is_none(), "only the head is built");
-            }
-            assert!(head.pointer("/d/author/username").is_none());
-            let lazy = decode(&bot(), head, Raw::text(&text), 1).unwrap();
-            // The old path: the whole tree as the head, so a field missing from HEAD shows.
-            let whole = decode(&bot(), frame.clone(), Raw::from(frame.clone()), 1).unwrap();
-            lazy.assert_decoded_like(&whole, &frame);
-            let reply = |e: &Event| super::super::reply_call(e, json!("pong")).map_err(|e| e.to_string());
-            assert_eq!(reply(&lazy), reply(&whole));
+        let shown = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        for (payload, ids, text, at_me, time) in cases {
+            let ev = decode_event(&bot(), payload.clone(), 1).unwrap();
+            let got = [&ev.user_id, &ev.group_id, &ev.message_id, &ev.place].map(shown);
+            assert_eq!(
+                (got, ev.text.as_str(), ev.at_me, ev.time),
+                (ids.map(str::to_owned), text, at_me, time),
+                "{payload}"
+            );
+            assert_eq!(ev.raw(), &payload, "the event keeps the whole payload");
         }
     }
 
@@ -316,8 +328,7 @@ mod tests {
     fn a_message_keeps_what_its_reply_needs() {
         let dm = json!({"op": 0, "id": "E", "t": "DIRECT_MESSAGE_CREATE", "d": {"id": "M", "content": "x",
             "guild_id": "DG", "timestamp": "2026-11-30T00:00:01+08:00", "author": {"id": "U"}}});
-        let text = bytes::Bytes::from(dm.to_string());
-        let ev = decode(&bot(), read_head(&text).unwrap().unwrap(), Raw::text(&text), 1).unwrap();
+        let ev = decode_event(&bot(), dm, 1).unwrap();
         assert_eq!((&ev.place, ev.time), (&json!("DG"), Some(1_795_968_001.0)));
         let (action, params) = super::super::reply_call(&ev, json!("pong")).unwrap();
         assert_eq!((action, &params["guild_id"], &params["message_id"]), ("send_dm", &json!("DG"), &json!("M")));
@@ -343,7 +354,16 @@ mod tests {
         let ev = decode_event(&bot(), payload, 1).unwrap();
         assert_eq!((ev.text.as_str(), &ev.group_id), ("hello", &json!("C")));
         assert!(decode_event(&bot(), json!({"op": 0, "t": "C2C_MESSAGE_CREATE", "d": {"content": "x"}}), 1).is_err());
-        assert!(decode_event(&bot(), json!({"op": 0, "t": "A.B"}), 1).is_err());
+        for (broken, why) in [
+            (json!({"op": 0, "t": "A.B"}), "t \"A.B\" is not a short name"),
+            (json!({"op": 0, "t": 7}), "t 7 is not a short name"),
+            (json!({"op": 0}), "no t"),
+            (json!({"op": 0, "t": "X", "d": null}), "`X` has a d that is not an object"),
+            (json!({"op": 0, "t": "X", "d": [1]}), "`X` has a d that is not an object"),
+        ] {
+            let error = decode_event(&bot(), broken, 1).unwrap_err().to_string();
+            assert!(error.ends_with(why), "{error}");
+        }
     }
 
     #[test]

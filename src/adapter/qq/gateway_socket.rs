@@ -14,8 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::decode::{decode, read_head};
+use super::decode::decode;
 use super::gateway::{Action, Input, Session, State};
+use super::payload::{Data, Field, Head, read_head};
 use super::token::Tokens;
 use crate::adapter::EventSink;
 use crate::adapter::backoff::Retry;
@@ -213,7 +214,7 @@ impl Gateway {
                         // Only the fields dispatch and decoding read are built; an event keeps the
                         // rest as text.
                         match read_head(text.as_bytes()) {
-                            Ok(head) => pending.extend(self.read(head.unwrap_or(Value::Null), text.as_bytes(), via, sink, &mut warnings)),
+                            Ok(head) => pending.extend(self.read(head.unwrap_or_default(), text.as_bytes(), via, sink, &mut warnings)),
                             Err(e) => crate::warn_limited!(warnings, bot = %self.bot.name, "malformed gateway frame skipped: {e}"),
                         }
                     }
@@ -229,26 +230,29 @@ impl Gateway {
         }
     }
 
-    /// What a payload means for the machine (read from its [`HEAD`](super::decode::HEAD) fields,
-    /// `head`); dispatches are also handed on, with the whole payload (`text`).
-    fn read(&self, head: Value, text: &[u8], via: u64, sink: &EventSink, warnings: &mut RateLimit) -> Option<Input> {
-        let op = head.get("op").and_then(Value::as_i64);
-        let seq = head.get("s").and_then(Value::as_u64);
+    /// What a payload means for the machine (read from its [`Head`]); dispatches are also handed
+    /// on, with the whole payload (`text`).
+    fn read(&self, head: Head<'_>, text: &[u8], via: u64, sink: &EventSink, warnings: &mut RateLimit) -> Option<Input> {
+        let op = head.op.as_ref().and_then(Field::as_i64);
+        let seq = head.s.as_ref().and_then(Field::as_u64);
+        let d = match &head.d {
+            Data::Object(d) => Some(d),
+            _ => None,
+        };
         match op {
             Some(10) => {
-                let ms = head.pointer("/d/heartbeat_interval").and_then(Value::as_u64).unwrap_or(41_250);
+                let ms = d.and_then(|d| d.heartbeat_interval.as_ref()).and_then(Field::as_u64).unwrap_or(41_250);
                 Some(Input::Hello(Duration::from_millis(ms.max(1))))
             }
             Some(11) => Some(Input::HeartbeatAck),
             Some(7) => Some(Input::Reconnect),
             Some(9) => Some(Input::InvalidSession),
             Some(0) => {
-                let t = head.get("t").and_then(Value::as_str).unwrap_or_default().to_owned();
-                let input = match t.as_str() {
+                let input = match head.t.as_ref().and_then(Field::as_str).unwrap_or_default() {
                     "READY" => Input::ReadyEvent {
-                        session_id: head
-                            .pointer("/d/session_id")
-                            .and_then(Value::as_str)
+                        session_id: d
+                            .and_then(|d| d.session_id.as_ref())
+                            .and_then(Field::as_str)
                             .unwrap_or_default()
                             .to_owned(),
                         seq: seq.unwrap_or(0),

@@ -2,7 +2,7 @@
 //! ark and embed): calls over its OpenAPI with an AccessToken ([`token`], [`rest`], [`api`]),
 //! events from the WebSocket gateway ([`gateway`], [`gateway_socket`], sharded as
 //! `/gateway/bot` says) or from a signed webhook ([`sign`], [`webhook`]), read into events with
-//! the cross-protocol aliases ([`decode`]), and replies that obey the platform's rules
+//! the cross-protocol aliases ([`payload`], [`decode`]), and replies that obey the platform's rules
 //! ([`reply`]).
 //!
 //! Functions are `qq::<name>` with qg_botsdk's names and parameters ([`actions`], generated
@@ -17,6 +17,7 @@ pub mod functions;
 pub mod gateway;
 pub mod gateway_socket;
 pub mod message;
+pub mod payload;
 pub mod recent;
 pub mod reply;
 pub mod rest;
@@ -356,7 +357,7 @@ mod tests {
             payload["d"]["content"] = json!("hi");
             payload["d"]["timestamp"] = json!("2026-11-30T00:00:01+08:00");
             let text = bytes::Bytes::from(payload.to_string());
-            let head = decode::read_head(&text).unwrap().unwrap();
+            let head = payload::read_head(&text).unwrap().unwrap();
             let ev = decode::decode(&bot, head, crate::event::Raw::text(&text), 1).unwrap();
             api.note_event(&ev);
             reply_call(&ev, json!("pong")).unwrap();

@@ -14,7 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::decode::decode_event;
+use super::decode::decode;
+use super::payload::{Field, read_head};
 use super::sign::WebhookKey;
 use crate::adapter::EventSink;
 use crate::adapter::listener::{self, Guard};
@@ -89,8 +90,8 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
             Ok(body) => body,
             Err(status) => return status.into_response(),
         };
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
+    let head = match read_head(&body) {
+        Ok(Some(head)) => head,
         _ => {
             crate::warn_limited!(warnings(), bot = %r.bot.name, "webhook body is not a payload: {}", preview(&body));
             return StatusCode::BAD_REQUEST.into_response();
@@ -98,7 +99,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
     };
     // The validation request is answered whether signed or not (its answer is the proof the
     // platform asks for); every other request must carry a fresh, valid signature.
-    let op = payload.get("op").and_then(Value::as_i64);
+    let op = head.op.as_ref().and_then(Field::as_i64);
     if op != Some(13) {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let timestamp = header("x-signature-timestamp");
@@ -113,6 +114,8 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
     }
     match op {
         Some(13) => {
+            // Rare, and its fields are not the head's: the payload is parsed whole.
+            let payload: Value = serde_json::from_slice(&body).unwrap_or_default();
             let field = |k: &str| payload.pointer(&format!("/d/{k}")).and_then(Value::as_str).unwrap_or_default();
             let (plain_token, event_ts) = (field("plain_token"), field("event_ts"));
             if !plausible(event_ts, plain_token) {
@@ -123,7 +126,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
             axum::Json(json!({"plain_token": plain_token, "signature": signature})).into_response()
         }
         Some(0) => {
-            match decode_event(&r.bot, payload, r.via) {
+            match decode(&r.bot, head, crate::event::Raw::text(&body), r.via) {
                 Ok(ev) => (r.sink)(ev),
                 Err(e) => crate::warn_limited!(warnings(), bot = %r.bot.name, "{e}; skipped"),
             }
