@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use super::functions::{self, MAX_PAGES, Paging};
 use super::message::{self, Composed, Media, Place};
 use super::recent::Recent;
-use super::reply::{Pacer, Replies, Scene};
+use super::reply::{Delivery, Noted, Pacer, Replies, Scene};
 use super::rest::{Answer, Body, Request, Rest, encode_segment as segment, push_segment};
 use crate::bot::{CallError, CallFuture, Params, Requests};
 use crate::event::Event;
@@ -118,8 +118,9 @@ impl Api {
     }
 
     /// Notes an event that replies may answer: a message by its id, any other event by its event
-    /// id (the platform lets some events be answered with `event_id`).
-    pub fn note_event(&self, ev: &Event) {
+    /// id (the platform lets some events be answered with `event_id`). Tells the second copy of
+    /// a group message from the first.
+    pub fn note_event(&self, ev: &Event) -> Noted {
         let now = sent_at(ev).unwrap_or_else(Instant::now);
         let kind = ev.name.strip_prefix("qq.").unwrap_or_default();
         let mut rules = self.rules();
@@ -128,20 +129,24 @@ impl Api {
                 let (scene, chat) = match (kind, ev.group_id.as_str(), ev.user_id.as_str()) {
                     ("C2C_MESSAGE_CREATE", _, Some(user)) => (Scene::C2c, Chat::User.hashed(user)),
                     (_, Some(group), _) => (Scene::Group, Chat::Group.hashed(group)),
-                    _ => return,
+                    _ => return Noted::First,
                 };
-                if let Some(id) = ev.message_id.as_str() {
-                    rules.replies.received(id, scene, Some(chat), now);
-                }
+                let Some(id) = ev.message_id.as_str() else { return Noted::First };
+                let delivery = match kind {
+                    "GROUP_AT_MESSAGE_CREATE" => Delivery::At,
+                    "GROUP_MESSAGE_CREATE" => Delivery::Plain,
+                    _ => Delivery::Only,
+                };
+                return rules.replies.received(id, scene, Some(chat), delivery, now);
             }
             "AT_MESSAGE_CREATE" | "MESSAGE_CREATE" | "DIRECT_MESSAGE_CREATE" => {
                 if let Some(id) = ev.message_id.as_str() {
-                    rules.replies.received(id, Scene::Guild, None, now);
+                    rules.replies.received(id, Scene::Guild, None, Delivery::Only, now);
                 }
             }
             // Not a message: rarer, and read from the whole event (messages never parse it).
             _ => {
-                let Some(event_id) = ev.raw().get("id").and_then(Value::as_str) else { return };
+                let Some(event_id) = ev.raw().get("id").and_then(Value::as_str) else { return Noted::First };
                 let d = ev.raw().get("d");
                 let s = |k: &str| d.and_then(|d| d.get(k)).and_then(Value::as_str);
                 let scene = if s("group_openid").is_some() {
@@ -151,9 +156,10 @@ impl Api {
                 } else {
                     Scene::Guild
                 };
-                rules.replies.received(event_id, scene, None, now);
+                rules.replies.received(event_id, scene, None, Delivery::Only, now);
             }
         }
+        Noted::First
     }
 
     /// Records the bot's own id (from the gateway's READY).
@@ -768,7 +774,7 @@ mod tests {
         let client = crate::tls::http_client(&tls);
         let tokens = Arc::new(Tokens::new(client.clone(), &base, "1", crate::config::Secret("s".into())));
         let api = Api::new(Rest::new(client, &tls, &base, tokens, 4));
-        api.rules().replies.received("M1", Scene::Group, None, Instant::now());
+        api.rules().replies.received("M1", Scene::Group, None, Delivery::Only, Instant::now());
         let params = json!({"group_openid": "G", "content": "hi", "message_id": "M1"});
 
         let waited = api.call("send_group_msg", Params::Given(params.clone()), true).await.unwrap();

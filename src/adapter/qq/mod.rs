@@ -37,6 +37,7 @@ use crate::bot::{Bot, BotId, CallError, Link, Params, Protocol, Requests};
 use crate::event::Event;
 use api::Api;
 use config::{Events, QqConfig};
+use reply::Noted;
 
 /// The official platform: its bots accept the `qq::` functions.
 pub static PROTOCOL: Protocol = Protocol { name: "qq", namespace: "qq" };
@@ -133,36 +134,12 @@ pub fn open(name: &str, cfg: &QqConfig, call_timeout: Duration, data_dir: &Path)
     Opened::new(bot, Box::new(move |bot, s: Start<'_>| start(bot, api, tokens, cfg, &data_dir, s)))
 }
 
-/// Group messages remembered to deliver the second copy of one (@ and plain) without aliases.
-const GROUP_COPIES_REMEMBERED: usize = 4096;
-
-/// The copies of a group message seen so far: `PLAIN_COPY` and `AT_COPY` bits.
-const PLAIN_COPY: u8 = 1;
-const AT_COPY: u8 = 2;
-
 /// Wraps `sink` so the reply rules see every event first, READY names the bot, and a group
 /// message the platform sends twice (as `GROUP_AT_MESSAGE_CREATE` and `GROUP_MESSAGE_CREATE`)
 /// reaches `message.group` once: the second copy carries only its native name.
 fn noting(bot: &Arc<Bot>, api: &Arc<Api>, sink: EventSink) -> EventSink {
     let (bot, api) = (Arc::downgrade(bot), api.clone());
-    let copies = std::sync::Mutex::new(recent::Recent::<u8>::new(GROUP_COPIES_REMEMBERED));
     Arc::new(move |mut ev: Event| {
-        if matches!(ev.name.as_str(), "qq.GROUP_AT_MESSAGE_CREATE" | "qq.GROUP_MESSAGE_CREATE")
-            && let Some(id) = ev.message_id.as_str()
-        {
-            let (this, other) =
-                if ev.name == "qq.GROUP_AT_MESSAGE_CREATE" { (AT_COPY, PLAIN_COPY) } else { (PLAIN_COPY, AT_COPY) };
-            let mut copies = copies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (_, seen) = copies.get_or_insert(id, || 0);
-            // Seen as the other kind: this is the second copy. Seen as this kind: a repeat of the
-            // same event, left to the runtime's dedup.
-            let second = *seen & other != 0 && *seen & this == 0;
-            *seen |= this;
-            drop(copies);
-            if second {
-                ev = ev.without_aliases();
-            }
-        }
         if ev.name == "qq.READY"
             && let Some(id) = ev.raw().pointer("/d/user/id").and_then(Value::as_str)
         {
@@ -171,7 +148,9 @@ fn noting(bot: &Arc<Bot>, api: &Arc<Api>, sink: EventSink) -> EventSink {
                 bot.set_self_id(BotId::Text(id.into()));
             }
         }
-        api.note_event(&ev);
+        if api.note_event(&ev) == Noted::SecondCopy {
+            ev = ev.without_aliases();
+        }
         sink(ev)
     })
 }

@@ -93,6 +93,29 @@ struct Received {
     sent: u32,
     /// Where it was received, when known (its key in `newest`).
     chat: Option<u64>,
+    /// The copies of it that arrived (bits of [`Delivery`]).
+    copies: u8,
+}
+
+/// Which copy of a message arrived: the platform pushes each group message that @-mentions the
+/// bot twice, as `GROUP_AT_MESSAGE_CREATE` and as `GROUP_MESSAGE_CREATE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The @ copy of a group message.
+    At = 1,
+    /// The plain copy of a group message.
+    Plain = 2,
+    /// A message pushed once.
+    Only = 0,
+}
+
+/// What a received message is to its handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Noted {
+    /// The first of its copies (or a repeat of one, left to the runtime's dedup).
+    First,
+    /// The second copy of a group message, after the other kind.
+    SecondCopy,
 }
 
 /// The newest message of a chat.
@@ -116,10 +139,25 @@ impl Default for Replies {
 impl Replies {
     /// Notes a message (or an event that may be answered by its id) received at `at`, which
     /// replies may then answer; `chat` is where (its key), for sends that name no message.
-    pub fn received(&mut self, message_id: &str, scene: Scene, chat: Option<u64>, at: Instant) {
+    pub fn received(
+        &mut self,
+        message_id: &str,
+        scene: Scene,
+        chat: Option<u64>,
+        delivery: Delivery,
+        at: Instant,
+    ) -> Noted {
         // A message that comes again (pushed twice, its @ copy, replayed after a resume) keeps
         // its count and its window.
         let (id, received) = remember(&mut self.seen, &mut self.newest, message_id, scene, at);
+        // Seen as the other kind: this is the second copy. Seen as this kind: a repeat of the
+        // same event, left to the runtime's dedup.
+        let (this, before) = (delivery as u8, received.copies);
+        received.copies |= this;
+        let noted = match delivery {
+            Delivery::At | Delivery::Plain if before & this == 0 && before != 0 => Noted::SecondCopy,
+            _ => Noted::First,
+        };
         if let Some(chat) = chat {
             received.chat = Some(chat);
             let newest = self.newest.entry(chat).or_insert_with(|| Newest { id: String::new(), key: id });
@@ -128,6 +166,7 @@ impl Replies {
             newest.id.push_str(message_id);
             newest.key = id;
         }
+        noted
     }
 
     /// The newest message of `chat` (its key) that may still be answered at `now`.
@@ -201,7 +240,7 @@ fn remember<'a>(
 ) -> (u64, &'a mut Received) {
     seen.get_or_insert_with(
         id,
-        || Received { scene, at, sent: 0, chat: None },
+        || Received { scene, at, sent: 0, chat: None, copies: 0 },
         |old, forgotten| {
             if let Some(chat) = forgotten.chat
                 && newest.get(&chat).is_some_and(|newest| newest.key == old)
@@ -247,19 +286,35 @@ mod tests {
     use crate::adapter::qq::recent::key;
 
     #[test]
+    fn the_second_copy_of_a_group_message_is_told_from_the_first_and_from_a_repeat() {
+        let mut r = Replies::default();
+        let (t0, g) = (Instant::now(), Some(key("g")));
+        assert_eq!(r.received("m", Scene::Group, g, Delivery::At, t0), Noted::First);
+        assert_eq!(r.received("m", Scene::Group, g, Delivery::At, t0), Noted::First, "a repeat, for dedup");
+        assert_eq!(r.received("m", Scene::Group, g, Delivery::Plain, t0), Noted::SecondCopy);
+        assert_eq!(r.received("p", Scene::Group, g, Delivery::Plain, t0), Noted::First, "plain first");
+        assert_eq!(r.received("p", Scene::Group, g, Delivery::At, t0), Noted::SecondCopy);
+        assert_eq!(r.received("c", Scene::C2c, Some(key("u")), Delivery::Only, t0), Noted::First);
+        assert_eq!(r.received("c", Scene::C2c, Some(key("u")), Delivery::Only, t0), Noted::First);
+        // A message first met as a reply's target (received before a restart) had no copies.
+        r.reply(Scene::Group, Some("old"), t0).unwrap();
+        assert_eq!(r.received("old", Scene::Group, g, Delivery::Plain, t0), Noted::First);
+    }
+
+    #[test]
     fn replies_get_fresh_seqs_within_the_window_and_budget() {
         let t0 = Instant::now();
         let mut r = Replies::default();
-        r.received("m1", Scene::Group, Some(key("g")), t0);
+        r.received("m1", Scene::Group, Some(key("g")), Delivery::Only, t0);
         let seqs: Vec<_> =
             (0..5).map(|_| r.reply(Scene::Group, Some("m1"), t0 + Duration::from_secs(10)).unwrap()).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
         assert_eq!(r.reply(Scene::Group, Some("m1"), t0), Err(ReplyError::BudgetSpent));
-        r.received("m2", Scene::Group, Some(key("g")), t0);
+        r.received("m2", Scene::Group, Some(key("g")), Delivery::Only, t0);
         let late = r.reply(Scene::Group, Some("m2"), t0 + Duration::from_secs(5 * 60 + 7)).unwrap_err();
         assert_eq!(late, ReplyError::WindowClosed { scene: Scene::Group, late: Duration::from_secs(7) });
         assert!(late.to_string().contains("5 min"), "{late}");
-        r.received("c", Scene::C2c, Some(key("u")), t0);
+        r.received("c", Scene::C2c, Some(key("u")), Delivery::Only, t0);
         assert_eq!(r.reply(Scene::C2c, Some("c"), t0 + Duration::from_secs(59 * 60)), Ok(1), "C2C has an hour");
     }
 
@@ -268,15 +323,15 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Replies::default();
         assert_eq!(r.answerable(key("g"), t0), None);
-        r.received("m1", Scene::Group, Some(key("g")), t0);
-        r.received("m2", Scene::Group, Some(key("g")), t0 + Duration::from_secs(1));
+        r.received("m1", Scene::Group, Some(key("g")), Delivery::Only, t0);
+        r.received("m2", Scene::Group, Some(key("g")), Delivery::Only, t0 + Duration::from_secs(1));
         assert_eq!(r.answerable(key("g"), t0 + Duration::from_secs(2)), Some("m2"));
         assert_eq!(r.answerable(key("other"), t0), None);
         for _ in 0..5 {
             r.reply(Scene::Group, Some("m2"), t0).unwrap();
         }
         assert_eq!(r.answerable(key("g"), t0), None, "its budget is spent");
-        r.received("m3", Scene::Group, Some(key("g")), t0);
+        r.received("m3", Scene::Group, Some(key("g")), Delivery::Only, t0);
         assert_eq!(r.answerable(key("g"), t0 + Duration::from_secs(5 * 60 + 1)), None, "its window closed");
     }
 
@@ -284,9 +339,9 @@ mod tests {
     fn a_forgotten_message_is_not_answered_by_a_send_naming_none() {
         let t0 = Instant::now();
         let mut r = Replies::default();
-        r.received("first", Scene::Group, Some(key("g")), t0);
+        r.received("first", Scene::Group, Some(key("g")), Delivery::Only, t0);
         for i in 0..REMEMBERED {
-            r.received(&format!("m{i}"), Scene::Group, Some(key(&format!("other{}", i % 100))), t0);
+            r.received(&format!("m{i}"), Scene::Group, Some(key(&format!("other{}", i % 100))), Delivery::Only, t0);
         }
         assert_eq!(r.answerable(key("g"), t0), None, "forgotten, so not answered blindly");
         assert!(!r.newest.contains_key(&key("g")), "a chat whose newest message is forgotten is forgotten too");
@@ -300,9 +355,9 @@ mod tests {
     fn a_message_that_comes_again_keeps_its_count_and_window() {
         let t0 = Instant::now();
         let mut r = Replies::default();
-        r.received("m", Scene::Group, Some(key("g")), t0);
+        r.received("m", Scene::Group, Some(key("g")), Delivery::Only, t0);
         assert_eq!(r.reply(Scene::Group, Some("m"), t0), Ok(1));
-        r.received("m", Scene::Group, Some(key("g")), t0 + Duration::from_secs(200));
+        r.received("m", Scene::Group, Some(key("g")), Delivery::Only, t0 + Duration::from_secs(200));
         assert_eq!(r.reply(Scene::Group, Some("m"), t0), Ok(2), "the seq goes on");
         let late = t0 + Duration::from_secs(5 * 60 + 1);
         assert!(r.check(Scene::Group, Some("m"), late).is_err(), "the window counts from the first arrival");
