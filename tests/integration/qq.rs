@@ -34,7 +34,7 @@ async fn the_token_is_fetched_once_shared_and_renewed_in_its_last_minute() {
     assert_eq!(tokens.get_at(t0 + lifetime - RENEW_BEFORE - Duration::from_secs(1)).await.unwrap().value, "token-1");
     assert_eq!(tokens.get_at(t0 + lifetime - Duration::from_secs(30)).await.unwrap().value, "token-2");
     // A token the platform refused is dropped; the next call fetches another.
-    tokens.invalidate().await;
+    tokens.invalidate();
     assert_eq!(tokens.get_at(t0 + lifetime).await.unwrap().value, "token-3");
     assert_eq!(fake.issued(), 3);
 }

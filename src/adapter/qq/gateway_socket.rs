@@ -78,7 +78,7 @@ impl Gateway {
                             error!(bot = %self.bot.name, "gateway: {reason}; not reconnecting");
                             return;
                         }
-                        Some(Action::RenewTokenAndReconnect) => self.tokens.invalidate().await,
+                        Some(Action::RenewTokenAndReconnect) => self.tokens.invalidate(),
                         Some(Action::ReconnectLater) => wait = wait.max(RATE_LIMIT_WAIT),
                         Some(_) => {}
                     }

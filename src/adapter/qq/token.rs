@@ -7,12 +7,11 @@
 //! 11241–11244) drops it, and the next call fetches a new one. Concurrent callers share one
 //! fetch.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use hyper::http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use crate::config::Secret;
 
@@ -44,7 +43,11 @@ pub struct Tokens {
     url: String,
     app_id: String,
     secret: Secret,
+    /// The token and when it expires. A plain lock: every call reads it, and it is never held
+    /// across a fetch.
     current: Mutex<Option<(Arc<Token>, Instant)>>,
+    /// Held while a token is fetched, so concurrent callers share one fetch.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 /// An AccessToken, and the headers a call carries with it, made once per token.
@@ -61,7 +64,14 @@ impl Tokens {
     /// Tokens of app `app_id` from `<host>/app/getAppAccessToken`.
     pub fn new(client: reqwest::Client, host: &str, app_id: &str, secret: Secret) -> Tokens {
         let url = format!("{}/app/getAppAccessToken", host.trim_end_matches('/'));
-        Tokens { client, url, app_id: app_id.to_owned(), secret, current: Mutex::new(None) }
+        Tokens {
+            client,
+            url,
+            app_id: app_id.to_owned(),
+            secret,
+            current: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// A token valid now, fetched when there is none or the one held is in its last minute.
@@ -71,22 +81,36 @@ impl Tokens {
 
     /// Like [`Tokens::get`], as of `now` (tests move the clock).
     pub async fn get_at(&self, now: Instant) -> Result<Arc<Token>, TokenError> {
-        let mut current = self.current.lock().await;
-        if let Some((token, expires)) = current.as_ref()
-            && now + RENEW_BEFORE < *expires
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.valid(now) {
+            return Ok(token);
+        }
+        let _fetching = self.fetching.lock().await;
+        // A caller that waited here gets the token the one before it fetched.
+        if let Some(token) = self.valid(now) {
+            return Ok(token);
         }
         // Boxed: every call's future holds this one, and a fetch is rare.
         let (value, lifetime) = Box::pin(self.fetch()).await?;
         let token = Arc::new(Token { headers: self.headers(&value), value });
-        *current = Some((token.clone(), now + lifetime));
+        *self.current() = Some((token.clone(), now + lifetime));
         Ok(token)
     }
 
+    /// The token held, if it is still good at `now`.
+    fn valid(&self, now: Instant) -> Option<Arc<Token>> {
+        match self.current().as_ref() {
+            Some((token, expires)) if now + RENEW_BEFORE < *expires => Some(token.clone()),
+            _ => None,
+        }
+    }
+
+    fn current(&self) -> MutexGuard<'_, Option<(Arc<Token>, Instant)>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Forgets the token (the platform refused it); the next call fetches another.
-    pub async fn invalidate(&self) {
-        *self.current.lock().await = None;
+    pub fn invalidate(&self) {
+        *self.current() = None;
     }
 
     /// The headers a call with `token` carries.
