@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use super::functions::{self, MAX_PAGES, Paging};
 use super::message::{self, Composed, Media, Place};
 use super::recent::Recent;
-use super::reply::{Delivery, Noted, Pacer, Replies, Scene};
+use super::reply::{Delivery, Noted, Pacer, Replies, ReplyError, Scene};
 use super::rest::{Answer, Body, Request, Rest, encode_segment as segment, push_segment};
 use crate::bot::{CallError, CallFuture, Params, Requests};
 use crate::event::Event;
@@ -405,33 +405,40 @@ impl Api {
             composed.body.insert("media".into(), json!({ "file_info": info }));
         }
         // The reply rules, before anything is sent.
-        let now = Instant::now();
         let message_id = params.remove("message_id").filter(|v| !v.is_null()).map(|v| text(&v));
         let event_id = params.remove("event_id").filter(|v| !v.is_null()).map(|v| text(&v));
-        // Checked before the upload, taken after it: a failure before sending costs no reply.
-        let answering = {
-            let rules = self.rules();
+        let refused = |e: ReplyError| invalid(action, &e.to_string());
+        let media = composed.media.take();
+        // A send with media is checked before its upload and takes its reply after it: a
+        // failure before sending costs no reply. Any other takes it at once.
+        let (answering, taken) = {
+            let now = Instant::now();
+            let mut rules = self.rules();
             let answering = match (&message_id, &event_id) {
                 (Some(id), _) | (None, Some(id)) => Some(id.clone()),
                 (None, None) => rules.replies.answerable(chat.hashed(&target), now).map(str::to_owned),
             };
-            rules
-                .replies
-                .check(chat.scene(), answering.as_deref(), now)
-                .map_err(|e| invalid(action, &e.to_string()))?;
-            answering
+            let taken = match media {
+                None => Some(rules.replies.reply(chat.scene(), answering.as_deref(), now).map_err(refused)?),
+                Some(_) => {
+                    rules.replies.check(chat.scene(), answering.as_deref(), now).map_err(refused)?;
+                    None
+                }
+            };
+            (answering, taken)
         };
-        if let Some(media) = composed.media.take() {
-            // Boxed: an upload's future is most of this one, which is copied whole when the call
-            // is boxed, and most messages carry no media.
-            let info = Box::pin(self.upload(action, chat, &target, &media)).await?;
-            composed.body.insert("media".into(), json!({ "file_info": info }));
-        }
-        let seq = self
-            .rules()
-            .replies
-            .reply(chat.scene(), answering.as_deref(), Instant::now())
-            .map_err(|e| invalid(action, &e.to_string()))?;
+        let seq = match taken {
+            Some(seq) => seq,
+            None => {
+                if let Some(media) = media {
+                    // Boxed: an upload's future is most of this one, which is copied whole when
+                    // the call is boxed, and most messages carry no media.
+                    let info = Box::pin(self.upload(action, chat, &target, &media)).await?;
+                    composed.body.insert("media".into(), json!({ "file_info": info }));
+                }
+                self.rules().replies.reply(chat.scene(), answering.as_deref(), Instant::now()).map_err(refused)?
+            }
+        };
         if message_id.is_none() && event_id.is_none() {
             composed.body.insert("msg_id".into(), json!(answering));
         }
