@@ -462,7 +462,11 @@ impl Api {
             query: vec![],
             body: Body::Json(Value::Object(composed.body)),
         };
-        let answer = self.rest.send(action, &request).await?;
+        let answer = if answered {
+            self.rest.send(action, &request).await?
+        } else {
+            self.rest.send_detached(action, &request).await?
+        };
         if answer.result
             && let Some(id) = answer.data.get("id").and_then(Value::as_str)
         {

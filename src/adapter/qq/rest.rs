@@ -126,6 +126,16 @@ impl Rest {
     /// Sends `request` for `action`; a failure the platform reports is an [`Answer`] with
     /// `result: false`, a local one (unreachable, no token) an error.
     pub async fn send(&self, action: &str, request: &Request) -> Result<Answer, CallError> {
+        self.send_keeping(action, request, Keep::Whole).await
+    }
+
+    /// [`Rest::send`] for a call nobody waits for: a success keeps only the `id` of what it
+    /// made (the reply rules note the bot's messages), a failure all of it.
+    pub async fn send_detached(&self, action: &str, request: &Request) -> Result<Answer, CallError> {
+        self.send_keeping(action, request, Keep::Id).await
+    }
+
+    async fn send_keeping(&self, action: &str, request: &Request, keep: Keep) -> Result<Answer, CallError> {
         let _slot = self.in_flight.acquire().await.map_err(|_| not_connected(action, &self.base))?;
         let idempotent =
             matches!(request.method, reqwest::Method::GET | reqwest::Method::PUT | reqwest::Method::DELETE);
@@ -137,7 +147,7 @@ impl Rest {
                 .get()
                 .await
                 .map_err(|e| CallError::Invalid { action: action.into(), reason: e.to_string() })?;
-            let answer = self.once(action, request, &token).await?;
+            let answer = self.once(action, request, &token, keep).await?;
             if !renewed && answer.code().is_some_and(is_token_error) {
                 // The platform refused the token: renew it once and try again.
                 renewed = true;
@@ -154,7 +164,7 @@ impl Rest {
         }
     }
 
-    async fn once(&self, action: &str, request: &Request, token: &Token) -> Result<Answer, CallError> {
+    async fn once(&self, action: &str, request: &Request, token: &Token, keep: Keep) -> Result<Answer, CallError> {
         let unreachable = |e: &dyn std::fmt::Display| {
             tracing::warn!(url = %self.base, "official platform unreachable: {e}");
             not_connected(action, &self.base)
@@ -183,7 +193,7 @@ impl Rest {
             Err(_) => return Err(unreachable(&format!("no answer within {REQUEST_TIMEOUT:?}"))),
         };
         let trace_id = answer.header("x-tps-trace-id").unwrap_or_default();
-        let mut result = finish(answer.status, trace_id.to_owned(), &answer.body);
+        let mut result = finish(answer.status, trace_id, &answer.body, keep);
         if let Some(to) = answer.redirected_to() {
             let message = format!("the OpenAPI redirects to {to}; check api_url");
             tracing::warn!(url = %self.base, "{message}");
@@ -229,12 +239,43 @@ impl Rest {
             }
             Err(_) => return Err(not_connected(action, &self.base)),
         };
-        Ok(finish(http_code, trace_id, &bytes))
+        Ok(finish(http_code, &trace_id, &bytes, Keep::Whole))
     }
 }
 
+/// What of a successful answer is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// All of it.
+    Whole,
+    /// The `id` of what it made.
+    Id,
+}
+
+/// The members of an answer that tell a success from a failure, and what a success made.
+#[derive(serde::Deserialize)]
+struct Brief<'a> {
+    #[serde(borrow, default)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    message: Option<serde::de::IgnoredAny>,
+}
+
 /// An answer in qg_botsdk's shape from the status, the trace id and the body.
-fn finish(http_code: u16, trace_id: String, bytes: &[u8]) -> Answer {
+fn finish(http_code: u16, trace_id: &str, bytes: &[u8], keep: Keep) -> Answer {
+    // A success nobody reads is not built. Anything unusual (a failure, a `code` that is not a
+    // number, a repeated member) is read whole below.
+    if keep == Keep::Id
+        && (200..300).contains(&http_code)
+        && let Ok(brief) = serde_json::from_slice::<Brief<'_>>(bytes)
+        && !(brief.code.is_some_and(|c| c != 0) && brief.message.is_some() && brief.id.is_none())
+    {
+        let data = brief.id.map_or(Value::Null, |id| json!({ "id": id }));
+        return Answer { data, http_code, trace_id: String::new(), result: true };
+    }
+    let trace_id = trace_id.to_owned();
     let data: Value = if bytes.is_empty() {
         Value::Null
     } else {
@@ -308,5 +349,32 @@ mod tests {
         assert_eq!(Value::Object(params), json!({"content": "hi"}));
         assert!(fill_route("/guilds/{guild_id}", &mut Map::new()).unwrap_err().contains("`guild_id`"));
         assert_eq!(encode_segment("aZ9-_.~ é%"), "aZ9-_.~%20%C3%A9%25", "each byte of the rest percent-encoded");
+    }
+
+    #[test]
+    fn a_detached_success_keeps_its_id_and_a_detached_failure_all_of_it() {
+        let sent = br#"{"id":"R1","timestamp":"2026-12-01T10:00:00+08:00"}"#;
+        let whole = finish(200, "T", sent, Keep::Whole);
+        assert_eq!((whole.result, whole.trace_id.as_str()), (true, "T"));
+        assert_eq!(whole.data["timestamp"], "2026-12-01T10:00:00+08:00");
+        let brief = finish(200, "T", sent, Keep::Id);
+        assert_eq!((brief.result, brief.data), (true, json!({"id": "R1"})));
+        assert_eq!(finish(204, "", b"", Keep::Id).data, Value::Null);
+        for (status, body) in [
+            (200, &br#"{"code":304023,"message":"push message is waiting for audit"}"#[..]),
+            (200, br#"{"code":"11244","message":"token"}"#),
+            (200, b"not json"),
+            (400, br#"{"id":"R2","code":40034102,"message":"proactive"}"#),
+            (500, br#"{"message":"busy"}"#),
+        ] {
+            let (brief, whole) = (finish(status, "T", body, Keep::Id), finish(status, "T", body, Keep::Whole));
+            assert_eq!(brief, whole, "{}", String::from_utf8_lossy(body));
+        }
+        let odd = finish(200, "T", br#"{"id":"R1","id":"R3"}"#, Keep::Id);
+        assert_eq!(
+            (odd.result, &odd.data["id"]),
+            (true, &json!("R3")),
+            "a repeated member: read whole, the last counts"
+        );
     }
 }
