@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::events::EVENTS;
-use super::payload::{Data, Field, Fields, Head};
+use super::payload::{Field, Head, Shape};
 use crate::bot::Bot;
 use crate::event::{Event, Identity, Raw, is_name_part, normalize_name};
 
@@ -31,11 +31,10 @@ pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Even
         }
         None => return Err(Malformed("no t".into())),
     };
-    let mut d = match head.d {
-        Data::Object(d) => d,
-        Data::Absent => Fields::default(),
-        Data::NotObject => return Err(Malformed(format!("`{kind}` has a d that is not an object"))),
-    };
+    if head.d_is == Shape::NotObject {
+        return Err(Malformed(format!("`{kind}` has a d that is not an object")));
+    }
+    let mut d = head.d;
     let identity = identity(head.id.as_ref(), kind, d.id.as_ref());
     // The fields the event keeps are moved out of the head.
     let take = |field: &mut Option<Field<'_>>| field.take().map(Field::into_value);

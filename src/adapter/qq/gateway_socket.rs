@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use super::decode::decode;
 use super::gateway::{Action, Input, Session, State};
-use super::payload::{Data, Field, Head, read_head};
+use super::payload::{Field, Head, read_head};
 use super::token::Tokens;
 use crate::adapter::EventSink;
 use crate::adapter::backoff::Retry;
@@ -235,13 +235,9 @@ impl Gateway {
     fn read(&self, head: Head<'_>, text: &[u8], via: u64, sink: &EventSink, warnings: &mut RateLimit) -> Option<Input> {
         let op = head.op.as_ref().and_then(Field::as_i64);
         let seq = head.s.as_ref().and_then(Field::as_u64);
-        let d = match &head.d {
-            Data::Object(d) => Some(d),
-            _ => None,
-        };
         match op {
             Some(10) => {
-                let ms = d.and_then(|d| d.heartbeat_interval.as_ref()).and_then(Field::as_u64).unwrap_or(41_250);
+                let ms = head.d.heartbeat_interval.as_ref().and_then(Field::as_u64).unwrap_or(41_250);
                 Some(Input::Hello(Duration::from_millis(ms.max(1))))
             }
             Some(11) => Some(Input::HeartbeatAck),
@@ -250,11 +246,7 @@ impl Gateway {
             Some(0) => {
                 let input = match head.t.as_ref().and_then(Field::as_str).unwrap_or_default() {
                     "READY" => Input::ReadyEvent {
-                        session_id: d
-                            .and_then(|d| d.session_id.as_ref())
-                            .and_then(Field::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
+                        session_id: head.d.session_id.as_ref().and_then(Field::as_str).unwrap_or_default().to_owned(),
                         seq: seq.unwrap_or(0),
                     },
                     "RESUMED" => Input::Resumed,

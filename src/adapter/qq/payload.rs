@@ -9,7 +9,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::marker::PhantomData;
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -73,19 +72,20 @@ pub struct Head<'a> {
     pub t: Option<Field<'a>>,
     /// The event's id.
     pub id: Option<Field<'a>>,
-    /// The event data.
-    pub d: Data<'a>,
+    /// The members of the event data read, all absent unless `d` is an object.
+    pub d: Fields<'a>,
+    /// What the event data is.
+    pub d_is: Shape,
 }
 
-/// A payload's `d`.
-#[derive(Debug, Default)]
-#[expect(clippy::large_enum_variant, reason = "read once per frame on the stack; a box is the allocation this avoids")]
-pub enum Data<'a> {
+/// What a member that should be an object is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
     /// There is none.
     #[default]
     Absent,
-    /// An object, with the members read.
-    Object(Fields<'a>),
+    /// An object.
+    Object,
     /// Something else (`null` included).
     NotObject,
 }
@@ -138,7 +138,11 @@ pub struct Author<'a> {
 /// Reads `payload`'s [`Head`]; `None` when it is JSON but not an object. Fails when it is not
 /// one well-formed JSON document, like [`serde_json::from_slice`].
 pub fn read_head(payload: &[u8]) -> serde_json::Result<Option<Head<'_>>> {
-    read_document(payload, Object::<Head<'_>>::new())
+    let mut head = Head::default();
+    // Filled in place: the slots are a few hundred bytes, and a visitor returning them would
+    // copy them at every level.
+    let object = read_document(payload, Object(&mut head))?;
+    Ok(object.then_some(head))
 }
 
 /// An object whose members go to slots.
@@ -156,7 +160,11 @@ impl<'de> Members<'de> for Head<'de> {
             "id" => &mut self.id,
             "d" => {
                 // A repeated `d` replaces the earlier one whole, as in a full parse.
-                self.d = map.next_value_seed(Object::<Fields<'de>>::new())?.map_or(Data::NotObject, Data::Object);
+                if self.d_is != Shape::Absent {
+                    self.d = Fields::default();
+                }
+                let object = map.next_value_seed(Object(&mut self.d))?;
+                self.d_is = if object { Shape::Object } else { Shape::NotObject };
                 return Ok(true);
             }
             _ => return Ok(false),
@@ -183,7 +191,9 @@ impl<'de> Members<'de> for Fields<'de> {
             "user_id" => &mut self.user_id,
             "author_id" => &mut self.author_id,
             "author" => {
-                self.author = map.next_value_seed(Object::<Author<'de>>::new())?.unwrap_or_default();
+                // Only the last author counts, and one that is not an object has no members.
+                self.author = Author::default();
+                map.next_value_seed(Object(&mut self.author))?;
                 return Ok(true);
             }
             _ => return Ok(false),
@@ -206,68 +216,62 @@ impl<'de> Members<'de> for Author<'de> {
     }
 }
 
-/// Reads an object into `T`'s slots; anything else is checked and comes back as `None`.
-struct Object<T>(PhantomData<T>);
+/// Reads an object's members into `T`'s slots: true when it is an object; anything else is
+/// checked, and false.
+struct Object<'s, T>(&'s mut T);
 
-impl<T> Object<T> {
-    fn new() -> Object<T> {
-        Object(PhantomData)
-    }
-}
+impl<'de, T: Members<'de>> DeserializeSeed<'de> for Object<'_, T> {
+    type Value = bool;
 
-impl<'de, T: Members<'de>> DeserializeSeed<'de> for Object<T> {
-    type Value = Option<T>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de, T: Members<'de>> Visitor<'de> for Object<T> {
-    type Value = Option<T>;
+impl<'de, T: Members<'de>> Visitor<'de> for Object<'_, T> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
-        let mut members = T::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         while let Some(key) = map.next_key_seed(Key)? {
             // A repeated key keeps its last value, as a full parse would.
-            if !members.read(&key, &mut map)? {
+            if !self.0.read(&key, &mut map)? {
                 map.next_value_seed(Skip)?;
             }
         }
-        Ok(Some(members))
+        Ok(true)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<T>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
         while seq.next_element_seed(Skip)?.is_some() {}
-        Ok(None)
+        Ok(false)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Option<T>, E> {
-        Ok(None)
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<Option<T>, E> {
-        Ok(None)
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<Option<T>, E> {
-        Ok(None)
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Option<T>, E> {
-        Ok(None)
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<Option<T>, E> {
-        Ok(None)
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
     }
 
-    fn visit_unit<E>(self) -> Result<Option<T>, E> {
-        Ok(None)
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
     }
 }
 
@@ -349,7 +353,8 @@ mod tests {
             (Some(0), Some(7))
         );
         assert_eq!((text(&head.t), text(&head.id)), (Some("GROUP_AT_MESSAGE_CREATE"), Some("E1")));
-        let Data::Object(d) = head.d else { panic!("d is an object") };
+        assert_eq!(head.d_is, Shape::Object);
+        let d = head.d;
         assert!(matches!(d.id, Some(Field::Text(Cow::Borrowed("M1")))), "text without escapes is borrowed");
         assert!(matches!(&d.content, Some(Field::Text(Cow::Owned(c))) if c == "hi \"x\""), "escapes are undone");
         assert_eq!((text(&d.group_openid), text(&d.author.member_openid)), (Some("G"), Some("M")));
@@ -362,20 +367,25 @@ mod tests {
     fn the_last_of_a_repeated_member_counts_as_in_a_full_parse() {
         let head =
             read_head(br#"{"t":"A","d":{"id":"1","author":{"id":"x"}},"t":"B","d":{"content":"c"}}"#).unwrap().unwrap();
-        assert_eq!(text(&head.t), Some("B"));
-        let Data::Object(d) = head.d else { panic!("d is an object") };
+        assert_eq!((text(&head.t), head.d_is), (Some("B"), Shape::Object));
+        let d = head.d;
         assert_eq!((text(&d.id), text(&d.content), text(&d.author.id)), (None, Some("c"), None), "the second d, whole");
         let head = read_head(br#"{"d":{"author":{"id":"x"},"author":7}}"#).unwrap().unwrap();
-        let Data::Object(d) = head.d else { panic!("d is an object") };
-        assert_eq!(d.author.id, None, "an author that is not an object has no members");
+        assert_eq!(head.d.author.id, None, "an author that is not an object has no members");
+        let head = read_head(br#"{"d":{"id":"1"},"d":null}"#).unwrap().unwrap();
+        assert_eq!(
+            (head.d_is, head.d.id),
+            (Shape::NotObject, None),
+            "the last d counts, even when it is not an object"
+        );
     }
 
     #[test]
     fn what_is_not_an_object_is_told_apart() {
         assert!(read_head(b"[1,2]").unwrap().is_none());
-        assert!(matches!(read_head(br#"{"d":null}"#).unwrap().unwrap().d, Data::NotObject));
-        assert!(matches!(read_head(br#"{"d":[{"id":1}]}"#).unwrap().unwrap().d, Data::NotObject));
-        assert!(matches!(read_head(br#"{"op":11}"#).unwrap().unwrap().d, Data::Absent));
+        assert_eq!(read_head(br#"{"d":null}"#).unwrap().unwrap().d_is, Shape::NotObject);
+        assert_eq!(read_head(br#"{"d":[{"id":1}]}"#).unwrap().unwrap().d_is, Shape::NotObject);
+        assert_eq!(read_head(br#"{"op":11}"#).unwrap().unwrap().d_is, Shape::Absent);
         let head = read_head(br#"{"t":{"x":[1]},"id":3}"#).unwrap().unwrap();
         assert_eq!(head.t, Some(Field::Other(serde_json::json!({"x": [1]}))), "any other value is built");
         assert_eq!(head.id.as_ref().and_then(Field::as_i64), Some(3));
