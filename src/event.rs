@@ -375,14 +375,22 @@ pub fn hash_id(id: &Value, h: &mut impl std::hash::Hasher) {
     use std::hash::Hash;
     let number = match id {
         Value::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
-        Value::String(s) => s.trim().parse::<i128>().ok(),
+        Value::String(s) => return hash_text_id(s, h),
         _ => None,
     };
     match (number, id) {
         (Some(n), _) => (1u8, n).hash(h),
-        (None, Value::String(s)) => (2u8, s.trim()).hash(h),
         (None, Value::Null) => 0u8.hash(h),
         (None, other) => (3u8, other.to_string()).hash(h),
+    }
+}
+
+/// [`hash_id`] of a string id, without building a value of it.
+pub fn hash_text_id(id: &str, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    match id.trim().parse::<i128>() {
+        Ok(n) => (1u8, n).hash(h),
+        Err(_) => (2u8, id.trim()).hash(h),
     }
 }
 

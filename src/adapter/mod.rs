@@ -15,6 +15,7 @@ pub mod listener;
 pub mod milky;
 pub mod onebot11;
 pub mod qq;
+pub mod slots;
 pub mod sse;
 pub mod summary;
 pub mod ws_client;

@@ -11,20 +11,21 @@ pub mod actions;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod payload;
 pub mod segments;
 pub mod transport;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::de::DeserializeSeed;
 use serde_json::{Value, json};
 
-use super::summary::{SegmentsSeed, Summary};
+use super::slots::{self, Field, Shape, name_part};
 use super::{Adapter, Opened, Start, Verb};
 use crate::bot::{Bot, BotId, CallError, Link, Protocol};
-use crate::event::{Event, Identity, Raw, hash_id, name_part};
+use crate::event::{Event, Identity, Raw};
 use config::MilkyConfig;
+use payload::{Data, Head, read_head};
 
 /// Milky: its bots accept the `milky::` actions.
 pub static PROTOCOL: Protocol = Protocol { name: "milky", namespace: "milky" };
@@ -91,120 +92,104 @@ pub fn open(name: &str, cfg: &MilkyConfig, call_timeout: std::time::Duration) ->
 #[error("malformed Milky event: {0}")]
 pub struct Malformed(String);
 
-/// Turns a Milky event object into an [`Event`] (`via` names the connection).
+/// Turns a Milky event object into an [`Event`] (`via` names the connection), read from its
+/// text as an event off the wire is.
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
-    let head = super::head::pick(&raw, &HEAD).map_or(Value::Null, Value::Object);
-    let segments = raw.pointer("/data/segments").and_then(|s| SEGMENTS.deserialize(s).ok());
-    decode(bot, head, segments, raw.into(), via)
+    let text = raw.to_string();
+    let head = match read_head(text.as_bytes()) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Err(Malformed("an event is an object".into())),
+        Err(e) => return Err(Malformed(e.to_string())),
+    };
+    decode(bot, head, raw.into(), via)
 }
 
-/// Reads an event's [`HEAD`] fields and a summary of its `data.segments` (when it has them),
-/// and builds nothing else; `None` when it is JSON but not an object.
-pub fn read_head(event: &[u8]) -> serde_json::Result<Option<(Value, Option<Summary>)>> {
-    let head = super::head::head_reading(event, &HEAD, "data/segments", SEGMENTS)?;
-    Ok(head.map(|(fields, segments)| (Value::Object(fields), segments)))
-}
-
-/// Reads a message's segments as routing does, in Milky's names.
-const SEGMENTS: SegmentsSeed = SegmentsSeed { dialect: &segments::MILKY };
-
-/// The fields of an event that decoding reads. The rest (the group member, the group, the
-/// friend: often most of a message event) is parsed only if a script asks.
-pub static HEAD: crate::adapter::head::Keys<'_> = crate::adapter::head::Keys::new(&[
-    "event_type",
-    "self_id",
-    "data/message_scene",
-    "data/peer_id",
-    "data/sender_id",
-    "data/message_seq",
-    "data/user_id",
-    "data/group_id",
-    "data/initiator_id",
-]);
-
-/// Decodes an event from its [`HEAD`] fields (`head`), the summary of its segments, and the
-/// whole of it (`raw`).
-pub fn decode(bot: &Arc<Bot>, head: Value, segments: Option<Summary>, raw: Raw, via: u64) -> Result<Event, Malformed> {
-    let kind = name_part(&head, "event_type").map_err(Malformed)?.to_owned();
-    if !head.get("data").is_none_or(Value::is_object) {
+/// Decodes an event from its [`Head`] (with the summary of its segments) and the whole of it
+/// (`raw`).
+pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Event, Malformed> {
+    let kind = name_part(&head.event_type, "event_type").map_err(Malformed)?;
+    if head.data_is == Shape::NotObject {
         return Err(Malformed(format!("`{kind}` has a data member that is not an object")));
     }
-    let self_id = head.get("self_id").and_then(Value::as_i64);
+    let self_id = head.self_id.as_ref().and_then(Field::as_i64);
     if let Some(id) = self_id {
         bot.set_self_id(BotId::Number(id));
     }
-    if !events::EVENTS.iter().any(|(name, _)| name.strip_prefix("milky.") == Some(kind.as_str())) {
-        warn_unknown(&kind);
+    if !events::EVENTS.iter().any(|(name, _)| name.strip_prefix("milky.") == Some(kind)) {
+        warn_unknown(kind);
     }
-    let empty = json!({});
-    let data = head.get("data").unwrap_or(&empty);
-    let field = |k: &str| data.get(k).filter(|v| !v.is_null()).cloned();
-    let scene = data.get("message_scene").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut data = head.data;
+    let field = |slot: &Option<Field<'_>>| slot.clone().map(Field::into_value);
+    let scene = data.message_scene.as_ref().and_then(Field::as_str).unwrap_or_default();
     let mut aliases: Vec<&str> = Vec::new();
-    let (mut user_id, mut group_id) = (field("user_id"), field("group_id"));
+    let (mut user_id, mut group_id) = (field(&data.user_id), field(&data.group_id));
     let mut message_id = None;
-    match kind.as_str() {
+    match kind {
         "message_receive" => {
-            for required in ["message_scene", "peer_id", "sender_id", "message_seq"] {
-                if field(required).is_none() {
-                    return Err(Malformed(format!("`message_receive` has no {required}")));
-                }
+            let required = [
+                ("message_scene", &data.message_scene),
+                ("peer_id", &data.peer_id),
+                ("sender_id", &data.sender_id),
+                ("message_seq", &data.message_seq),
+            ];
+            if let Some((missing, _)) = required.iter().find(|(_, slot)| slot.is_none()) {
+                return Err(Malformed(format!("`message_receive` has no {missing}")));
             }
-            user_id = field("sender_id");
+            user_id = field(&data.sender_id);
             if scene == "group" {
-                group_id = field("peer_id");
+                group_id = field(&data.peer_id);
             }
-            message_id = field("message_seq");
+            message_id = field(&data.message_seq);
             // The bot's own messages never trigger `message` (no self-reply loops).
-            let own = self_id.is_some() && data.get("sender_id").and_then(Value::as_i64) == self_id;
+            let own = self_id.is_some() && data.sender_id.as_ref().and_then(Field::as_i64) == self_id;
             if !own {
                 aliases.push("message");
                 aliases.push(if scene == "group" { "message.group" } else { "message.private" });
             }
         }
         "message_recall" => {
-            user_id = field("sender_id");
+            user_id = field(&data.sender_id);
             if scene == "group" {
-                group_id = field("peer_id");
+                group_id = field(&data.peer_id);
             } else {
-                user_id = field("peer_id").or(user_id);
+                user_id = field(&data.peer_id).or(user_id);
             }
-            message_id = field("message_seq");
+            message_id = field(&data.message_seq);
             aliases.push("recall");
         }
         "friend_request" => {
-            user_id = field("initiator_id");
+            user_id = field(&data.initiator_id);
             aliases.push("request.friend");
         }
         "group_join_request" | "group_invited_join_request" | "group_invitation" => {
-            user_id = field("initiator_id");
+            user_id = field(&data.initiator_id);
             aliases.push("request.group");
         }
         "friend_nudge" => aliases.push("poke"),
         "group_nudge" => {
-            user_id = field("sender_id");
+            user_id = field(&data.sender_id);
             aliases.push("poke");
         }
         "group_member_increase" => aliases.push("member.increase"),
         "group_member_decrease" => aliases.push("member.decrease"),
         _ => {}
     }
-    let identity = identity(&head, &raw, &kind, data);
+    let identity = identity(&head.self_id, &data, &raw, kind);
     // The segments are read, not built: a script that asks for them gets them built from `raw`.
     let is_message = kind == "message_receive";
-    let (text, at_me, reply_to) = match segments {
+    let (text, at_me, reply_to) = match data.segments.take() {
         Some(summary) if is_message => {
             let at_me = summary.mentions(self_id.unwrap_or(0));
             (summary.text.trim().to_owned(), at_me, summary.reply_to)
         }
         _ => (String::new(), false, Value::Null),
     };
-    let sender_at = match scene.as_str() {
+    let sender_at = match scene {
         "group" => "/data/group_member",
         "friend" => "/data/friend",
         _ => "",
     };
-    let place = field("peer_id");
+    let place = field(&data.peer_id);
     let mut ev = Event::new(bot.clone(), format!("milky.{kind}"), &aliases, raw);
     ev.text = text;
     ev.at_me = at_me;
@@ -239,14 +224,13 @@ fn warn_unknown(kind: &str) {
 }
 
 /// A message by scene, peer and sequence; anything else by its whole content (`raw`).
-fn identity(head: &Value, raw: &Raw, kind: &str, data: &Value) -> Identity {
+fn identity(self_id: &Option<Field<'_>>, data: &Data<'_>, raw: &Raw, kind: &str) -> Identity {
     use std::hash::{Hash, Hasher};
     let mut h = crate::event::id_hasher();
     if kind == "message_receive" {
         ("milky", kind).hash(&mut h);
-        hash_id(head.get("self_id").unwrap_or(&Value::Null), &mut h);
-        for key in ["message_scene", "peer_id", "message_seq"] {
-            hash_id(data.get(key).unwrap_or(&Value::Null), &mut h);
+        for slot in [self_id, &data.message_scene, &data.peer_id, &data.message_seq] {
+            slots::hash_id(slot, &mut h);
         }
         return Identity::Id(h.finish());
     }
@@ -298,48 +282,108 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_read_by_its_head_decodes_as_the_whole_tree_does() {
+    fn each_kind_of_event_takes_its_fields_from_its_own_members() {
         let segs = json!([{"type": "reply", "data": {"message_seq": 29999}}, {"type": "mention", "data": {"user_id": 10001}},
                           {"type": "text", "data": {"text": " hi \"é\" "}}, {"type": "shiny", "data": {"summary": "[s]"}}, 7]);
         let mut own_private = group_message(10001, json!([{"type": "text", "data": {"text": "sent elsewhere"}}]));
         own_private["data"]["message_scene"] = json!("friend");
         own_private["data"]["peer_id"] = json!(10003);
         own_private["data"]["friend"] = json!({"user_id": 10003, "nickname": "f", "remark": ""});
-        let frames = [
-            group_message(10002, segs),
-            group_message(10002, json!([{"type": "mention_all", "data": {}}])),
-            own_private,
-            json!({"time": 1, "self_id": 10001, "event_type": "message_recall", "data": {"message_scene": "friend",
-                "peer_id": 10003, "message_seq": 5, "sender_id": 10003, "operator_id": 10003, "display_suffix": ""}}),
-            json!({"time": 1, "self_id": 10001, "event_type": "group_nudge", "data": {"group_id": 20001,
-                "sender_id": 10002, "receiver_id": 10001, "display_action": "戳了戳"}}),
-            json!({"time": 1, "self_id": 10001, "event_type": "friend_request", "data": {"initiator_id": 10004,
-                "initiator_uid": "u", "comment": "hi", "via": "search"}}),
-            json!({"time": 1, "self_id": 10001, "event_type": "bot_offline", "data": {"reason": "kicked"}}),
-            json!({"time": 1, "self_id": 10001, "event_type": "brand_new"}),
+        // (frame, name's aliases, [user, group, message, place], text, at_me, reply_to)
+        let cases = [
+            (
+                group_message(10002, segs),
+                vec!["message", "message_group"],
+                [json!(10002), json!(20001), json!(30001), json!(20001)],
+                "hi \"é\" [s]",
+                true,
+                json!(29999),
+            ),
+            (
+                group_message(10002, json!([{"type": "mention_all", "data": {}}])),
+                vec!["message", "message_group"],
+                [json!(10002), json!(20001), json!(30001), json!(20001)],
+                "",
+                true,
+                Value::Null,
+            ),
+            (
+                own_private,
+                vec![],
+                [json!(10001), Value::Null, json!(30001), json!(10003)],
+                "sent elsewhere",
+                false,
+                Value::Null,
+            ),
+            (
+                json!({"time": 1, "self_id": 10001, "event_type": "message_recall", "data": {"message_scene": "friend",
+                    "peer_id": 10003, "message_seq": 5, "sender_id": 10004, "operator_id": 10003, "display_suffix": ""}}),
+                vec!["recall"],
+                [json!(10003), Value::Null, json!(5), json!(10003)],
+                "",
+                false,
+                Value::Null,
+            ),
+            (
+                json!({"time": 1, "self_id": 10001, "event_type": "group_nudge", "data": {"group_id": 20001,
+                    "sender_id": 10002, "receiver_id": 10001, "display_action": "戳了戳"}}),
+                vec!["poke"],
+                [json!(10002), json!(20001), Value::Null, Value::Null],
+                "",
+                false,
+                Value::Null,
+            ),
+            (
+                json!({"time": 1, "self_id": 10001, "event_type": "friend_request", "data": {"initiator_id": 10004,
+                    "initiator_uid": "u", "comment": "hi", "via": "search"}}),
+                vec!["request_friend"],
+                [json!(10004), Value::Null, Value::Null, Value::Null],
+                "",
+                false,
+                Value::Null,
+            ),
+            (
+                json!({"time": 1, "self_id": 10001, "event_type": "group_member_increase", "data": {"group_id": "20001",
+                    "user_id": 10005, "operator_id": null}}),
+                vec!["member_increase"],
+                [json!(10005), json!("20001"), Value::Null, Value::Null],
+                "",
+                false,
+                Value::Null,
+            ),
+            (
+                json!({"time": 1, "self_id": 10001, "event_type": "bot_offline", "data": {"reason": "kicked"}}),
+                vec![],
+                [Value::Null, Value::Null, Value::Null, Value::Null],
+                "",
+                false,
+                Value::Null,
+            ),
+            (
+                json!({"time": 1, "self_id": 10001, "event_type": "brand_new"}),
+                vec![],
+                [Value::Null, Value::Null, Value::Null, Value::Null],
+                "",
+                false,
+                Value::Null,
+            ),
         ];
-        for frame in frames {
-            let text = bytes::Bytes::from(frame.to_string());
-            let (head, segments) = read_head(&text).unwrap().unwrap();
-            for big in ["group_member", "group", "friend", "time", "display_suffix", "comment", "segments"] {
-                assert!(
-                    head.get(big).is_none() && head.pointer(&format!("/data/{big}")).is_none(),
-                    "only the head is built"
-                );
-            }
-            let lazy = decode(&bot(), head, segments, Raw::text(&text), 1).unwrap();
-            // The path from a tree, with the whole tree as the head, so a field missing from
-            // HEAD shows.
-            let summary = frame.pointer("/data/segments").map(|s| SEGMENTS.deserialize(s).unwrap());
-            let whole = decode(&bot(), frame.clone(), summary, Raw::from(frame.clone()), 1).unwrap();
-            lazy.assert_decoded_like(&whole, &frame);
-            if frame["event_type"] == "message_receive" {
+        for (frame, aliases, ids, text, at_me, reply_to) in cases {
+            let bytes = bytes::Bytes::from(frame.to_string());
+            let ev = decode(&bot(), read_head(&bytes).unwrap().unwrap(), Raw::text(&bytes), 1).unwrap();
+            let kind = frame["event_type"].as_str().unwrap();
+            let mut keys = vec![format!("milky_{kind}"), "milky".to_owned()];
+            keys.extend(aliases.iter().map(|a| a.to_string()));
+            assert_eq!(ev.keys(), keys, "{frame}");
+            let got = [&ev.user_id, &ev.group_id, &ev.message_id, &ev.place].map(Clone::clone);
+            assert_eq!((got, ev.text.as_str(), ev.at_me, &ev.reply_to), (ids, text, at_me, &reply_to), "{frame}");
+            if kind == "message_receive" {
+                assert!(!ev.raw_is_built(), "a message is decoded from its head: {frame}");
                 // Built when asked, from the kept text, as decoding once built them up front.
                 let built = Value::Array(segments::incoming(frame["data"]["segments"].clone()));
-                assert_eq!(lazy.segments(), &built, "{frame}");
+                assert_eq!(ev.segments(), &built, "{frame}");
             }
-            let reply = |e: &Event| reply_call(e, json!("pong")).map_err(|e| e.to_string());
-            assert_eq!(reply(&lazy), reply(&whole));
+            assert_eq!(ev.raw(), &frame, "the event keeps the whole frame");
         }
     }
 
@@ -349,8 +393,7 @@ mod tests {
         private["data"]["message_scene"] = json!("friend");
         for frame in [group_message(10002, json!([{"type": "text", "data": {"text": "hi"}}])), private] {
             let text = bytes::Bytes::from(frame.to_string());
-            let (head, segments) = read_head(&text).unwrap().unwrap();
-            let ev = decode(&bot(), head, segments, Raw::text(&text), 1).unwrap();
+            let ev = decode(&bot(), read_head(&text).unwrap().unwrap(), Raw::text(&text), 1).unwrap();
             reply_call(&ev, json!("pong")).unwrap();
             assert!(!ev.raw_is_built(), "{frame}");
         }

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::config::{Events, MilkyConfig};
-use super::{decode, read_head};
+use super::decode;
+use super::payload::read_head;
 use crate::adapter::backoff::Retry;
 use crate::adapter::sse::{self, Source};
 use crate::adapter::ws_client::{self, Socket, TokenIn};
@@ -82,7 +83,7 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
 /// Only the fields decoding reads are built; the event keeps the rest as text.
 fn deliver(bot: &Arc<Bot>, data: &[u8], via: u64, sink: &EventSink, warnings: &mut RateLimit) {
     match read_head(data) {
-        Ok(Some((head, segments))) => match decode(bot, head, segments, Raw::text(data), via) {
+        Ok(Some(head)) => match decode(bot, head, Raw::text(data), via) {
             Ok(ev) => sink(ev),
             Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
         },

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::events::EVENTS;
-use super::payload::{Field, Head, Shape};
+use super::payload::Head;
+use crate::adapter::slots::{Field, Shape, name_part};
 use crate::bot::Bot;
-use crate::event::{Event, Identity, Raw, is_name_part, normalize_name};
+use crate::event::{Event, Identity, Raw, normalize_name};
 
 /// A payload that is not a dispatch event this runtime can read: logged, not delivered.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -23,14 +24,7 @@ pub struct Malformed(String);
 
 /// Decodes a dispatch payload from its [`Head`] (`head`) and the whole of it (`raw`).
 pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Event, Malformed> {
-    let kind = match &head.t {
-        Some(Field::Text(t)) if is_name_part(t) => t,
-        Some(other) => {
-            let shown = other.clone().into_value().to_string();
-            return Err(Malformed(format!("t {} is not a short name", crate::logsafe::short(&shown))));
-        }
-        None => return Err(Malformed("no t".into())),
-    };
+    let kind = name_part(&head.t, "t").map_err(Malformed)?;
     if head.d_is == Shape::NotObject {
         return Err(Malformed(format!("`{kind}` has a d that is not an object")));
     }
@@ -42,7 +36,7 @@ pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Even
     let mut group_id = take(&mut d.group_openid);
     let mut at_me = false;
     let is_message = matches!(
-        kind.as_ref(),
+        kind,
         "C2C_MESSAGE_CREATE"
             | "GROUP_AT_MESSAGE_CREATE"
             | "GROUP_MESSAGE_CREATE"
@@ -50,7 +44,7 @@ pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Even
             | "MESSAGE_CREATE"
             | "DIRECT_MESSAGE_CREATE"
     );
-    let user_id = match kind.as_ref() {
+    let user_id = match kind {
         "C2C_MESSAGE_CREATE" => {
             aliases.extend(["message", "message.private"]);
             take(&mut d.author.user_openid)

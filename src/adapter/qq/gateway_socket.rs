@@ -16,10 +16,11 @@ use tracing::{error, info, warn};
 
 use super::decode::decode;
 use super::gateway::{Action, Input, Session, State};
-use super::payload::{Field, Head, read_head};
+use super::payload::{Head, read_head};
 use super::token::Tokens;
 use crate::adapter::EventSink;
 use crate::adapter::backoff::Retry;
+use crate::adapter::slots::Field;
 use crate::adapter::ws_client::{self, Socket, TokenIn};
 use crate::bot::{Bot, connection_id};
 use crate::config::Backoff;

@@ -1,65 +1,14 @@
 //! The fields of a gateway payload (`{op, d, s, t, id}`) that the socket and decoding read, in
 //! fixed slots, read in one pass over its text ([`read_head`]).
 //!
-//! A generic head ([`crate::adapter::head`]) builds a map per object with a `String` per key:
-//! for a group message that was three maps and about twenty allocations on the reactor, all
-//! freed again once decoding had taken the ids out. Here a member is matched by its name and
-//! its value goes to its slot; text without escapes stays borrowed from the frame. The whole
-//! document is still checked as a full parse would check it.
+//! Read with [`crate::adapter::slots`]: a map head ([`crate::adapter::head`]) was three maps
+//! and about twenty allocations per group message on the reactor, all freed again once
+//! decoding had taken the ids out.
 
-use std::borrow::Cow;
-use std::fmt;
+use serde::de::MapAccess;
 
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
-use serde_json::Value;
-
-use crate::adapter::head::{Key, Skip, read_document};
-
-/// A member's value: text borrowed from the payload where it has no escapes; any other JSON
-/// value built.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Field<'a> {
-    /// A string.
-    Text(Cow<'a, str>),
-    /// Anything else but `null` (a `null` member counts as absent).
-    Other(Value),
-}
-
-impl Field<'_> {
-    /// The text, when it is a string.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Field::Text(text) => Some(text),
-            Field::Other(_) => None,
-        }
-    }
-
-    /// The number, when it is a non-negative integer.
-    pub fn as_u64(&self) -> Option<u64> {
-        match self {
-            Field::Other(value) => value.as_u64(),
-            Field::Text(_) => None,
-        }
-    }
-
-    /// The number, when it is an integer.
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            Field::Other(value) => value.as_i64(),
-            Field::Text(_) => None,
-        }
-    }
-
-    /// The value as a JSON value of its own.
-    pub fn into_value(self) -> Value {
-        match self {
-            Field::Text(text) => Value::String(text.into_owned()),
-            Field::Other(value) => value,
-        }
-    }
-}
+use crate::adapter::head::read_document;
+use crate::adapter::slots::{Field, Members, Object, Shape, Slot};
 
 /// A payload's fields that the socket and decoding read.
 #[derive(Debug, Default)]
@@ -76,18 +25,6 @@ pub struct Head<'a> {
     pub d: Fields<'a>,
     /// What the event data is.
     pub d_is: Shape,
-}
-
-/// What a member that should be an object is.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    /// There is none.
-    #[default]
-    Absent,
-    /// An object.
-    Object,
-    /// Something else (`null` included).
-    NotObject,
 }
 
 /// The members of `d` that the socket and decoding read. The rest (the author's name and
@@ -143,12 +80,6 @@ pub fn read_head(payload: &[u8]) -> serde_json::Result<Option<Head<'_>>> {
     // copy them at every level.
     let object = read_document(payload, Object(&mut head))?;
     Ok(object.then_some(head))
-}
-
-/// An object whose members go to slots.
-trait Members<'de>: Default {
-    /// Reads the member `key` into its slot; false when it has none (it is then passed over).
-    fn read<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error>;
 }
 
 impl<'de> Members<'de> for Head<'de> {
@@ -216,127 +147,11 @@ impl<'de> Members<'de> for Author<'de> {
     }
 }
 
-/// Reads an object's members into `T`'s slots: true when it is an object; anything else is
-/// checked, and false.
-struct Object<'s, T>(&'s mut T);
-
-impl<'de, T: Members<'de>> DeserializeSeed<'de> for Object<'_, T> {
-    type Value = bool;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, T: Members<'de>> Visitor<'de> for Object<'_, T> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while let Some(key) = map.next_key_seed(Key)? {
-            // A repeated key keeps its last value, as a full parse would.
-            if !self.0.read(&key, &mut map)? {
-                map.next_value_seed(Skip)?;
-            }
-        }
-        Ok(true)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element_seed(Skip)?.is_some() {}
-        Ok(false)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-}
-
-/// Reads one slot's value; `null` is `None`.
-struct Slot;
-
-impl<'de> DeserializeSeed<'de> for Slot {
-    type Value = Option<Field<'de>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Slot {
-    type Value = Option<Field<'de>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Field::Text(Cow::Borrowed(v))))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Field::Text(Cow::Owned(v.to_owned()))))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(Field::Text(Cow::Owned(v))))
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Some(Field::Other(Value::Bool(v))))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(Field::Other(Value::from(v))))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(Field::Other(Value::from(v))))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Some(Field::Other(Value::from(v))))
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Value::deserialize(MapAccessDeserializer::new(map)).map(|v| Some(Field::Other(v)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Value::deserialize(SeqAccessDeserializer::new(seq)).map(|v| Some(Field::Other(v)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+    use std::borrow::Cow;
 
     fn text<'a>(field: &'a Option<Field<'_>>) -> Option<&'a str> {
         field.as_ref().and_then(Field::as_str)

@@ -15,10 +15,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::decode::decode;
-use super::payload::{Field, read_head};
+use super::payload::read_head;
 use super::sign::WebhookKey;
 use crate::adapter::EventSink;
 use crate::adapter::listener::{self, Guard};
+use crate::adapter::slots::Field;
 use crate::bot::{Bot, connection_id};
 use crate::logsafe::{RateLimit, preview};
 
