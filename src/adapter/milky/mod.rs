@@ -16,7 +16,7 @@ pub mod segments;
 pub mod transport;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::{Value, json};
 
@@ -115,7 +115,7 @@ pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Even
     if let Some(id) = self_id {
         bot.set_self_id(BotId::Number(id));
     }
-    if !events::EVENTS.iter().any(|(name, _)| name.strip_prefix("milky.") == Some(kind)) {
+    if !is_known(kind) {
         warn_unknown(kind);
     }
     let mut data = head.data;
@@ -211,6 +211,15 @@ pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Even
 fn incoming_segments(ev: &Event) -> Value {
     let segments = crate::event::path(ev.raw(), "/data/segments").cloned().unwrap_or_default();
     Value::Array(segments::incoming(segments))
+}
+
+/// Whether Milky defines the event type `kind`: a set built once, not a scan of the table per
+/// event.
+fn is_known(kind: &str) -> bool {
+    static KNOWN: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    KNOWN
+        .get_or_init(|| events::EVENTS.iter().filter_map(|(name, _)| name.strip_prefix("milky.")).collect())
+        .contains(kind)
 }
 
 /// One warning per unknown event type, however often it comes.
