@@ -31,7 +31,9 @@ impl Api {
             _ => None,
         };
         self.0
-            .post(action, &format!("/api/{action}"), json, answered, explain, |answer| decode_response(action, answer))
+            .post(action, &["/api/", action].concat(), json, answered, explain, |answer| {
+                decode_response(action, answer)
+            })
             .await
     }
 }
