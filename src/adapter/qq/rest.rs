@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
@@ -254,23 +255,37 @@ enum Keep {
 
 /// The members of an answer that tell a success from a failure, and what a success made.
 #[derive(serde::Deserialize)]
-struct Brief<'a> {
-    #[serde(borrow, default)]
-    id: Option<std::borrow::Cow<'a, str>>,
+struct Brief {
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default)]
     code: Option<i64>,
-    #[serde(default)]
-    message: Option<serde::de::IgnoredAny>,
+    /// Whether the answer has a `message` member (`null` included, as a whole reading has it).
+    #[serde(default, deserialize_with = "present")]
+    message: bool,
 }
+
+/// True for any member that is there.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// The longest answer read as a [`Brief`]. serde_json passes over the members a `Brief` does
+/// not name without checking their depth; a document nested deeper than the 128 levels a whole
+/// reading allows needs more bytes than this, so one that would fail whole is never a success
+/// here.
+const BRIEF_MAX: usize = 256;
 
 /// An answer in qg_botsdk's shape from the status, the trace id and the body.
 fn finish(http_code: u16, trace_id: &str, bytes: &[u8], keep: Keep) -> Answer {
     // A success nobody reads is not built. Anything unusual (a failure, a `code` that is not a
-    // number, a repeated member) is read whole below.
+    // number, a repeated member, text that is not UTF-8, a long answer) is read whole below.
     if keep == Keep::Id
         && (200..300).contains(&http_code)
-        && let Ok(brief) = serde_json::from_slice::<Brief<'_>>(bytes)
-        && !(brief.code.is_some_and(|c| c != 0) && brief.message.is_some() && brief.id.is_none())
+        && bytes.len() <= BRIEF_MAX
+        && let Ok(text) = std::str::from_utf8(bytes)
+        && let Ok(brief) = serde_json::from_str::<Brief>(text)
+        && !(brief.code.is_some_and(|c| c != 0) && brief.message && brief.id.is_none())
     {
         let data = brief.id.map_or(Value::Null, |id| json!({ "id": id }));
         return Answer { data, http_code, trace_id: String::new(), result: true };
@@ -364,12 +379,18 @@ mod tests {
             (200, &br#"{"code":304023,"message":"push message is waiting for audit"}"#[..]),
             (200, br#"{"code":"11244","message":"token"}"#),
             (200, b"not json"),
+            (200, br#"{"code":11244,"message":null}"#),
+            (200, b"{\"id\":\"R1\",\"x\":\"\xff\"}"),
             (400, br#"{"id":"R2","code":40034102,"message":"proactive"}"#),
             (500, br#"{"message":"busy"}"#),
         ] {
             let (brief, whole) = (finish(status, "T", body, Keep::Id), finish(status, "T", body, Keep::Whole));
             assert_eq!(brief, whole, "{}", String::from_utf8_lossy(body));
         }
+        let deep = format!(r#"{{"id":"R1","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        let (brief, whole) =
+            (finish(200, "T", deep.as_bytes(), Keep::Id), finish(200, "T", deep.as_bytes(), Keep::Whole));
+        assert_eq!((brief.result, whole.result), (false, false), "too deep to read whole, so not a success either way");
         let odd = finish(200, "T", br#"{"id":"R1","id":"R3"}"#, Keep::Id);
         assert_eq!(
             (odd.result, &odd.data["id"]),
