@@ -126,18 +126,19 @@ impl Api {
         let mut rules = self.rules();
         match kind {
             "GROUP_AT_MESSAGE_CREATE" | "GROUP_MESSAGE_CREATE" | "C2C_MESSAGE_CREATE" => {
-                let (scene, chat) = match (kind, ev.group_id.as_str(), ev.user_id.as_str()) {
-                    ("C2C_MESSAGE_CREATE", _, Some(user)) => (Scene::C2c, Chat::User.hashed(user)),
-                    (_, Some(group), _) => (Scene::Group, Chat::Group.hashed(group)),
-                    _ => return Noted::First,
-                };
                 let Some(id) = ev.message_id.as_str() else { return Noted::First };
-                let delivery = match kind {
-                    "GROUP_AT_MESSAGE_CREATE" => Delivery::At,
-                    "GROUP_MESSAGE_CREATE" => Delivery::Plain,
-                    _ => Delivery::Only,
+                // A chat whose id is not text is still a chat; only sends that name no message
+                // cannot find it.
+                let (scene, chat, delivery) = match kind {
+                    "C2C_MESSAGE_CREATE" => {
+                        (Scene::C2c, ev.user_id.as_str().map(|u| Chat::User.hashed(u)), Delivery::Only)
+                    }
+                    _ => {
+                        let delivery = if kind == "GROUP_AT_MESSAGE_CREATE" { Delivery::At } else { Delivery::Plain };
+                        (Scene::Group, ev.group_id.as_str().map(|g| Chat::Group.hashed(g)), delivery)
+                    }
                 };
-                return rules.replies.received(id, scene, Some(chat), delivery, now);
+                return rules.replies.received(id, scene, chat, delivery, now);
             }
             "AT_MESSAGE_CREATE" | "MESSAGE_CREATE" | "DIRECT_MESSAGE_CREATE" => {
                 if let Some(id) = ev.message_id.as_str() {

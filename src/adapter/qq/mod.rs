@@ -318,6 +318,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_second_copy_of_a_group_message_is_told_whatever_its_group_id_is() {
+        let tls = crate::tls::client(None).unwrap();
+        let client = crate::tls::http_client(&tls);
+        let tokens =
+            Arc::new(token::Tokens::new(client.clone(), "http://127.0.0.1:9", "1", crate::config::Secret("s".into())));
+        let api = Api::new(rest::Rest::new(client, &tls, "http://127.0.0.1:9", tokens, 1));
+        let bot = Bot::detached("qq", &PROTOCOL);
+        for group in [json!("G"), json!(123), Value::Null] {
+            let noted: Vec<Noted> = ["GROUP_AT_MESSAGE_CREATE", "GROUP_MESSAGE_CREATE", "GROUP_AT_MESSAGE_CREATE"]
+                .iter()
+                .map(|t| {
+                    let payload = json!({"op": 0, "s": 1, "id": "E", "t": t, "d": {
+                        "id": format!("M-{group}"), "content": "hi", "group_openid": group, "author": {"member_openid": "U"}}});
+                    let text = bytes::Bytes::from(payload.to_string());
+                    let head = payload::read_head(&text).unwrap().unwrap();
+                    api.note_event(&decode::decode(&bot, head, crate::event::Raw::text(&text), 1).unwrap())
+                })
+                .collect();
+            assert_eq!(noted, [Noted::First, Noted::SecondCopy, Noted::First], "group {group}");
+        }
+    }
+
+    #[test]
     fn noting_and_answering_a_message_never_parse_the_whole_event() {
         let tls = crate::tls::client(None).unwrap();
         let client = crate::tls::http_client(&tls);
