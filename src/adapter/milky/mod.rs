@@ -98,7 +98,7 @@ pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malfo
     let text = raw.to_string();
     let head = match read_head(text.as_bytes()) {
         Ok(Some(head)) => head,
-        Ok(None) => return Err(Malformed("an event is an object".into())),
+        Ok(None) => return Err(Malformed("the event is not an object".into())),
         Err(e) => return Err(Malformed(e.to_string())),
     };
     decode(bot, head, raw.into(), via)
@@ -406,6 +406,22 @@ mod tests {
             reply_call(&ev, json!("pong")).unwrap();
             assert!(!ev.raw_is_built(), "{frame}");
         }
+    }
+
+    #[test]
+    fn a_message_is_one_event_whether_its_ids_come_as_numbers_or_text() {
+        let numbers = decode_event(&bot(), group_message(10002, json!([])), 1).unwrap();
+        let mut texts = group_message(10002, json!([]));
+        for key in ["peer_id", "message_seq"] {
+            texts["data"][key] = json!(texts["data"][key].to_string());
+        }
+        texts["self_id"] = json!("10001");
+        let texts = decode_event(&bot(), texts, 2).unwrap();
+        assert!(matches!(numbers.identity, Identity::Id(_)));
+        assert_eq!(numbers.identity, texts.identity);
+        let mut other = group_message(10002, json!([]));
+        other["data"]["message_seq"] = json!(30002);
+        assert_ne!(decode_event(&bot(), other, 1).unwrap().identity, numbers.identity);
     }
 
     #[test]

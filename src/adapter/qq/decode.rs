@@ -304,15 +304,27 @@ mod tests {
                 None,
             ),
         ];
-        let shown = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        for (payload, ids, text, at_me, time) in cases {
+        // Each case's aliases, in the same order.
+        let aliases: [&[&str]; 8] = [
+            &["message", "message_group"],
+            &["message", "message_group"],
+            &["message", "message_private"],
+            &["message", "message_guild"],
+            &["message", "message_direct"],
+            &["member_increase"],
+            &[],
+            &[],
+        ];
+        // "" is an id the event does not have.
+        let expected = |ids: [&str; 4]| ids.map(|id| if id.is_empty() { Value::Null } else { json!(id) });
+        for ((payload, ids, text, at_me, time), aliases) in cases.into_iter().zip(aliases) {
             let ev = decode_event(&bot(), payload.clone(), 1).unwrap();
-            let got = [&ev.user_id, &ev.group_id, &ev.message_id, &ev.place].map(shown);
-            assert_eq!(
-                (got, ev.text.as_str(), ev.at_me, ev.time),
-                (ids.map(str::to_owned), text, at_me, time),
-                "{payload}"
-            );
+            let kind = normalize_name(payload["t"].as_str().unwrap());
+            let keys: Vec<String> =
+                [format!("qq_{kind}"), "qq".into()].into_iter().chain(aliases.iter().map(|a| a.to_string())).collect();
+            assert_eq!(ev.keys(), keys, "{payload}");
+            let got = [&ev.user_id, &ev.group_id, &ev.message_id, &ev.place].map(Clone::clone);
+            assert_eq!((got, ev.text.as_str(), ev.at_me, ev.time), (expected(ids), text, at_me, time), "{payload}");
             assert_eq!(ev.raw(), &payload, "the event keeps the whole payload");
         }
     }
