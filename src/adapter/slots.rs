@@ -250,3 +250,63 @@ mod tests {
         assert_eq!(slot(&Value::from("123")), value(&Value::from(123)), "123 and \"123\" are one id");
     }
 }
+
+#[cfg(test)]
+mod agreement {
+    //! The heads accept exactly the documents a full parse accepts: a frame a head reads is
+    //! one the event can parse whole later, and one it refuses would be refused whole too.
+
+    /// Each byte of `frame` in turn replaced with each of `bytes`, and the frame cut short at
+    /// each length.
+    fn variants(frame: &[u8], bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for at in 0..frame.len() {
+            for &b in bytes {
+                let mut v = frame.to_vec();
+                v[at] = b;
+                out.push(v);
+            }
+            out.push(frame[..at].to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn heads_accept_exactly_what_a_full_parse_accepts() {
+        let gateway = br#"{"op":0,"s":2,"t":"GROUP_AT_MESSAGE_CREATE","id":"E","d":{"id":"M","content":" hi\"","timestamp":"2026-12-01T00:00:00+08:00","group_openid":"G","author":{"member_openid":"U","x":[1,{"y":null}]},"z":-1.5e3}}"#;
+        let milky_frame = br#"{"time":1,"self_id":1,"event_type":"message_receive","data":{"message_scene":"group","peer_id":2,"message_seq":3,"sender_id":4,"segments":[{"type":"text","data":{"text":"a\u00e9"}},{"type":"mention","data":{"user_id":1}}],"group":{"n":true}}}"#;
+        let bytes = [b'"', b'{', b'}', b'[', b']', b',', b':', b'\\', b'0', b'-', b'e', b'n', b' ', 0xff, 0xc3];
+        let mut checked = 0;
+        // Read, and decoded when it is an object: decoding what a head read never panics.
+        fn qq(text: &[u8]) -> serde_json::Result<bool> {
+            let bot = crate::bot::Bot::detached("qq", &crate::adapter::qq::PROTOCOL);
+            let head = crate::adapter::qq::payload::read_head(text)?;
+            let object = head.is_some();
+            if let Some(head) = head {
+                let _ = crate::adapter::qq::decode::decode(&bot, head, crate::event::Raw::text(text), 1);
+            }
+            Ok(object)
+        }
+        fn milky(text: &[u8]) -> serde_json::Result<bool> {
+            let bot = crate::bot::Bot::detached("milky", &crate::adapter::milky::PROTOCOL);
+            let head = crate::adapter::milky::payload::read_head(text)?;
+            let object = head.is_some();
+            if let Some(head) = head {
+                let _ = crate::adapter::milky::decode(&bot, head, crate::event::Raw::text(text), 1);
+            }
+            Ok(object)
+        }
+        for (frame, read) in [(&gateway[..], qq as fn(&[u8]) -> _), (&milky_frame[..], milky)] {
+            for v in variants(frame, &bytes) {
+                let whole = serde_json::from_slice::<serde_json::Value>(&v);
+                let head = read(&v);
+                assert_eq!(head.is_ok(), whole.is_ok(), "{}", String::from_utf8_lossy(&v));
+                if let (Ok(object), Ok(value)) = (head, whole) {
+                    assert_eq!(object, value.is_object(), "{}", String::from_utf8_lossy(&v));
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 5000, "{checked}");
+    }
+}
