@@ -104,6 +104,21 @@ pub trait Members<'de>: Default {
     fn read<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error>;
 }
 
+/// Reads the value of an object member into `members` and notes what it was in `shape`. A
+/// repeated member replaces what the earlier one left, whole, as in a full parse.
+pub fn read_object<'de, A: MapAccess<'de>, T: Members<'de>>(
+    map: &mut A,
+    members: &mut T,
+    shape: &mut Shape,
+) -> Result<(), A::Error> {
+    if *shape != Shape::Absent {
+        *members = T::default();
+    }
+    let object = map.next_value_seed(Object(members))?;
+    *shape = if object { Shape::Object } else { Shape::NotObject };
+    Ok(())
+}
+
 /// Reads an object's members into `T`'s slots: true when it is an object; anything else is
 /// checked, and false.
 pub struct Object<'s, T>(pub &'s mut T);

@@ -7,7 +7,7 @@ use serde::de::MapAccess;
 
 use super::segments::MILKY;
 use crate::adapter::head::read_document;
-use crate::adapter::slots::{Field, Members, Object, Shape, Slot};
+use crate::adapter::slots::{Field, Members, Object, Shape, Slot, read_object};
 use crate::adapter::summary::{SegmentsSeed, Summary};
 
 /// How a message's segments are read: as routing reads them, in Milky's names.
@@ -61,12 +61,7 @@ impl<'de> Members<'de> for Head<'de> {
             "event_type" => &mut self.event_type,
             "self_id" => &mut self.self_id,
             "data" => {
-                // A repeated `data` replaces the earlier one whole, as in a full parse.
-                if self.data_is != Shape::Absent {
-                    self.data = Data::default();
-                }
-                let object = map.next_value_seed(Object(&mut self.data))?;
-                self.data_is = if object { Shape::Object } else { Shape::NotObject };
+                read_object(map, &mut self.data, &mut self.data_is)?;
                 return Ok(true);
             }
             _ => return Ok(false),

@@ -8,7 +8,7 @@
 use serde::de::MapAccess;
 
 use crate::adapter::head::read_document;
-use crate::adapter::slots::{Field, Members, Object, Shape, Slot};
+use crate::adapter::slots::{Field, Members, Object, Shape, Slot, read_object};
 
 /// A payload's fields that the socket and decoding read.
 #[derive(Debug, Default)]
@@ -90,12 +90,7 @@ impl<'de> Members<'de> for Head<'de> {
             "t" => &mut self.t,
             "id" => &mut self.id,
             "d" => {
-                // A repeated `d` replaces the earlier one whole, as in a full parse.
-                if self.d_is != Shape::Absent {
-                    self.d = Fields::default();
-                }
-                let object = map.next_value_seed(Object(&mut self.d))?;
-                self.d_is = if object { Shape::Object } else { Shape::NotObject };
+                read_object(map, &mut self.d, &mut self.d_is)?;
                 return Ok(true);
             }
             _ => return Ok(false),
