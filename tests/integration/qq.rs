@@ -34,9 +34,14 @@ async fn the_token_is_fetched_once_shared_and_renewed_in_its_last_minute() {
     assert_eq!(tokens.get_at(t0 + lifetime - RENEW_BEFORE - Duration::from_secs(1)).await.unwrap().value, "token-1");
     assert_eq!(tokens.get_at(t0 + lifetime - Duration::from_secs(30)).await.unwrap().value, "token-2");
     // A token the platform refused is dropped; the next call fetches another.
-    tokens.invalidate();
+    let refused = tokens.get_at(t0 + lifetime - Duration::from_secs(30)).await.unwrap();
+    tokens.invalidate(&refused);
     assert_eq!(tokens.get_at(t0 + lifetime).await.unwrap().value, "token-3");
     assert_eq!(fake.issued(), 3);
+    // A call refused with the same token, heard of late, keeps the newer one.
+    tokens.invalidate(&refused);
+    assert_eq!(tokens.get_at(t0 + lifetime).await.unwrap().value, "token-3");
+    assert_eq!(fake.issued(), 3, "no fetch for a token already replaced");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,12 +358,9 @@ mod gateway_faults {
     use crate::support::qq::{FakeGateway, FakePlatform};
 
     /// A token host that fails for a while is a reason to try again, not to stop the shard.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_passing_token_failure_does_not_stop_the_gateway() {
-        let platform = FakePlatform::start("10001", "s", 7200).await;
-        platform.fail_tokens(2);
-        let mut fake = FakeGateway::start().await;
-        let gateway = Gateway {
+    /// Shard 0 of 1 on `fake`, with tokens from `platform`, no session file and a short back-off.
+    fn quick_gateway(fake: &FakeGateway, platform: &FakePlatform) -> Gateway {
+        Gateway {
             bot: Bot::detached("qq", &rhaibot::adapter::qq::PROTOCOL),
             url: fake.url.clone(),
             tokens: Arc::new(Tokens::new(crate::support::http_client(), &platform.url, "10001", Secret("s".into()))),
@@ -368,7 +370,34 @@ mod gateway_faults {
             backoff: Backoff { min: Duration::from_millis(10), max: Duration::from_millis(50) },
             tls: rhaibot::tls::client(None).unwrap(),
             max_frame_bytes: 1 << 20,
-        };
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_the_gateway_refuses_is_renewed_before_it_identifies_again() {
+        let platform = FakePlatform::start("10001", "s", 7200).await;
+        let mut fake = FakeGateway::start().await;
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(quick_gateway(&fake, &platform).run(Arc::new(|_| {}), shutdown.clone()));
+        let identify = fake.next_sent().await;
+        assert_eq!(
+            (&identify["op"], &identify["d"]["token"]),
+            (&serde_json::json!(2), &serde_json::json!("QQBot token-1"))
+        );
+        fake.close_with(4004);
+        let again = fake.next_sent().await;
+        assert_eq!((&again["op"], &again["d"]["token"]), (&serde_json::json!(2), &serde_json::json!("QQBot token-2")));
+        assert_eq!(platform.issued(), 2);
+        shutdown.cancel();
+        crate::support::within("the gateway to stop", running).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_passing_token_failure_does_not_stop_the_gateway() {
+        let platform = FakePlatform::start("10001", "s", 7200).await;
+        platform.fail_tokens(2);
+        let mut fake = FakeGateway::start().await;
+        let gateway = quick_gateway(&fake, &platform);
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(gateway.run(Arc::new(|_| {}), shutdown.clone()));
         let identify = fake.next_sent().await;

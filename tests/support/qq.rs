@@ -178,6 +178,8 @@ struct GatewayState {
 enum GatewayCommand {
     Dispatch(Value),
     Drop,
+    /// Close with this code.
+    Close(u16),
 }
 
 impl FakeGateway {
@@ -226,6 +228,14 @@ impl FakeGateway {
         }
     }
 
+    /// Closes every connection with the close frame `code` (4004: the token is invalid).
+    pub fn close_with(&self, code: u16) {
+        let mut st = self.shared.lock().expect("gateway state");
+        for (_, tx) in st.ready.drain(..) {
+            let _ = tx.send(GatewayCommand::Close(code));
+        }
+    }
+
     /// The next payload a client sent that is not a heartbeat.
     pub async fn next_sent(&mut self) -> Value {
         loop {
@@ -256,6 +266,11 @@ async fn serve_gateway(
             cmd = rx.recv() => match cmd {
                 Some(GatewayCommand::Dispatch(ev)) => {
                     if ws.send(Message::Text(ev.to_string().into())).await.is_err() { return; }
+                }
+                Some(GatewayCommand::Close(code)) => {
+                    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+                    let _ = ws.send(Message::Close(Some(CloseFrame { code: code.into(), reason: "".into() }))).await;
+                    return;
                 }
                 Some(GatewayCommand::Drop) | None => return,
             },

@@ -79,7 +79,8 @@ impl Gateway {
                             error!(bot = %self.bot.name, "gateway: {reason}; not reconnecting");
                             return;
                         }
-                        Some(Action::RenewTokenAndReconnect) => self.tokens.invalidate(),
+                        // The token this connection sent is forgotten where the close came.
+                        Some(Action::RenewTokenAndReconnect) => {}
                         Some(Action::ReconnectLater) => wait = wait.max(RATE_LIMIT_WAIT),
                         Some(_) => {}
                     }
@@ -108,6 +109,8 @@ impl Gateway {
         let mut heartbeat: Option<tokio::time::Interval> = None;
         let mut pending: Vec<Input> = vec![Input::Opened];
         let mut kept = false;
+        // The token this connection identified or resumed with: the one a close refuses.
+        let mut sent_token = None;
         let handshake_deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         loop {
             // Feed what happened to the machine and carry out what it says.
@@ -129,6 +132,7 @@ impl Gateway {
                             let d = json!({"token": format!("QQBot {}", token.value), "intents": (self.intents)(),
                                            "shard": self.shard, "properties": {"$os": std::env::consts::OS,
                                            "$browser": "rhaibot", "$device": "rhaibot"}});
+                            sent_token = Some(token);
                             if send(&mut socket, json!({"op": 2, "d": d})).await.is_err() {
                                 return (State::Disconnected { session: None }, Some(Action::Reconnect));
                             }
@@ -143,6 +147,7 @@ impl Gateway {
                                 }
                             };
                             let d = json!({"token": format!("QQBot {}", token.value), "session_id": session.id, "seq": session.seq});
+                            sent_token = Some(token);
                             if send(&mut socket, json!({"op": 6, "d": d})).await.is_err() {
                                 return (State::Disconnected { session: Some(session) }, Some(Action::Reconnect));
                             }
@@ -162,6 +167,11 @@ impl Gateway {
                         | Action::RenewTokenAndReconnect
                         | Action::ReconnectLater
                         | Action::Stop(_)) => {
+                            if matches!(ended, Action::RenewTokenAndReconnect)
+                                && let Some(token) = &sent_token
+                            {
+                                self.tokens.invalidate(token);
+                            }
                             let _ = socket.close(None).await;
                             return (state, Some(ended));
                         }

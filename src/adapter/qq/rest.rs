@@ -152,7 +152,7 @@ impl Rest {
             if !renewed && answer.code().is_some_and(is_token_error) {
                 // The platform refused the token: renew it once and try again.
                 renewed = true;
-                self.tokens.invalidate();
+                self.tokens.invalidate(&token);
                 continue;
             }
             let retryable = answer.http_code == 429 || answer.http_code >= 500;

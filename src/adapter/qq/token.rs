@@ -108,9 +108,13 @@ impl Tokens {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Forgets the token (the platform refused it); the next call fetches another.
-    pub fn invalidate(&self) {
-        *self.current() = None;
+    /// Forgets `refused`, a token the platform refused; the next call fetches another. A newer
+    /// token, fetched meanwhile by a call refused at the same time, is kept.
+    pub fn invalidate(&self, refused: &Arc<Token>) {
+        let mut current = self.current();
+        if current.as_ref().is_some_and(|(held, _)| Arc::ptr_eq(held, refused)) {
+            *current = None;
+        }
     }
 
     /// The headers a call with `token` carries.
