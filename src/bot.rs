@@ -267,7 +267,6 @@ struct Pending {
 /// Detached calls one chat may have waiting on a request-based link before more are refused.
 const MAX_PENDING_PER_CHAT: usize = 1024;
 
-/// The refusal of a call whose chat has [`MAX_PENDING_PER_CHAT`] calls waiting.
 /// `call`'s result, or a timeout after `timeout`.
 async fn within(
     action: &str,
@@ -280,6 +279,7 @@ async fn within(
     }
 }
 
+/// The refusal of a call whose chat has [`MAX_PENDING_PER_CHAT`] calls waiting.
 fn chat_full(action: String) -> CallError {
     CallError::Invalid { action, reason: format!("{MAX_PENDING_PER_CHAT} calls of this chat are waiting already") }
 }

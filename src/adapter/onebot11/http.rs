@@ -52,7 +52,7 @@ impl Api {
             answer: None,
         };
         let decode = |answer| decode_response(answer).map_err(failed);
-        self.0.post(action, &format!("/{action}"), json, answered, explain, decode).await
+        self.0.post(action, &["/", action].concat(), json, answered, explain, decode).await
     }
 }
 

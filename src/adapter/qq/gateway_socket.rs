@@ -79,8 +79,6 @@ impl Gateway {
                             error!(bot = %self.bot.name, "gateway: {reason}; not reconnecting");
                             return;
                         }
-                        // The token this connection sent is forgotten where the close came.
-                        Some(Action::RenewTokenAndReconnect) => {}
                         Some(Action::ReconnectLater) => wait = wait.max(RATE_LIMIT_WAIT),
                         Some(_) => {}
                     }

@@ -317,23 +317,32 @@ fn file_name(name: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_second_copy_of_a_group_message_is_told_whatever_its_group_id_is() {
+    /// An API whose OpenAPI is never reached: the reply rules alone.
+    fn offline_api() -> Api {
         let tls = crate::tls::client(None).unwrap();
         let client = crate::tls::http_client(&tls);
         let tokens =
             Arc::new(token::Tokens::new(client.clone(), "http://127.0.0.1:9", "1", crate::config::Secret("s".into())));
-        let api = Api::new(rest::Rest::new(client, &tls, "http://127.0.0.1:9", tokens, 1));
-        let bot = Bot::detached("qq", &PROTOCOL);
+        Api::new(rest::Rest::new(client, &tls, "http://127.0.0.1:9", tokens, 1))
+    }
+
+    /// `payload` read and decoded as the gateway reads and decodes a frame.
+    fn decoded(bot: &Arc<Bot>, payload: &Value) -> Event {
+        let text = bytes::Bytes::from(payload.to_string());
+        let head = payload::read_head(&text).unwrap().unwrap();
+        decode::decode(bot, head, crate::event::Raw::text(&text), 1).unwrap()
+    }
+
+    #[test]
+    fn the_second_copy_of_a_group_message_is_told_whatever_its_group_id_is() {
+        let (api, bot) = (offline_api(), Bot::detached("qq", &PROTOCOL));
         for group in [json!("G"), json!(123), Value::Null] {
             let noted: Vec<Noted> = ["GROUP_AT_MESSAGE_CREATE", "GROUP_MESSAGE_CREATE", "GROUP_AT_MESSAGE_CREATE"]
                 .iter()
                 .map(|t| {
                     let payload = json!({"op": 0, "s": 1, "id": "E", "t": t, "d": {
                         "id": format!("M-{group}"), "content": "hi", "group_openid": group, "author": {"member_openid": "U"}}});
-                    let text = bytes::Bytes::from(payload.to_string());
-                    let head = payload::read_head(&text).unwrap().unwrap();
-                    api.note_event(&decode::decode(&bot, head, crate::event::Raw::text(&text), 1).unwrap())
+                    api.note_event(&decoded(&bot, &payload))
                 })
                 .collect();
             assert_eq!(noted, [Noted::First, Noted::SecondCopy, Noted::First], "group {group}");
@@ -342,12 +351,7 @@ mod tests {
 
     #[test]
     fn noting_and_answering_a_message_never_parse_the_whole_event() {
-        let tls = crate::tls::client(None).unwrap();
-        let client = crate::tls::http_client(&tls);
-        let tokens =
-            Arc::new(token::Tokens::new(client.clone(), "http://127.0.0.1:9", "1", crate::config::Secret("s".into())));
-        let api = Api::new(rest::Rest::new(client, &tls, "http://127.0.0.1:9", tokens, 1));
-        let bot = Bot::detached("qq", &PROTOCOL);
+        let (api, bot) = (offline_api(), Bot::detached("qq", &PROTOCOL));
         for (t, d) in [
             ("GROUP_AT_MESSAGE_CREATE", json!({"group_openid": "G", "author": {"member_openid": "M"}})),
             ("C2C_MESSAGE_CREATE", json!({"author": {"user_openid": "U"}})),
@@ -358,9 +362,7 @@ mod tests {
             payload["d"]["id"] = json!("M1");
             payload["d"]["content"] = json!("hi");
             payload["d"]["timestamp"] = json!("2026-11-30T00:00:01+08:00");
-            let text = bytes::Bytes::from(payload.to_string());
-            let head = payload::read_head(&text).unwrap().unwrap();
-            let ev = decode::decode(&bot, head, crate::event::Raw::text(&text), 1).unwrap();
+            let ev = decoded(&bot, &payload);
             api.note_event(&ev);
             reply_call(&ev, json!("pong")).unwrap();
             assert!(!ev.raw_is_built(), "{t}");
