@@ -193,7 +193,8 @@ impl Rest {
             Ok(Err(e)) => return Err(unreachable(&e)),
             Err(_) => return Err(unreachable(&format!("no answer within {REQUEST_TIMEOUT:?}"))),
         };
-        let trace_id = answer.header("x-tps-trace-id").unwrap_or_default();
+        // The head is scanned for the trace id only when the answer is kept whole.
+        let trace_id = || answer.header("x-tps-trace-id").unwrap_or_default();
         let mut result = finish(answer.status, trace_id, &answer.body, keep);
         if let Some(to) = answer.redirected_to() {
             let message = format!("the OpenAPI redirects to {to}; check api_url");
@@ -240,7 +241,7 @@ impl Rest {
             }
             Err(_) => return Err(not_connected(action, &self.base)),
         };
-        Ok(finish(http_code, &trace_id, &bytes, Keep::Whole))
+        Ok(finish(http_code, || &trace_id, &bytes, Keep::Whole))
     }
 }
 
@@ -276,8 +277,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 /// here.
 const BRIEF_MAX: usize = 256;
 
-/// An answer in qg_botsdk's shape from the status, the trace id and the body.
-fn finish(http_code: u16, trace_id: &str, bytes: &[u8], keep: Keep) -> Answer {
+/// An answer in qg_botsdk's shape from the status, the trace id (asked for only when the answer
+/// is read whole) and the body.
+fn finish<'a>(http_code: u16, trace_id: impl FnOnce() -> &'a str, bytes: &[u8], keep: Keep) -> Answer {
     // A success nobody reads is not built. Anything unusual (a failure, a `code` that is not a
     // number, a repeated member, text that is not UTF-8, a long answer) is read whole below.
     if keep == Keep::Id
@@ -290,7 +292,7 @@ fn finish(http_code: u16, trace_id: &str, bytes: &[u8], keep: Keep) -> Answer {
         let data = brief.id.map_or(Value::Null, |id| json!({ "id": id }));
         return Answer { data, http_code, trace_id: String::new(), result: true };
     }
-    let trace_id = trace_id.to_owned();
+    let trace_id = trace_id().to_owned();
     let data: Value = if bytes.is_empty() {
         Value::Null
     } else {
@@ -369,12 +371,12 @@ mod tests {
     #[test]
     fn a_detached_success_keeps_its_id_and_a_detached_failure_all_of_it() {
         let sent = br#"{"id":"R1","timestamp":"2026-12-01T10:00:00+08:00"}"#;
-        let whole = finish(200, "T", sent, Keep::Whole);
+        let whole = finish(200, || "T", sent, Keep::Whole);
         assert_eq!((whole.result, whole.trace_id.as_str()), (true, "T"));
         assert_eq!(whole.data["timestamp"], "2026-12-01T10:00:00+08:00");
-        let brief = finish(200, "T", sent, Keep::Id);
+        let brief = finish(200, || "T", sent, Keep::Id);
         assert_eq!((brief.result, brief.data), (true, json!({"id": "R1"})));
-        assert_eq!(finish(204, "", b"", Keep::Id).data, Value::Null);
+        assert_eq!(finish(204, || "", b"", Keep::Id).data, Value::Null);
         for (status, body) in [
             (200, &br#"{"code":304023,"message":"push message is waiting for audit"}"#[..]),
             (200, br#"{"code":"11244","message":"token"}"#),
@@ -384,14 +386,14 @@ mod tests {
             (400, br#"{"id":"R2","code":40034102,"message":"proactive"}"#),
             (500, br#"{"message":"busy"}"#),
         ] {
-            let (brief, whole) = (finish(status, "T", body, Keep::Id), finish(status, "T", body, Keep::Whole));
+            let (brief, whole) = (finish(status, || "T", body, Keep::Id), finish(status, || "T", body, Keep::Whole));
             assert_eq!(brief, whole, "{}", String::from_utf8_lossy(body));
         }
         let deep = format!(r#"{{"id":"R1","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         let (brief, whole) =
-            (finish(200, "T", deep.as_bytes(), Keep::Id), finish(200, "T", deep.as_bytes(), Keep::Whole));
+            (finish(200, || "T", deep.as_bytes(), Keep::Id), finish(200, || "T", deep.as_bytes(), Keep::Whole));
         assert_eq!((brief.result, whole.result), (false, false), "too deep to read whole, so not a success either way");
-        let odd = finish(200, "T", br#"{"id":"R1","id":"R3"}"#, Keep::Id);
+        let odd = finish(200, || "T", br#"{"id":"R1","id":"R3"}"#, Keep::Id);
         assert_eq!(
             (odd.result, &odd.data["id"]),
             (true, &json!("R3")),
