@@ -99,9 +99,15 @@ targets = [
     ("Milky within 1.5x of OneBot's CPU per event", f"{ratio('milky_w64', 'echo_w64'):.2f}x "
      f"(Milky's own floor is {ratio('bare_milky_w64', 'bare_w64'):.2f}x OneBot's; rhaibot on Milky is "
      f"{ratio('milky_w64', 'bare_milky_w64'):.2f}x its floor, on OneBot {ratio('echo_w64', 'bare_w64'):.2f}x)"),
+    ("Milky at 500 and 100 events/s", f"{ratio('milky_500', 'echo_500'):.2f}x and {ratio('milky_100', 'echo_100'):.2f}x "
+     f"OneBot's ({median('milky_500', 'cpu_us_per_event'):.0f} and {median('milky_100', 'cpu_us_per_event'):.0f} µs); "
+     f"p99 {ms(median('milky_500', 'p99_us'))} and {ms(median('milky_100', 'p99_us'))}"),
     ("QQ gateway within 1.5x of OneBot's CPU per event", f"{ratio('qq_w64', 'echo_w64'):.2f}x "
      f"(the gateway's own floor is {ratio('bare_qq_w64', 'bare_w64'):.2f}x OneBot's; rhaibot on the gateway is "
      f"{ratio('qq_w64', 'bare_qq_w64'):.2f}x its floor)"),
+    ("QQ gateway at 500 and 100 events/s", f"{ratio('qq_500', 'echo_500'):.2f}x and {ratio('qq_100', 'echo_100'):.2f}x "
+     f"OneBot's ({median('qq_500', 'cpu_us_per_event'):.0f} and {median('qq_100', 'cpu_us_per_event'):.0f} µs); "
+     f"p99 {ms(median('qq_500', 'p99_us'))} and {ms(median('qq_100', 'p99_us'))}"),
     ("cold start with 20 scripts ≤ 100 ms", f"{cold['median_ms']:.1f} ms ({cold['min_ms']:.1f}–{cold['max_ms']:.1f}, {cold['runs']} starts)"),
 ]
 for target, measured in targets:
@@ -122,8 +128,12 @@ for label, case in [
     ("QQ gateway echo, window 64, 16 groups", "qq_w64"),
     ("bare, 500 events/s", "bare_500"),
     ("echo, 500 events/s", "echo_500"),
+    ("Milky echo, 500 events/s", "milky_500"),
+    ("QQ gateway echo, 500 events/s", "qq_500"),
     ("bare, 100 events/s", "bare_100"),
     ("echo, 100 events/s", "echo_100"),
+    ("Milky echo, 100 events/s", "milky_100"),
+    ("QQ gateway echo, 100 events/s", "qq_100"),
 ]:
     print(row(label, case))
 

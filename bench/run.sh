@@ -17,7 +17,8 @@
 #   counter    one script: increments a per-user counter in kv, then replies with it
 #   many       20 scripts loaded, each with several handlers; one matches a given event
 #   milky, qq  the echo script on Milky (WebSocket events, HTTP calls) and on the official
-#              platform's gateway (WebSocket events, REST replies)
+#              platform's gateway (WebSocket events, REST replies), at window 64 and at the
+#              fixed rates, where most bots live
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -81,8 +82,12 @@ for round in $(seq "$rounds"); do
     run qq_w64 "$round" echo qq --events "$events" --groups 16
     run bare_500 "$round" bare onebot11 --mode latency --rate 500 --events 3000
     run echo_500 "$round" echo onebot11 --mode latency --rate 500 --events 3000
+    run milky_500 "$round" echo milky --mode latency --rate 500 --events 3000
+    run qq_500 "$round" echo qq --mode latency --rate 500 --events 3000
     run bare_100 "$round" bare onebot11 --mode latency --rate 100 --events 1000
     run echo_100 "$round" echo onebot11 --mode latency --rate 100 --events 1000
+    run milky_100 "$round" echo milky --mode latency --rate 100 --events 1000
+    run qq_100 "$round" echo qq --mode latency --rate 100 --events 1000
 done
 "$bin/coldstart" "$rhaibot" "$work/many" "/cmd7 1" 20 >"$work/cold.json"
 "$bin/kvbench" >"$work/kv.txt"
