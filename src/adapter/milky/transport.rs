@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -119,7 +120,7 @@ async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: Canc
             Ok(ws) => {
                 info!(bot = %bot.name, %url, "event socket open");
                 tokio::spawn(log_impl_info(bot.clone()));
-                match read_ws(&bot, &cfg, ws, &sink, &shutdown, &mut retry).await {
+                match read_ws(&bot, cfg.max_frame_bytes, ws, &sink, &shutdown, &mut retry).await {
                     None => return,
                     Some(why) => warn!(bot = %bot.name, %url, "event socket lost: {why}; reconnecting"),
                 }
@@ -136,7 +137,7 @@ async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: Canc
 /// Reads events until the socket ends (`Some(reason)`) or shutdown (`None`).
 async fn read_ws(
     bot: &Arc<Bot>,
-    cfg: &MilkyConfig,
+    max_frame_bytes: usize,
     mut ws: Socket,
     sink: &EventSink,
     shutdown: &CancellationToken,
@@ -145,17 +146,25 @@ async fn read_ws(
     let via = connection_id();
     let mut warnings = RateLimit::per_connection();
     let mut silent_for = 0u32;
+    // One timer and one shutdown waiter for the socket's life, not one of each per frame: a
+    // frame only notes when it came, and the timer, when it fires, checks that note.
+    let mut heard = Instant::now();
+    let silence = tokio::time::sleep(PING_EVERY);
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(silence, cancelled);
     loop {
         let frame = tokio::select! {
-            _ = shutdown.cancelled() => {
+            _ = &mut cancelled => {
                 let _ = ws.close(None).await;
                 return None;
             }
-            frame = tokio::time::timeout(PING_EVERY, ws.next()) => frame,
-        };
-        let message = match frame {
-            // Silence: ping, and give up after three silent periods.
-            Err(_) => {
+            () = &mut silence => {
+                let quiet_until = heard + PING_EVERY;
+                if quiet_until > Instant::now() {
+                    silence.as_mut().reset(quiet_until);
+                    continue;
+                }
+                // Silence: ping, and give up after three silent periods.
                 silent_for += 1;
                 if silent_for >= 3 {
                     return Some("silent for 3 ping intervals".into());
@@ -164,12 +173,18 @@ async fn read_ws(
                 if !matches!(ping, Ok(Ok(()))) {
                     return Some("cannot ping".into());
                 }
+                heard = Instant::now();
+                silence.as_mut().reset(heard + PING_EVERY);
                 continue;
             }
-            Ok(None) => return Some("closed by the other end".into()),
-            Ok(Some(Err(e))) => return Some(crate::logsafe::short(&e.to_string())),
-            Ok(Some(Ok(message))) => message,
+            frame = ws.next() => frame,
         };
+        let message = match frame {
+            None => return Some("closed by the other end".into()),
+            Some(Err(e)) => return Some(crate::logsafe::short(&e.to_string())),
+            Some(Ok(message)) => message,
+        };
+        heard = Instant::now();
         silent_for = 0;
         retry.reset();
         let data = match message {
@@ -178,8 +193,8 @@ async fn read_ws(
             Message::Close(c) => return Some(format!("close frame {c:?}")),
             _ => continue,
         };
-        if data.len() > cfg.max_frame_bytes {
-            crate::warn_limited!(warnings, bot = %bot.name, size = data.len(), limit = cfg.max_frame_bytes, "oversized event skipped");
+        if data.len() > max_frame_bytes {
+            crate::warn_limited!(warnings, bot = %bot.name, size = data.len(), limit = max_frame_bytes, "oversized event skipped");
             continue;
         }
         deliver(bot, &data, via, sink, &mut warnings);
@@ -223,4 +238,42 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
         };
     deliver(&r.bot, &body, r.via, &r.sink, &mut warnings());
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Silence is measured from the last frame: a frame puts the ping off, each silent period
+    /// sends one, and the third ends the socket.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_event_socket_is_pinged_each_period_and_given_up_on_the_third() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/event", listener.local_addr().unwrap());
+        let start = Instant::now();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            ws.send(Message::Text("{}".into())).await.unwrap();
+            // Read as bytes from here, so no pong answers the pings: an empty masked ping from
+            // a client is 0x89 0x80 and a 4-byte mask.
+            let mut tcp = ws.into_inner();
+            let (mut pings, mut frame) = (Vec::new(), [0u8; 6]);
+            while tcp.read_exact(&mut frame).await.is_ok() && frame[..2] == [0x89, 0x80] {
+                pings.push((Instant::now() - start).as_secs());
+            }
+            pings
+        });
+        let tls = crate::tls::client(None).unwrap();
+        let ws = ws_client::connect(&url, "", TokenIn::Header, 1 << 20, &tls).await.unwrap();
+        let bot = Bot::detached("milky", &super::super::PROTOCOL);
+        let sink: EventSink = Arc::new(|_| {});
+        let backoff = crate::config::Backoff { min: Duration::from_secs(1), max: Duration::from_secs(2) };
+        let why = read_ws(&bot, 1 << 20, ws, &sink, &CancellationToken::new(), &mut Retry::new(backoff)).await;
+        assert_eq!(why.as_deref(), Some("silent for 3 ping intervals"));
+        assert_eq!((Instant::now() - start).as_secs(), 20 + 3 * PING_EVERY.as_secs());
+        assert_eq!(server.await.unwrap(), [20 + PING_EVERY.as_secs(), 20 + 2 * PING_EVERY.as_secs()]);
+    }
 }
