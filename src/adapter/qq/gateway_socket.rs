@@ -110,6 +110,9 @@ impl Gateway {
         // The token this connection identified or resumed with: the one a close refuses.
         let mut sent_token = None;
         let handshake_deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        // One shutdown waiter for the connection, not one registered and dropped per frame.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             // Feed what happened to the machine and carry out what it says.
             for input in pending.drain(..) {
@@ -197,7 +200,7 @@ impl Gateway {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => {
+                _ = &mut cancelled => {
                     let _ = socket.close(None).await;
                     return (state, None);
                 }
