@@ -161,6 +161,12 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
     }
 }
 
+/// A JSON object of `members`, their values moved in: `json!` copies each value it is given
+/// (it serializes it anew), which for a reply's message is the whole message.
+pub fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(members.into_iter().map(|(name, value)| (name.to_owned(), value)).collect())
+}
+
 /// The action that carries out `verb` on `bot`'s protocol.
 pub fn verb_call(bot: &Bot, verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
     match adapter(bot.protocol) {

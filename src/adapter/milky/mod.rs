@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use serde_json::{Value, json};
 
 use super::slots::{self, Field, Shape, name_part};
-use super::{Adapter, Opened, Start, Verb};
+use super::{Adapter, Opened, Start, Verb, object};
 use crate::bot::{Bot, BotId, CallError, Link, Protocol};
 use crate::event::{Event, Identity, Raw};
 use config::MilkyConfig;
@@ -251,12 +251,12 @@ fn identity(self_id: &Option<Field<'_>>, data: &Data<'_>, raw: &Raw, kind: &str)
 /// chat: Milky's `send_private_message` serves both).
 pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), CallError> {
     if !ev.group_id.is_null() {
-        return Ok(("send_group_message", json!({"group_id": ev.group_id, "message": message})));
+        return Ok(("send_group_message", object([("group_id", ev.group_id.clone()), ("message", message)])));
     }
     // The peer, not the sender: the bot's own message from another device names the friend.
     let peer = [&ev.place, &ev.user_id].into_iter().find(|p| !p.is_null());
     match peer {
-        Some(user) => Ok(("send_private_message", json!({"user_id": user, "message": message}))),
+        Some(user) => Ok(("send_private_message", object([("user_id", user.clone()), ("message", message)]))),
         None => Err(CallError::NoTarget { event: ev.name.clone() }),
     }
 }

@@ -56,6 +56,14 @@ pub fn incoming(segments: Value) -> Vec<Value> {
         .collect()
 }
 
+/// A text segment holding `text` (moved in, not copied as `json!` would).
+fn text_segment(text: String) -> Value {
+    crate::adapter::object([
+        ("type", Value::String("text".to_owned())),
+        ("data", crate::adapter::object([("text", Value::String(text))])),
+    ])
+}
+
 /// The plain text of incoming segments.
 pub fn plain_text(segments: &[Value]) -> String {
     segments.iter().filter(|s| s["type"] == "text").filter_map(|s| s["data"]["text"].as_str()).collect()
@@ -73,7 +81,7 @@ pub fn prepare_params(action: &str, mut params: Value) -> Result<Value, CallErro
 /// segments is converted one by one (OneBot-shaped `msg::` segments and Milky's own alike).
 pub fn outgoing(action: &str, message: Value) -> Result<Vec<Value>, CallError> {
     let items = match message {
-        Value::String(text) => return Ok(vec![json!({"type": "text", "data": {"text": text}})]),
+        Value::String(text) => return Ok(vec![text_segment(text)]),
         Value::Object(_) => vec![message],
         Value::Array(items) => items,
         other => {
@@ -83,7 +91,7 @@ pub fn outgoing(action: &str, message: Value) -> Result<Vec<Value>, CallError> {
     items
         .into_iter()
         .map(|item| match item {
-            Value::String(text) => Ok(json!({"type": "text", "data": {"text": text}})),
+            Value::String(text) => Ok(text_segment(text)),
             Value::Object(seg) => segment(action, seg),
             other => Err(invalid(action, format!("{other} is not a message segment"))),
         })

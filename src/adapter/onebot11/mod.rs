@@ -20,7 +20,7 @@ use serde::de::DeserializeSeed;
 use serde_json::{Value, json};
 
 use super::summary::Summary;
-use super::{Adapter, EventSink, Opened, Start, Verb};
+use super::{Adapter, EventSink, Opened, Start, Verb, object};
 use crate::bot::{Bot, Call, CallError, Link, Outbox, Protocol};
 use crate::event::{Event, Identity, Raw, hash_id, is_name_part, name_part};
 use config::{HttpEvents, OneBotConfig, OneBotTransport};
@@ -437,10 +437,10 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
     let private = matches!(parts.next(), Some("message" | "message_sent")) && parts.next() == Some("private");
     let in_group = !private && !ev.group_id.is_null();
     if in_group {
-        return Ok(("send_group_msg", json!({"group_id": ev.group_id, "message": message})));
+        return Ok(("send_group_msg", object([("group_id", ev.group_id.clone()), ("message", message)])));
     }
     if !ev.user_id.is_null() {
-        return Ok(("send_private_msg", json!({"user_id": ev.user_id, "message": message})));
+        return Ok(("send_private_msg", object([("user_id", ev.user_id.clone()), ("message", message)])));
     }
     Err(CallError::NoTarget { event: ev.name.clone() })
 }

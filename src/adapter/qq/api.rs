@@ -649,7 +649,8 @@ fn sent_at(ev: &Event) -> Option<Instant> {
 fn compose_params(action: &str, params: &mut Map<String, Value>, place: Place) -> Result<Composed, CallError> {
     let content = params.remove("content").unwrap_or(Value::Null);
     let message = params.remove("message").unwrap_or(Value::Null);
-    let mut composed = message::compose(&json!([content, message]), place).map_err(|e| invalid(action, &e))?;
+    let mut composed =
+        message::compose(&Value::Array(vec![content, message]), place).map_err(|e| invalid(action, &e))?;
     if let Some(id) = params.remove("message_reference_id").filter(|v| !v.is_null()) {
         let ignore = params.remove("ignore_message_reference_error").and_then(|v| v.as_bool()).unwrap_or(false);
         composed

@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{Adapter, EventSink, Opened, Start, Verb};
+use super::{Adapter, EventSink, Opened, Start, Verb, object};
 use crate::bot::{Bot, BotId, CallError, Link, Params, Protocol, Requests};
 use crate::event::Event;
 use api::Api;
@@ -56,7 +56,7 @@ pub static ADAPTER: Adapter = Adapter {
 pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), CallError> {
     let kind = ev.name.strip_prefix("qq.").unwrap_or_default();
     let by_message = !ev.message_id.is_null();
-    let mut params = json!({ "message": message });
+    let mut params = object([("message", message)]);
     // A message is answered from the fields the event keeps; only other events (rarer) parse
     // the whole of it for their event id and chat.
     if by_message {
