@@ -318,9 +318,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
+            // Warnings and errors (a script that did not load, a callback that threw) are shown
+            // with the scenario that failed.
+            let logged = rhaibot::scenario::Logged::default();
+            let _ = tracing_subscriber::fmt()
+                .with_writer(logged.clone())
+                .with_ansi(false)
+                .without_time()
+                .with_target(false)
+                .with_max_level(tracing::Level::WARN)
+                .try_init();
             let (mut passed, mut failed) = (0, 0);
             for f in &files {
-                let outcome = rhaibot::scenario::run(f, &config, rt.handle());
+                let outcome = rhaibot::scenario::run(f, &config, rt.handle(), &logged);
                 match &outcome.failure {
                     None => {
                         passed += 1;

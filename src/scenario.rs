@@ -131,6 +131,51 @@ pub struct Outcome {
     pub failure: Option<String>,
 }
 
+/// What the runtime logged (warnings and errors: a script that did not load, a callback that
+/// threw) while scenarios ran. A failing scenario shows it: a step that got no reply says
+/// nothing of why. `rhaibot test` sends its log here, at most [`MAX_LOGGED`] bytes of it per
+/// scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Logged(Arc<Mutex<Vec<u8>>>);
+
+/// The most of the log a failing scenario shows.
+pub const MAX_LOGGED: usize = 16 * 1024;
+
+impl Logged {
+    /// What was logged since the last take, as indented lines under a heading; empty if nothing.
+    fn take(&self) -> String {
+        let bytes = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        let cut = if bytes.len() >= MAX_LOGGED { "\n  (more was logged)" } else { "" };
+        format!("\nthe runtime logged:\n  {}{cut}", lines.join("\n  "))
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logged {
+    type Writer = Logged;
+
+    fn make_writer(&'a self) -> Logged {
+        self.clone()
+    }
+}
+
+impl std::io::Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut log = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = MAX_LOGGED.saturating_sub(log.len());
+        log.extend_from_slice(&buf[..buf.len().min(room)]);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The scenario files of `scripts_dir` (`*.test.toml`), sorted.
 pub fn find(scripts_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(scripts_dir)?
@@ -142,8 +187,18 @@ pub fn find(scripts_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Runs one scenario file against the scripts of `config`.
-pub fn run(file: &Path, config: &Config, rt: &tokio::runtime::Handle) -> Outcome {
+/// Runs one scenario file against the scripts of `config`; a failure comes with what `logged`
+/// took meanwhile.
+pub fn run(file: &Path, config: &Config, rt: &tokio::runtime::Handle, logged: &Logged) -> Outcome {
+    logged.take();
+    let mut outcome = play_file(file, config, rt);
+    if let Some(why) = &mut outcome.failure {
+        why.push_str(&logged.take());
+    }
+    outcome
+}
+
+fn play_file(file: &Path, config: &Config, rt: &tokio::runtime::Handle) -> Outcome {
     let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut outcome = Outcome { file: file.to_owned(), name, failure: None };
     let scenario: Scenario = match std::fs::read_to_string(file)

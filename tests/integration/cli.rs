@@ -335,6 +335,22 @@ fn rhaibot_test_plays_the_example_scenarios_and_reports_failures() {
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
 
+/// A failing scenario shows what the runtime logged while it ran: a callback's error with its
+/// line, and a script that did not load with its syntax error, not only "(nothing)".
+#[test]
+fn a_failing_scenario_shows_the_errors_the_scripts_logged() {
+    let want = "[[step]]\nsend = \"/roll abc\"\nreply = \"rolled\"\n";
+    let throws = "command(\"roll\", |ev, args| {\n    let n = parse_int(args);\n    ev.reply(`rolled ${n}`);\n});\n";
+    let dir = BotDir::new(&[("roll.rhai", throws), ("roll.test.toml", want)]);
+    let stdout = text(&dir.run(&["test"]).stdout);
+    assert!(stdout.contains("FAIL") && stdout.contains("(nothing)"), "{stdout}");
+    assert!(stdout.contains("roll.rhai:2:13: in command(\"roll\")") && stdout.contains("parsing integer"), "{stdout}");
+
+    let dir = BotDir::new(&[("roll.rhai", "let = 1;\n"), ("roll.test.toml", want)]);
+    let stdout = text(&dir.run(&["test"]).stdout);
+    assert!(stdout.contains("no script loaded") && stdout.contains("roll.rhai:1:"), "{stdout}");
+}
+
 /// `rhaibot new demo && cd demo && rhaibot test && printf 'ping\n' | rhaibot run`, anywhere.
 #[test]
 fn a_new_project_tests_and_runs_at_once() {
