@@ -171,12 +171,29 @@ static MIMALLOC_OPTIONS: extern "C" fn() = {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        end_quietly_on_a_closed_pipe();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rhaibot: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command's output piped into a reader that stops early (`rhaibot api list | head`) ends
+/// the command quietly, as it does other Unix tools, instead of a panic in `println!`. Rust
+/// ignores SIGPIPE; the commands that print get its default back. `run` keeps it ignored, so
+/// a bot is never killed by its output. Sockets are unaffected either way (they are written
+/// with `MSG_NOSIGNAL`).
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition, before any other thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -335,6 +335,22 @@ fn rhaibot_test_plays_the_example_scenarios_and_reports_failures() {
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
 
+/// A listing piped into a reader that stops early ends quietly, not with a panic.
+#[test]
+fn a_listing_into_a_closed_pipe_ends_quietly() {
+    let mut child = Command::new(rhaibot_bin())
+        .args(["api", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // No reader is left: the first line written finds the pipe closed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked") && out.status.code() != Some(101), "{:?} {stderr}", out.status);
+}
+
 /// A failing scenario shows what the runtime logged while it ran: a callback's error with its
 /// line, and a script that did not load with its syntax error, not only "(nothing)".
 #[test]
