@@ -104,16 +104,21 @@ impl Output {
 impl InProcess for Output {
     /// Executes a OneBot 11 action locally.
     fn call(&self, action: &str, params: &Value) -> Result<Value, CallError> {
-        let target = match action {
-            "send_private_msg" => format!("private {}", params["user_id"]),
-            "send_group_msg" => format!("group {}", params["group_id"]),
+        let message = || render(&params["message"]);
+        let pokes = || format!("pokes {}", params["user_id"]);
+        let (target, said, answer) = match action {
+            "send_private_msg" => (format!("private {}", params["user_id"]), message(), Answer::MessageId),
+            "send_group_msg" => (format!("group {}", params["group_id"]), message(), Answer::MessageId),
             "send_msg" if params.get("group_id").is_some_and(|g| !g.is_null()) => {
-                format!("group {}", params["group_id"])
+                (format!("group {}", params["group_id"]), message(), Answer::MessageId)
             }
-            "send_msg" => format!("private {}", params["user_id"]),
-            // The Milky flavour's sends.
-            "send_group_message" => format!("group {}", params["group_id"]),
-            "send_private_message" => format!("private {}", params["user_id"]),
+            "send_msg" => (format!("private {}", params["user_id"]), message(), Answer::MessageId),
+            // The Milky flavour's sends, answered as Milky answers them.
+            "send_group_message" => (format!("group {}", params["group_id"]), message(), Answer::MessageSeq),
+            "send_private_message" => (format!("private {}", params["user_id"]), message(), Answer::MessageSeq),
+            // Pokes (OneBot's extension, Milky's nudges) are shown as what they do.
+            "group_poke" | "send_group_nudge" => (format!("group {}", params["group_id"]), pokes(), Answer::Empty),
+            "friend_poke" | "send_friend_nudge" => (format!("private {}", params["user_id"]), pokes(), Answer::Empty),
             "get_login_info" => return Ok(json!({"user_id": SELF_ID, "nickname": "rhaibot"})),
             "get_status" => return Ok(json!({"online": true, "good": true})),
             "get_version_info" => {
@@ -132,21 +137,44 @@ impl InProcess for Output {
                 });
             }
         };
-        let line = format!("[{target}] bot: {}\n", render(&params["message"]));
+        let line = if answer == Answer::Empty {
+            format!("[{target}] bot {said}\n")
+        } else {
+            format!("[{target}] bot: {said}\n")
+        };
+        let answer = match answer {
+            Answer::MessageId => json!({"message_id": self.next_message_id.fetch_add(1, Ordering::Relaxed) + 1}),
+            Answer::MessageSeq => json!({
+                "message_seq": self.next_message_id.fetch_add(1, Ordering::Relaxed) + 1,
+                "time": crate::bindings::time::now_ms() / 1000,
+            }),
+            Answer::Empty => json!({}),
+        };
         {
             let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(held) = held.as_mut() {
                 // The script's name first: the callback's label follows it.
                 let who = crate::script::context::who().map(|w| w.split(' ').next().unwrap_or_default().to_owned());
                 held.push((who.unwrap_or_default(), line));
-                return Ok(json!({"message_id": self.next_message_id.fetch_add(1, Ordering::Relaxed) + 1}));
+                return Ok(answer);
             }
         }
         let mut out = std::io::stdout().lock();
         // A closed stdout (the reader went away) is not the script's failure.
         let _ = out.write_all(line.as_bytes()).and_then(|_| out.flush());
-        Ok(json!({"message_id": self.next_message_id.fetch_add(1, Ordering::Relaxed) + 1}))
+        Ok(answer)
     }
+}
+
+/// What an action the console carries out answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A OneBot send: `{message_id}`.
+    MessageId,
+    /// A Milky send: `{message_seq, time}`.
+    MessageSeq,
+    /// `{}` (pokes).
+    Empty,
 }
 
 /// A message as a chat line: text as is, other segments as `[type:key=value]`.

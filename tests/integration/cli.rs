@@ -500,6 +500,39 @@ fn the_console_imitates_milky_when_asked() {
     assert!(!out.status.success() && text(&out.stderr).contains("flavour"), "{}", text(&out.stderr));
 }
 
+/// The console carries out pokes and answers a send as its protocol does (Milky: `message_seq`
+/// and `time`), so a script tried there behaves as it will on a real backend.
+#[test]
+fn the_console_pokes_and_answers_sends_as_its_protocol_does() {
+    let onebot = r#"on("message", |ev| {
+        onebot::group_poke(ev.group_id, ev.user_id);
+        onebot::friend_poke(ev.user_id);
+        let sent = ev.reply_wait("hi");
+        ev.reply(`id ${type_of(sent.message_id)}`);
+    });"#;
+    let dir = BotDir::new(&[("p.rhai", onebot)]);
+    let out = run_with_stdin(&["run"], ":group 5\nx\n", dir.path());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for line in ["[group 5] bot pokes 10001", "[private 10001] bot pokes 10001", "[group 5] bot: id i64"] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}{stderr}");
+    }
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+
+    let milky = r#"on("milky.message_receive", |ev| {
+        milky::send_group_nudge(ev.group_id, ev.user_id);
+        let sent = ev.reply_wait("hi");
+        ev.reply(`seq ${type_of(sent.message_seq)} time ${type_of(sent.time)} id ${type_of(sent.message_id)}`);
+    });"#;
+    let dir = BotDir::new(&[("m.rhai", milky)])
+        .file("rhaibot.toml", "[[bot]]\nprotocol = \"console\"\nflavour = \"milky\"\n");
+    let out = run_with_stdin(&["run"], ":group 5\nx\n", dir.path());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for line in ["[group 5] bot pokes 10001", "[group 5] bot: seq i64 time i64 id ()"] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}{stderr}");
+    }
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+}
+
 /// `api list FILTER` filters by name, and lists the built-in stdlib from any directory.
 #[test]
 fn api_list_filters_and_finds_the_builtin_stdlib_anywhere() {
