@@ -580,9 +580,12 @@ impl BotKeys<'_> {
     /// `name` is the key, for the error when the variable is unset.
     pub fn secret(&self, value: &Option<String>, var: &Option<String>, name: &str) -> Result<Secret, ConfigError> {
         match var {
-            Some(var) => (self.env)(var)
-                .map(Secret)
-                .ok_or_else(|| self.invalid(&format!("{name}_env"), format!("environment variable {var} to be set"))),
+            Some(var) => (self.env)(var).map(Secret).ok_or_else(|| {
+                self.invalid(
+                    &format!("{name}_env"),
+                    format!("expected the environment variable {var} to be set (it is not)"),
+                )
+            }),
             None => Ok(Secret(value.clone().unwrap_or_default())),
         }
     }
@@ -788,5 +791,12 @@ mod tests {
         let BotKind::OneBot11(ws) = &c.bots[0].kind else { panic!() };
         assert_eq!(ws.access_token.0, "s3");
         assert_eq!(format!("{:?}", ws.access_token), "<redacted>");
+        let raw: RawConfig =
+            toml::from_str("[[bot]]\nprotocol = \"onebot11\"\nurl = \"ws://h/\"\naccess_token_env = \"T\"\n").unwrap();
+        let unset = Config::validate(raw, "", Path::new("f"), Path::new("."), |_| None).unwrap_err().to_string();
+        assert_eq!(
+            unset,
+            "config file f: key `bot[0].access_token_env`: expected the environment variable T to be set (it is not)"
+        );
     }
 }
