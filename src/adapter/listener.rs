@@ -21,6 +21,20 @@ use tracing::debug;
 
 use crate::logsafe::RateLimit;
 
+/// Binds a listener for a receiving transport (inside the async runtime) and records the
+/// address it got on the bot (`listen = "127.0.0.1:0"` picks a free port; `rhaibot status`
+/// shows which).
+pub fn bind(bot: &crate::bot::Bot, listen: &str) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(bot = %bot.name, %addr, "listening");
+        *bot.listening.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
+    }
+    TcpListener::from_std(listener)
+}
+
 /// How a listener guards itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Guard {

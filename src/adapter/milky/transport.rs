@@ -62,7 +62,7 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
             });
         }
         Events::Webhook { listen, path, guard } => {
-            let listener = crate::adapter::onebot11::bind(&bot, &listen)?;
+            let listener = crate::adapter::listener::bind(&bot, &listen)?;
             s.tasks.spawn(log_impl_info(bot.clone()));
             let receiver = Receiver {
                 bot: bot.clone(),

@@ -93,7 +93,7 @@ pub fn serve_post(
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
-    let listener = super::bind(&bot, listen)?;
+    let listener = crate::adapter::listener::bind(&bot, listen)?;
     let name = bot.name.clone();
     let state = Receiver {
         bot,

@@ -127,20 +127,6 @@ fn start(
     Ok(())
 }
 
-/// Binds a listener for a receiving transport (inside the async runtime) and records the
-/// address it got on the bot (`listen = "127.0.0.1:0"` picks a free port; `rhaibot status`
-/// shows which).
-pub fn bind(bot: &Bot, listen: &str) -> std::io::Result<tokio::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
-    listener.set_nonblocking(true)?;
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(bot = %bot.name, %addr, "listening");
-        *bot.listening.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
-    }
-    tokio::net::TcpListener::from_std(listener)
-}
-
 /// What one inbound frame turned out to be.
 #[derive(Debug)]
 pub enum Frame {

@@ -185,7 +185,7 @@ pub fn serve(
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
-    let listener = super::bind(&bot, listen)?;
+    let listener = crate::adapter::listener::bind(&bot, listen)?;
     accounts.set_template(&bot);
     let guard = cfg.listener;
     let name = bot.name.clone();

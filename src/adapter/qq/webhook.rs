@@ -59,7 +59,7 @@ pub fn serve(
     shutdown: tokio_util::sync::CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> std::io::Result<()> {
-    let listener = crate::adapter::onebot11::bind(&bot, &listen.addr)?;
+    let listener = crate::adapter::listener::bind(&bot, &listen.addr)?;
     let receiver = Receiver {
         bot: bot.clone(),
         key: Arc::new(key),
