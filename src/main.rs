@@ -45,7 +45,7 @@ enum Command {
     },
     /// Run the scenario tests (`*.test.toml` beside the scripts) against a fake bot.
     Test {
-        /// Scenario files; without any, every `*.test.toml` of the scripts dir.
+        /// Scenario files (`*.test.toml`, not scripts); without any, every one in the scripts dir.
         files: Vec<PathBuf>,
         /// Config file, for its scripts dir and settings.
         #[arg(long, short, env = "RHAIBOT_CONFIG")]
