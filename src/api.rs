@@ -13,6 +13,9 @@ pub enum Ty {
     Int,
     /// A string (a number is accepted and converted).
     Str,
+    /// An id carried as text (whom a segment mentions, the message it quotes): text, or an
+    /// integer (converted). Unlike [`Ty::Str`], a fraction or a boolean is refused.
+    Id,
     /// A boolean.
     Bool,
     /// Any number.
@@ -33,6 +36,7 @@ impl Ty {
         match self {
             Ty::Int => "int",
             Ty::Str => "string",
+            Ty::Id => "id",
             Ty::Bool => "bool",
             Ty::Num => "number",
             Ty::Array => "array",
@@ -50,6 +54,8 @@ impl Ty {
             (Ty::Int, Value::String(s)) => s.trim().parse::<i64>().map(Value::from).map_err(|_| Value::String(s)),
             (Ty::Str, Value::String(s)) => Ok(Value::String(s)),
             (Ty::Str, Value::Number(n)) => Ok(Value::String(n.to_string())),
+            (Ty::Id, Value::String(s)) => Ok(Value::String(s)),
+            (Ty::Id, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Value::String(n.to_string())),
             (Ty::Bool, Value::Bool(b)) => Ok(Value::Bool(b)),
             (Ty::Num, Value::Number(n)) => Ok(Value::Number(n)),
             (Ty::Array, v @ Value::Array(_)) => Ok(v),
@@ -227,6 +233,18 @@ mod tests {
         let positional = QUICK.build_params(vec![json!({"a": 1}), json!({"b": 2})]).unwrap();
         assert_eq!(named, positional);
         assert!(QUICK.build_params(vec![json!({"a": 1})]).unwrap_err().contains("`operation`"));
+    }
+
+    /// A segment's id is text on every protocol (an official-platform message id is not a
+    /// number); an integer is taken as its digits, a fraction or a boolean is a mistake.
+    #[test]
+    fn a_segment_id_is_text_or_an_integer_never_a_fraction() {
+        const AT: Action = Action { name: "at", doc: "", params: &[p("qq", Ty::Id, true)] };
+        assert_eq!(AT.build_params(vec![json!(10001)]).unwrap(), json!({"qq": "10001"}));
+        assert_eq!(AT.build_params(vec![json!("all")]).unwrap(), json!({"qq": "all"}));
+        assert_eq!(AT.build_params(vec![json!("ROBOT1.0_a-b")]).unwrap(), json!({"qq": "ROBOT1.0_a-b"}));
+        assert_eq!(AT.build_params(vec![json!(3.5)]).unwrap_err(), "parameter `qq` must be id, got float");
+        assert_eq!(AT.build_params(vec![json!(true)]).unwrap_err(), "parameter `qq` must be id, got bool");
     }
 
     #[test]

@@ -67,16 +67,16 @@ pub const SEGMENTS: &[Action] = &[
     Action {
         name: "at",
         doc: "an @-mention of `qq` (\"all\": everyone)",
-        params: &[p("qq", Ty::Str, true), p("name", Ty::Str, false)],
+        params: &[p("qq", Ty::Id, true), p("name", Ty::Str, false)],
     },
-    Action { name: "reply", doc: "a reply to (quote of) message `id`", params: &[p("id", Ty::Str, true)] },
+    Action { name: "reply", doc: "a reply to (quote of) message `id`", params: &[p("id", Ty::Id, true)] },
     Action {
         name: "json",
         doc: "a JSON card (`data`: the card as JSON text; QQ only shows signed cards)",
         params: &[p("data", Ty::Str, true)],
     },
     Action { name: "xml", doc: "an XML card (`data`: the card as XML text)", params: &[p("data", Ty::Str, true)] },
-    Action { name: "face", doc: "a QQ face (built-in emoji), by `id`", params: &[p("id", Ty::Str, true)] },
+    Action { name: "face", doc: "a QQ face (built-in emoji), by `id`", params: &[p("id", Ty::Id, true)] },
     Action {
         name: "mface",
         doc: "a QQ sticker-store sticker",
