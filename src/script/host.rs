@@ -631,6 +631,7 @@ pub fn describe(
         EvalAltResult::ErrorTooManyOperations(_) => {
             format!("stopped: exceeded its budget of {} operations (limits.max_operations)", limits.max_operations)
         }
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => not_found(signature),
         EvalAltResult::ErrorRuntime(value, _) => match value.read_lock::<rhai::Map>() {
             Some(map) if map.contains_key("message") => format!("uncaught error: {}", map["message"]),
             _ => format!("uncaught error: {value}"),
@@ -650,6 +651,35 @@ pub fn describe(
         );
     }
     format!("{}: in {callback}: {reason}", location(path, if pos.is_none() { fallback } else { pos }))
+}
+
+/// Rhai's "Function not found: rand::int (&str | ImmutableString | String, i64)" in a script's
+/// words: the types given, and where the ones the function takes are listed. Most often the
+/// name is right and an argument's type is not.
+fn not_found(signature: &str) -> String {
+    let (name, args) = match signature.split_once(" (") {
+        Some((name, args)) => (name, args.strip_suffix(')').unwrap_or(args)),
+        None => (signature, ""),
+    };
+    let script_type = |rust: &str| {
+        let rust = rust.trim();
+        match rust {
+            "i64" | "i32" | "u64" | "u32" | "usize" | "INT" => "int".to_owned(),
+            "f64" | "f32" | "FLOAT" => "float".to_owned(),
+            "bool" | "char" | "()" => rust.to_owned(),
+            _ if rust.contains("String") || rust.contains("str") => "string".to_owned(),
+            _ if rust.contains("Map") => "map".to_owned(),
+            _ if rust.contains("Array") || rust.contains("Vec<Dynamic>") => "array".to_owned(),
+            _ if rust.contains("FnPtr") => "function".to_owned(),
+            _ => rust.rsplit("::").next().unwrap_or(rust).to_owned(),
+        }
+    };
+    let given: Vec<String> =
+        if args.trim().is_empty() { Vec::new() } else { args.split(", ").map(script_type).collect() };
+    format!(
+        "no function `{name}` takes ({}): check the name and the arguments' types (`rhaibot api list {name}` lists what it takes)",
+        given.join(", ")
+    )
 }
 
 /// Resolves the top-level `import "path" as alias;` lines of `source` and registers each module

@@ -131,6 +131,17 @@ fn errors_are_logged_at_the_failing_call() {
     assert!(!stderr.contains("p.rhai:5:1"), "{stderr}");
 }
 
+/// A call with an argument of the wrong type names the types it was given and where the
+/// function's own are listed, not Rhai's Rust type names.
+#[test]
+fn a_wrong_argument_type_is_reported_in_the_scripts_words() {
+    let dir = BotDir::new(&[("r.rhai", "on(\"message\", |ev| {\n    ev.reply(`${rand::int(\"1\", 6)}`);\n});\n")]);
+    let out = run_with_stdin(&["run"], "x\n", dir.path());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("r.rhai:2:") && stderr.contains("no function `rand::int` takes (string, int)"), "{stderr}");
+    assert!(stderr.contains("rhaibot api list rand::int") && !stderr.contains("ImmutableString"), "{stderr}");
+}
+
 /// Hardening 16: a shutdown that abandons a running callback exits non-zero and names it.
 #[test]
 fn a_shutdown_that_abandons_a_callback_exits_non_zero_and_says_which() {
