@@ -50,6 +50,8 @@ pub async fn read(mut response: reqwest::Response, limit: usize) -> Result<Vec<u
 pub struct JsonApi {
     /// The protocol's name, for logs.
     name: &'static str,
+    /// The bot's name, for errors.
+    bot: String,
     client: ApiClient,
     base: String,
     /// Sent with every call: `Authorization: Bearer <token>`, when there is a token.
@@ -60,7 +62,14 @@ pub struct JsonApi {
 impl JsonApi {
     /// A client for the API at `base`, sending `token` as a Bearer token when set and
     /// reading answers of up to `max_answer` bytes.
-    pub fn new(name: &'static str, base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Self {
+    pub fn new(
+        name: &'static str,
+        bot: &str,
+        base: &str,
+        token: &Secret,
+        max_answer: usize,
+        tls: &crate::tls::ClientTls,
+    ) -> Self {
         let base = base.trim_end_matches('/').to_owned();
         let authorization = if token.0.is_empty() {
             None
@@ -76,7 +85,7 @@ impl JsonApi {
         if let Some(authorization) = authorization {
             headers.insert(header::AUTHORIZATION, authorization);
         }
-        JsonApi { name, client: ApiClient::new(&base, tls), base, headers, max_answer }
+        JsonApi { name, bot: bot.to_owned(), client: ApiClient::new(&base, tls), base, headers, max_answer }
     }
 
     /// POSTs `json` (a request body made by [`encode`]) to `<base><path>` and returns the
@@ -104,7 +113,7 @@ impl JsonApi {
             }
             Err(e @ RequestError::Unreachable(_)) => {
                 warn!(url = %self.base, "{} API unreachable: {e}", self.name);
-                return Err(CallError::NotConnected { action: action.to_owned(), bot: self.base.clone() });
+                return Err(CallError::NotConnected { action: action.to_owned(), bot: self.bot.clone() });
             }
             Err(RequestError::Body { status, reason }) => return Err(http(status, reason.to_string())),
         };

@@ -156,7 +156,7 @@ async fn a_redirect_is_reported_not_followed() {
     // The redirect points back at the same server, which would answer a followed request.
     let redirect = "HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n";
     let mut server = Scripted::start(vec![redirect, OK]).await;
-    let api = JsonApi::new("Milky", &server.url, &Secret("t".into()), 1024, &rhaibot::tls::client(None).unwrap());
+    let api = JsonApi::new("Milky", "m", &server.url, &Secret("t".into()), 1024, &rhaibot::tls::client(None).unwrap());
     let e = within(
         "the call",
         api.post("send_private_message", "/api/send_private_message", b"{}".to_vec(), true, |_| None, Ok),
@@ -171,10 +171,24 @@ async fn a_redirect_is_reported_not_followed() {
     assert!(server.seen.try_recv().is_err(), "the redirect was not followed");
 }
 
+/// An API nothing answers at is reported as the bot not connected, by the bot's name (it was
+/// named by the API's URL, as if that were a bot).
+#[tokio::test]
+async fn an_unreachable_api_names_its_bot() {
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let api = JsonApi::new("Milky", "main", &url, &Secret(String::new()), 1024, &rhaibot::tls::client(None).unwrap());
+    let e = within("the call", api.post("get_login_info", "/api/get_login_info", b"{}".to_vec(), true, |_| None, Ok))
+        .await
+        .expect_err("nothing listens");
+    assert_eq!(e.to_string(), "get_login_info: bot `main` is not connected");
+}
+
 #[tokio::test]
 async fn a_token_that_is_no_header_value_is_not_sent() {
     let mut server = Scripted::start(vec![OK]).await;
-    let api = JsonApi::new("Milky", &server.url, &Secret("a\nb".into()), 1024, &rhaibot::tls::client(None).unwrap());
+    let api =
+        JsonApi::new("Milky", "m", &server.url, &Secret("a\nb".into()), 1024, &rhaibot::tls::client(None).unwrap());
     within("the call", api.post("get_login_info", "/api/get_login_info", b"{}".to_vec(), true, |_| None, Ok))
         .await
         .expect("answered");
@@ -266,7 +280,8 @@ async fn a_successful_envelope_gives_its_data_and_any_other_answer_goes_whole_to
         .map(|b| &*Box::leak(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{b}", b.len()).into_boxed_str()))
         .collect();
     let server = Scripted::start(answers).await;
-    let api = JsonApi::new("Milky", &server.url, &Secret(String::new()), 1024, &rhaibot::tls::client(None).unwrap());
+    let api =
+        JsonApi::new("Milky", "m", &server.url, &Secret(String::new()), 1024, &rhaibot::tls::client(None).unwrap());
     // The decoder says what it was given, so each answer shows which way it went.
     let params = json!({});
     let call =

@@ -176,7 +176,7 @@ mod rest {
     fn rest(fake: &FakePlatform) -> Rest {
         let client = crate::support::http_client();
         let tokens = Arc::new(Tokens::new(client.clone(), &fake.url, "10001", Secret("s".into())));
-        Rest::new(client, &rhaibot::tls::client(None).unwrap(), &fake.url, tokens, 4)
+        Rest::new("qq", client, &rhaibot::tls::client(None).unwrap(), &fake.url, tokens, 4)
             .with_retry_delay(Duration::from_millis(1))
     }
 
@@ -191,7 +191,7 @@ mod rest {
         let fake = FakePlatform::start("1\u{1}", "s", 7200).await;
         let client = crate::support::http_client();
         let tokens = Arc::new(Tokens::new(client.clone(), &fake.url, "1\u{1}", Secret("s".into())));
-        let rest = Rest::new(client, &rhaibot::tls::client(None).unwrap(), &fake.url, tokens, 4);
+        let rest = Rest::new("qq", client, &rhaibot::tls::client(None).unwrap(), &fake.url, tokens, 4);
         for _ in 0..2 {
             let e = rest.send("get_bot_info", &get("/users/@me")).await.unwrap_err();
             assert!(e.to_string().contains("cannot be sent as a header"), "{e}");

@@ -14,9 +14,10 @@ use crate::logsafe::escape;
 pub struct Api(JsonApi);
 
 impl Api {
-    /// A client for the implementation at `base`, reading answers of up to `max_answer` bytes.
-    pub fn new(base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Api {
-        Api(JsonApi::new("Milky", base, token, max_answer, tls))
+    /// Bot `bot`'s client for the implementation at `base`, reading answers of up to
+    /// `max_answer` bytes.
+    pub fn new(bot: &str, base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Api {
+        Api(JsonApi::new("Milky", bot, base, token, max_answer, tls))
     }
 
     async fn post(&self, action: &str, params: Params, answered: bool) -> Result<Value, CallError> {

@@ -81,7 +81,8 @@ pub fn verb_call(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
 
 /// Creates the handle of a Milky bot and what starts its event transport.
 pub fn open(name: &str, cfg: &MilkyConfig, call_timeout: std::time::Duration) -> Opened {
-    let link = Link::Requests(Arc::new(http::Api::new(&cfg.url, &cfg.access_token, cfg.max_frame_bytes, &cfg.tls)));
+    let link =
+        Link::Requests(Arc::new(http::Api::new(name, &cfg.url, &cfg.access_token, cfg.max_frame_bytes, &cfg.tls)));
     let bot = Bot::new(name, &PROTOCOL, call_timeout, link);
     let cfg = cfg.clone();
     Opened::new(bot, Box::new(move |bot, s: Start<'_>| transport::start(bot, cfg, s)))

@@ -26,10 +26,10 @@ use crate::logsafe::{RateLimit, preview};
 pub struct Api(JsonApi);
 
 impl Api {
-    /// A client for the API at `base`, sending `token` as a Bearer token when set and
-    /// reading answers of up to `max_answer` bytes.
-    pub fn new(base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Api {
-        Api(JsonApi::new("OneBot HTTP", base, token, max_answer, tls))
+    /// Bot `bot`'s client for the API at `base`, sending `token` as a Bearer token when set
+    /// and reading answers of up to `max_answer` bytes.
+    pub fn new(bot: &str, base: &str, token: &Secret, max_answer: usize, tls: &crate::tls::ClientTls) -> Api {
+        Api(JsonApi::new("OneBot HTTP", bot, base, token, max_answer, tls))
     }
 
     /// `POST <base>/<action>` with the params as JSON.

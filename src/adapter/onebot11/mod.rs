@@ -80,7 +80,7 @@ pub enum Wiring {
 pub fn open(name: &str, cfg: &OneBotConfig, call_timeout: std::time::Duration) -> Opened {
     let (link, wiring) = match &cfg.transport {
         OneBotTransport::Http { url, .. } => (
-            Link::Requests(Arc::new(http::Api::new(url, &cfg.access_token, cfg.max_frame_bytes, &cfg.tls))),
+            Link::Requests(Arc::new(http::Api::new(name, url, &cfg.access_token, cfg.max_frame_bytes, &cfg.tls))),
             Wiring::Http,
         ),
         OneBotTransport::Ws { .. } => {

@@ -786,7 +786,7 @@ mod tests {
         let tls = crate::tls::client(None).unwrap();
         let client = crate::tls::http_client(&tls);
         let tokens = Arc::new(Tokens::new(client.clone(), &base, "1", crate::config::Secret("s".into())));
-        let api = Api::new(Rest::new(client, &tls, &base, tokens, 4));
+        let api = Api::new(Rest::new("qq", client, &tls, &base, tokens, 4));
         api.rules().replies.received("M1", Scene::Group, None, Delivery::Only, Instant::now());
         let params = json!({"group_openid": "G", "content": "hi", "message_id": "M1"});
 

@@ -128,7 +128,8 @@ pub fn verb_call(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
 pub fn open(name: &str, cfg: &QqConfig, call_timeout: Duration, data_dir: &Path) -> Opened {
     let client = crate::tls::http_client(&cfg.tls);
     let tokens = Arc::new(token::Tokens::new(client.clone(), &cfg.token_url, &cfg.app_id, cfg.secret.clone()));
-    let api = Arc::new(Api::new(rest::Rest::new(client, &cfg.tls, &cfg.api_url, tokens.clone(), cfg.max_in_flight)));
+    let api =
+        Arc::new(Api::new(rest::Rest::new(name, client, &cfg.tls, &cfg.api_url, tokens.clone(), cfg.max_in_flight)));
     let bot = Bot::new(name, &PROTOCOL, call_timeout, Link::Requests(api.clone()));
     let (cfg, data_dir) = (cfg.clone(), data_dir.to_owned());
     Opened::new(bot, Box::new(move |bot, s: Start<'_>| start(bot, api, tokens, cfg, &data_dir, s)))
@@ -323,7 +324,7 @@ mod tests {
         let client = crate::tls::http_client(&tls);
         let tokens =
             Arc::new(token::Tokens::new(client.clone(), "http://127.0.0.1:9", "1", crate::config::Secret("s".into())));
-        Api::new(rest::Rest::new(client, &tls, "http://127.0.0.1:9", tokens, 1))
+        Api::new(rest::Rest::new("qq", client, &tls, "http://127.0.0.1:9", tokens, 1))
     }
 
     /// `payload` read and decoded as the gateway reads and decodes a frame.

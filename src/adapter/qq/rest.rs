@@ -92,6 +92,8 @@ pub struct Rest {
     api: ApiClient,
     /// `multipart/form-data` requests (guild messages with an image file).
     client: reqwest::Client,
+    /// The bot's name, for errors.
+    bot: String,
     base: String,
     tokens: Arc<Tokens>,
     in_flight: Semaphore,
@@ -100,8 +102,9 @@ pub struct Rest {
 }
 
 impl Rest {
-    /// A client for the API at `base`, at most `max_in_flight` calls at once.
+    /// Bot `bot`'s client for the API at `base`, at most `max_in_flight` calls at once.
     pub fn new(
+        bot: &str,
         client: reqwest::Client,
         tls: &crate::tls::ClientTls,
         base: &str,
@@ -110,6 +113,7 @@ impl Rest {
     ) -> Rest {
         Rest {
             api: ApiClient::new(base, tls),
+            bot: bot.to_owned(),
             client,
             base: base.trim_end_matches('/').to_owned(),
             tokens,
@@ -137,7 +141,7 @@ impl Rest {
     }
 
     async fn send_keeping(&self, action: &str, request: &Request, keep: Keep) -> Result<Answer, CallError> {
-        let _slot = self.in_flight.acquire().await.map_err(|_| not_connected(action, &self.base))?;
+        let _slot = self.in_flight.acquire().await.map_err(|_| not_connected(action, &self.bot))?;
         let idempotent =
             matches!(request.method, reqwest::Method::GET | reqwest::Method::PUT | reqwest::Method::DELETE);
         let mut renewed = false;
@@ -168,7 +172,7 @@ impl Rest {
     async fn once(&self, action: &str, request: &Request, token: &Token, keep: Keep) -> Result<Answer, CallError> {
         let unreachable = |e: &dyn std::fmt::Display| {
             tracing::warn!(url = %self.base, "official platform unreachable: {e}");
-            not_connected(action, &self.base)
+            not_connected(action, &self.bot)
         };
         let json = match &request.body {
             Body::None => None,
@@ -229,7 +233,7 @@ impl Rest {
         builder = builder.multipart(form.part(field.clone(), part));
         let response = builder.send().await.map_err(|e| {
             tracing::warn!(url = %self.base, "official platform unreachable: {}", crate::logsafe::chain(&e));
-            not_connected(action, &self.base)
+            not_connected(action, &self.bot)
         })?;
         let http_code = response.status().as_u16();
         let trace_id =
@@ -239,7 +243,7 @@ impl Rest {
             Err(e @ crate::adapter::http_api::AnswerError::TooLarge { .. }) => {
                 return Err(CallError::Http { action: action.to_owned(), status: http_code, message: e.to_string() });
             }
-            Err(_) => return Err(not_connected(action, &self.base)),
+            Err(_) => return Err(not_connected(action, &self.bot)),
         };
         Ok(finish(http_code, || &trace_id, &bytes, Keep::Whole))
     }
@@ -310,8 +314,8 @@ fn invalid(action: &str, e: impl std::fmt::Display) -> CallError {
     CallError::Invalid { action: action.to_owned(), reason: e.to_string() }
 }
 
-fn not_connected(action: &str, base: &str) -> CallError {
-    CallError::NotConnected { action: action.to_owned(), bot: base.to_owned() }
+fn not_connected(action: &str, bot: &str) -> CallError {
+    CallError::NotConnected { action: action.to_owned(), bot: bot.to_owned() }
 }
 
 /// Fills `route`'s `{name}` placeholders from `params` (removing them) and returns the path.
