@@ -266,6 +266,7 @@ fn on_message(ev) {}
 on("notice.group_ban.ban", |ev| print("x"));
 import "args.rhai" as a2;
 let obj = #{ hi: || "hello" }; obj.hi();
+let mention = msg::at(3.5);
 "#;
     let dir = BotDir::new(&[("mistakes.rhai", script)]);
     let out = dir.run(&["check", "--json", "scripts/mistakes.rhai"]);
@@ -289,6 +290,7 @@ let obj = #{ hi: || "hello" }; obj.hi();
     has(11, &["bad cron expression", "seconds first"]);
     has(12, &["Asia/Nowhere"]);
     has(14, &["fn on_mesage", "did you mean message"]);
+    has(19, &["msg::at", "must be id, got float"]);
     let lines: Vec<u64> = got.iter().map(|(l, _)| *l).collect();
     // A sub_type, an import with its extension, a function kept in a map are all fine.
     for fine in [8, 9, 13, 15, 16, 17, 18] {
