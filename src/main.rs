@@ -172,7 +172,14 @@ static MIMALLOC_OPTIONS: extern "C" fn() = {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run { .. }) {
+    if matches!(
+        cli.command,
+        Command::Api { .. }
+            | Command::Check { .. }
+            | Command::Kv { .. }
+            | Command::Jobs { .. }
+            | Command::Status { .. }
+    ) {
         end_quietly_on_a_closed_pipe();
     }
     match run(cli) {
@@ -184,11 +191,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// A command's output piped into a reader that stops early (`rhaibot api list | head`) ends
-/// the command quietly, as it does other Unix tools, instead of a panic in `println!`. Rust
-/// ignores SIGPIPE; the commands that print get its default back. `run` keeps it ignored, so
-/// a bot is never killed by its output. Sockets are unaffected either way (they are written
-/// with `MSG_NOSIGNAL`).
+/// A listing piped into a reader that stops early (`rhaibot api list | head`) ends the command
+/// quietly, as it does other Unix tools, instead of a panic in `println!`. Rust ignores
+/// SIGPIPE; the commands that only print (and talk to a running bot over its Unix socket,
+/// written with `MSG_NOSIGNAL`) get its default back. `run` and `test` keep it ignored: their
+/// scripts' HTTP clients write sockets with `writev`, which would raise it.
 fn end_quietly_on_a_closed_pipe() {
     #[cfg(unix)]
     // SAFETY: restoring a signal's default disposition, before any other thread starts.
