@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -23,7 +25,7 @@ use super::decode;
 use super::payload::read_head;
 use crate::adapter::backoff::Retry;
 use crate::adapter::sse::{self, Source};
-use crate::adapter::ws_client::{self, Socket, TokenIn};
+use crate::adapter::ws_client::{self, TokenIn};
 use crate::adapter::{EventSink, Start};
 use crate::bot::{Bot, connection_id};
 use crate::event::Raw;
@@ -135,10 +137,10 @@ async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: Canc
 }
 
 /// Reads events until the socket ends (`Some(reason)`) or shutdown (`None`).
-async fn read_ws(
+async fn read_ws<S: AsyncRead + AsyncWrite + Unpin>(
     bot: &Arc<Bot>,
     max_frame_bytes: usize,
-    mut ws: Socket,
+    mut ws: WebSocketStream<S>,
     sink: &EventSink,
     shutdown: &CancellationToken,
     retry: &mut Retry,
@@ -154,10 +156,13 @@ async fn read_ws(
     tokio::pin!(silence, cancelled);
     loop {
         let frame = tokio::select! {
+            // In this order: a frame already waiting counts before the timer that it answers.
+            biased;
             _ = &mut cancelled => {
                 let _ = ws.close(None).await;
                 return None;
             }
+            frame = ws.next() => frame,
             () = &mut silence => {
                 let quiet_until = heard + PING_EVERY;
                 if quiet_until > Instant::now() {
@@ -177,7 +182,6 @@ async fn read_ws(
                 silence.as_mut().reset(heard + PING_EVERY);
                 continue;
             }
-            frame = ws.next() => frame,
         };
         let message = match frame {
             None => return Some("closed by the other end".into()),
@@ -243,35 +247,34 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
 
     /// Silence is measured from the last frame: a frame puts the ping off, each silent period
-    /// sends one, and the third ends the socket.
+    /// sends one, and the third ends the socket. In-process (a duplex pipe) on a paused clock,
+    /// so no real socket's timing is in it; the other end reads raw bytes, so no pong answers.
     #[tokio::test(start_paused = true)]
     async fn a_silent_event_socket_is_pinged_each_period_and_given_up_on_the_third() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/event", listener.local_addr().unwrap());
+        let (ours, mut theirs) = tokio::io::duplex(4096);
         let start = Instant::now();
         let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
             tokio::time::sleep(Duration::from_secs(20)).await;
-            ws.send(Message::Text("{}".into())).await.unwrap();
-            // Read as bytes from here, so no pong answers the pings: an empty masked ping from
-            // a client is 0x89 0x80 and a 4-byte mask.
-            let mut tcp = ws.into_inner();
+            // An unmasked text frame `{}`, as a server sends it.
+            theirs.write_all(&[0x81, 2, b'{', b'}']).await.unwrap();
+            // An empty ping from a client is 0x89 0x80 and a 4-byte mask.
             let (mut pings, mut frame) = (Vec::new(), [0u8; 6]);
-            while tcp.read_exact(&mut frame).await.is_ok() && frame[..2] == [0x89, 0x80] {
+            while theirs.read_exact(&mut frame).await.is_ok() && frame[..2] == [0x89, 0x80] {
                 pings.push((Instant::now() - start).as_secs());
             }
             pings
         });
-        let tls = crate::tls::client(None).unwrap();
-        let ws = ws_client::connect(&url, "", TokenIn::Header, 1 << 20, &tls).await.unwrap();
+        let ws = WebSocketStream::from_raw_socket(ours, Role::Client, None).await;
         let bot = Bot::detached("milky", &super::super::PROTOCOL);
         let sink: EventSink = Arc::new(|_| {});
         let backoff = crate::config::Backoff { min: Duration::from_secs(1), max: Duration::from_secs(2) };
-        let why = read_ws(&bot, 1 << 20, ws, &sink, &CancellationToken::new(), &mut Retry::new(backoff)).await;
+        let (shutdown, mut retry) = (CancellationToken::new(), Retry::new(backoff));
+        let reading = read_ws(&bot, 1 << 20, ws, &sink, &shutdown, &mut retry);
+        let why = tokio::time::timeout(Duration::from_secs(1000), reading).await.expect("it gives up");
         assert_eq!(why.as_deref(), Some("silent for 3 ping intervals"));
         assert_eq!((Instant::now() - start).as_secs(), 20 + 3 * PING_EVERY.as_secs());
         assert_eq!(server.await.unwrap(), [20 + PING_EVERY.as_secs(), 20 + 2 * PING_EVERY.as_secs()]);
