@@ -133,10 +133,17 @@ pub struct Outcome {
 
 /// What the runtime logged (warnings and errors: a script that did not load, a callback that
 /// threw) while scenarios ran. A failing scenario shows it: a step that got no reply says
-/// nothing of why. `rhaibot test` sends its log here, at most [`MAX_LOGGED`] bytes of it per
-/// scenario.
+/// nothing of why. `rhaibot test` sends its log here; the last [`MAX_LOGGED`] bytes of it per
+/// scenario are kept, since the failing step's error comes last.
 #[derive(Debug, Clone, Default)]
-pub struct Logged(Arc<Mutex<Vec<u8>>>);
+pub struct Logged(Arc<Mutex<Log>>);
+
+/// The log's bytes, and whether earlier ones were let go.
+#[derive(Debug, Default)]
+pub struct Log {
+    bytes: Vec<u8>,
+    cut: bool,
+}
 
 /// The most of the log a failing scenario shows.
 pub const MAX_LOGGED: usize = 16 * 1024;
@@ -144,14 +151,18 @@ pub const MAX_LOGGED: usize = 16 * 1024;
 impl Logged {
     /// What was logged since the last take, as indented lines under a heading; empty if nothing.
     fn take(&self) -> String {
-        let bytes = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let Log { bytes, cut } = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
         let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if cut && !lines.is_empty() {
+            // The first line kept may have lost its start.
+            lines.remove(0);
+        }
         if lines.is_empty() {
             return String::new();
         }
-        let cut = if bytes.len() >= MAX_LOGGED { "\n  (more was logged)" } else { "" };
-        format!("\nthe runtime logged:\n  {}{cut}", lines.join("\n  "))
+        let cut = if cut { "\n  (earlier lines left out)" } else { "" };
+        format!("\nthe runtime logged:{cut}\n  {}", lines.join("\n  "))
     }
 }
 
@@ -166,8 +177,12 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logged {
 impl std::io::Write for Logged {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut log = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = MAX_LOGGED.saturating_sub(log.len());
-        log.extend_from_slice(&buf[..buf.len().min(room)]);
+        log.bytes.extend_from_slice(buf);
+        if log.bytes.len() > MAX_LOGGED {
+            let over = log.bytes.len() - MAX_LOGGED;
+            log.bytes.drain(..over);
+            log.cut = true;
+        }
         Ok(buf.len())
     }
 
@@ -442,6 +457,23 @@ fn message(step: &Step, text: &str, id: i64, now_ms: i64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failing scenario shows the end of a long log, where its error is, and says that
+    /// earlier lines were left out.
+    #[test]
+    fn the_log_keeps_its_last_lines() {
+        use std::io::Write;
+        let logged = Logged::default();
+        let mut w = logged.clone();
+        for i in 0..2000 {
+            writeln!(w, "WARN noise {i}").unwrap();
+        }
+        writeln!(w, "ERROR the cause").unwrap();
+        let shown = logged.take();
+        assert!(shown.contains("ERROR the cause") && shown.contains("(earlier lines left out)"), "{shown}");
+        assert!(!shown.contains("noise 0\n") && shown.len() < 2 * MAX_LOGGED, "{}", shown.len());
+        assert_eq!(logged.take(), "", "taken once");
+    }
 
     #[test]
     fn durations_and_inclusion() {
