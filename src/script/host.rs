@@ -661,25 +661,53 @@ fn not_found(signature: &str) -> String {
         Some((name, args)) => (name, args.strip_suffix(')').unwrap_or(args)),
         None => (signature, ""),
     };
-    let script_type = |rust: &str| {
-        let rust = rust.trim();
-        match rust {
-            "i64" | "i32" | "u64" | "u32" | "usize" | "INT" => "int".to_owned(),
-            "f64" | "f32" | "FLOAT" => "float".to_owned(),
-            "bool" | "char" | "()" => rust.to_owned(),
-            _ if rust.contains("String") || rust.contains("str") => "string".to_owned(),
-            _ if rust.contains("Map") => "map".to_owned(),
-            _ if rust.contains("Array") || rust.contains("Vec<Dynamic>") => "array".to_owned(),
-            _ if rust.contains("FnPtr") => "function".to_owned(),
-            _ => rust.rsplit("::").next().unwrap_or(rust).to_owned(),
-        }
-    };
-    let given: Vec<String> =
-        if args.trim().is_empty() { Vec::new() } else { args.split(", ").map(script_type).collect() };
+    let given = split_types(args).into_iter().map(script_type).collect::<Vec<_>>().join(", ");
+    // An operator (`+`, `==`) has nothing to list.
+    if !name.starts_with(|c: char| c.is_alphabetic() || c == '_') {
+        return format!("no operator `{name}` takes ({given})");
+    }
     format!(
-        "no function `{name}` takes ({}): check the name and the arguments' types (`rhaibot api list {name}` lists what it takes)",
-        given.join(", ")
+        "no function `{name}` takes ({given}): check the name and the arguments' types (`rhaibot api list {name}` lists what it takes)"
     )
+}
+
+/// Rhai's argument types, split at the commas between them (not those inside `<..>`).
+fn split_types(args: &str) -> Vec<&str> {
+    let (mut types, mut depth, mut start) = (Vec::new(), 0usize, 0);
+    for (i, c) in args.char_indices() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                types.push(args[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let last = args[start..].trim();
+    if !last.is_empty() {
+        types.push(last);
+    }
+    types
+}
+
+/// The name a script knows a Rust type by, as Rhai prints it.
+fn script_type(rust: &str) -> String {
+    let named = match rust {
+        "&str | ImmutableString | String" | "ImmutableString" | "String" | "&str" => "string",
+        "i64" | "i32" | "u64" | "u32" | "usize" | "isize" => "int",
+        "f64" | "f32" => "float",
+        "bool" => "bool",
+        "char" => "char",
+        "()" => "()",
+        "Array" | "rhai::Array" | "Vec<Dynamic>" => "array",
+        "Map" | "rhai::Map" | "Object map" => "map",
+        "FnPtr" | "Fn" => "function",
+        "Blob" | "Vec<u8>" => "blob",
+        other => return other.rsplit("::").next().unwrap_or(other).to_owned(),
+    };
+    named.to_owned()
 }
 
 /// Resolves the top-level `import "path" as alias;` lines of `source` and registers each module
@@ -747,6 +775,22 @@ fn location(path: &str, pos: Position) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_function_is_told_in_a_scripts_types() {
+        assert_eq!(
+            not_found("rand::int (&str | ImmutableString | String, i64)"),
+            "no function `rand::int` takes (string, int): check the name and the arguments' types \
+             (`rhaibot api list rand::int` lists what it takes)"
+        );
+        assert!(
+            not_found("f (HashMap<String, Dynamic>, f64)")
+                .starts_with("no function `f` takes (HashMap<String, Dynamic>, float)")
+        );
+        assert!(not_found("now ()").starts_with("no function `now` takes ()"));
+        assert_eq!(not_found("- (Map, i64)"), "no operator `-` takes (map, int)");
+        assert!(not_found("registry (my::Registry)").contains("takes (Registry)"), "not a string");
+    }
 
     #[test]
     fn top_level_imports_are_recognised() {
