@@ -118,6 +118,10 @@ impl InProcess for Output {
             "send_private_message" => (format!("private {}", params["user_id"]), message(), Answer::MessageSeq),
             // Pokes (OneBot's extension, Milky's nudges) are shown as what they do.
             "group_poke" | "send_group_nudge" => (format!("group {}", params["group_id"]), pokes(), Answer::Empty),
+            // Milky's `is_self` has the bot poke itself in the friend's chat.
+            "send_friend_nudge" if params["is_self"] == true => {
+                (format!("private {}", params["user_id"]), "pokes itself".to_owned(), Answer::Empty)
+            }
             "friend_poke" | "send_friend_nudge" => (format!("private {}", params["user_id"]), pokes(), Answer::Empty),
             "get_login_info" => return Ok(json!({"user_id": SELF_ID, "nickname": "rhaibot"})),
             "get_status" => return Ok(json!({"online": true, "good": true})),

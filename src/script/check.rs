@@ -254,6 +254,8 @@ pub fn check_source(path: &Path, source: &str, engine: &Engine, known: &Known, s
                                 did_you_mean(name, names.iter()),
                             ));
                         }
+                        // A script's own import of that name is its own functions, not a table's.
+                        Some(_) if modules.contains_key(ns) => {}
                         Some(_) => check_protocol_call(ns, name, &call.args, &at, *pos, &mut found),
                     }
                 }

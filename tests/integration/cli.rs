@@ -367,6 +367,18 @@ fn a_listing_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// A script's own module imported under a table's name (`msg`) is its own functions: check does
+/// not judge them by the segment table.
+#[test]
+fn check_leaves_a_scripts_own_module_to_itself() {
+    let dir = BotDir::new(&[
+        ("helpers.rhai", "fn at(x) { x }\n"),
+        ("m.rhai", "import \"helpers\" as msg;\nlet x = msg::at(3.5);\n"),
+    ]);
+    let out = dir.run(&["check"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+}
+
 /// A failing scenario shows what the runtime logged while it ran: a callback's error with its
 /// line, and a script that did not load with its syntax error, not only "(nothing)".
 #[test]
@@ -536,6 +548,7 @@ fn the_console_pokes_and_answers_sends_as_its_protocol_does() {
 
     let milky = r#"on("milky.message_receive", |ev| {
         milky::send_group_nudge(ev.group_id, ev.user_id);
+        milky::send_friend_nudge(ev.user_id, true);
         let sent = ev.reply_wait("hi");
         ev.reply(`seq ${type_of(sent.message_seq)} time ${type_of(sent.time)} id ${type_of(sent.message_id)}`);
     });"#;
@@ -543,7 +556,9 @@ fn the_console_pokes_and_answers_sends_as_its_protocol_does() {
         .file("rhaibot.toml", "[[bot]]\nprotocol = \"console\"\nflavour = \"milky\"\n");
     let out = run_with_stdin(&["run"], ":group 5\nx\n", dir.path());
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    for line in ["[group 5] bot pokes 10001", "[group 5] bot: seq i64 time i64 id ()"] {
+    for line in
+        ["[group 5] bot pokes 10001", "[private 10001] bot pokes itself", "[group 5] bot: seq i64 time i64 id ()"]
+    {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}{stderr}");
     }
     assert!(!stderr.contains("ERROR"), "{stderr}");
