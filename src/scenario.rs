@@ -140,7 +140,7 @@ pub struct Logged(Arc<Mutex<Log>>);
 
 /// The log's bytes, and whether earlier ones were let go.
 #[derive(Debug, Default)]
-pub struct Log {
+struct Log {
     bytes: Vec<u8>,
     cut: bool,
 }

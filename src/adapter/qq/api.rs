@@ -440,14 +440,15 @@ impl Api {
                 self.rules().replies.reply(chat.scene(), answering.as_deref(), Instant::now()).map_err(refused)?
             }
         };
+        // Moved in, not copied as `json!` would.
         if message_id.is_none() && event_id.is_none() {
-            composed.body.insert("msg_id".into(), json!(answering));
+            composed.body.insert("msg_id".into(), Value::from(answering));
         }
         if let Some(id) = message_id {
-            composed.body.insert("msg_id".into(), json!(id));
+            composed.body.insert("msg_id".into(), Value::String(id));
         }
         if let Some(id) = event_id {
-            composed.body.insert("event_id".into(), json!(id));
+            composed.body.insert("event_id".into(), Value::String(id));
         }
         let msg_type = composed.msg_type();
         if msg_type == 7 && !composed.body.contains_key("content") {

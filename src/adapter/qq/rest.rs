@@ -293,7 +293,7 @@ fn finish<'a>(http_code: u16, trace_id: impl FnOnce() -> &'a str, bytes: &[u8], 
         && let Ok(brief) = serde_json::from_str::<Brief>(text)
         && !(brief.code.is_some_and(|c| c != 0) && brief.message && brief.id.is_none())
     {
-        let data = brief.id.map_or(Value::Null, |id| json!({ "id": id }));
+        let data = brief.id.map_or(Value::Null, |id| crate::adapter::object([("id", Value::String(id))]));
         return Answer { data, http_code, trace_id: String::new(), result: true };
     }
     let trace_id = trace_id().to_owned();
