@@ -16,6 +16,9 @@ pub enum Ty {
     /// An id carried as text (whom a segment mentions, the message it quotes): text, or an
     /// integer (converted). Unlike [`Ty::Str`], a fraction or a boolean is refused.
     Id,
+    /// A file: a path, or a `file://`, `http(s)://` or `base64://` URI. Text only: a number is
+    /// a mistake, not a file name.
+    File,
     /// A boolean.
     Bool,
     /// Any number.
@@ -37,6 +40,7 @@ impl Ty {
             Ty::Int => "int",
             Ty::Str => "string",
             Ty::Id => "id",
+            Ty::File => "file",
             Ty::Bool => "bool",
             Ty::Num => "number",
             Ty::Array => "array",
@@ -56,6 +60,7 @@ impl Ty {
             (Ty::Str, Value::Number(n)) => Ok(Value::String(n.to_string())),
             (Ty::Id, Value::String(s)) => Ok(Value::String(s)),
             (Ty::Id, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Value::String(n.to_string())),
+            (Ty::File, Value::String(s)) => Ok(Value::String(s)),
             (Ty::Bool, Value::Bool(b)) => Ok(Value::Bool(b)),
             (Ty::Num, Value::Number(n)) => Ok(Value::Number(n)),
             (Ty::Array, v @ Value::Array(_)) => Ok(v),

@@ -18,6 +18,11 @@ EVENTS_OUT = Path("src/adapter/onebot11/events.rs")
 SEGMENTS_OUT = Path("src/adapter/onebot11/segments.rs")
 # Segment data types: unions and nested models are taken as they come.
 SEG_TYPES = {"str": "Str", "int": "Int", "int|str": "Any", "str|[obj]": "Any", "[obj]": "Array"}
+# Fields the seed types as strings that are not free text: ids (a number is taken as its
+# digits, a fraction or a boolean refused) and files (a path or URI: a number is a mistake).
+SEG_FIELD_TYPES = {("at", "qq"): "Id", ("reply", "id"): "Id", ("face", "id"): "Id"}
+SEG_FILE_FIELDS = {"file", "url", "path", "thumb"}
+MEDIA_SEGMENTS = {"image", "record", "video", "file"}
 
 TYPES = {"int": "Int", "str": "Str", "bool": "Bool", "num": "Num", "[obj]": "Array",
          "[str]": "Array", "[int]": "Array", "obj": "Object", "any": "Any", "message": "Message"}
@@ -259,6 +264,15 @@ def param(name, ty, required):
     return f'p("{name}", Ty::{kind}, {"true" if required else "false"})'
 
 
+def seg_type(segment, field):
+    """The `Ty` of a segment's data field."""
+    if (segment, field["name"]) in SEG_FIELD_TYPES:
+        return SEG_FIELD_TYPES[(segment, field["name"])]
+    if segment in MEDIA_SEGMENTS and field["name"] in SEG_FILE_FIELDS and field["type"] == "str":
+        return "File"
+    return SEG_TYPES[field["type"]]
+
+
 def main():
     data = json.loads((CATALOG / "onebot11.json").read_text(encoding="utf-8"))
     rows = []
@@ -295,7 +309,7 @@ def main():
     rows = []
     for seg in segments:
         fields = [f for f in seg.get("data_fields", []) if "[]" not in f["name"] and "." not in f["name"]]
-        ps = ", ".join(f'p("{f["name"]}", Ty::{SEG_TYPES[f["type"]]}, {"true" if f["required"] else "false"})' for f in fields)
+        ps = ", ".join(f'p("{f["name"]}", Ty::{seg_type(seg["type"], f)}, {"true" if f["required"] else "false"})' for f in fields)
         rows.append(f'    Action {{ name: "{seg["type"]}", doc: "{escape(docs[seg["type"]])}", params: &[{ps}] }},')
     write_table(SEGMENTS_OUT, "segments.json", [
         "//! Every OneBot 11 message segment type with its `data` fields, in documented order.",

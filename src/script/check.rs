@@ -410,6 +410,7 @@ fn sample(ty: crate::api::Ty) -> Value {
         Ty::Int => Value::from(1),
         Ty::Str => Value::from("s"),
         Ty::Id => Value::from("1"),
+        Ty::File => Value::from("file:///f"),
         Ty::Bool => Value::Bool(true),
         Ty::Num => Value::from(1.5),
         Ty::Array => Value::Array(vec![]),

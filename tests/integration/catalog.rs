@@ -105,7 +105,7 @@ mod wire {
     fn sample(ty: Ty) -> (&'static str, Value) {
         match ty {
             Ty::Int | Ty::Any => ("1", json!(1)),
-            Ty::Str | Ty::Id => ("\"s\"", json!("s")),
+            Ty::Str | Ty::Id | Ty::File => ("\"s\"", json!("s")),
             Ty::Bool => ("true", json!(true)),
             Ty::Num => ("1.5", json!(1.5)),
             Ty::Array => ("[]", json!([])),

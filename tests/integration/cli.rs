@@ -267,6 +267,7 @@ on("notice.group_ban.ban", |ev| print("x"));
 import "args.rhai" as a2;
 let obj = #{ hi: || "hello" }; obj.hi();
 let mention = msg::at(3.5);
+let picture = msg::image(42);
 "#;
     let dir = BotDir::new(&[("mistakes.rhai", script)]);
     let out = dir.run(&["check", "--json", "scripts/mistakes.rhai"]);
@@ -291,6 +292,7 @@ let mention = msg::at(3.5);
     has(12, &["Asia/Nowhere"]);
     has(14, &["fn on_mesage", "did you mean message"]);
     has(19, &["msg::at", "must be id, got float"]);
+    has(20, &["msg::image", "must be file, got int"]);
     let lines: Vec<u64> = got.iter().map(|(l, _)| *l).collect();
     // A sub_type, an import with its extension, a function kept in a map are all fine.
     for fine in [8, 9, 13, 15, 16, 17, 18] {
