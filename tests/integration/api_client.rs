@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::support::within;
+use crate::support::{refusing_port, within};
 
 /// A request as the server read it: its head (request line and headers) and its body.
 struct Seen {
@@ -175,7 +175,7 @@ async fn a_redirect_is_reported_not_followed() {
 /// named by the API's URL, as if that were a bot).
 #[tokio::test]
 async fn an_unreachable_api_names_its_bot() {
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let (_held, port) = refusing_port();
     let url = format!("http://127.0.0.1:{port}");
     let api = JsonApi::new("Milky", "main", &url, &Secret(String::new()), 1024, &rhaibot::tls::client(None).unwrap());
     let e = within("the call", api.post("get_login_info", "/api/get_login_info", b"{}".to_vec(), true, |_| None, Ok))
@@ -198,8 +198,7 @@ async fn a_token_that_is_no_header_value_is_not_sent() {
 
 #[tokio::test]
 async fn an_unreachable_server_and_a_bad_base_fail_with_what_went_wrong() {
-    // A port nothing listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_held, port) = refusing_port();
     let tls = rhaibot::tls::client(None).unwrap();
     let client = ApiClient::new(&format!("http://127.0.0.1:{port}"), &tls);
     match within("refused", client.send(Method::GET, "/", &NO_HEADERS, None, 16)).await {

@@ -226,6 +226,16 @@ impl Reporter {
     }
 }
 
+/// A loopback port that refuses connections, held for as long as the socket lives: bound but
+/// never listening, so the kernel answers a connect with a reset and no other test can take it
+/// meanwhile (a port bound and released could be).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind loopback");
+    let port = socket.local_addr().expect("addr").port();
+    (socket, port)
+}
+
 /// An HTTP client for tests (the runtime's TLS provider installed first, as reqwest needs).
 pub fn http_client() -> reqwest::Client {
     rhaibot::tls::ensure_provider();
