@@ -5,8 +5,8 @@
 //!
 //! A decoder's head is a struct of [`Option<Field>`] slots (and nested structs for nested
 //! objects) implementing [`Members`], read with [`Object`] through
-//! [`read_document`](crate::adapter::head::read_document). Unlike a map head
-//! ([`crate::adapter::head::head`]) it allocates nothing per key.
+//! [`read_document`](crate::adapter::head::read_document). It allocates nothing per key: a map
+//! head (a `BTreeMap` of the named members, each key a `String`) did, on every frame.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -59,6 +59,14 @@ impl Field<'_> {
         match self {
             Field::Text(text) => Value::String(text.into_owned()),
             Field::Other(value) => value,
+        }
+    }
+
+    /// The field with its text its own.
+    pub fn into_owned(self) -> Field<'static> {
+        match self {
+            Field::Text(text) => Field::Text(Cow::Owned(text.into_owned())),
+            Field::Other(value) => Field::Other(value),
         }
     }
 }

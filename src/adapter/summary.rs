@@ -2,9 +2,9 @@
 //! it @-mentions, and the message it replies to.
 //!
 //! A message event's segments stay in the event's raw text until a script asks for them; the
-//! frame's head reads the array once, in the same pass ([`SegmentsSeed`], through
-//! [`crate::adapter::head::head_reading`] for OneBot 11 and as a slot of Milky's head,
-//! `milky::payload`), keeping only these three. OneBot 11 and Milky
+//! frame's head reads the array once, in the same pass ([`SegmentsSeed`], as a slot of
+//! OneBot 11's head, `onebot11::payload`, and of Milky's, `milky::payload`), keeping only these
+//! three. OneBot 11 and Milky
 //! shape segments alike (`{"type": .., "data": {..}}`) and differ in names, which a [`Dialect`]
 //! gives.
 

@@ -14,11 +14,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::OneBotConfig;
 use super::quick::QuickSlot;
-use super::{decode_event, decode_response, prepare_params};
+use super::{decode_response, prepare_params};
 use crate::adapter::EventSink;
 use crate::adapter::http_api::{JsonApi, encode};
 use crate::bot::{Bot, CallError, CallFuture, Params, Requests, connection_id};
 use crate::config::Secret;
+use crate::event::Raw;
 use crate::logsafe::{RateLimit, preview};
 
 /// The HTTP API client of one bot.
@@ -121,14 +122,15 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
         crate::warn_limited!(warnings(), bot = %r.bot.name, "event with a missing or wrong X-Signature refused");
         return StatusCode::FORBIDDEN.into_response();
     }
-    let raw: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) if v.get("post_type").is_some() => v,
+    // Only the fields decoding reads are built; the event keeps the rest as text.
+    let head = match super::payload::read_head(&body) {
+        Ok(Some(head)) if head.post_type.is_some() => head,
         Ok(_) | Err(_) => {
             crate::warn_limited!(warnings(), bot = %r.bot.name, "POST body is not a OneBot event, skipped: {}", preview(&body));
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
-    let mut ev = match decode_event(&r.bot, raw, r.via) {
+    let mut ev = match super::decode(&r.bot, head, Raw::text(&body), r.via) {
         Ok(ev) => ev,
         Err(e) => {
             crate::warn_limited!(warnings(), bot = %r.bot.name, "{e}; skipped");

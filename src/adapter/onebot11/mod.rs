@@ -6,6 +6,7 @@ pub mod config;
 pub mod cq;
 pub mod events;
 pub mod http;
+pub mod payload;
 pub mod quick;
 pub mod reverse;
 pub mod segments;
@@ -16,15 +17,16 @@ pub mod ws;
 
 use std::sync::Arc;
 
-use serde::de::DeserializeSeed;
 use serde_json::{Value, json};
 
 use super::summary::Summary;
 use super::{Adapter, EventSink, Opened, Start, Verb, object};
+use crate::adapter::slots::{Field, hash_id, name_part};
 use crate::bot::{Bot, Call, CallError, Link, Outbox, Protocol};
-use crate::event::{Event, Identity, Raw, hash_id, is_name_part, name_part};
+use crate::event::{Event, Identity, Raw, is_name_part};
 use config::{HttpEvents, OneBotConfig, OneBotTransport};
-use summary::{Message, MessageSeed, ONEBOT};
+use payload::Head;
+use summary::{Message, ONEBOT};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -127,46 +129,32 @@ fn start(
     Ok(())
 }
 
-/// What one inbound frame turned out to be.
-#[derive(Debug)]
-pub enum Frame {
-    /// An event (`post_type` present).
-    Event(Value),
-    /// An action response (`echo` present).
-    Response {
-        /// The echo we sent with the call.
-        echo: Value,
-        /// The decoded result.
-        result: Result<Value, (i64, String)>,
-    },
-    /// Neither: logged and skipped.
-    Unknown(Value),
-}
-
-/// Classifies a decoded JSON frame.
-pub fn classify(v: Value) -> Frame {
-    if v.get("post_type").is_some() {
-        return Frame::Event(v);
-    }
-    let Some(echo) = v.get("echo").cloned() else {
-        return Frame::Unknown(v);
-    };
-    Frame::Response { echo, result: decode_response(v) }
-}
-
 /// Reads an action response envelope: `status`/`retcode`/`data`, error text from `message`,
 /// `wording` or `msg` (implementations differ; the first present wins).
 pub fn decode_response(mut v: Value) -> Result<Value, (i64, String)> {
-    let retcode = v.get("retcode").and_then(Value::as_i64).unwrap_or(0);
-    let failed = v.get("status").and_then(Value::as_str) == Some("failed") || retcode != 0;
-    if !failed {
-        return Ok(v.get_mut("data").map(Value::take).unwrap_or(Value::Null));
+    let data = v.get_mut("data").map(Value::take);
+    let text = |key: &str| v.get(key).and_then(Value::as_str);
+    outcome(
+        v.get("retcode").and_then(Value::as_i64),
+        v.get("status").and_then(Value::as_str),
+        [text("message"), text("wording"), text("msg")],
+        data,
+    )
+}
+
+/// A response's outcome from its envelope: `data` (`null` when absent), or its code and the
+/// first error text that is not empty.
+fn outcome(
+    retcode: Option<i64>,
+    status: Option<&str>,
+    messages: [Option<&str>; 3],
+    data: Option<Value>,
+) -> Result<Value, (i64, String)> {
+    let retcode = retcode.unwrap_or(0);
+    if status != Some("failed") && retcode == 0 {
+        return Ok(data.unwrap_or(Value::Null));
     }
-    let message = ["message", "wording", "msg"]
-        .iter()
-        .filter_map(|k| v.get(*k).and_then(Value::as_str))
-        .find(|s| !s.is_empty())
-        .unwrap_or("no error message given");
+    let message = messages.into_iter().flatten().find(|s| !s.is_empty()).unwrap_or("no error message given");
     // It reaches logs: control characters from the wire are escaped.
     let message = crate::logsafe::escape(message).into_owned();
     Err((if retcode == 0 { -1 } else { retcode }, message))
@@ -191,107 +179,54 @@ pub struct Malformed {
 /// message without a group: name parts must be short identifiers; messages need `user_id`
 /// (and `group_id` in a group); requests need a `flag`; `group_*` notices need `group_id`.
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
-    let head = super::head::pick(&raw, &HEAD).unwrap_or_default();
-    decode(bot, Value::Object(head), None, raw.into(), via)
+    let head = Head::of_tree(&raw).unwrap_or_default();
+    decode(bot, head, raw.into(), via)
 }
 
-/// A frame's [`HEAD`] fields, with its `message` read as routing reads it (see [`decode`]).
-pub struct Head {
-    /// The fields, `message` aside.
-    pub fields: Value,
-    /// The `message` member, if the frame has one.
-    pub message: Option<Message>,
-}
-
-impl Head {
-    /// The fields with a string `message` put back: what a response (whose `message` is its
-    /// error text) is read from.
-    pub fn into_fields(self) -> Value {
-        let mut fields = self.fields;
-        if let (Some(Message::Text(text)), Value::Object(map)) = (self.message, &mut fields) {
-            map.insert("message".into(), Value::String(text));
-        }
-        fields
-    }
-}
-
-/// Reads a frame's [`HEAD`] fields and nothing else, checking the whole frame as a full parse
-/// would; `None` when it is JSON but not an object.
-pub fn read_head(frame: &[u8]) -> serde_json::Result<Option<Head>> {
-    let head = super::head::head_reading(frame, &HEAD, "message", MessageSeed)?;
-    Ok(head.map(|(fields, message)| Head { fields: Value::Object(fields), message }))
-}
-
-/// The top-level fields of an event or response frame that decoding reads. The rest of an
-/// event (its sender, its text as a string, the font...) is parsed only if a script asks.
-pub static HEAD: crate::adapter::head::Keys<'_> = crate::adapter::head::Keys::new(&[
-    "post_type",
-    "message_type",
-    "notice_type",
-    "request_type",
-    "meta_event_type",
-    "sub_type",
-    "self_id",
-    "user_id",
-    "group_id",
-    "message_id",
-    "message",
-    "flag",
-    "interval",
-    "echo",
-    "status",
-    "retcode",
-    "data",
-    "wording",
-    "msg",
-]);
-
-/// Decodes an event from its [`HEAD`] fields (`head`), its `message` when the head read it
-/// apart (else `head` has it), and the whole of it (`raw`).
-pub fn decode(
-    bot: &Arc<Bot>,
-    mut head: Value,
-    message: Option<Message>,
-    raw: Raw,
-    via: u64,
-) -> Result<Event, Malformed> {
+/// Decodes an event from its [`Head`] (with its message as routing reads it) and the whole
+/// of it (`raw`).
+pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Event, Malformed> {
     let malformed =
         |post_type: &str, problem: String| Malformed { post_type: crate::logsafe::short(post_type), problem };
-    let post_type = name_part(&head, "post_type").map_err(|problem| malformed("?", problem))?;
-    let detail_key = match post_type {
-        "message" | "message_sent" => Some("message_type"),
-        "notice" => Some("notice_type"),
-        "request" => Some("request_type"),
-        "meta_event" => Some("meta_event_type"),
+    let post_type = name_part(&head.post_type, "post_type").map_err(|problem| malformed("?", problem))?;
+    let detail = match post_type {
+        "message" | "message_sent" => Some(("message_type", &head.message_type)),
+        "notice" => Some(("notice_type", &head.notice_type)),
+        "request" => Some(("request_type", &head.request_type)),
+        "meta_event" => Some(("meta_event_type", &head.meta_event_type)),
         _ => None,
     };
     let mut name = post_type.to_owned();
-    for key in detail_key.into_iter().chain(Some("sub_type")) {
-        match head.get(key) {
-            Some(Value::String(part)) if is_name_part(part) => {
+    for (key, slot) in detail.into_iter().chain(Some(("sub_type", &head.sub_type))) {
+        match slot {
+            Some(Field::Text(part)) if is_name_part(part) => {
                 name.push('.');
                 name.push_str(part);
             }
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.is_empty() => {}
+            None => {}
+            Some(Field::Text(s)) if s.is_empty() => {}
             Some(other) => {
-                let shown = crate::logsafe::short(&other.to_string());
+                let shown = crate::logsafe::short(&other.clone().into_value().to_string());
                 return Err(malformed(post_type, format!("{key} {shown} is not a short name")));
             }
         }
     }
     let is_message = matches!(post_type, "message" | "message_sent");
-    let has = |k: &str| head.get(k).is_some_and(|v| v.is_number() || v.as_str().is_some_and(|s| !s.is_empty()));
-    let message_type = head.get("message_type").and_then(Value::as_str);
+    let has = |slot: &Option<Field<'_>>| match slot {
+        Some(Field::Text(text)) => !text.is_empty(),
+        Some(Field::Other(value)) => value.is_number(),
+        None => false,
+    };
+    let message_type = head.message_type.as_ref().and_then(Field::as_str);
     let missing = match post_type {
         _ if is_message && message_type.is_none() => Some("message_type"),
-        _ if is_message && !has("user_id") => Some("user_id"),
-        _ if is_message && message_type == Some("group") && !has("group_id") => Some("group_id"),
-        _ if is_message && message.is_none() && head.get("message").is_none() => Some("message"),
-        "request" if !has("flag") => Some("flag"),
+        _ if is_message && !has(&head.user_id) => Some("user_id"),
+        _ if is_message && message_type == Some("group") && !has(&head.group_id) => Some("group_id"),
+        _ if is_message && head.message.is_none() => Some("message"),
+        "request" if !has(&head.flag) => Some("flag"),
         "notice"
-            if head.get("notice_type").and_then(Value::as_str).is_some_and(|t| t.starts_with("group_"))
-                && !has("group_id") =>
+            if head.notice_type.as_ref().and_then(Field::as_str).is_some_and(|t| t.starts_with("group_"))
+                && !has(&head.group_id) =>
         {
             Some("group_id")
         }
@@ -301,23 +236,19 @@ pub fn decode(
         return Err(malformed(post_type, format!("`{name}` has no {field}")));
     }
     let identity = identity(&head, &raw, post_type);
-    let self_id = head.get("self_id").and_then(Value::as_i64).unwrap_or(0);
+    let self_id = head.self_id.as_ref().and_then(Field::as_i64).unwrap_or(0);
     // Text, mentions and reply, read without building the segments of an array; a CQ string
     // is parsed into them once, here (its raw form has none).
-    let message = match message {
-        Some(message) => message,
-        None => head.get("message").and_then(|tree| MessageSeed.deserialize(tree).ok()).unwrap_or(Message::Other),
-    };
-    let (summary, parsed) = match message {
-        Message::Text(text) if is_message => {
+    let (summary, parsed) = match head.message {
+        Some(Message::Text(text)) if is_message => {
             let segments = cq::parse(&text);
             (Summary::of(&ONEBOT, &segments), Some(segments))
         }
-        Message::Segments(summary) if is_message => (summary, None),
+        Some(Message::Segments(summary)) if is_message => (summary, None),
         _ => (Summary::default(), None),
     };
-    let mut field = |k: &str| head.get_mut(k).map(Value::take).unwrap_or(Value::Null);
-    let (user_id, group_id, message_id) = (field("user_id"), field("group_id"), field("message_id"));
+    let field = |slot: Option<Field<'_>>| slot.map_or(Value::Null, Field::into_value);
+    let (user_id, group_id, message_id) = (field(head.user_id), field(head.group_id), field(head.message_id));
     if self_id != 0 {
         bot.set_self_id(crate::bot::BotId::Number(self_id));
     }
@@ -362,15 +293,15 @@ fn aliases(name: &str) -> &'static [&'static str] {
 
 /// How the event is recognised when delivered twice: a message by its account and id (`123`
 /// and `"123"` alike); meta events never; anything else by its whole content (`raw`).
-fn identity(head: &Value, raw: &Raw, post_type: &str) -> Identity {
+fn identity(head: &Head<'_>, raw: &Raw, post_type: &str) -> Identity {
     use std::hash::{Hash, Hasher};
     let mut h = crate::event::id_hasher();
     match post_type {
         "meta_event" => Identity::None,
-        "message" | "message_sent" if head.get("message_id").is_some_and(|id| !id.is_null()) => {
+        "message" | "message_sent" if head.message_id.is_some() => {
             post_type.hash(&mut h);
-            for key in ["self_id", "message_type", "message_id"] {
-                hash_id(head.get(key).unwrap_or(&Value::Null), &mut h);
+            for slot in [&head.self_id, &head.message_type, &head.message_id] {
+                hash_id(slot, &mut h);
             }
             Identity::Id(h.finish())
         }
@@ -433,6 +364,7 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
 
 #[cfg(test)]
 mod tests {
+    use super::payload::read_head;
     use super::*;
     fn bot() -> Arc<Bot> {
         Bot::detached("t", &PROTOCOL)
@@ -472,7 +404,7 @@ mod tests {
         let a = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 7, "time": 1});
         let b = json!({"post_type": "message", "message_type": "group", "self_id": "1", "message_id": "7", "time": 2});
         let c = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 8, "time": 1});
-        let identity = |v: &Value, post_type| identity(v, &Raw::from(v.clone()), post_type);
+        let identity = |v: &Value, post_type| identity(&Head::of_tree(v).unwrap(), &Raw::from(v.clone()), post_type);
         assert_eq!(identity(&a, "message"), identity(&b, "message"), "ids as numbers or strings are one id");
         assert_ne!(identity(&a, "message"), identity(&c, "message"));
         let poke = |target: i64| json!({"post_type": "notice", "notice_type": "notify", "sub_type": "poke", "time": 1, "target_id": target});
@@ -514,11 +446,9 @@ mod tests {
         for frame in frames {
             let text = bytes::Bytes::from(frame.to_string());
             let head = read_head(&text).unwrap().unwrap();
-            let built = |k| head.fields.get(k).is_some();
-            assert!(!built("sender") && !built("time") && !built("message"), "only the head is built");
-            let lazy = super::decode(&bot(), head.fields, head.message, Raw::text(&text), 1).unwrap();
-            // The old path: the whole tree as the head, so a field missing from HEAD shows.
-            let whole = super::decode(&bot(), frame.clone(), None, Raw::from(frame.clone()), 1).unwrap();
+            let lazy = super::decode(&bot(), head, Raw::text(&text), 1).unwrap();
+            // A POSTed event, a test's or the console's: the whole tree is the raw event.
+            let whole = decode_event(&bot(), frame.clone(), 1).unwrap();
             // An array message is read from the raw text if asked for; a CQ string is parsed here.
             assert_eq!(lazy.parsed_segments.is_some(), frame["message"].is_string(), "{frame}");
             lazy.assert_decoded_like(&whole, &frame);
@@ -700,15 +630,21 @@ mod tests {
         /// Runs every decoder a frame can reach, as the session does.
         fn decode_any(v: Value) {
             let _ = decode_response(v.clone());
-            match classify(v) {
-                Frame::Event(raw) => {
-                    if let Ok(ev) = decode_event(&bot(), raw, 1) {
+            let text = v.to_string();
+            match read_head(text.as_bytes()) {
+                Ok(Some(head)) if head.post_type.is_some() => {
+                    let from_text = crate::adapter::onebot11::decode(&bot(), head, Raw::text(text.as_bytes()), 1);
+                    if let Ok(ev) = decode_event(&bot(), v, 1) {
                         assert!(ev.keys().len() <= crate::event::MAX_NAME_PARTS + 1);
                         let _ = ev.segments();
                         let _ = reply_call(&ev, json!("x"));
+                        assert_eq!(from_text.map(|e| e.name).ok(), Some(ev.name), "the text decodes as the tree");
                     }
                 }
-                Frame::Response { .. } | Frame::Unknown(_) => {}
+                Ok(Some(head)) => {
+                    let _ = head.response();
+                }
+                _ => {}
             }
         }
     }

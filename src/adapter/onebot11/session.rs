@@ -25,8 +25,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Frame, classify};
+use super::payload::read_head;
 use crate::adapter::EventSink;
+use crate::adapter::slots::Field;
 use crate::bot::{Bot, Call, CallError, DirectWrite, Outbox, Reply, connection_id};
 use crate::event::Raw;
 use crate::logsafe::RateLimit;
@@ -398,38 +399,34 @@ fn handle_frame(
     warnings: &mut RateLimit,
 ) {
     // Only the fields decoding reads are built; an event keeps the rest as text.
-    let head = match super::read_head(bytes) {
-        Ok(Some(head)) => head,
-        Ok(None) => super::Head { fields: Value::Null, message: None },
+    let head = match read_head(bytes) {
+        Ok(head) => head,
         Err(e) => {
             crate::warn_limited!(warnings, bot = %bot.name, "malformed frame skipped: {e}: {}", preview(bytes));
             return;
         }
     };
-    // An event's message was read apart; a response's is its error text.
-    let (head, message) = match head {
-        super::Head { fields, message } if fields.get("post_type").is_some() => (fields, message),
-        other => (other.into_fields(), None),
-    };
-    match classify(head) {
-        Frame::Event(head) => {
-            if head.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat") {
+    match head {
+        Some(head) if head.post_type.is_some() => {
+            if head.meta_event_type.as_ref().and_then(Field::as_str) == Some("heartbeat") {
                 *heartbeat =
-                    head.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis);
+                    head.interval.as_ref().and_then(Field::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis);
             }
-            match super::decode(bot, head, message, Raw::text(bytes), via) {
+            match super::decode(bot, head, Raw::text(bytes), via) {
                 Ok(ev) => sink(ev),
                 Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
             }
         }
-        Frame::Response { echo, result } => {
+        Some(mut head) if head.echo.is_some() => {
+            let echo = head.echo.take();
             let found = echo_id(&echo).and_then(|id| writer.lock().pending.remove(&id));
             let Some((action, reply, _)) = found else {
+                let echo = echo.map_or(Value::Null, Field::into_value);
                 let echo = crate::logsafe::short(&echo.to_string());
                 crate::warn_limited!(warnings, bot = %bot.name, %echo, "response with unknown echo skipped");
                 return;
             };
-            let result = result.map_err(|(code, message)| CallError::Failed {
+            let result = head.response().map_err(|(code, message)| CallError::Failed {
                 action,
                 code,
                 message,
@@ -438,17 +435,16 @@ fn handle_frame(
             });
             reply.send(result);
         }
-        Frame::Unknown(_) => {
-            crate::warn_limited!(warnings, bot = %bot.name, "frame of unknown shape skipped: {}", preview(bytes))
-        }
+        _ => crate::warn_limited!(warnings, bot = %bot.name, "frame of unknown shape skipped: {}", preview(bytes)),
     }
 }
 
-fn echo_id(echo: &Value) -> Option<u64> {
-    match echo {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
+/// The call a response answers: the echo we sent, a number (some implementations send it
+/// back as text).
+fn echo_id(echo: &Option<Field<'_>>) -> Option<u64> {
+    match echo.as_ref()? {
+        Field::Other(value) => value.as_u64(),
+        Field::Text(text) => text.parse().ok(),
     }
 }
 

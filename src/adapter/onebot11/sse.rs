@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::config::OneBotConfig;
 use crate::adapter::EventSink;
+use crate::adapter::slots::Field;
 use crate::adapter::sse::{self, Source};
 use crate::bot::Bot;
 use crate::event::Raw;
@@ -29,14 +29,14 @@ pub async fn run(bot: Arc<Bot>, cfg: OneBotConfig, url: String, sink: EventSink,
     let mut handle = move |data: &[u8], via: u64, warnings: &mut RateLimit| -> Option<Duration> {
         let bot = &handler_bot;
         // Only the fields decoding reads are built; the event keeps the rest as text.
-        match super::read_head(data) {
-            Ok(Some(super::Head { fields: raw, message })) if raw.get("post_type").is_some() => {
-                let heartbeat = (raw.get("meta_event_type").and_then(Value::as_str) == Some("heartbeat"))
+        match super::payload::read_head(data) {
+            Ok(Some(head)) if head.post_type.is_some() => {
+                let heartbeat = (head.meta_event_type.as_ref().and_then(Field::as_str) == Some("heartbeat"))
                     .then(|| {
-                        raw.get("interval").and_then(Value::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis)
+                        head.interval.as_ref().and_then(Field::as_u64).filter(|ms| *ms > 0).map(Duration::from_millis)
                     })
                     .flatten();
-                match super::decode(bot, raw, message, Raw::text(data), via) {
+                match super::decode(bot, head, Raw::text(data), via) {
                     Ok(ev) => sink(ev),
                     Err(e) => crate::warn_limited!(warnings, bot = %bot.name, "{e}; skipped"),
                 }

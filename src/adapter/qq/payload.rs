@@ -1,7 +1,7 @@
 //! The fields of a gateway payload (`{op, d, s, t, id}`) that the socket and decoding read, in
 //! fixed slots, read in one pass over its text ([`read_head`]).
 //!
-//! Read with [`crate::adapter::slots`]: a map head ([`crate::adapter::head`]) was three maps
+//! Read with [`crate::adapter::slots`]: a map head was three maps
 //! and about twenty allocations per group message on the reactor, all freed again once
 //! decoding had taken the ids out.
 
