@@ -169,9 +169,18 @@ fn identity(event_id: Option<&Field<'_>>, kind: &str, message_id: Option<&Field<
     }
 }
 
+/// Intent bits not every bot may ask for: `GUILD_MESSAGES` (9) and `FORUMS_EVENT` (28) are for
+/// private-domain bots only, and the group member events (23, 24) need the platform's leave. The
+/// gateway refuses an Identify that asks for one a bot lacks (close 4014, or op 9 again and
+/// again), so no event at all arrives; they are asked for only when a handler names one of their
+/// events itself (`qq.MESSAGE_CREATE`), not through an alias (`message`) or a prefix (`qq`).
+const RESTRICTED_BITS: [u32; 4] = [9, 23, 24, 28];
+
 /// The intents bitmask for handlers registered under `names` (normalised event names, as
-/// scripts write them): each event whose native name or alias a handler catches adds its bit.
-pub fn intents_for(names: &[String]) -> u32 {
+/// scripts write them): each event whose native name or alias a handler catches adds its bit,
+/// except the [`RESTRICTED_BITS`] of events caught only by an alias or a prefix. Those events
+/// come second.
+pub fn intents_for(names: &[String]) -> (u32, Vec<&'static str>) {
     let aliases = |event: &str| -> &'static [&'static str] {
         match event {
             "qq.C2C_MESSAGE_CREATE" => &["message", "message.private"],
@@ -183,20 +192,22 @@ pub fn intents_for(names: &[String]) -> u32 {
             _ => &[],
         }
     };
-    let mut bits = 0;
+    let (mut bits, mut left_out) = (0, Vec::new());
     for ev in EVENTS {
         let Some(bit) = ev.intent_bit else { continue };
         let native = normalize_name(ev.name);
-        let caught = names.iter().any(|n| {
-            native == *n
-                || native.starts_with(&format!("{n}_"))
-                || aliases(ev.name).iter().any(|a| normalize_name(a) == *n)
-        });
-        if caught {
+        let named = names.contains(&native);
+        let caught = named
+            || names.iter().any(|n| {
+                native.starts_with(&format!("{n}_")) || aliases(ev.name).iter().any(|a| normalize_name(a) == *n)
+            });
+        if named || (caught && !RESTRICTED_BITS.contains(&bit)) {
             bits |= 1 << bit;
+        } else if caught {
+            left_out.push(ev.name);
         }
     }
-    bits
+    (bits, left_out)
 }
 
 #[cfg(test)]
@@ -375,9 +386,20 @@ mod tests {
     fn intents_follow_the_handlers() {
         let names = |ns: &[&str]| ns.iter().map(|n| normalize_name(n)).collect::<Vec<_>>();
         // GROUP_AND_C2C_EVENT is bit 25; PUBLIC_GUILD_MESSAGES bit 30.
-        assert_eq!(intents_for(&names(&["message.group"])), 1 << 25);
-        assert_eq!(intents_for(&names(&["message"])) & (1 << 30), 1 << 30);
-        assert_eq!(intents_for(&names(&["qq.GUILD_CREATE"])), 1);
-        assert_eq!(intents_for(&names(&["notice"])), 0);
+        let bits = |ns: &[&str]| intents_for(&names(ns)).0;
+        assert_eq!(bits(&["message.group"]), 1 << 25);
+        assert_eq!(bits(&["qq.GUILD_CREATE"]), 1);
+        assert_eq!(bits(&["notice"]), 0);
+        // A public bot's `on("message")`: group and C2C, guild @-messages, direct messages; not
+        // every channel message (GUILD_MESSAGES, bit 9), which only private-domain bots get.
+        let (message, left_out) = intents_for(&names(&["message", "member.increase"]));
+        assert_eq!(message, 1 << 25 | 1 << 30 | 1 << 12);
+        assert_eq!(left_out, ["qq.MESSAGE_CREATE", "qq.GROUP_MEMBER_ADD"]);
+        // Named itself, it is asked for.
+        assert_eq!(bits(&["qq.MESSAGE_CREATE", "qq.GROUP_MEMBER_ADD"]), 1 << 9 | 1 << 24);
+        // Everything, by the namespace: none of the restricted bits.
+        let all = bits(&["qq"]);
+        assert!(RESTRICTED_BITS.iter().all(|bit| all & (1 << bit) == 0), "{all:b}");
+        assert_ne!(all & (1 << 26), 0, "INTERACTION is open to every bot");
     }
 }

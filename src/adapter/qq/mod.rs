@@ -197,11 +197,20 @@ fn start(
             let subscribed = s.subscribed;
             let intents: Arc<dyn Fn() -> u32 + Send + Sync> = match intents {
                 Some(fixed) => Arc::new(move || fixed),
-                // Nothing handled yet: GUILDS (bit 0), which every bot may ask for.
-                None => Arc::new(move || match decode::intents_for(&subscribed()) {
-                    0 => 1,
-                    bits => bits,
-                }),
+                None => {
+                    let name = bot.name.clone();
+                    Arc::new(move || {
+                        let (bits, left_out) = decode::intents_for(&subscribed());
+                        if !left_out.is_empty() {
+                            tracing::info!(bot = %name, events = ?left_out,
+                                "not subscribing to events only some bots may ask for (private-domain bots, or with \
+                                 the platform's leave); a handler that names one (on(\"qq.MESSAGE_CREATE\")) or \
+                                 `intents` in the bot's config asks for it");
+                        }
+                        // Nothing handled yet: GUILDS (bit 0), which every bot may ask for.
+                        if bits == 0 { 1 } else { bits }
+                    })
+                }
             };
             let shared = Shards {
                 bot,
