@@ -6,9 +6,10 @@
 //! Hello (op 10) -> Identify (op 2) or, with a session to keep, Resume (op 6) -> READY or
 //! RESUMED -> heartbeats (op 1) at the announced interval, each answered by op 11. A dropped
 //! connection resumes with the session id and the last sequence number; the platform's close
-//! codes say when that cannot work (4006, 4007, 4009, 4900-4913: identify afresh), when the
-//! token must be renewed first (4004), when to wait (4008), and when retrying is pointless
-//! (4010-4015: wrong shard, intents or version; the bot is offline or banned).
+//! codes say when that cannot work (4006, 4007, 4900-4913 and the other codes of 4000-4999 the
+//! platform names no remedy for: identify afresh), when the session only expired (4009: resume),
+//! when the token must be renewed first (4004), when to wait (4008), and when retrying is
+//! pointless (4010-4015: wrong shard, intents or version; the bot is offline or banned).
 
 use std::time::Duration;
 
@@ -133,7 +134,8 @@ pub enum CloseMeaning {
 pub fn close_meaning(code: Option<u16>) -> CloseMeaning {
     match code {
         Some(4004) => CloseMeaning::RenewToken,
-        Some(4006 | 4007 | 4009) | Some(4900..=4913) => CloseMeaning::Identify,
+        // "Connection expired: reconnect and resume" (the platform's error table; botgo resumes).
+        Some(4009) => CloseMeaning::Resume,
         Some(4008) => CloseMeaning::Wait,
         Some(4010) => CloseMeaning::Fatal("4010: invalid shard (check the shard settings)"),
         Some(4011) => CloseMeaning::Fatal("4011: too many guilds for one shard (use more shards)"),
@@ -142,6 +144,8 @@ pub fn close_meaning(code: Option<u16>) -> CloseMeaning {
         Some(4014) => CloseMeaning::Fatal("4014: intents not permitted for this bot (ask the platform, or drop them)"),
         Some(4914) => CloseMeaning::Fatal("4914: the bot is offline or only allowed in its sandbox"),
         Some(4915) => CloseMeaning::Fatal("4915: the bot is banned"),
+        // 4006, 4007, 4900-4913 and "other errors": the session cannot go on; identify afresh.
+        Some(4000..=4999) => CloseMeaning::Identify,
         // 1000/1001 and anything else, or no code at all: the connection dropped; resume.
         _ => CloseMeaning::Resume,
     }
@@ -302,8 +306,11 @@ mod tests {
             (None, State::Disconnected { session: kept.clone() }, Action::Reconnect),
             (Some(4006), State::Disconnected { session: None }, Action::Reconnect),
             (Some(4007), State::Disconnected { session: None }, Action::Reconnect),
-            (Some(4009), State::Disconnected { session: None }, Action::Reconnect),
+            (Some(4009), State::Disconnected { session: kept.clone() }, Action::Reconnect),
             (Some(4905), State::Disconnected { session: None }, Action::Reconnect),
+            (Some(4000), State::Disconnected { session: None }, Action::Reconnect),
+            (Some(4003), State::Disconnected { session: None }, Action::Reconnect),
+            (Some(1006), State::Disconnected { session: kept.clone() }, Action::Reconnect),
             (Some(4004), State::Disconnected { session: None }, Action::RenewTokenAndReconnect),
             (Some(4008), State::Disconnected { session: kept.clone() }, Action::ReconnectLater),
         ] {
