@@ -3,7 +3,8 @@
 //!
 //! - Group and C2C messages can no longer be sent proactively (the platform answers 40034102 /
 //!   40034105): every send must be a passive reply to a message, within its window — group 5
-//!   minutes, C2C 60 minutes, guild 5 minutes — and at most 5 replies per message.
+//!   minutes, C2C 60 minutes, guild 5 minutes — and, in groups and C2C, at most 5 replies per
+//!   message (a guild channel or direct message has no such count, only the channel's pace).
 //! - Each reply to the same message carries a fresh `msg_seq` (1, 2, ...), or the platform
 //!   drops it as a duplicate.
 //! - A send that names no message answers the newest message of its chat that is still in its
@@ -33,6 +34,12 @@ pub enum Scene {
 }
 
 impl Scene {
+    /// Whether a message has had all the replies it may get after `sent` of them: only group and
+    /// C2C messages are counted ("被动消息没有条数限制" for direct messages; channels are paced).
+    fn spent(self, sent: u32) -> bool {
+        self != Scene::Guild && sent >= REPLIES_PER_MESSAGE
+    }
+
     /// How long after a message it may be replied to.
     pub fn window(self) -> Duration {
         match self {
@@ -42,7 +49,7 @@ impl Scene {
     }
 }
 
-/// Replies one message may get.
+/// Replies one group or C2C message may get.
 pub const REPLIES_PER_MESSAGE: u32 = 5;
 
 /// Why a reply may not be sent.
@@ -173,7 +180,7 @@ impl Replies {
     pub fn answerable(&self, chat: u64, now: Instant) -> Option<&str> {
         let newest = self.newest.get(&chat)?;
         let received = self.seen.get_key(newest.key)?;
-        (now.saturating_duration_since(received.at) <= received.scene.window() && received.sent < REPLIES_PER_MESSAGE)
+        (now.saturating_duration_since(received.at) <= received.scene.window() && !received.scene.spent(received.sent))
             .then_some(newest.id.as_str())
     }
 
@@ -204,7 +211,7 @@ impl Replies {
                 scene: r.scene,
                 late: now.saturating_duration_since(r.at) - r.scene.window(),
             }),
-            Some(r) if r.sent >= REPLIES_PER_MESSAGE => Err(ReplyError::BudgetSpent),
+            Some(r) if r.scene.spent(r.sent) => Err(ReplyError::BudgetSpent),
             _ => Ok(()),
         }
     }
@@ -221,10 +228,10 @@ impl Replies {
         if age > r.scene.window() {
             return Err(ReplyError::WindowClosed { scene: r.scene, late: age - r.scene.window() });
         }
-        if r.sent >= REPLIES_PER_MESSAGE {
+        if r.scene.spent(r.sent) {
             return Err(ReplyError::BudgetSpent);
         }
-        r.sent += 1;
+        r.sent = r.sent.saturating_add(1);
         Ok(r.sent)
     }
 }
@@ -316,6 +323,12 @@ mod tests {
         assert!(late.to_string().contains("5 min"), "{late}");
         r.received("c", Scene::C2c, Some(key("u")), Delivery::Only, t0);
         assert_eq!(r.reply(Scene::C2c, Some("c"), t0 + Duration::from_secs(59 * 60)), Ok(1), "C2C has an hour");
+        // A guild channel or direct message is not counted, only its window.
+        r.received("d", Scene::Guild, Some(key("dm")), Delivery::Only, t0);
+        let guild: Vec<_> = (0..7).map(|_| r.reply(Scene::Guild, Some("d"), t0).unwrap()).collect();
+        assert_eq!(guild, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(r.check(Scene::Guild, Some("d"), t0), Ok(()));
+        assert_eq!(r.answerable(key("dm"), t0), Some("d"));
     }
 
     #[test]
