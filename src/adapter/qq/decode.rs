@@ -72,7 +72,11 @@ pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Even
             aliases.push("member.decrease");
             take(&mut d.member_openid)
         }
+        // A C2C interaction names its user `user_openid`, a group's `group_member_openid`; group
+        // management events name who did it `op_member_openid`.
         _ => take(&mut d.user_openid)
+            .or_else(|| take(&mut d.group_member_openid))
+            .or_else(|| take(&mut d.op_member_openid))
             .or_else(|| take(&mut d.openid))
             .or_else(|| take(&mut d.user_id))
             .or_else(|| take(&mut d.author_id)),
@@ -299,12 +303,20 @@ mod tests {
             ),
             (
                 json!({"op": 0, "s": 8, "id": "INTERACTION_CREATE:6", "t": "INTERACTION_CREATE", "d": {
-                    "id": "I", "type": 11, "group_openid": "G_OPENID", "group_member_openid": "M",
-                    "user_openid": null, "openid": "O", "data": {"resolved": {"button_id": "b"}}}}),
-                ["O", "G_OPENID", "", ""],
+                    "id": "I", "type": 11, "chat_type": 1, "group_openid": "G_OPENID", "group_member_openid": "M",
+                    "data": {"resolved": {"button_id": "b"}}}}),
+                ["M", "G_OPENID", "", ""],
                 "",
                 false,
                 None,
+            ),
+            (
+                json!({"op": 0, "s": 9, "id": "GROUP_ADD_ROBOT:7", "t": "GROUP_ADD_ROBOT", "d": {
+                    "group_openid": "G_OPENID", "op_member_openid": "OP", "timestamp": 1764432000}}),
+                ["OP", "G_OPENID", "", ""],
+                "",
+                false,
+                Some(1_764_432_000.0),
             ),
             (
                 json!({"op": 0, "s": 1, "t": "READY", "d": {"version": 1, "session_id": "S",
@@ -316,13 +328,14 @@ mod tests {
             ),
         ];
         // Each case's aliases, in the same order.
-        let aliases: [&[&str]; 8] = [
+        let aliases: [&[&str]; 9] = [
             &["message", "message_group"],
             &["message", "message_group"],
             &["message", "message_private"],
             &["message", "message_guild"],
             &["message", "message_direct"],
             &["member_increase"],
+            &[],
             &[],
             &[],
         ];

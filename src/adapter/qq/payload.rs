@@ -51,6 +51,10 @@ pub struct Fields<'a> {
     pub member_openid: Option<Field<'a>>,
     /// A user (events other than messages).
     pub user_openid: Option<Field<'a>>,
+    /// A group member (a group's interactions).
+    pub group_member_openid: Option<Field<'a>>,
+    /// The member who did it (the bot added to or removed from a group, its messages switched).
+    pub op_member_openid: Option<Field<'a>>,
     /// A user (events other than messages).
     pub openid: Option<Field<'a>>,
     /// A user (events other than messages).
@@ -113,6 +117,8 @@ impl<'de> Members<'de> for Fields<'de> {
             "guild_id" => &mut self.guild_id,
             "member_openid" => &mut self.member_openid,
             "user_openid" => &mut self.user_openid,
+            "group_member_openid" => &mut self.group_member_openid,
+            "op_member_openid" => &mut self.op_member_openid,
             "openid" => &mut self.openid,
             "user_id" => &mut self.user_id,
             "author_id" => &mut self.author_id,
