@@ -73,9 +73,12 @@ pub fn request(action: &str, params: Value) -> Result<Request, String> {
     let Value::Object(given) = params else { return Err("parameters must be a map".into()) };
     let mut params: Map<String, Value> = given.into_iter().map(|(k, v)| (wire_name(&k).to_owned(), v)).collect();
     params.retain(|_, v| !v.is_null());
-    if action == "delete_announce" {
+    match action {
         // Without a message id, every announcement goes (qg_botsdk's default).
-        params.entry("message_id").or_insert_with(|| json!("all"));
+        "delete_announce" => drop(params.entry("message_id").or_insert_with(|| json!("all"))),
+        // The platform requires `code`; qg_botsdk defaults it to 0, success.
+        "callback_interactions" => drop(params.entry("code").or_insert_with(|| json!(0))),
+        _ => {}
     }
     let route = match action {
         // One function, two routes: the scope of the upload is the chat it names.
@@ -201,5 +204,8 @@ mod tests {
         let r = req("upload_media", json!({"group_openid": "G", "file_type": 1, "url": "u", "srv_send_msg": false}));
         assert_eq!(r.path, "/v2/groups/G/files");
         assert!(request("upload_media", json!({"file_type": 1})).unwrap_err().contains("exactly one"));
+        let r = req("callback_interactions", json!({"interaction_id": "I"}));
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("PUT", "/interactions/I"));
+        assert_eq!(r.body, Body::Json(json!({"code": 0})), "the code the platform requires");
     }
 }
