@@ -303,16 +303,6 @@ pub fn is_name_part(part: &str) -> bool {
     (1..=64).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// The field `key` of an object from the wire, as one part of an event name; the error says
-/// what is wrong with it (escaped for the log).
-pub fn name_part<'v>(object: &'v Value, key: &str) -> Result<&'v str, String> {
-    match object.get(key) {
-        Some(Value::String(part)) if is_name_part(part) => Ok(part),
-        Some(other) => Err(format!("{key} {} is not a short name", crate::logsafe::short(&other.to_string()))),
-        None => Err(format!("no {key}")),
-    }
-}
-
 impl Event {
     /// The conversation the event belongs to (same bot, and the same group, or else the same
     /// private peer): a script handles the events of one conversation in order, one at a time.
