@@ -113,6 +113,9 @@ pub enum Action {
     ReconnectLater,
     /// Give up; log the reason.
     Stop(String),
+    /// Log that the platform refused an Identify (op 9 before READY), which repeats while the
+    /// bot asks for intents it may not have.
+    WarnIdentifyRefused,
 }
 
 /// What a close code means for the next connection.
@@ -211,6 +214,9 @@ impl State {
             }
             (state, Input::Reconnect) => (State::Disconnected { session: state.session() }, vec![A::Reconnect]),
             // A refused identify or resume: start over without the session.
+            (State::Identifying { .. }, Input::InvalidSession) => {
+                (State::Disconnected { session: None }, vec![A::WarnIdentifyRefused, A::Reconnect])
+            }
             (_, Input::InvalidSession) => (State::Disconnected { session: None }, vec![A::Reconnect]),
             (state, Input::Closed(code)) => match close_meaning(code) {
                 CloseMeaning::Resume => (State::Disconnected { session: state.session() }, vec![A::Reconnect]),
@@ -327,6 +333,12 @@ mod tests {
         let resuming = State::Resuming { session: Session { id: "s".into(), seq: 4 }, heartbeat: HB };
         let (state, actions) = resuming.step(Input::InvalidSession);
         assert_eq!((state, actions), (State::Disconnected { session: None }, vec![Action::Reconnect]));
+        // A refused identify is said: it repeats while the intents asked for are not the bot's.
+        let (state, actions) = State::Identifying { heartbeat: HB }.step(Input::InvalidSession);
+        assert_eq!(
+            (state, actions),
+            (State::Disconnected { session: None }, vec![Action::WarnIdentifyRefused, Action::Reconnect])
+        );
         let ready = State::Ready { session: Session { id: "s".into(), seq: 4 }, heartbeat: HB, acked: true };
         let (state, _) = run(ready, vec![Input::Reconnect, Input::Opened, Input::Hello(HB)]);
         assert!(matches!(state, State::Resuming { .. }));

@@ -109,6 +109,8 @@ impl Gateway {
         let mut kept = false;
         // The token this connection identified or resumed with: the one a close refuses.
         let mut sent_token = None;
+        // The intents this connection identified with.
+        let mut sent_intents = 0;
         let handshake_deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         // One shutdown waiter for the connection, not one registered and dropped per frame.
         let cancelled = shutdown.cancelled();
@@ -130,7 +132,8 @@ impl Gateway {
                                     return (State::Disconnected { session: None }, Some(Action::Reconnect));
                                 }
                             };
-                            let d = json!({"token": format!("QQBot {}", token.value), "intents": (self.intents)(),
+                            sent_intents = (self.intents)();
+                            let d = json!({"token": format!("QQBot {}", token.value), "intents": sent_intents,
                                            "shard": self.shard, "properties": {"$os": std::env::consts::OS,
                                            "$browser": "rhaibot", "$device": "rhaibot"}});
                             sent_token = Some(token);
@@ -159,6 +162,10 @@ impl Gateway {
                                 return (next, Some(Action::Reconnect));
                             }
                         }
+                        Action::WarnIdentifyRefused => crate::warn_limited!(warnings, bot = %self.bot.name,
+                            intents = sent_intents,
+                            "gateway: the platform refused the Identify (op 9); if this repeats, the bot may not \
+                             have some of the intents asked for: set `intents` in its [[bot]] to the ones it has"),
                         Action::StartHeartbeat(every) => {
                             let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
