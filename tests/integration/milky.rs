@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::Running;
 use crate::support::milky::{self, FakeMilky, SELF_ID, friend_message, group_message, post_webhook, text};
+use crate::support::process::BotDir;
 
 fn config(url: &str, lines: &str) -> String {
     format!(
@@ -196,15 +197,29 @@ async fn sse_events_span_data_lines_skip_junk_and_reconnect_with_the_token_in_th
     rt.stop().await;
 }
 
+/// Milky 1.0's webhook carries no authentication (LLBot and Lagrange send no header), so a bot
+/// with an API token still takes the implementation's POSTs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhook_checks_the_bearer_token() {
-    let mut fake = FakeMilky::start(None).await;
-    let cfg = config(&fake.url, "events = \"webhook\"\nlisten = \"127.0.0.1:0\"\naccess_token = \"wh\"");
+async fn the_webhook_takes_events_without_the_api_token() {
+    let mut fake = FakeMilky::start(Some("api")).await;
+    let cfg = config(&fake.url, "events = \"webhook\"\nlisten = \"127.0.0.1:0\"\naccess_token = \"api\"");
     let rt = Running::start(&cfg, &[("p.rhai", PING)]);
+    let url = format!("http://{}/", rt.listen_addr("mk").await);
+    assert_eq!(post_webhook(&url, None, &group_message(20001, 10002, 30009, text("ping"))).await, 204);
+    let call = fake.next_call_where(|c| c.action == "send_group_message").await;
+    assert_eq!(sent_text(&call.body), "pong");
+    rt.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_checks_its_own_token_when_one_is_set() {
+    let mut fake = FakeMilky::start(Some("api")).await;
+    let lines = "events = \"webhook\"\nlisten = \"127.0.0.1:0\"\naccess_token = \"api\"\nwebhook_token = \"wh\"";
+    let rt = Running::start(&config(&fake.url, lines), &[("p.rhai", PING)]);
     let url = format!("http://{}/", rt.listen_addr("mk").await);
     let ping = group_message(20001, 10002, 30009, text("ping"));
     assert_eq!(post_webhook(&url, None, &ping).await, 401);
-    assert_eq!(post_webhook(&url, Some("bad"), &ping).await, 403);
+    assert_eq!(post_webhook(&url, Some("api"), &ping).await, 403);
     assert_eq!(post_webhook(&url, Some("wh"), &ping).await, 204);
     let call = fake.next_call_where(|c| c.action == "send_group_message").await;
     assert_eq!(sent_text(&call.body), "pong");
@@ -248,11 +263,17 @@ async fn missing_apis_and_failures_are_clear_catchable_errors() {
     rt.stop().await;
 }
 
+/// A webhook beyond loopback without a token of its own starts, with a warning, rather than
+/// being refused: Milky gives the implementation no token to send.
 #[test]
-fn a_webhook_on_a_public_address_needs_a_token() {
-    let toml = "[[bot]]\nprotocol = \"milky\"\nurl = \"http://127.0.0.1:3000\"\nevents = \"webhook\"\nlisten = \"0.0.0.0:8082\"\n";
-    let e = rhaibot::config::Config::parse(toml, std::path::Path::new("r.toml")).unwrap_err().to_string();
-    assert!(e.contains("bot[0].access_token") && e.contains("not loopback"), "{e}");
+fn a_webhook_beyond_loopback_without_a_token_starts_with_a_warning() {
+    let (_held, port) = crate::support::refusing_port();
+    let toml = format!(
+        "[[bot]]\nprotocol = \"milky\"\nurl = \"http://127.0.0.1:{port}\"\nevents = \"webhook\"\nlisten = \"0.0.0.0:0\"\n"
+    );
+    let dir = BotDir::new(&[]).file("rhaibot.toml", &toml);
+    let mut running = dir.spawn(&["run", "--config", "rhaibot.toml"]);
+    running.wait_for_log("listens beyond loopback with no webhook_token");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

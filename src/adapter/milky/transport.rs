@@ -63,13 +63,22 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
                 sse::run(bot, source, &mut handle, shutdown).await;
             });
         }
-        Events::Webhook { listen, path, guard } => {
+        Events::Webhook { listen, path, guard, token } => {
             let listener = crate::adapter::listener::bind(&bot, &listen)?;
+            // Judged by the address bound: any 127.x or ::1 is loopback.
+            let open = listener.local_addr().map_or(true, |a| !a.ip().is_loopback());
+            if open && token.0.is_empty() {
+                warn!(
+                    bot = %bot.name,
+                    %listen,
+                    "the Milky webhook listens beyond loopback with no webhook_token: anyone who can reach {listen} can post events; listen on 127.0.0.1 or set webhook_token (if the implementation sends one)"
+                );
+            }
             s.tasks.spawn(log_impl_info(bot.clone()));
             let receiver = Receiver {
                 bot: bot.clone(),
                 sink: s.sink,
-                token: cfg.access_token.0.clone(),
+                token: token.0,
                 via: connection_id(),
                 max_body: cfg.max_frame_bytes,
                 body_timeout: guard.header_timeout,
@@ -231,7 +240,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: axum::body
             Some(_) => None,
         };
         if let Some(status) = status {
-            crate::warn_limited!(warnings(), bot = %r.bot.name, status = status.as_u16(), "webhook event refused: missing or wrong access token");
+            crate::warn_limited!(warnings(), bot = %r.bot.name, status = status.as_u16(), "webhook event refused: missing or wrong webhook_token");
             return status.into_response();
         }
     }
