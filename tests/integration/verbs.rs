@@ -104,9 +104,21 @@ async fn the_same_verbs_become_milky_actions() {
     let call = fake.next_call().await;
     assert_eq!((call.action.as_str(), &call.body), ("accept_friend_request", &json!({"initiator_uid": "u_3"})));
     fake.push(json!({"time": 1, "self_id": milky::SELF_ID, "event_type": "group_join_request",
-                     "data": {"group_id": 20001, "notification_seq": 40001, "is_filtered": false, "initiator_id": 10004, "comment": ""}}));
+                     "data": {"group_id": 20001, "notification_seq": 40001, "is_filtered": true, "initiator_id": 10004, "comment": ""}}));
     let call = fake.next_call().await;
     assert_eq!(call.action, "reject_group_request");
-    assert_eq!(call.body, json!({"notification_seq": 40001, "notification_type": "join_request", "group_id": 20001}));
+    assert_eq!(
+        call.body,
+        json!({"notification_seq": 40001, "notification_type": "join_request", "group_id": 20001, "is_filtered": true})
+    );
+    fake.push(json!({"time": 1, "self_id": milky::SELF_ID, "event_type": "group_invited_join_request",
+                     "data": {"group_id": 20001, "notification_seq": 40002, "initiator_id": 10004, "target_user_id": 10005}}));
+    let call = fake.next_call().await;
+    assert_eq!(call.action, "reject_group_request");
+    assert_eq!(
+        call.body,
+        json!({"notification_seq": 40002, "notification_type": "invited_join_request", "group_id": 20001,
+               "is_filtered": false})
+    );
     rt.stop().await;
 }

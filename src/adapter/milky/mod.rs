@@ -63,10 +63,13 @@ pub fn verb_call(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
                 "group_join_request" | "group_invited_join_request" => {
                     let notification_type =
                         if kind == "group_join_request" { "join_request" } else { "invited_join_request" };
+                    // A filtered request (from a risky account) is found only when asked for as one;
+                    // an invitation has no `is_filtered`, which reads as false, the API's default.
+                    let is_filtered = data.get("is_filtered").and_then(Value::as_bool).unwrap_or(false);
                     (
                         pick("accept_group_request", "reject_group_request"),
                         json!({"notification_seq": data["notification_seq"], "notification_type": notification_type,
-                               "group_id": data["group_id"]}),
+                               "group_id": data["group_id"], "is_filtered": is_filtered}),
                     )
                 }
                 "group_invitation" => (
