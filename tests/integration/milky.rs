@@ -178,6 +178,35 @@ async fn websocket_events_with_a_bearer_token_and_replies_as_milky_segments() {
     rt.stop().await;
 }
 
+/// Each outgoing segment keeps every field Milky's `OutgoingSegment` defines, whether the script
+/// wrote it in Milky's names or built it with `msg::` (OneBot's video `thumb` is the cover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_segments_keep_every_field_milky_defines() {
+    let mut fake = FakeMilky::start(None).await;
+    let script = r#"on("message", |ev| ev.reply([
+        msg::segment("face", #{ face_id: "14", is_large: true }),
+        msg::segment("image", #{ uri: "https://e.org/s.png", sub_type: "sticker", summary: "[s]" }),
+        msg::video(#{ file: "https://e.org/v.mp4", thumb: "https://e.org/c.png" }),
+        msg::segment("video", #{ uri: "https://e.org/w.mp4", thumb_uri: "https://e.org/d.png" }),
+        msg::segment("light_app", #{ json_payload: `{"app":"com.tencent.x"}` }),
+    ]));"#;
+    let rt = Running::start(&config(&fake.url, ""), &[("s.rhai", script)]);
+    fake.opened().await;
+    fake.push(group_message(20001, 10002, 30011, text("go")));
+    let call = fake.next_call_where(|c| c.action == "send_group_message").await;
+    assert_eq!(
+        call.body["message"],
+        json!([
+            {"type": "face", "data": {"face_id": "14", "is_large": true}},
+            {"type": "image", "data": {"uri": "https://e.org/s.png", "sub_type": "sticker", "summary": "[s]"}},
+            {"type": "video", "data": {"uri": "https://e.org/v.mp4", "thumb_uri": "https://e.org/c.png"}},
+            {"type": "video", "data": {"uri": "https://e.org/w.mp4", "thumb_uri": "https://e.org/d.png"}},
+            {"type": "light_app", "data": {"json_payload": "{\"app\":\"com.tencent.x\"}"}},
+        ])
+    );
+    rt.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_events_span_data_lines_skip_junk_and_reconnect_with_the_token_in_the_query() {
     let mut fake = FakeMilky::start(Some("q")).await;

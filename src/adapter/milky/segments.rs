@@ -112,6 +112,15 @@ fn segment(action: &str, seg: Map<String, Value>) -> Result<Value, CallError> {
     };
     let need =
         |what: &str, v: Option<Value>| v.ok_or_else(|| invalid(action, format!("a `{kind}` segment needs `{what}`")));
+    // The optional fields Milky's OutgoingSegment defines for a type, kept when given.
+    let with = |mut required: Value, optional: &[(&str, &[&str])]| {
+        for (name, keys) in optional {
+            if let Some(v) = get(keys) {
+                required[*name] = v;
+            }
+        }
+        json!({"type": kind, "data": required})
+    };
     let out = match kind.as_str() {
         "text" => json!({"type": "text", "data": {"text": need("text", get(&["text"]))?}}),
         "at" | "mention" => match get(&["qq", "user_id"]) {
@@ -119,24 +128,29 @@ fn segment(action: &str, seg: Map<String, Value>) -> Result<Value, CallError> {
             qq => json!({"type": "mention", "data": {"user_id": int(need("qq", qq)?)}}),
         },
         "mention_all" => json!({"type": "mention_all", "data": {}}),
-        "face" => json!({"type": "face", "data": {"face_id": string(need("id", get(&["id", "face_id"]))?)}}),
-        "reply" => json!({"type": "reply", "data": {"message_seq": int(need("id", get(&["id", "message_seq"]))?)}}),
-        "image" => {
-            let uri = need("file", get(&["uri", "file", "url"]))?;
-            let mut data = json!({"uri": uri});
-            if let Some(summary) = get(&["summary"]) {
-                data["summary"] = summary;
-            }
-            json!({"type": "image", "data": data})
+        "face" => {
+            with(json!({"face_id": string(need("id", get(&["id", "face_id"]))?)}), &[("is_large", &["is_large"])])
         }
+        "reply" => json!({"type": "reply", "data": {"message_seq": int(need("id", get(&["id", "message_seq"]))?)}}),
+        "image" => with(
+            json!({"uri": need("file", get(&["uri", "file", "url"]))?}),
+            &[("sub_type", &["sub_type"]), ("summary", &["summary"])],
+        ),
         "record" => json!({"type": "record", "data": {"uri": need("file", get(&["uri", "file", "url"]))?}}),
-        "video" => json!({"type": "video", "data": {"uri": need("file", get(&["uri", "file", "url"]))?}}),
+        // OneBot's `thumb` is the cover Milky calls `thumb_uri`.
+        "video" => {
+            with(json!({"uri": need("file", get(&["uri", "file", "url"]))?}), &[("thumb_uri", &["thumb_uri", "thumb"])])
+        }
         "forward" if data.contains_key("messages") => json!({"type": "forward", "data": data}),
+        // Milky 1.2 (the real protocol; seed 001 is 1.0): a light app is sent as its JSON text.
+        "light_app" => {
+            json!({"type": "light_app", "data": {"json_payload": string(need("json_payload", get(&["json_payload"]))?)}})
+        }
         other => {
             return Err(invalid(
                 action,
                 format!(
-                    "a `{other}` segment cannot be sent over Milky (it has text, mention, face, reply, image, record, video and forward)"
+                    "a `{other}` segment cannot be sent over Milky (it has text, mention, face, reply, image, record, video, forward and light_app)"
                 ),
             ));
         }
