@@ -34,6 +34,9 @@ pub async fn connect(
     let url = match token_in {
         TokenIn::Query if !token.is_empty() => {
             let sep = if url.contains('?') { '&' } else { '?' };
+            // Encoded as a query component, so `+ / = & #` and spaces arrive as written; a space
+            // goes as %20, which form decoding and plain percent decoding both read back.
+            let token = url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>().replace('+', "%20");
             format!("{url}{sep}access_token={token}")
         }
         _ => url.to_owned(),

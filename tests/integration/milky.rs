@@ -207,6 +207,20 @@ async fn outgoing_segments_keep_every_field_milky_defines() {
     rt.stop().await;
 }
 
+/// A token in the event connection's query arrives as written, whatever characters it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_in_the_query_arrives_intact() {
+    let token = "a+b/c=d&e#f g%20?";
+    for events in ["ws", "sse"] {
+        let mut fake = FakeMilky::start(Some(token)).await;
+        let lines = format!("access_token = {token:?}\nevents = \"{events}\"\ntoken_in_query = true");
+        let rt = Running::start(&config(&fake.url, &lines), &[]);
+        let opened = fake.opened().await;
+        assert_eq!((opened.kind, opened.query_token.as_deref()), (events, Some(token)));
+        rt.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_events_span_data_lines_skip_junk_and_reconnect_with_the_token_in_the_query() {
     let mut fake = FakeMilky::start(Some("q")).await;
