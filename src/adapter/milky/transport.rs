@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -122,6 +124,8 @@ async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: Canc
     let url = format!("{}/event", cfg.url.replacen("http", "ws", 1));
     let token_in = if cfg.token_in_query { TokenIn::Query } else { TokenIn::Header };
     let mut retry = Retry::new(cfg.backoff);
+    // An implementation that closes the socket it just accepted does so on every attempt.
+    let mut refusals = RateLimit::new(1, Duration::from_secs(600));
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -133,7 +137,12 @@ async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: Canc
                 tokio::spawn(log_impl_info(bot.clone()));
                 match read_ws(&bot, cfg.max_frame_bytes, ws, &sink, &shutdown, &mut retry).await {
                     None => return,
-                    Some(why) => warn!(bot = %bot.name, %url, "event socket lost: {why}; reconnecting"),
+                    Some(Lost::Dropped(why)) => warn!(bot = %bot.name, %url, "event socket lost: {why}; reconnecting"),
+                    Some(Lost::Refused { code, reason }) => {
+                        let hint =
+                            if code == CloseCode::Policy { "; a wrong access_token is the likely cause" } else { "" };
+                        crate::warn_limited!(refusals, bot = %bot.name, %url, "the Milky implementation closed the event socket with {code} \"{reason}\"{hint}; reconnecting with back-off");
+                    }
                 }
             }
             Err(e) => warn!(bot = %bot.name, %url, "cannot open the event socket: {e}"),
@@ -145,7 +154,34 @@ async fn run_ws(bot: Arc<Bot>, cfg: MilkyConfig, sink: EventSink, shutdown: Canc
     }
 }
 
-/// Reads events until the socket ends (`Some(reason)`) or shutdown (`None`).
+/// Why an event socket ended, other than shutdown.
+#[derive(Debug, PartialEq)]
+enum Lost {
+    /// Broken, silent, or closed without a word.
+    Dropped(String),
+    /// Closed with a policy code (1008) or a reason: the implementation turned the connection
+    /// down, as LLBot does a wrong token right after accepting the upgrade.
+    Refused {
+        /// The close code.
+        code: CloseCode,
+        /// The reason given, escaped and cut short.
+        reason: String,
+    },
+}
+
+impl Lost {
+    fn closed(frame: Option<CloseFrame>) -> Lost {
+        match frame {
+            Some(f) if f.code == CloseCode::Policy || !f.reason.is_empty() => {
+                Lost::Refused { code: f.code, reason: crate::logsafe::short(&f.reason) }
+            }
+            other => Lost::Dropped(format!("close frame {other:?}")),
+        }
+    }
+}
+
+/// Reads events until the socket ends (`Some(why)`) or shutdown (`None`). Only an event resets
+/// `retry`: a socket closed as soon as it opens keeps backing off.
 async fn read_ws<S: AsyncRead + AsyncWrite + Unpin>(
     bot: &Arc<Bot>,
     max_frame_bytes: usize,
@@ -153,7 +189,7 @@ async fn read_ws<S: AsyncRead + AsyncWrite + Unpin>(
     sink: &EventSink,
     shutdown: &CancellationToken,
     retry: &mut Retry,
-) -> Option<String> {
+) -> Option<Lost> {
     let via = connection_id();
     let mut warnings = RateLimit::per_connection();
     let mut silent_for = 0u32;
@@ -181,11 +217,11 @@ async fn read_ws<S: AsyncRead + AsyncWrite + Unpin>(
                 // Silence: ping, and give up after three silent periods.
                 silent_for += 1;
                 if silent_for >= 3 {
-                    return Some("silent for 3 ping intervals".into());
+                    return Some(Lost::Dropped("silent for 3 ping intervals".into()));
                 }
                 let ping = tokio::time::timeout(PING_EVERY, ws.send(Message::Ping(Vec::new().into()))).await;
                 if !matches!(ping, Ok(Ok(()))) {
-                    return Some("cannot ping".into());
+                    return Some(Lost::Dropped("cannot ping".into()));
                 }
                 heard = Instant::now();
                 silence.as_mut().reset(heard + PING_EVERY);
@@ -193,19 +229,19 @@ async fn read_ws<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         let message = match frame {
-            None => return Some("closed by the other end".into()),
-            Some(Err(e)) => return Some(crate::logsafe::short(&e.to_string())),
+            None => return Some(Lost::Dropped("closed by the other end".into())),
+            Some(Err(e)) => return Some(Lost::Dropped(crate::logsafe::short(&e.to_string()))),
             Some(Ok(message)) => message,
         };
         heard = Instant::now();
         silent_for = 0;
-        retry.reset();
         let data = match message {
             Message::Text(t) => Bytes::from(t),
             Message::Binary(b) => b,
-            Message::Close(c) => return Some(format!("close frame {c:?}")),
+            Message::Close(c) => return Some(Lost::closed(c)),
             _ => continue,
         };
+        retry.reset();
         if data.len() > max_frame_bytes {
             crate::warn_limited!(warnings, bot = %bot.name, size = data.len(), limit = max_frame_bytes, "oversized event skipped");
             continue;
@@ -284,8 +320,36 @@ mod tests {
         let (shutdown, mut retry) = (CancellationToken::new(), Retry::new(backoff));
         let reading = read_ws(&bot, 1 << 20, ws, &sink, &shutdown, &mut retry);
         let why = tokio::time::timeout(Duration::from_secs(1000), reading).await.expect("it gives up");
-        assert_eq!(why.as_deref(), Some("silent for 3 ping intervals"));
+        assert_eq!(why, Some(Lost::Dropped("silent for 3 ping intervals".into())));
         assert_eq!((Instant::now() - start).as_secs(), 20 + 3 * PING_EVERY.as_secs());
         assert_eq!(server.await.unwrap(), [20 + PING_EVERY.as_secs(), 20 + 2 * PING_EVERY.as_secs()]);
+    }
+
+    /// A socket closed at once (LLBot refusing a token: 1008 right after the upgrade) leaves the
+    /// back-off where it was, and says why; one that delivered an event first resets it. The
+    /// server's frames are written as raw bytes into a pipe before the reader starts.
+    #[tokio::test]
+    async fn only_an_event_resets_the_back_off_and_a_refusal_is_named() {
+        // An unmasked close frame: 1008 (0x03f0) and "Unauthorized", as a server sends it.
+        let mut close = vec![0x88, 14, 0x03, 0xf0];
+        close.extend_from_slice(b"Unauthorized");
+        let event = [0x81, 2, b'{', b'}'];
+        for (frames, reset) in [(close.clone(), false), ([&event[..], &close].concat(), true)] {
+            let (ours, mut theirs) = tokio::io::duplex(4096);
+            theirs.write_all(&frames).await.unwrap();
+            let ws = WebSocketStream::from_raw_socket(ours, Role::Client, None).await;
+            let bot = Bot::detached("milky", &super::super::PROTOCOL);
+            let sink: EventSink = Arc::new(|_| {});
+            let backoff = crate::config::Backoff { min: Duration::from_secs(1), max: Duration::from_secs(60) };
+            let mut retry = Retry::new(backoff);
+            for _ in 0..3 {
+                retry.next_delay();
+            }
+            let why = read_ws(&bot, 1 << 20, ws, &sink, &CancellationToken::new(), &mut retry).await;
+            assert_eq!(why, Some(Lost::Refused { code: CloseCode::Policy, reason: "Unauthorized".into() }));
+            // The fourth attempt waits 4-8 s; a reset one, at most the first step.
+            let next = retry.next_delay();
+            assert_eq!(next <= Duration::from_secs(1), reset, "{next:?} after {frames:?}");
+        }
     }
 }
