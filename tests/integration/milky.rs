@@ -207,6 +207,30 @@ async fn outgoing_segments_keep_every_field_milky_defines() {
     rt.stop().await;
 }
 
+/// The messages inside a forward are converted as a top-level message is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwards_messages_are_converted_like_the_top_level() {
+    let mut fake = FakeMilky::start(None).await;
+    let script = r#"on("message", |ev| ev.reply(msg::segment("forward", #{ messages: [
+        #{ user_id: 10002, sender_name: "a", segments: [msg::at(10003), " hi", msg::face(14)] },
+        #{ user_id: 10003, sender_name: "b", segments: "plain" },
+    ] })));"#;
+    let rt = Running::start(&config(&fake.url, ""), &[("f.rhai", script)]);
+    fake.opened().await;
+    fake.push(group_message(20001, 10002, 30012, text("go")));
+    let call = fake.next_call_where(|c| c.action == "send_group_message").await;
+    assert_eq!(
+        call.body["message"],
+        json!([{"type": "forward", "data": {"messages": [
+            {"user_id": 10002, "sender_name": "a", "segments": [
+                {"type": "mention", "data": {"user_id": 10003}}, {"type": "text", "data": {"text": " hi"}},
+                {"type": "face", "data": {"face_id": "14"}}]},
+            {"user_id": 10003, "sender_name": "b", "segments": [{"type": "text", "data": {"text": "plain"}}]},
+        ]}}])
+    );
+    rt.stop().await;
+}
+
 /// A token in the event connection's query arrives as written, whatever characters it holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_in_the_query_arrives_intact() {

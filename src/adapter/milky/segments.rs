@@ -141,7 +141,16 @@ fn segment(action: &str, seg: Map<String, Value>) -> Result<Value, CallError> {
         "video" => {
             with(json!({"uri": need("file", get(&["uri", "file", "url"]))?}), &[("thumb_uri", &["thumb_uri", "thumb"])])
         }
-        "forward" if data.contains_key("messages") => json!({"type": "forward", "data": data}),
+        "forward" if data.contains_key("messages") => {
+            // Each forwarded message's segments are converted as the top level's are.
+            let mut data = data;
+            if let Some(Value::Array(messages)) = data.get_mut("messages") {
+                for segments in messages.iter_mut().filter_map(|m| m.get_mut("segments")) {
+                    *segments = Value::Array(outgoing(action, segments.take())?);
+                }
+            }
+            json!({"type": "forward", "data": data})
+        }
         // Milky 1.2 (the real protocol; seed 001 is 1.0): a light app is sent as its JSON text.
         "light_app" => {
             json!({"type": "light_app", "data": {"json_payload": string(need("json_payload", get(&["json_payload"]))?)}})
