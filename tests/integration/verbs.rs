@@ -122,3 +122,30 @@ async fn the_same_verbs_become_milky_actions() {
     );
     rt.stop().await;
 }
+
+/// Milky's ids are integers: a chat:: verb given one as text sends the number, and refuses text
+/// that is not one, as a milky:: call does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milky_verbs_send_ids_given_as_text_as_integers() {
+    let mut fake = FakeMilky::start(None).await;
+    let cfg = format!("[[bot]]\nname = \"mk\"\nprotocol = \"milky\"\nurl = \"{}\"\n", fake.url);
+    let script = r#"on("message", |ev| {
+        chat::send_group("20001", "hi");
+        chat::recall_private(" 10002 ", "30001");
+        try { chat::send_group("g-1", "no"); } catch (e) { chat::send_private(10002, e.message); }
+    });"#;
+    let rt = Running::start(&cfg, &[("ids.rhai", script)]);
+    fake.opened().await;
+    fake.push(milky::group_message(20001, 10002, 30009, milky::text("go")));
+    let call = fake.next_call_where(|c| c.action != "get_impl_info").await;
+    assert_eq!((call.action.as_str(), &call.body["group_id"]), ("send_group_message", &json!(20001)));
+    let call = fake.next_call_where(|c| c.action != "get_impl_info").await;
+    assert_eq!(call.body, json!({"user_id": 10002, "message_seq": 30001}));
+    let call = fake.next_call_where(|c| c.action != "get_impl_info").await;
+    assert_eq!(call.action, "send_private_message");
+    assert_eq!(
+        text(&call.body["message"]),
+        "chat::send_group: Milky's send_group_message: parameter `group_id` must be int, got string"
+    );
+    rt.stop().await;
+}

@@ -39,8 +39,26 @@ pub static ADAPTER: Adapter = Adapter {
     verb: verb_call,
 };
 
-/// The Milky action of each cross-protocol verb.
+/// The Milky action of each cross-protocol verb. A script's ids are checked by the action
+/// table, as a `milky::` call's are: Milky's ids are integers, so a string of digits is sent as
+/// one and any other text is refused.
 pub fn verb_call(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
+    let (action, params) = verb_params(verb)?;
+    if matches!(verb, Verb::Answer { .. }) {
+        // A request's ids are the implementation's own, from its event.
+        return Ok((action, params));
+    }
+    let invalid = |reason: String| CallError::Invalid { action: verb.name().into(), reason };
+    let table = actions::ACTIONS
+        .iter()
+        .find(|a| a.name == action)
+        .ok_or_else(|| invalid(format!("Milky has no action `{action}`")))?;
+    let params = table.build_params(vec![params]).map_err(|e| invalid(format!("Milky's {action}: {e}")))?;
+    Ok((action, params))
+}
+
+/// The action and parameters of a verb, ids as the script gave them.
+fn verb_params(verb: &Verb<'_>) -> Result<(&'static str, Value), CallError> {
     Ok(match verb {
         Verb::SendGroup { group, message } => ("send_group_message", json!({"group_id": group, "message": message})),
         Verb::SendPrivate { user, message } => ("send_private_message", json!({"user_id": user, "message": message})),
