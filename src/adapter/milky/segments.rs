@@ -98,6 +98,10 @@ pub fn outgoing(action: &str, message: Value) -> Result<Vec<Value>, CallError> {
         .collect()
 }
 
+/// Where a media segment's file is: Milky's `uri`, OneBot's `file` or `url`, or the `temp_url`
+/// an incoming one carries (so a script can send back what it received: `ev.reply(ev.segments)`).
+const MEDIA_URI: &[&str] = &["uri", "file", "url", "temp_url"];
+
 fn segment(action: &str, seg: Map<String, Value>) -> Result<Value, CallError> {
     let kind = seg.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
     let data = seg.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
@@ -133,14 +137,12 @@ fn segment(action: &str, seg: Map<String, Value>) -> Result<Value, CallError> {
         }
         "reply" => json!({"type": "reply", "data": {"message_seq": int(need("id", get(&["id", "message_seq"]))?)}}),
         "image" => with(
-            json!({"uri": need("file", get(&["uri", "file", "url"]))?}),
+            json!({"uri": need("file", get(MEDIA_URI))?}),
             &[("sub_type", &["sub_type"]), ("summary", &["summary"])],
         ),
-        "record" => json!({"type": "record", "data": {"uri": need("file", get(&["uri", "file", "url"]))?}}),
+        "record" => json!({"type": "record", "data": {"uri": need("file", get(MEDIA_URI))?}}),
         // OneBot's `thumb` is the cover Milky calls `thumb_uri`.
-        "video" => {
-            with(json!({"uri": need("file", get(&["uri", "file", "url"]))?}), &[("thumb_uri", &["thumb_uri", "thumb"])])
-        }
+        "video" => with(json!({"uri": need("file", get(MEDIA_URI))?}), &[("thumb_uri", &["thumb_uri", "thumb"])]),
         "forward" if data.contains_key("messages") => {
             // Each forwarded message's segments are converted as the top level's are.
             let mut data = data;
@@ -249,6 +251,15 @@ mod tests {
             ]
         );
         assert_eq!(outgoing("x", json!("plain")).unwrap(), vec![json!({"type": "text", "data": {"text": "plain"}})]);
+        // What an event brought is sent back from its temporary URL.
+        let received = json!([{"type": "image", "data": {"resource_id": "r", "temp_url": "https://t/x.png",
+            "width": 1, "height": 1, "summary": "[图片]", "sub_type": "normal"}}]);
+        assert_eq!(
+            outgoing("x", received).unwrap(),
+            vec![
+                json!({"type": "image", "data": {"uri": "https://t/x.png", "summary": "[图片]", "sub_type": "normal"}})
+            ]
+        );
         let e = outgoing("x", json!([{"type": "dice", "data": {}}])).unwrap_err().to_string();
         assert!(e.contains("`dice`") && e.contains("Milky"), "{e}");
     }
