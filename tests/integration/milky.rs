@@ -330,15 +330,25 @@ async fn missing_apis_and_failures_are_clear_catchable_errors() {
     rt.stop().await;
 }
 
-/// A webhook beyond loopback without a token of its own starts, with a warning, rather than
-/// being refused: Milky gives the implementation no token to send.
+/// A webhook beyond loopback without a token of its own would take events from anyone: it is
+/// refused unless the config says it is open on purpose (Milky gives the implementation no token
+/// to send), and then it starts with a warning.
 #[test]
-fn a_webhook_beyond_loopback_without_a_token_starts_with_a_warning() {
+fn a_webhook_beyond_loopback_needs_a_token_or_says_it_is_open() {
     let (_held, port) = crate::support::refusing_port();
-    let toml = format!(
-        "[[bot]]\nprotocol = \"milky\"\nurl = \"http://127.0.0.1:{port}\"\nevents = \"webhook\"\nlisten = \"0.0.0.0:0\"\n"
-    );
-    let dir = BotDir::new(&[]).file("rhaibot.toml", &toml);
+    let toml = |extra: &str| {
+        format!(
+            "[[bot]]\nprotocol = \"milky\"\nurl = \"http://127.0.0.1:{port}\"\nevents = \"webhook\"\nlisten = \"0.0.0.0:0\"\n{extra}"
+        )
+    };
+    // Anyone could post events that scripts act on: refused before anything starts.
+    let dir = BotDir::new(&[]).file("rhaibot.toml", &toml(""));
+    let out = dir.run(&["run", "--config", "rhaibot.toml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("webhook_token") && stderr.contains("webhook_open = true"), "{stderr}");
+    // Said to be open on purpose: it starts, and says what that means.
+    let dir = BotDir::new(&[]).file("rhaibot.toml", &toml("webhook_open = true\n"));
     let mut running = dir.spawn(&["run", "--config", "rhaibot.toml"]);
     running.wait_for_log("listens beyond loopback with no webhook_token");
 }

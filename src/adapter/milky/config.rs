@@ -46,6 +46,9 @@ pub struct RawBot {
     pub webhook_token: Option<String>,
     /// Environment variable holding the webhook token (wins over `webhook_token`).
     pub webhook_token_env: Option<String>,
+    /// Webhook: take events beyond loopback with no `webhook_token`, from anyone who can reach
+    /// the address (refused unless set).
+    pub webhook_open: Option<bool>,
     /// First reconnect delay in milliseconds.
     pub reconnect_min_ms: Option<u64>,
     /// Longest reconnect delay in milliseconds.
@@ -110,10 +113,21 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<MilkyConfig, ConfigErr
         EventsName::Webhook => {
             // The real protocol (the seed has only /api and /event): Milky's guide says "WebHook
             // 不支持任何方式的鉴权", and LLBot and Lagrange send no header, so the API token is
-            // not asked of the sender; an open listener without a token of its own is a warning
-            // when it starts (transport.rs), not a refusal.
+            // not asked of the sender. A listener beyond loopback with no token of its own would
+            // take events from anyone, which scripts act on: refused unless the config says so.
             let listen = keys.listen(&b.listen)?;
             let token = keys.secret(&b.webhook_token, &b.webhook_token_env, "webhook_token")?;
+            let loopback = listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+            if !loopback && token.0.is_empty() && b.webhook_open != Some(true) {
+                return Err(keys.invalid(
+                    "webhook_token",
+                    format!(
+                        "a token: a webhook listening on {listen} (not loopback) would take events from anyone. \
+                         Set webhook_token if the implementation sends one, listen on 127.0.0.1 (behind a proxy \
+                         that checks the sender), or set webhook_open = true to take that risk"
+                    ),
+                ));
+            }
             let guard = keys.guard(b.header_timeout_ms, b.max_connections)?;
             Events::Webhook { listen, path: b.path.clone().unwrap_or_else(|| "/".into()), guard, token }
         }

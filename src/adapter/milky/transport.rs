@@ -73,7 +73,7 @@ pub fn start(bot: Arc<Bot>, cfg: MilkyConfig, s: Start<'_>) -> std::io::Result<(
                 warn!(
                     bot = %bot.name,
                     %listen,
-                    "the Milky webhook listens beyond loopback with no webhook_token: anyone who can reach {listen} can post events; listen on 127.0.0.1 or set webhook_token (if the implementation sends one)"
+                    "the Milky webhook listens beyond loopback with no webhook_token (webhook_open = true): anyone who can reach {listen} can post events"
                 );
             }
             s.tasks.spawn(log_impl_info(bot.clone()));
