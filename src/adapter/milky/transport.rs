@@ -180,8 +180,9 @@ impl Lost {
     }
 }
 
-/// Reads events until the socket ends (`Some(why)`) or shutdown (`None`). Only an event resets
-/// `retry`: a socket closed as soon as it opens keeps backing off.
+/// Reads events until the socket ends (`Some(why)`) or shutdown (`None`). An event, or a ping
+/// or pong (a quiet connection that works), resets `retry`: a socket closed as soon as it opens
+/// keeps backing off.
 async fn read_ws<S: AsyncRead + AsyncWrite + Unpin>(
     bot: &Arc<Bot>,
     max_frame_bytes: usize,
@@ -239,7 +240,11 @@ async fn read_ws<S: AsyncRead + AsyncWrite + Unpin>(
             Message::Text(t) => Bytes::from(t),
             Message::Binary(b) => b,
             Message::Close(c) => return Some(Lost::closed(c)),
-            _ => continue,
+            Message::Ping(_) | Message::Pong(_) => {
+                retry.reset();
+                continue;
+            }
+            Message::Frame(_) => continue,
         };
         retry.reset();
         if data.len() > max_frame_bytes {
@@ -329,12 +334,16 @@ mod tests {
     /// back-off where it was, and says why; one that delivered an event first resets it. The
     /// server's frames are written as raw bytes into a pipe before the reader starts.
     #[tokio::test]
-    async fn only_an_event_resets_the_back_off_and_a_refusal_is_named() {
+    async fn only_a_working_socket_resets_the_back_off_and_a_refusal_is_named() {
         // An unmasked close frame: 1008 (0x03f0) and "Unauthorized", as a server sends it.
         let mut close = vec![0x88, 14, 0x03, 0xf0];
         close.extend_from_slice(b"Unauthorized");
         let event = [0x81, 2, b'{', b'}'];
-        for (frames, reset) in [(close.clone(), false), ([&event[..], &close].concat(), true)] {
+        // A pong: the answer to our ping on a quiet connection that works.
+        let pong = [0x8a, 0];
+        for (frames, reset) in
+            [(close.clone(), false), ([&event[..], &close].concat(), true), ([&pong[..], &close].concat(), true)]
+        {
             let (ours, mut theirs) = tokio::io::duplex(4096);
             theirs.write_all(&frames).await.unwrap();
             let ws = WebSocketStream::from_raw_socket(ours, Role::Client, None).await;
