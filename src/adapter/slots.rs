@@ -298,6 +298,7 @@ mod agreement {
     fn heads_accept_exactly_what_a_full_parse_accepts() {
         let gateway = br#"{"op":0,"s":2,"t":"GROUP_AT_MESSAGE_CREATE","id":"E","d":{"id":"M","content":" hi\"","timestamp":"2026-12-01T00:00:00+08:00","group_openid":"G","author":{"member_openid":"U","x":[1,{"y":null}]},"z":-1.5e3}}"#;
         let milky_frame = br#"{"time":1,"self_id":1,"event_type":"message_receive","data":{"message_scene":"group","peer_id":2,"message_seq":3,"sender_id":4,"segments":[{"type":"text","data":{"text":"a\u00e9"}},{"type":"mention","data":{"user_id":1}}],"group":{"n":true}}}"#;
+        let onebot_frame = br#"{"time":1,"self_id":1,"post_type":"message","message_type":"group","sub_type":"normal","message_id":5,"group_id":2,"user_id":"3","message":[{"type":"at","data":{"qq":"1"}},{"type":"text","data":{"text":"a\u00e9"}}],"sender":{"card":"c"},"echo":null}"#;
         let bytes = [b'"', b'{', b'}', b'[', b']', b',', b':', b'\\', b'0', b'-', b'e', b'n', b' ', 0xff, 0xc3];
         let mut checked = 0;
         // Read, and decoded when it is an object: decoding what a head read never panics.
@@ -319,7 +320,18 @@ mod agreement {
             }
             Ok(object)
         }
-        for (frame, read) in [(&gateway[..], qq as fn(&[u8]) -> _), (&milky_frame[..], milky)] {
+        fn onebot(text: &[u8]) -> serde_json::Result<bool> {
+            let bot = crate::bot::Bot::detached("onebot", &crate::adapter::onebot11::PROTOCOL);
+            let head = crate::adapter::onebot11::payload::read_head(text)?;
+            let object = head.is_some();
+            if let Some(head) = head {
+                let _ = crate::adapter::onebot11::decode(&bot, head, crate::event::Raw::text(text), 1);
+            }
+            Ok(object)
+        }
+        for (frame, read) in
+            [(&gateway[..], qq as fn(&[u8]) -> _), (&milky_frame[..], milky), (&onebot_frame[..], onebot)]
+        {
             for v in variants(frame, &bytes) {
                 let whole = serde_json::from_slice::<serde_json::Value>(&v);
                 let head = read(&v);

@@ -447,6 +447,15 @@ mod tests {
             let text = bytes::Bytes::from(frame.to_string());
             let head = read_head(&text).unwrap().unwrap();
             let lazy = super::decode(&bot(), head, Raw::text(&text), 1).unwrap();
+            // What the frame says, read from the tree: a slot read from the wrong member shows.
+            let member = |k: &str| frame.get(k).cloned().unwrap_or(Value::Null);
+            assert_eq!(
+                [&lazy.user_id, &lazy.group_id, &lazy.message_id],
+                [&member("user_id"), &member("group_id"), &member("message_id")]
+            );
+            let parts = ["post_type", "message_type", "notice_type", "request_type", "meta_event_type", "sub_type"];
+            let name: Vec<&str> = parts.iter().filter_map(|k| frame.get(*k).and_then(Value::as_str)).collect();
+            assert_eq!(lazy.name, name.join("."), "{frame}");
             // A POSTed event, a test's or the console's: the whole tree is the raw event.
             let whole = decode_event(&bot(), frame.clone(), 1).unwrap();
             // An array message is read from the raw text if asked for; a CQ string is parsed here.
