@@ -208,9 +208,11 @@ pub fn intents_for(names: &[String]) -> (u32, Vec<&'static str>) {
         if named || (caught && !RESTRICTED_BITS.contains(&bit)) {
             bits |= 1 << bit;
         } else if caught {
-            left_out.push(ev.name);
+            left_out.push((ev.name, bit));
         }
     }
+    // An event whose bit another handler asked for arrives all the same.
+    let left_out = left_out.into_iter().filter(|(_, bit)| bits & (1 << bit) == 0).map(|(name, _)| name).collect();
     (bits, left_out)
 }
 
@@ -410,6 +412,9 @@ mod tests {
         assert_eq!(left_out, ["qq.MESSAGE_CREATE", "qq.GROUP_MEMBER_ADD"]);
         // Named itself, it is asked for.
         assert_eq!(bits(&["qq.MESSAGE_CREATE", "qq.GROUP_MEMBER_ADD"]), 1 << 9 | 1 << 24);
+        // A sibling named itself brings the bit: nothing is left out.
+        let (both, left_out) = intents_for(&names(&["member.increase", "qq.GROUP_MEMBER_REMOVE"]));
+        assert_eq!((both, left_out), (1 << 24, vec![]));
         // Everything, by the namespace: none of the restricted bits.
         let all = bits(&["qq"]);
         assert!(RESTRICTED_BITS.iter().all(|bit| all & (1 << bit) == 0), "{all:b}");
