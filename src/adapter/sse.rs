@@ -42,14 +42,16 @@ pub async fn run(bot: Arc<Bot>, source: Source, handle: &mut Handler<'_>, shutdo
     let client = crate::tls::http_client(&source.tls);
     let mut retry = Retry::new(source.backoff);
     let url = source.url.clone();
+    // Encoded as the WebSocket's is: a space as %20, not the `+` of form encoding.
+    let target = if source.token_in_query && !source.token.0.is_empty() {
+        crate::adapter::ws_client::with_token_query(&url, &source.token.0)
+    } else {
+        url.clone()
+    };
     loop {
-        let mut request = client.get(&url).header("Accept", "text/event-stream");
-        if !source.token.0.is_empty() {
-            request = if source.token_in_query {
-                request.query(&[("access_token", source.token.0.as_str())])
-            } else {
-                request.bearer_auth(&source.token.0)
-            };
+        let mut request = client.get(&target).header("Accept", "text/event-stream");
+        if !source.token_in_query && !source.token.0.is_empty() {
+            request = request.bearer_auth(&source.token.0);
         }
         let response = tokio::select! {
             _ = shutdown.cancelled() => return,

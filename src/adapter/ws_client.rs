@@ -24,6 +24,15 @@ pub enum TokenIn {
 /// Connects to `url`, sending `token` (when not empty) as `token_in` says. Frames are limited
 /// per message by the caller (an oversized one is skipped with a log line, not a dropped
 /// connection); tungstenite's own cap is a backstop of four times `max_frame_bytes`.
+/// `url` with `access_token=<token>` added to its query. The token is encoded as a query
+/// component, so `+ / = & #` and spaces arrive as written; a space goes as %20, which form
+/// decoding and plain percent decoding both read back (`+` would not be).
+pub fn with_token_query(url: &str, token: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let token = url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>().replace('+', "%20");
+    format!("{url}{sep}access_token={token}")
+}
+
 pub async fn connect(
     url: &str,
     token: &str,
@@ -32,13 +41,7 @@ pub async fn connect(
     tls: &crate::tls::ClientTls,
 ) -> Result<Socket, String> {
     let url = match token_in {
-        TokenIn::Query if !token.is_empty() => {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            // Encoded as a query component, so `+ / = & #` and spaces arrive as written; a space
-            // goes as %20, which form decoding and plain percent decoding both read back.
-            let token = url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>().replace('+', "%20");
-            format!("{url}{sep}access_token={token}")
-        }
+        TokenIn::Query if !token.is_empty() => with_token_query(url, token),
         _ => url.to_owned(),
     };
     let mut request = url.as_str().into_client_request().map_err(|e| e.to_string())?;

@@ -241,6 +241,9 @@ async fn a_token_in_the_query_arrives_intact() {
         let rt = Running::start(&config(&fake.url, &lines), &[]);
         let opened = fake.opened().await;
         assert_eq!((opened.kind, opened.query_token.as_deref()), (events, Some(token)));
+        // A space as %20, not form encoding's `+`, which a plain percent decoder keeps as `+`.
+        let sent = "access_token=a%2Bb%2Fc%3Dd%26e%23f%20g%2520%3F";
+        assert_eq!(opened.raw_query.as_deref(), Some(sent), "over {events}");
         rt.stop().await;
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::{Message, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -52,6 +52,8 @@ pub struct Opened {
     pub authorization: Option<String>,
     /// The `access_token` query parameter, if any.
     pub query_token: Option<String>,
+    /// The query as sent, still encoded.
+    pub raw_query: Option<String>,
 }
 
 #[derive(Clone)]
@@ -202,6 +204,7 @@ async fn event(
     State(shared): State<Shared>,
     headers: HeaderMap,
     Query(query): Query<std::collections::HashMap<String, String>>,
+    RawQuery(raw_query): RawQuery,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = ws.ok();
@@ -213,7 +216,7 @@ async fn event(
     let (tx, mut rx) = mpsc::unbounded_channel::<Option<String>>();
     *shared.stream.lock().expect("lock") = Some(tx);
     let kind = if ws.is_some() { "ws" } else { "sse" };
-    let _ = shared.opened.send(Opened { kind, authorization, query_token });
+    let _ = shared.opened.send(Opened { kind, authorization, query_token, raw_query });
     match ws {
         Some(ws) => ws.on_upgrade(move |mut socket| async move {
             while let Some(Some(text)) = rx.recv().await {
