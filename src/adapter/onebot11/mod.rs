@@ -143,7 +143,8 @@ pub fn decode_response(mut v: Value) -> Result<Value, (i64, String)> {
 }
 
 /// A response's outcome from its envelope: `data` (`null` when absent), or its code and the
-/// first error text that is not empty.
+/// first error text that is not empty. `status: "async"` (retcode 1) is the OneBot 11 standard's
+/// "taken, to be done later" (an `_async` action): a success whose result nobody will know.
 fn outcome(
     retcode: Option<i64>,
     status: Option<&str>,
@@ -151,7 +152,7 @@ fn outcome(
     data: Option<Value>,
 ) -> Result<Value, (i64, String)> {
     let retcode = retcode.unwrap_or(0);
-    if status != Some("failed") && retcode == 0 {
+    if status == Some("async") || (status != Some("failed") && retcode == 0) {
         return Ok(data.unwrap_or(Value::Null));
     }
     let message = messages.into_iter().flatten().find(|s| !s.is_empty()).unwrap_or("no error message given");
@@ -553,6 +554,12 @@ mod tests {
             assert_eq!(decode_response(body), Err((100, "bad".to_owned())));
         }
         assert_eq!(decode_response(json!({"status": "ok", "retcode": 0, "data": {"a": 1}})), Ok(json!({"a": 1})));
+        // Taken to be done later (an `_async` action): a success, over HTTP and over a socket.
+        let taken = json!({"status": "async", "retcode": 1, "data": null, "echo": 7});
+        assert_eq!(decode_response(taken.clone()), Ok(Value::Null));
+        let text = taken.to_string();
+        let head = read_head(text.as_bytes()).unwrap().unwrap();
+        assert_eq!(head.response(), Ok(Value::Null));
     }
 
     #[test]
