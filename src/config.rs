@@ -601,6 +601,16 @@ impl BotKeys<'_> {
         Ok(listen)
     }
 
+    /// The `path` key of a receiver (default `/`): a plain path, since it becomes a route, which
+    /// takes `{..}` and `*` as captures and refuses a segment starting with `:`.
+    pub fn route_path(&self, value: &Option<String>) -> Result<String, ConfigError> {
+        let path = value.clone().unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') || path.contains(['{', '}', '*', '?', '#']) || path.contains("/:") {
+            return Err(self.invalid("path", format!("a plain path starting with /, e.g. \"/onebot\", got \"{path}\"")));
+        }
+        Ok(path)
+    }
+
     /// The `url` key, which must start with one of `schemes` (`example` shows a good one).
     pub fn url(&self, value: &Option<String>, schemes: &[&str], example: &str) -> Result<String, ConfigError> {
         let url = value
@@ -781,6 +791,23 @@ mod tests {
         }
         assert!(kinds.iter().any(|k| matches!(k, BotKind::Milky(_))), "the Milky block");
         assert!(kinds.iter().any(|k| matches!(k, BotKind::Qq(_))), "the official-platform block");
+    }
+
+    #[test]
+    fn a_receivers_path_is_a_plain_path_for_every_protocol() {
+        let bots = [
+            "protocol = \"onebot11\"\ntransport = \"http\"\nurl = \"http://h\"\nevents = \"post\"\nlisten = \"127.0.0.1:0\"",
+            "protocol = \"milky\"\nurl = \"http://h\"\nevents = \"webhook\"\nlisten = \"127.0.0.1:0\"",
+            "protocol = \"qq\"\napp_id = \"1\"\nsecret = \"s\"\nevents = \"webhook\"\nlisten = \"127.0.0.1:0\"",
+        ];
+        for bot in bots {
+            assert!(parse(&format!("[[bot]]\n{bot}\npath = \"/hook/in\"\n")).is_ok(), "{bot}");
+            // Each of these made the router panic at start instead.
+            for bad in ["onebot", "/:id", "/{id}", "/a/*rest"] {
+                let e = parse(&format!("[[bot]]\n{bot}\npath = \"{bad}\"\n")).unwrap_err().to_string();
+                assert!(e.contains("`bot[0].path`") && e.contains("a plain path"), "{bot} {bad}: {e}");
+            }
+        }
     }
 
     #[test]

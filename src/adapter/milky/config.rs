@@ -129,7 +129,7 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<MilkyConfig, ConfigErr
                 ));
             }
             let guard = keys.guard(b.header_timeout_ms, b.max_connections)?;
-            Events::Webhook { listen, path: b.path.clone().unwrap_or_else(|| "/".into()), guard, token }
+            Events::Webhook { listen, path: keys.route_path(&b.path)?, guard, token }
         }
     };
     Ok(MilkyConfig {

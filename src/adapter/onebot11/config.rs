@@ -151,7 +151,7 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<OneBotConfig, ConfigEr
                 EventsName::Sse => HttpEvents::Sse,
                 EventsName::Post => HttpEvents::Post {
                     listen: listen()?,
-                    path: b.path.clone().unwrap_or_else(|| "/".into()),
+                    path: keys.route_path(&b.path)?,
                     secret: keys.secret(&b.secret, &b.secret_env, "secret")?,
                     quick_timeout: Duration::from_millis(b.quick_timeout_ms.unwrap_or(3000)),
                 },

@@ -184,12 +184,7 @@ pub fn validate(b: &RawBot, keys: &BotKeys<'_>) -> Result<QqConfig, ConfigError>
                 }
                 _ => return Err(keys.invalid("tls_cert", "tls_cert and tls_key together, or neither".into())),
             };
-            let path = b.path.clone().unwrap_or_else(|| "/".into());
-            if !path.starts_with('/') || path.contains(['{', '}', '*', '?', '#']) {
-                return Err(
-                    keys.invalid("path", format!("a plain path starting with /, e.g. \"/qqbot\", got \"{path}\""))
-                );
-            }
+            let path = keys.route_path(&b.path)?;
             Events::Webhook { listen, path, guard, tls }
         }
     };
