@@ -249,7 +249,10 @@ pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Even
         _ => (Summary::default(), None),
     };
     let field = |slot: Option<Field<'_>>| slot.map_or(Value::Null, Field::into_value);
-    let (user_id, group_id, message_id) = (field(head.user_id), field(head.group_id), field(head.message_id));
+    // A private message is not in a group, though NapCat names the group a temporary chat came
+    // from as `group_id` (the standard has it in group messages only).
+    let group_id = if is_message && message_type == Some("private") { None } else { head.group_id };
+    let (user_id, group_id, message_id) = (field(head.user_id), field(group_id), field(head.message_id));
     if self_id != 0 {
         bot.set_self_id(crate::bot::BotId::Number(self_id));
     }
@@ -352,15 +355,33 @@ pub fn reply_call(ev: &Event, message: Value) -> Result<(&'static str, Value), C
     let message = normalize_message(message);
     // A message's name is `post_type.message_type...`: no need to parse the raw event.
     let mut parts = ev.name.split('.');
-    let private = matches!(parts.next(), Some("message" | "message_sent")) && parts.next() == Some("private");
+    let (post_type, message_type) = (parts.next(), parts.next());
+    let private = matches!(post_type, Some("message" | "message_sent")) && message_type == Some("private");
+    if matches!(post_type, Some("message" | "message_sent")) && message_type == Some("guild") {
+        // go-cqhttp's guild channels: answered in the channel (its user ids are tiny ids, which
+        // no private message reaches).
+        let raw = ev.raw();
+        let member = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
+        let (guild_id, channel_id) = (member("guild_id"), member("channel_id"));
+        if !guild_id.is_null() && !channel_id.is_null() {
+            let params = object([("guild_id", guild_id), ("channel_id", channel_id), ("message", message)]);
+            return Ok(("send_guild_channel_msg", params));
+        }
+        return Err(CallError::NoTarget { event: ev.name.clone() });
+    }
     let in_group = !private && !ev.group_id.is_null();
     if in_group {
         return Ok(("send_group_msg", object([("group_id", ev.group_id.clone()), ("message", message)])));
     }
-    if !ev.user_id.is_null() {
-        return Ok(("send_private_msg", object([("user_id", ev.user_id.clone()), ("message", message)])));
+    // The bot's own private message names the bot as `user_id`; its peer is `target_id`.
+    let peer = match post_type {
+        Some("message_sent") => ev.raw().get("target_id").filter(|id| !id.is_null()).cloned(),
+        _ => None,
+    };
+    match peer.unwrap_or_else(|| ev.user_id.clone()) {
+        Value::Null => Err(CallError::NoTarget { event: ev.name.clone() }),
+        user => Ok(("send_private_msg", object([("user_id", user), ("message", message)]))),
     }
-    Err(CallError::NoTarget { event: ev.name.clone() })
 }
 
 #[cfg(test)]
@@ -568,6 +589,25 @@ mod tests {
         let (action, params) = reply_call(&ev, json!("pong")).unwrap();
         assert_eq!(action, "send_private_msg");
         assert_eq!(params, json!({"user_id": 7, "message": [{"type": "text", "data": {"text": "pong"}}]}));
+        let to = |ev: &Event| {
+            reply_call(ev, json!("x")).map(|(action, mut p)| {
+                let message = p.as_object_mut().and_then(|o| o.remove("message"));
+                (action, message, p)
+            })
+        };
+        // The bot's own private message: `user_id` is the bot, the peer is `target_id`.
+        let sent = decode(json!({"post_type": "message_sent", "message_type": "private", "self_id": 1,
+            "user_id": 1, "target_id": 2, "message_id": 5, "message": []}));
+        assert_eq!(to(&sent).unwrap().2, json!({"user_id": 2}));
+        // NapCat's temporary chat names the group it came from: still a private chat.
+        let temp = decode(json!({"post_type": "message", "message_type": "private", "sub_type": "group",
+            "user_id": 2, "group_id": 3, "message_id": 6, "message": []}));
+        assert_eq!((temp.group_id.clone(), to(&temp).unwrap().2), (Value::Null, json!({"user_id": 2})));
+        // go-cqhttp's guild channel message: answered in the channel, not to a tiny id.
+        let guild = decode(json!({"post_type": "message", "message_type": "guild", "sub_type": "channel",
+            "guild_id": "G", "channel_id": "C", "user_id": "144115218678093982", "message_id": "m", "message": []}));
+        assert_eq!(to(&guild).unwrap().0, "send_guild_channel_msg");
+        assert_eq!(to(&guild).unwrap().2, json!({"guild_id": "G", "channel_id": "C"}));
     }
 
     mod fuzz {
