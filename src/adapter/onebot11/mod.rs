@@ -256,7 +256,9 @@ pub fn decode(bot: &Arc<Bot>, head: Head<'_>, raw: Raw, via: u64) -> Result<Even
     if self_id != 0 {
         bot.set_self_id(crate::bot::BotId::Number(self_id));
     }
-    let at_me = summary.mentions(self_id);
+    // go-cqhttp's guild channels mention the bot by its tiny id.
+    let tiny_id = head.self_tiny_id.as_ref().and_then(|id| id.as_str().map_or_else(|| id.as_i64(), |t| t.parse().ok()));
+    let at_me = summary.mentions(self_id) || tiny_id.is_some_and(|id| summary.mentions(id));
     let Summary { text, reply_to, .. } = summary;
     let aliases = aliases(&name);
     let mut ev = Event::new(bot.clone(), name, aliases, raw);
@@ -608,6 +610,11 @@ mod tests {
             "guild_id": "G", "channel_id": "C", "user_id": "144115218678093982", "message_id": "m", "message": []}));
         assert_eq!(to(&guild).unwrap().0, "send_guild_channel_msg");
         assert_eq!(to(&guild).unwrap().2, json!({"guild_id": "G", "channel_id": "C"}));
+        // ... where the bot is @-mentioned by its tiny id.
+        let at = decode(json!({"post_type": "message", "message_type": "guild", "sub_type": "channel",
+            "self_id": 1, "self_tiny_id": "144115218678093999", "guild_id": "G", "channel_id": "C", "user_id": "2",
+            "message_id": "m", "message": [{"type": "at", "data": {"qq": "144115218678093999"}}]}));
+        assert!(at.at_me && !guild.at_me);
     }
 
     mod fuzz {

@@ -30,6 +30,8 @@ pub struct Head<'a> {
     pub sub_type: Option<Field<'a>>,
     /// The bot's account.
     pub self_id: Option<Field<'a>>,
+    /// The bot's account in go-cqhttp's guild channels, which @-mention it by this.
+    pub self_tiny_id: Option<Field<'a>>,
     /// A user.
     pub user_id: Option<Field<'a>>,
     /// A group.
@@ -74,6 +76,7 @@ impl<'de> Members<'de> for Head<'de> {
             "meta_event_type" => &mut self.meta_event_type,
             "sub_type" => &mut self.sub_type,
             "self_id" => &mut self.self_id,
+            "self_tiny_id" => &mut self.self_tiny_id,
             "user_id" => &mut self.user_id,
             "group_id" => &mut self.group_id,
             "message_id" => &mut self.message_id,
@@ -116,6 +119,7 @@ impl Head<'_> {
             meta_event_type: own(self.meta_event_type),
             sub_type: own(self.sub_type),
             self_id: own(self.self_id),
+            self_tiny_id: own(self.self_tiny_id),
             user_id: own(self.user_id),
             group_id: own(self.group_id),
             message_id: own(self.message_id),
