@@ -61,14 +61,6 @@ impl Field<'_> {
             Field::Other(value) => value,
         }
     }
-
-    /// The field with its text its own.
-    pub fn into_owned(self) -> Field<'static> {
-        match self {
-            Field::Text(text) => Field::Text(Cow::Owned(text.into_owned())),
-            Field::Other(value) => Field::Other(value),
-        }
-    }
 }
 
 /// The slot's text when it is a short name part ([`is_name_part`]); otherwise why not, naming
@@ -302,33 +294,22 @@ mod agreement {
         let bytes = [b'"', b'{', b'}', b'[', b']', b',', b':', b'\\', b'0', b'-', b'e', b'n', b' ', 0xff, 0xc3];
         let mut checked = 0;
         // Read, and decoded when it is an object: decoding what a head read never panics.
-        fn qq(text: &[u8]) -> serde_json::Result<bool> {
-            let bot = crate::bot::Bot::detached("qq", &crate::adapter::qq::PROTOCOL);
-            let head = crate::adapter::qq::payload::read_head(text)?;
-            let object = head.is_some();
-            if let Some(head) = head {
-                let _ = crate::adapter::qq::decode::decode(&bot, head, crate::event::Raw::text(text), 1);
-            }
-            Ok(object)
+        macro_rules! reader {
+            ($name:ident, $adapter:ident, $decode:path) => {
+                fn $name(text: &[u8]) -> serde_json::Result<bool> {
+                    let bot = crate::bot::Bot::detached(stringify!($name), &crate::adapter::$adapter::PROTOCOL);
+                    let head = crate::adapter::$adapter::payload::read_head(text)?;
+                    let object = head.is_some();
+                    if let Some(head) = head {
+                        let _ = $decode(&bot, head, crate::event::Raw::text(text), 1);
+                    }
+                    Ok(object)
+                }
+            };
         }
-        fn milky(text: &[u8]) -> serde_json::Result<bool> {
-            let bot = crate::bot::Bot::detached("milky", &crate::adapter::milky::PROTOCOL);
-            let head = crate::adapter::milky::payload::read_head(text)?;
-            let object = head.is_some();
-            if let Some(head) = head {
-                let _ = crate::adapter::milky::decode(&bot, head, crate::event::Raw::text(text), 1);
-            }
-            Ok(object)
-        }
-        fn onebot(text: &[u8]) -> serde_json::Result<bool> {
-            let bot = crate::bot::Bot::detached("onebot", &crate::adapter::onebot11::PROTOCOL);
-            let head = crate::adapter::onebot11::payload::read_head(text)?;
-            let object = head.is_some();
-            if let Some(head) = head {
-                let _ = crate::adapter::onebot11::decode(&bot, head, crate::event::Raw::text(text), 1);
-            }
-            Ok(object)
-        }
+        reader!(qq, qq, crate::adapter::qq::decode::decode);
+        reader!(milky, milky, crate::adapter::milky::decode);
+        reader!(onebot, onebot11, crate::adapter::onebot11::decode);
         for (frame, read) in
             [(&gateway[..], qq as fn(&[u8]) -> _), (&milky_frame[..], milky), (&onebot_frame[..], onebot)]
         {

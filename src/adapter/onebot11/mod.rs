@@ -180,7 +180,9 @@ pub struct Malformed {
 /// message without a group: name parts must be short identifiers; messages need `user_id`
 /// (and `group_id` in a group); requests need a `flag`; `group_*` notices need `group_id`.
 pub fn decode_event(bot: &Arc<Bot>, raw: Value, via: u64) -> Result<Event, Malformed> {
-    let head = Head::of_tree(&raw).unwrap_or_default();
+    // Read from its text, as a frame is (the head borrows the text, so the tree can move on).
+    let text = raw.to_string();
+    let head = payload::read_head(text.as_bytes()).ok().flatten().unwrap_or_default();
     decode(bot, head, raw.into(), via)
 }
 
@@ -428,7 +430,10 @@ mod tests {
         let a = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 7, "time": 1});
         let b = json!({"post_type": "message", "message_type": "group", "self_id": "1", "message_id": "7", "time": 2});
         let c = json!({"post_type": "message", "message_type": "group", "self_id": 1, "message_id": 8, "time": 1});
-        let identity = |v: &Value, post_type| identity(&Head::of_tree(v).unwrap(), &Raw::from(v.clone()), post_type);
+        let identity = |v: &Value, post_type| {
+            let text = v.to_string();
+            identity(&read_head(text.as_bytes()).unwrap().unwrap(), &Raw::from(v.clone()), post_type)
+        };
         assert_eq!(identity(&a, "message"), identity(&b, "message"), "ids as numbers or strings are one id");
         assert_ne!(identity(&a, "message"), identity(&c, "message"));
         let poke = |target: i64| json!({"post_type": "notice", "notice_type": "notify", "sub_type": "poke", "time": 1, "target_id": target});

@@ -100,41 +100,6 @@ impl<'de> Members<'de> for Head<'de> {
 }
 
 impl Head<'_> {
-    /// The head of an event or response handed over as a tree (a POSTed event, the console, a
-    /// test), owning its text.
-    pub fn of_tree(tree: &serde_json::Value) -> Option<Head<'static>> {
-        let text = tree.to_string();
-        let head = read_head(text.as_bytes()).ok().flatten()?;
-        Some(head.into_owned())
-    }
-
-    /// The head with its text its own.
-    fn into_owned(self) -> Head<'static> {
-        let own = |slot: Option<Field<'_>>| slot.map(Field::into_owned);
-        Head {
-            post_type: own(self.post_type),
-            message_type: own(self.message_type),
-            notice_type: own(self.notice_type),
-            request_type: own(self.request_type),
-            meta_event_type: own(self.meta_event_type),
-            sub_type: own(self.sub_type),
-            self_id: own(self.self_id),
-            self_tiny_id: own(self.self_tiny_id),
-            user_id: own(self.user_id),
-            group_id: own(self.group_id),
-            message_id: own(self.message_id),
-            flag: own(self.flag),
-            interval: own(self.interval),
-            message: self.message,
-            echo: own(self.echo),
-            status: own(self.status),
-            retcode: own(self.retcode),
-            data: own(self.data),
-            wording: own(self.wording),
-            msg: own(self.msg),
-        }
-    }
-
     /// A response's outcome: its `data`, or its code and error text.
     pub fn response(self) -> Result<serde_json::Value, (i64, String)> {
         let Head { retcode, status, data, message, wording, msg, .. } = self;
@@ -193,14 +158,5 @@ mod tests {
         assert!(head.flag.is_none());
         assert!(read_head(b"[1]").unwrap().is_none());
         assert!(read_head(b"{\"sender\":{\"card\":\"\xff\"}}").is_err(), "what is skipped is checked");
-    }
-
-    #[test]
-    fn a_tree_gives_the_head_its_text_gives() {
-        let tree = serde_json::json!({"post_type": "request", "request_type": "friend", "user_id": 2, "flag": "f"});
-        let head = Head::of_tree(&tree).unwrap();
-        assert_eq!(head.flag.as_ref().and_then(Field::as_str), Some("f"));
-        assert_eq!(head.user_id.as_ref().and_then(Field::as_i64), Some(2));
-        assert!(Head::of_tree(&serde_json::json!("text")).is_none());
     }
 }
